@@ -1,0 +1,216 @@
+//! Supervising one run: spawn, read, forward signals, reap, drain, account.
+
+use std::io;
+use std::os::unix::process::ExitStatusExt;
+use std::os::unix::thread::JoinHandleExt;
+use std::process::ExitStatus;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::config::RunConfig;
+use crate::format::Encoder;
+use crate::reader::{self, ReadReport, ReaderConfig};
+use crate::signals::{self, SignalSet};
+use crate::sink::{LogSink, OpenError};
+use crate::spawn::{self, SpawnError};
+use crate::stats::{Counts, PerStream, Stream};
+use crate::summary::{
+    DrainReport, ExitReport, FilesSummary, MonitorUsage, StreamsSummary, Summary,
+};
+use crate::sys;
+
+/// Why a run could not take place.
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    #[error("cannot set up signal handling: {0}")]
+    Signals(#[source] io::Error),
+    #[error(transparent)]
+    Log(#[from] OpenError),
+    #[error(transparent)]
+    Spawn(#[from] SpawnError),
+    #[error("cannot start a reader thread: {0}")]
+    Thread(#[source] io::Error),
+    #[error("cannot wait for the child: {0}")]
+    Wait(#[source] io::Error),
+}
+
+impl CaptureError {
+    /// The exit code for weir when the run failed before the child ran.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            CaptureError::Spawn(e) => e.exit_code(),
+            _ => 125,
+        }
+    }
+}
+
+/// How often the supervisor looks at its readers while draining.
+const DRAIN_POLL: Duration = Duration::from_millis(5);
+
+/// Runs `config.command` to completion, capturing its output, and returns
+/// the account of the run.
+///
+/// Must be called before the process starts other threads: the supervised
+/// signals are blocked here and every thread started afterwards inherits
+/// that mask, so they reach the supervisor alone.
+pub fn run(config: &RunConfig) -> Result<Summary, CaptureError> {
+    let supervised = SignalSet::supervised();
+    supervised.block().map_err(CaptureError::Signals)?;
+    signals::install_wakeup_handler().map_err(CaptureError::Signals)?;
+
+    let sink = Arc::new(Mutex::new(LogSink::open(
+        &config.log_path,
+        config.format,
+        config.rotation.clone(),
+    )?));
+    let spawned = spawn::spawn(config)?;
+    if let Some(warning) = &spawned.pipe_warning {
+        eprintln!("weir: {warning}");
+    }
+    let pipe_size = spawned.pipe_capacity;
+    let reader_config = ReaderConfig {
+        max_line: config.max_line,
+        pipe_capacity: spawned.pipe_capacity,
+        max_latency: config.max_latency,
+        is_tty: config.tty,
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let (done_tx, done_rx) = mpsc::channel::<Stream>();
+    let mut readers = Vec::new();
+    for (stream, fd) in spawned.outputs {
+        let (sink, stop, done_tx) = (Arc::clone(&sink), Arc::clone(&stop), done_tx.clone());
+        let reader_config = reader_config.clone();
+        let encoder = Encoder::new(config.format, stream);
+        let handle = thread::Builder::new()
+            .name(format!("weir-{}", stream.as_str()))
+            .spawn(move || {
+                let report = reader::read_stream(fd, encoder, &sink, &reader_config, &stop);
+                let _ = done_tx.send(stream);
+                report
+            })
+            .map_err(CaptureError::Thread)?;
+        readers.push(handle);
+    }
+    drop(done_tx);
+
+    let mut child = spawned.child;
+    let pid = child.id();
+    let mut status: Option<ExitStatus> = None;
+    let mut running = readers.len();
+    let mut drain_deadline = None;
+    let mut timed_out = false;
+    loop {
+        while done_rx.try_recv().is_ok() {
+            running -= 1;
+        }
+        if status.is_some() && running == 0 {
+            break;
+        }
+        if drain_deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+            timed_out = true;
+            eprintln!(
+                "weir: the child exited but its descendants still hold its output open after {:?}; \
+                 stopped reading",
+                config.drain_timeout
+            );
+            stop_readers(&readers, &stop, &done_rx, running);
+            break;
+        }
+        let wait = if status.is_none() {
+            Duration::from_millis(200)
+        } else {
+            DRAIN_POLL
+        };
+        if let Some(signal) = supervised.wait(wait) {
+            if signal != libc::SIGCHLD && status.is_none() {
+                if let Err(e) = signals::send(pid, signal) {
+                    eprintln!(
+                        "weir: cannot forward {} to {pid}: {e}",
+                        signals::name(signal)
+                    );
+                }
+            }
+        }
+        if status.is_none() {
+            if let Some(exit) = child.try_wait().map_err(CaptureError::Wait)? {
+                status = Some(exit);
+                drain_deadline = Some(Instant::now() + config.drain_timeout);
+            }
+        }
+    }
+
+    let mut read = PerStream::<Counts>::default();
+    for handle in readers {
+        let report: ReadReport = handle.join().expect("reader threads do not panic");
+        if let Some(error) = &report.error {
+            eprintln!(
+                "weir: reading the child's {}: {error}",
+                report.stream.as_str()
+            );
+        }
+        *read.get_mut(report.stream) = report.read;
+    }
+    let sink = Arc::try_unwrap(sink)
+        .map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner()))
+        .unwrap_or_else(|_| unreachable!("all readers have been joined"));
+    let report = sink.finish();
+    let status = status.expect("the loop ends only after the child exited");
+    let (cpu_seconds, max_rss_kib) = sys::own_usage();
+    Ok(Summary {
+        exit: exit_report(status),
+        streams: StreamsSummary {
+            stdout: Summary::stream_summary(*read.get(Stream::Stdout), &report, Stream::Stdout),
+            stderr: Summary::stream_summary(*read.get(Stream::Stderr), &report, Stream::Stderr),
+        },
+        files: FilesSummary {
+            live: report.live_path.clone(),
+            rotated: Summary::rotated_paths(&report.rotated),
+            deleted: report.deleted.clone(),
+        },
+        drain: DrainReport {
+            timed_out,
+            timeout_seconds: config.drain_timeout.as_secs_f64(),
+        },
+        pipe_size,
+        monitor: MonitorUsage {
+            cpu_seconds,
+            max_rss_kib,
+        },
+        unresolved_disk_trouble: report.unresolved_trouble,
+    })
+}
+
+/// Tells the readers still running to stop and interrupts their blocking
+/// reads until each has reported back.
+fn stop_readers(
+    readers: &[thread::JoinHandle<ReadReport>],
+    stop: &AtomicBool,
+    done: &mpsc::Receiver<Stream>,
+    mut running: usize,
+) {
+    stop.store(true, Ordering::Relaxed);
+    while running > 0 {
+        for handle in readers.iter().filter(|h| !h.is_finished()) {
+            signals::wake_thread(handle.as_pthread_t());
+        }
+        if done.recv_timeout(DRAIN_POLL).is_ok() {
+            running -= 1;
+        }
+    }
+}
+
+fn exit_report(status: ExitStatus) -> ExitReport {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => ExitReport { code, signal: None },
+        (None, Some(signal)) => ExitReport {
+            code: 128 + signal,
+            signal: Some(signal),
+        },
+        (None, None) => ExitReport {
+            code: 125,
+            signal: None,
+        },
+    }
+}

@@ -1,0 +1,109 @@
+//! Rendering records as log-file lines.
+//!
+//! Two formats: the CRI format the kubelet reads, and Docker's json-file for
+//! users coming from Docker. A batch of records shares one timestamp (the time
+//! of the read that produced them), so the constant head of every line is
+//! built once per batch and each record costs a couple of copies.
+
+pub mod cri;
+pub mod json_file;
+pub mod timestamp;
+
+pub use timestamp::Timestamp;
+
+use crate::framing::{Record, Tag};
+use crate::stats::Stream;
+
+/// The on-disk format of the log file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// `<time> <stream> <P|F> <content>` per line (Kubernetes CRI).
+    #[default]
+    Cri,
+    /// `{"log":"…","stream":"…","time":"…"}` per line (Docker json-file).
+    JsonFile,
+}
+
+/// Encodes records of one stream, one timestamp at a time.
+#[derive(Debug, Clone)]
+pub struct Encoder {
+    format: LogFormat,
+    stream: Stream,
+    head_full: Vec<u8>,
+    head_partial: Vec<u8>,
+    tail: Vec<u8>,
+}
+
+impl Encoder {
+    pub fn new(format: LogFormat, stream: Stream) -> Encoder {
+        let mut encoder = Encoder {
+            format,
+            stream,
+            head_full: Vec::with_capacity(64),
+            head_partial: Vec::with_capacity(64),
+            tail: Vec::with_capacity(64),
+        };
+        encoder.set_time(Timestamp::now());
+        encoder
+    }
+
+    pub fn stream(&self) -> Stream {
+        self.stream
+    }
+
+    /// Sets the timestamp of the records encoded from now on.
+    pub fn set_time(&mut self, time: Timestamp) {
+        let time = time.to_rfc3339();
+        self.head_full.clear();
+        self.head_partial.clear();
+        self.tail.clear();
+        match self.format {
+            LogFormat::Cri => {
+                for (head, tag) in [
+                    (&mut self.head_full, Tag::Full),
+                    (&mut self.head_partial, Tag::Partial),
+                ] {
+                    head.extend_from_slice(&time);
+                    head.push(b' ');
+                    head.extend_from_slice(self.stream.as_str().as_bytes());
+                    head.push(b' ');
+                    head.push(tag.as_byte());
+                    head.push(b' ');
+                }
+            }
+            LogFormat::JsonFile => {
+                self.head_full.extend_from_slice(b"{\"log\":\"");
+                self.tail.extend_from_slice(b"\",\"stream\":\"");
+                self.tail.extend_from_slice(self.stream.as_str().as_bytes());
+                self.tail.extend_from_slice(b"\",\"time\":\"");
+                self.tail.extend_from_slice(&time);
+                self.tail.extend_from_slice(b"\"}\n");
+            }
+        }
+    }
+
+    /// Appends one line for `record` to `out`.
+    #[inline]
+    pub fn encode(&self, record: &Record<'_>, out: &mut Vec<u8>) {
+        match self.format {
+            LogFormat::Cri => {
+                let head = match record.tag {
+                    Tag::Full => &self.head_full,
+                    Tag::Partial => &self.head_partial,
+                };
+                out.reserve(head.len() + record.content.len() + 1);
+                out.extend_from_slice(head);
+                out.extend_from_slice(record.content);
+                out.push(b'\n');
+            }
+            LogFormat::JsonFile => {
+                out.extend_from_slice(&self.head_full);
+                json_file::escape_into(record.content, out);
+                if record.app_bytes as usize > record.content.len() {
+                    out.extend_from_slice(b"\\n");
+                }
+                out.extend_from_slice(&self.tail);
+            }
+        }
+    }
+}

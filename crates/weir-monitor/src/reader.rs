@@ -1,0 +1,314 @@
+//! Draining one output stream of the child.
+//!
+//! Each stream gets a thread that blocks in `read(2)` and, once woken, keeps
+//! reading while `FIONREAD` says more is waiting, into a buffer at least as
+//! large as the pipe. It deliberately never polls the pipe: once a pipe has
+//! been polled, every later write into it pays for waking the poll queue.
+//!
+//! Between reads the thread sleeps a little while data trickles in, so that a
+//! writer issuing one `write(2)` per line fills the pipe for a while instead of
+//! waking weir for every line; the sleep is bounded by `max_latency` and by
+//! the time the writer would need to fill half the pipe at its observed rate,
+//! so the writer never finds the pipe full because of it.
+
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::format::{Encoder, Timestamp};
+use crate::framing::{Framer, Record};
+use crate::sink::{Batch, LogSink};
+use crate::stats::{Counts, Stream};
+use crate::sys;
+
+/// Encoded bytes gathered before the sink is called, bounding memory when a
+/// read of short lines expands many times over (empty lines gain ~40 bytes
+/// of CRI prefix each).
+pub const BATCH_LIMIT: usize = 512 << 10;
+
+/// Sleeps shorter than this are not worth a timer.
+const MIN_COALESCE_SLEEP: Duration = Duration::from_micros(200);
+
+/// How one reader behaves.
+#[derive(Debug, Clone)]
+pub struct ReaderConfig {
+    pub max_line: usize,
+    /// Capacity of the pipe being read; the read buffer is at least this big.
+    pub pipe_capacity: usize,
+    pub max_latency: Duration,
+    /// The stream is a terminal: EIO means the other side closed.
+    pub is_tty: bool,
+}
+
+/// What one reader saw.
+#[derive(Debug)]
+pub struct ReadReport {
+    pub stream: Stream,
+    /// Application bytes and lines read (all of them framed into records).
+    pub read: Counts,
+    /// A read error other than end of stream.
+    pub error: Option<io::Error>,
+    /// The reader was told to stop before end of stream (drain timeout).
+    pub stopped: bool,
+}
+
+/// Reads `fd` to end of stream (or until `stop` is set and the thread is
+/// woken), writing records of `stream` to `sink`.
+pub fn read_stream(
+    fd: OwnedFd,
+    encoder: Encoder,
+    sink: &Mutex<LogSink>,
+    config: &ReaderConfig,
+    stop: &AtomicBool,
+) -> ReadReport {
+    let stream = encoder.stream();
+    let mut reader = StreamReader {
+        fd,
+        framer: Framer::new(config.max_line),
+        encoder,
+        batch: Batch::new(stream, BATCH_LIMIT + config.max_line + 256),
+        sink,
+        read: Counts::default(),
+    };
+    let read_size = config.pipe_capacity.max(64 << 10);
+    // Untouched pages of a large zeroed allocation cost no memory until used.
+    let mut buf = vec![0u8; read_size + config.framer_slack()];
+    let mut filled = 0;
+    let mut error = None;
+    let mut stopped = false;
+    let mut cycle_start = Instant::now();
+    loop {
+        let before = filled;
+        match reader.fill(&mut buf, &mut filled, config.is_tty) {
+            Ok(Fill::Data) => {}
+            Ok(Fill::Eof) => break,
+            Ok(Fill::Interrupted) => {
+                if stop.load(Ordering::Relaxed) {
+                    stopped = true;
+                    break;
+                }
+                continue;
+            }
+            Err(e) => {
+                error = Some(e);
+                break;
+            }
+        }
+        let got = filled - before;
+        filled = reader.frame(&mut buf, filled);
+        reader.flush();
+        if stop.load(Ordering::Relaxed) {
+            stopped = true;
+            break;
+        }
+        let now = Instant::now();
+        let interval = now.duration_since(cycle_start);
+        cycle_start = now;
+        if filled > 0 {
+            // The writer stopped mid-line: give it `max_latency` to go on,
+            // then write what there is as a partial record.
+            sleep(config.max_latency);
+            if sys::bytes_available(reader.fd.as_raw_fd()).unwrap_or(0) == 0 {
+                reader.flush_idle(&buf[..filled]);
+                filled = 0;
+            }
+            continue;
+        }
+        let pause = coalescing_pause(got, interval, read_size, config.max_latency);
+        if pause >= MIN_COALESCE_SLEEP {
+            sleep(pause);
+        }
+    }
+    reader.finish(&buf[..filled]);
+    ReadReport {
+        stream,
+        read: reader.read,
+        error,
+        stopped,
+    }
+}
+
+impl ReaderConfig {
+    /// Room kept beyond a full read for the unframed tail of a line.
+    fn framer_slack(&self) -> usize {
+        self.max_line.max(1)
+    }
+}
+
+/// How long to let data accumulate after reading `got` bytes that took
+/// `interval` to arrive: long enough to batch many small writes, short
+/// enough that the writer fills at most half of the pipe meanwhile.
+fn coalescing_pause(
+    got: usize,
+    interval: Duration,
+    capacity: usize,
+    max_latency: Duration,
+) -> Duration {
+    if got == 0 || got >= capacity / 2 {
+        return Duration::ZERO;
+    }
+    let half_fill = interval.mul_f64((capacity / 2) as f64 / got as f64);
+    half_fill.min(max_latency)
+}
+
+/// One `nanosleep`, cut short by the wake-up signal (unlike std's sleep,
+/// which resumes after EINTR).
+fn sleep(duration: Duration) {
+    let ts = libc::timespec {
+        tv_sec: duration.as_secs() as libc::time_t,
+        tv_nsec: duration.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: a valid timespec; the remainder is not requested.
+    unsafe { libc::nanosleep(&ts, std::ptr::null_mut()) };
+}
+
+enum Fill {
+    Data,
+    Eof,
+    Interrupted,
+}
+
+struct StreamReader<'a> {
+    fd: OwnedFd,
+    framer: Framer,
+    encoder: Encoder,
+    batch: Batch,
+    sink: &'a Mutex<LogSink>,
+    read: Counts,
+}
+
+impl StreamReader<'_> {
+    /// Blocks for data, then takes everything already waiting, up to the end
+    /// of `buf`.
+    fn fill(&mut self, buf: &mut [u8], filled: &mut usize, is_tty: bool) -> io::Result<Fill> {
+        let fd = self.fd.as_raw_fd();
+        match sys::read(fd, &mut buf[*filled..]) {
+            Ok(0) => return Ok(Fill::Eof),
+            Ok(n) => *filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(Fill::Interrupted),
+            // A terminal whose last writer closed reports EIO, not EOF.
+            Err(e) if is_tty && e.raw_os_error() == Some(libc::EIO) => return Ok(Fill::Eof),
+            Err(e) => return Err(e),
+        }
+        while *filled < buf.len() && sys::bytes_available(fd).unwrap_or(0) > 0 {
+            match sys::read(fd, &mut buf[*filled..]) {
+                Ok(0) => break,
+                Ok(n) => *filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => break,
+                Err(_) => break,
+            }
+        }
+        Ok(Fill::Data)
+    }
+
+    /// Frames and encodes `buf[..filled]`, moves the unframed tail to the
+    /// front and returns its length.
+    fn frame(&mut self, buf: &mut [u8], filled: usize) -> usize {
+        self.encoder.set_time(Timestamp::now());
+        let used = {
+            let Self {
+                framer,
+                encoder,
+                batch,
+                sink,
+                read,
+                ..
+            } = self;
+            framer.frame(&buf[..filled], |record| {
+                add_record(encoder, batch, sink, read, &record);
+            })
+        };
+        buf.copy_within(used..filled, 0);
+        filled - used
+    }
+
+    fn flush_idle(&mut self, rest: &[u8]) {
+        self.encoder.set_time(Timestamp::now());
+        let Self {
+            framer,
+            encoder,
+            batch,
+            sink,
+            read,
+            ..
+        } = self;
+        framer.flush_idle(rest, |record| {
+            add_record(encoder, batch, sink, read, &record)
+        });
+        self.flush();
+    }
+
+    fn finish(&mut self, rest: &[u8]) {
+        self.encoder.set_time(Timestamp::now());
+        let Self {
+            framer,
+            encoder,
+            batch,
+            sink,
+            read,
+            ..
+        } = self;
+        framer.finish(rest, |record| {
+            add_record(encoder, batch, sink, read, &record)
+        });
+        self.flush();
+    }
+
+    fn flush(&mut self) {
+        write_out(self.sink, &mut self.batch);
+    }
+}
+
+#[inline]
+fn add_record(
+    encoder: &Encoder,
+    batch: &mut Batch,
+    sink: &Mutex<LogSink>,
+    read: &mut Counts,
+    record: &Record<'_>,
+) {
+    read.add(u64::from(record.app_bytes), record.lines());
+    encoder.encode(record, &mut batch.bytes);
+    batch.push_encoded(record);
+    if batch.bytes.len() >= BATCH_LIMIT {
+        write_out(sink, batch);
+    }
+}
+
+fn write_out(sink: &Mutex<LogSink>, batch: &mut Batch) {
+    if batch.is_empty() {
+        return;
+    }
+    sink.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .write_batch(batch);
+    batch.clear();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pause_is_bounded_by_latency_and_by_half_the_pipe() {
+        let cap = 1 << 20;
+        let max = Duration::from_millis(10);
+        // A trickle: wait the full latency bound.
+        assert_eq!(
+            coalescing_pause(100, Duration::from_millis(50), cap, max),
+            max
+        );
+        // 64 KiB arrived in 1 ms: half the pipe fills in 8 ms.
+        assert_eq!(
+            coalescing_pause(64 << 10, Duration::from_millis(1), cap, max),
+            Duration::from_millis(8)
+        );
+        // Half the pipe or more in one go: keep reading, no pause.
+        assert_eq!(
+            coalescing_pause(cap / 2, Duration::from_millis(1), cap, max),
+            Duration::ZERO
+        );
+    }
+}

@@ -1,0 +1,92 @@
+//! A run of encoded records of one stream, ready for one write.
+
+use crate::framing::{Record, Tag};
+use crate::stats::{Counts, Stream};
+
+/// Where one encoded record ends in the batch and what it stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordSpan {
+    /// Offset just past the record's line in [`Batch::bytes`].
+    pub end: usize,
+    /// Bytes of application output the record carries.
+    pub app_bytes: u32,
+    /// The record ends a line.
+    pub ends_line: bool,
+}
+
+/// Encoded records and their boundaries, so the sink can write the batch in
+/// one call yet split it at record boundaries for rotation or when the disk
+/// refuses part of it.
+#[derive(Debug)]
+pub struct Batch {
+    pub stream: Stream,
+    pub bytes: Vec<u8>,
+    pub spans: Vec<RecordSpan>,
+    total: Counts,
+}
+
+impl Batch {
+    pub fn new(stream: Stream, capacity: usize) -> Batch {
+        Batch {
+            stream,
+            bytes: Vec::with_capacity(capacity),
+            spans: Vec::with_capacity(capacity / 64),
+            total: Counts::default(),
+        }
+    }
+
+    /// Notes that the bytes just appended to [`Batch::bytes`] are `record`.
+    #[inline]
+    pub fn push_encoded(&mut self, record: &Record<'_>) {
+        let ends_line = record.tag == Tag::Full;
+        self.spans.push(RecordSpan {
+            end: self.bytes.len(),
+            app_bytes: record.app_bytes,
+            ends_line,
+        });
+        self.total
+            .add(u64::from(record.app_bytes), u64::from(ends_line));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    /// Application bytes and lines in the whole batch.
+    pub fn total(&self) -> Counts {
+        self.total
+    }
+
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.spans.clear();
+        self.total = Counts::default();
+    }
+
+    /// Offset where record `index` starts.
+    pub fn start_of(&self, index: usize) -> usize {
+        if index == 0 {
+            0
+        } else {
+            self.spans[index - 1].end
+        }
+    }
+
+    /// Application bytes and lines of records `range`.
+    pub fn counts(&self, range: std::ops::Range<usize>) -> Counts {
+        if range == (0..self.spans.len()) {
+            return self.total;
+        }
+        let mut counts = Counts::default();
+        for span in &self.spans[range] {
+            counts.add(u64::from(span.app_bytes), u64::from(span.ends_line));
+        }
+        counts
+    }
+
+    /// Number of whole records, from `first` on, that fit in `room` bytes.
+    pub fn records_within(&self, first: usize, room: usize) -> usize {
+        let limit = self.start_of(first).saturating_add(room);
+        self.spans[first..].partition_point(|span| span.end <= limit)
+    }
+}

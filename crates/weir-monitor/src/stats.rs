@@ -1,0 +1,117 @@
+//! Byte and line counters, per stream.
+//!
+//! Every byte the application writes is counted exactly once as read, and then
+//! exactly once as either written to a log file or dropped with a reason. The
+//! identity `read = written + dropped` is what the tests check to the byte.
+//! Bytes deleted later (rotation, someone removing the file) were written, so
+//! they are reported separately and are not part of the identity.
+
+use serde::Serialize;
+
+/// The output streams of a captured process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+impl Stream {
+    pub const ALL: [Stream; 2] = [Stream::Stdout, Stream::Stderr];
+
+    /// The name used in CRI and json-file records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Bytes and lines. A line is counted where it ends: at its `F` record.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    pub bytes: u64,
+    pub lines: u64,
+}
+
+impl Counts {
+    pub fn add(&mut self, bytes: u64, lines: u64) {
+        self.bytes += bytes;
+        self.lines += lines;
+    }
+
+    pub fn merge(&mut self, other: Counts) {
+        self.add(other.bytes, other.lines);
+    }
+
+    pub fn is_zero(&self) -> bool {
+        self.bytes == 0 && self.lines == 0
+    }
+}
+
+/// One value per stream.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PerStream<T> {
+    values: [T; 2],
+}
+
+impl<T> PerStream<T> {
+    pub fn get(&self, stream: Stream) -> &T {
+        &self.values[stream.index()]
+    }
+
+    pub fn get_mut(&mut self, stream: Stream) -> &mut T {
+        &mut self.values[stream.index()]
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (Stream, &T)> {
+        Stream::ALL.into_iter().zip(self.values.iter())
+    }
+}
+
+impl PerStream<Counts> {
+    pub fn total(&self) -> Counts {
+        let mut total = Counts::default();
+        for (_, c) in self.iter() {
+            total.merge(*c);
+        }
+        total
+    }
+}
+
+/// Why bytes were not stored. Only `disk` exists in the monitor today; the
+/// gate adds rate-limit reasons.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Dropped {
+    /// The log file could not be written: disk full, I/O error, read-only or
+    /// vanished directory.
+    pub disk: Counts,
+}
+
+impl Dropped {
+    pub fn total(&self) -> Counts {
+        self.disk
+    }
+}
+
+/// Bytes that reached a log file and were deleted afterwards.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Deleted {
+    /// Removed by rotation because more than `--log-max-files` existed.
+    pub rotation: Counts,
+    /// The file was removed by someone else while weir was writing it.
+    pub external: Counts,
+}
+
+/// What the writer side knows about one stream.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct WriteStats {
+    pub written: Counts,
+    pub dropped: Dropped,
+    pub deleted: Deleted,
+}

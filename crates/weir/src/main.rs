@@ -1,0 +1,38 @@
+//! `weir`: capture, budget, ship and collect logs and traces.
+
+mod bench;
+mod run_cmd;
+mod units;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "weir",
+    version,
+    about = "Log capture under a bandwidth budget, shipping and collection"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a command and capture its stdout/stderr into CRI (or json-file) logs.
+    Run(run_cmd::RunArgs),
+    /// Benchmarks that compare weir with its peers on this machine.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Run(args) => run_cmd::run(args),
+        Command::Bench(command) => bench::run(command),
+    };
+    ExitCode::from(code.clamp(0, 255) as u8)
+}
