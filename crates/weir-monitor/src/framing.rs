@@ -210,7 +210,7 @@ mod tests {
                 let last = i + 1 == records.len();
                 if *tag == Tag::Full {
                     lines += 1;
-                    if !(last && !input.ends_with(b"\n")) {
+                    if !last || input.ends_with(b"\n") {
                         rebuilt.push(b'\n');
                     }
                 }

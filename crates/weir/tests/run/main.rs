@@ -1,0 +1,7 @@
+//! End-to-end tests of `weir run`: real processes, real pipes, real files.
+
+mod common;
+mod disk;
+mod lifecycle;
+mod rotation;
+mod round_trip;

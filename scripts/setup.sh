@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs what building and testing weir needs on a fresh Debian machine
+# with the Rust toolchain: a C compiler (for benchmark writers), Python 3 (test
+# writers), mount/util-linux (the disk-full test's tmpfs) and procps (pkill).
+set -euo pipefail
+
+missing=()
+command -v cc >/dev/null || missing+=(gcc libc6-dev)
+command -v python3 >/dev/null || missing+=(python3)
+command -v mount >/dev/null || missing+=(mount)
+command -v pkill >/dev/null || missing+=(procps)
+if [ "${1:-}" = "--bench" ]; then
+    command -v conmon >/dev/null || missing+=(conmon)
+    command -v runc >/dev/null || missing+=(runc)
+    [ -x /bin/busybox ] && file -L /bin/busybox 2>/dev/null | grep -q static || missing+=(busybox-static)
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "setup: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+if ! rustup component list --installed 2>/dev/null | grep -q '^clippy'; then
+    rustup component add clippy rustfmt
+fi

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: formatting, lints, unit, property and
+# end-to-end tests. Installs what a fresh machine lacks first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+./scripts/setup.sh
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo test --workspace --locked
