@@ -107,3 +107,64 @@ impl Encoder {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever the encoder writes, the CRI parser reads back unchanged.
+        #[test]
+        fn cri_lines_parse_back_to_the_record(
+            content in proptest::collection::vec(any::<u8>().prop_filter("no newline", |b| *b != b'\n'), 0..200),
+            partial in any::<bool>(),
+            stderr in any::<bool>(),
+            secs in 0i64..4_000_000_000,
+            nanos in 0u32..1_000_000_000,
+        ) {
+            let stream = if stderr { Stream::Stderr } else { Stream::Stdout };
+            let tag = if partial { Tag::Partial } else { Tag::Full };
+            let mut encoder = Encoder::new(LogFormat::Cri, stream);
+            let time = Timestamp { secs, nanos };
+            encoder.set_time(time);
+            let mut out = Vec::new();
+            let record = Record { tag, content: &content, app_bytes: content.len() as u32 + 1 };
+            encoder.encode(&record, &mut out);
+            prop_assert_eq!(out.last(), Some(&b'\n'));
+            let parsed = cri::parse_line(&out[..out.len() - 1]).unwrap();
+            prop_assert_eq!(parsed.time, time);
+            prop_assert_eq!(parsed.stream, stream.as_str().as_bytes());
+            prop_assert_eq!(parsed.tag, tag);
+            prop_assert_eq!(parsed.content, &content[..]);
+        }
+    }
+
+    #[test]
+    fn json_file_lines_end_with_a_newline_only_for_terminated_lines() {
+        let mut encoder = Encoder::new(LogFormat::JsonFile, Stream::Stderr);
+        encoder.set_time(Timestamp { secs: 0, nanos: 1 });
+        let mut out = Vec::new();
+        encoder.encode(
+            &Record {
+                tag: Tag::Full,
+                content: b"a\"b",
+                app_bytes: 4,
+            },
+            &mut out,
+        );
+        encoder.encode(
+            &Record {
+                tag: Tag::Partial,
+                content: b"c",
+                app_bytes: 1,
+            },
+            &mut out,
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "{\"log\":\"a\\\"b\\n\",\"stream\":\"stderr\",\"time\":\"1970-01-01T00:00:00.000000001Z\"}\n\
+             {\"log\":\"c\",\"stream\":\"stderr\",\"time\":\"1970-01-01T00:00:00.000000001Z\"}\n"
+        );
+    }
+}

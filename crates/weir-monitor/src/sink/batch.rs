@@ -90,3 +90,46 @@ impl Batch {
         self.spans[first..].partition_point(|span| span.end <= limit)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch_of(lines: &[&[u8]]) -> Batch {
+        let mut batch = Batch::new(Stream::Stdout, 64);
+        for line in lines {
+            batch.bytes.extend_from_slice(line);
+            batch.push_encoded(&Record {
+                tag: Tag::Full,
+                content: &line[..line.len() - 1],
+                app_bytes: line.len() as u32,
+            });
+        }
+        batch
+    }
+
+    #[test]
+    fn splits_only_at_record_boundaries() {
+        let batch = batch_of(&[b"aaaa\n", b"bb\n", b"cccccc\n"]);
+        assert_eq!(batch.records_within(0, 4), 0);
+        assert_eq!(batch.records_within(0, 5), 1);
+        assert_eq!(batch.records_within(0, 9), 2);
+        assert_eq!(batch.records_within(1, 3), 1);
+        assert_eq!(batch.records_within(1, usize::MAX), 2);
+        assert_eq!(batch.start_of(2), 8);
+        assert_eq!(
+            batch.counts(1..3),
+            Counts {
+                bytes: 10,
+                lines: 2
+            }
+        );
+        assert_eq!(
+            batch.total(),
+            Counts {
+                bytes: 15,
+                lines: 3
+            }
+        );
+    }
+}
