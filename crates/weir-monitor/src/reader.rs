@@ -107,6 +107,10 @@ pub fn read_stream(
         let interval = now.duration_since(cycle_start);
         cycle_start = now;
         if filled > 0 {
+            if sys::bytes_available(reader.fd.as_raw_fd()).unwrap_or(0) > 0 {
+                // The buffer filled mid-line; the rest of the line is waiting.
+                continue;
+            }
             // The writer stopped mid-line: give it `max_latency` to go on,
             // then write what there is as a partial record.
             sleep(config.max_latency);
