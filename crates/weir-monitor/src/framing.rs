@@ -9,6 +9,10 @@
 
 use memchr::memchr_iter;
 
+/// The largest record content: record sizes are counted in `u32`, with the
+/// newline on top.
+pub const MAX_RECORD: usize = 1 << 30;
+
 /// Whether a record ends its line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tag {
@@ -55,10 +59,11 @@ pub struct Framer {
 }
 
 impl Framer {
-    /// `max_line` is the largest content a single record carries (at least 1).
+    /// `max_line` is the largest content a single record carries, clamped to
+    /// 1 ..= [`MAX_RECORD`].
     pub fn new(max_line: usize) -> Framer {
         Framer {
-            max_line: max_line.max(1),
+            max_line: max_line.clamp(1, MAX_RECORD),
             line_open: false,
         }
     }

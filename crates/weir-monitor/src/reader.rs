@@ -64,17 +64,20 @@ pub fn read_stream(
     stop: &AtomicBool,
 ) -> ReadReport {
     let stream = encoder.stream();
+    let framer = Framer::new(config.max_line);
+    let max_line = framer.max_line();
     let mut reader = StreamReader {
         fd,
-        framer: Framer::new(config.max_line),
+        framer,
         encoder,
-        batch: Batch::new(stream, BATCH_LIMIT + config.max_line + 256),
+        batch: Batch::new(stream, BATCH_LIMIT + max_line + 256),
         sink,
         read: Counts::default(),
     };
     let read_size = config.pipe_capacity.max(64 << 10);
     // Untouched pages of a large zeroed allocation cost no memory until used.
-    let mut buf = vec![0u8; read_size + config.framer_slack()];
+    // The unframed tail of a line is at most `max_line` bytes.
+    let mut buf = vec![0u8; read_size + max_line];
     let mut filled = 0;
     let mut error = None;
     let mut stopped = false;
@@ -131,13 +134,6 @@ pub fn read_stream(
         read: reader.read,
         error,
         stopped,
-    }
-}
-
-impl ReaderConfig {
-    /// Room kept beyond a full read for the unframed tail of a line.
-    fn framer_slack(&self) -> usize {
-        self.max_line.max(1)
     }
 }
 
