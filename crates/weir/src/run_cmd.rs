@@ -1,6 +1,7 @@
 //! `weir run`: the monitor, conmon's job.
 
 use std::ffi::OsString;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -120,9 +121,11 @@ pub fn run(args: RunArgs) -> i32 {
     match weir_monitor::run(&config) {
         Ok(summary) => {
             if print_summary {
-                match serde_json::to_string(&summary) {
-                    Ok(json) => println!("{json}"),
-                    Err(e) => eprintln!("weir run: cannot encode the summary: {e}"),
+                let printed = serde_json::to_string(&summary)
+                    .map_err(io::Error::other)
+                    .and_then(|json| writeln!(io::stdout(), "{json}"));
+                if let Err(e) = printed {
+                    eprintln!("weir run: cannot print the summary: {e}");
                 }
             }
             summary.exit.code
