@@ -137,7 +137,10 @@ mod tests {
         // Three lines of 4 bytes would be 9 content bytes; the empty record
         // makes it a mismatch.
         let err = check(&path, LogKind::Cri, 3, 4).unwrap_err();
-        assert!(err.contains("3 complete lines and 6 content bytes"), "{err}");
+        assert!(
+            err.contains("3 complete lines and 6 content bytes"),
+            "{err}"
+        );
         let found = scan_cri(&path).unwrap();
         assert_eq!((found.lines, found.partial_records), (3, 1));
         std::fs::remove_file(path).unwrap();
