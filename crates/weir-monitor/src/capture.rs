@@ -46,8 +46,8 @@ impl CaptureError {
     }
 }
 
-/// How often the supervisor looks at its readers while draining.
-const DRAIN_POLL: Duration = Duration::from_millis(5);
+/// How often a reader told to stop is interrupted again until it does.
+const STOP_RETRY: Duration = Duration::from_millis(5);
 
 /// Runs `config.command` to completion, capturing its output, and returns
 /// the account of the run.
@@ -78,6 +78,7 @@ pub fn run(config: &RunConfig) -> Result<Summary, CaptureError> {
     };
     let stop = Arc::new(AtomicBool::new(false));
     let (done_tx, done_rx) = mpsc::channel::<Stream>();
+    let supervisor = signals::current_thread();
     let mut readers = Vec::new();
     for (stream, fd) in spawned.outputs {
         let (sink, stop, done_tx) = (Arc::clone(&sink), Arc::clone(&stop), done_tx.clone());
@@ -88,6 +89,7 @@ pub fn run(config: &RunConfig) -> Result<Summary, CaptureError> {
             .spawn(move || {
                 let report = reader::read_stream(fd, encoder, &sink, &reader_config, &stop);
                 let _ = done_tx.send(stream);
+                signals::wake_supervisor(supervisor);
                 report
             })
             .map_err(CaptureError::Thread)?;
@@ -118,10 +120,13 @@ pub fn run(config: &RunConfig) -> Result<Summary, CaptureError> {
             stop_readers(&readers, &stop, &done_rx, running);
             break;
         }
-        let wait = if status.is_none() {
-            Duration::from_millis(200)
-        } else {
-            DRAIN_POLL
+        // Readers and the child both signal this thread when they finish;
+        // the timeout only bounds the drain deadline check.
+        let wait = match drain_deadline {
+            None => Duration::from_secs(1),
+            Some(deadline) => deadline
+                .saturating_duration_since(Instant::now())
+                .min(Duration::from_secs(1)),
         };
         if let Some(signal) = supervised.wait(wait) {
             if signal != libc::SIGCHLD && status.is_none() {
@@ -137,6 +142,11 @@ pub fn run(config: &RunConfig) -> Result<Summary, CaptureError> {
             if let Some(exit) = child.try_wait().map_err(CaptureError::Wait)? {
                 status = Some(exit);
                 drain_deadline = Some(Instant::now() + config.drain_timeout);
+                // Cut short any coalescing pause: the end of the output is
+                // near, and nothing should wait for a timer to see it.
+                for handle in readers.iter().filter(|h| !h.is_finished()) {
+                    signals::wake_thread(handle.as_pthread_t());
+                }
             }
         }
     }
@@ -195,7 +205,7 @@ fn stop_readers(
         for handle in readers.iter().filter(|h| !h.is_finished()) {
             signals::wake_thread(handle.as_pthread_t());
         }
-        if done.recv_timeout(DRAIN_POLL).is_ok() {
+        if done.recv_timeout(STOP_RETRY).is_ok() {
             running -= 1;
         }
     }

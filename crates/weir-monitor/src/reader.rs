@@ -1,9 +1,9 @@
 //! Draining one output stream of the child.
 //!
-//! Each stream gets a thread that blocks in `read(2)` and, once woken, keeps
-//! reading while `FIONREAD` says more is waiting, into a buffer at least as
-//! large as the pipe. It deliberately never polls the pipe: once a pipe has
-//! been polled, every later write into it pays for waking the poll queue.
+//! Each stream gets a thread that blocks in `read(2)` into a buffer larger
+//! than the pipe, so one read empties the pipe. It deliberately never polls
+//! the pipe: once a pipe has been polled, every later write into it pays for
+//! waking the poll queue.
 //!
 //! Between reads the thread sleeps a little while data trickles in, so that a
 //! writer issuing one `write(2)` per line fills the pipe for a while instead of
@@ -26,7 +26,7 @@ use crate::sys;
 /// Encoded bytes gathered before the sink is called, bounding memory when a
 /// read of short lines expands many times over (empty lines gain ~40 bytes
 /// of CRI prefix each).
-pub const BATCH_LIMIT: usize = 512 << 10;
+pub const BATCH_LIMIT: usize = 256 << 10;
 
 /// Sleeps shorter than this are not worth a timer.
 const MIN_COALESCE_SLEEP: Duration = Duration::from_micros(200);
@@ -83,9 +83,9 @@ pub fn read_stream(
     let mut stopped = false;
     let mut cycle_start = Instant::now();
     loop {
-        let before = filled;
-        match reader.fill(&mut buf, &mut filled, config.is_tty) {
-            Ok(Fill::Data) => {}
+        let space = buf.len() - filled;
+        let got = match reader.fill(&mut buf[filled..], config.is_tty) {
+            Ok(Fill::Data(n)) => n,
             Ok(Fill::Eof) => break,
             Ok(Fill::Interrupted) => {
                 if stop.load(Ordering::Relaxed) {
@@ -98,22 +98,23 @@ pub fn read_stream(
                 error = Some(e);
                 break;
             }
-        }
-        let got = filled - before;
-        filled = reader.frame(&mut buf, filled);
+        };
+        // One read into a buffer larger than the pipe empties the pipe,
+        // unless it filled the buffer: then more may be waiting.
+        let drained = got < space;
+        filled = reader.frame(&mut buf, filled + got);
         reader.flush();
         if stop.load(Ordering::Relaxed) {
             stopped = true;
             break;
         }
+        if !drained {
+            continue;
+        }
         let now = Instant::now();
         let interval = now.duration_since(cycle_start);
         cycle_start = now;
         if filled > 0 {
-            if sys::bytes_available(reader.fd.as_raw_fd()).unwrap_or(0) > 0 {
-                // The buffer filled mid-line; the rest of the line is waiting.
-                continue;
-            }
             // The writer stopped mid-line: give it `max_latency` to go on,
             // then write what there is as a partial record.
             sleep(config.max_latency);
@@ -165,7 +166,7 @@ fn sleep(duration: Duration) {
 }
 
 enum Fill {
-    Data,
+    Data(usize),
     Eof,
     Interrupted,
 }
@@ -180,27 +181,16 @@ struct StreamReader<'a> {
 }
 
 impl StreamReader<'_> {
-    /// Blocks for data, then takes everything already waiting, up to the end
-    /// of `buf`.
-    fn fill(&mut self, buf: &mut [u8], filled: &mut usize, is_tty: bool) -> io::Result<Fill> {
-        let fd = self.fd.as_raw_fd();
-        match sys::read(fd, &mut buf[*filled..]) {
-            Ok(0) => return Ok(Fill::Eof),
-            Ok(n) => *filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(Fill::Interrupted),
+    /// Blocks until data arrives and reads what is there into `space`.
+    fn fill(&mut self, space: &mut [u8], is_tty: bool) -> io::Result<Fill> {
+        match sys::read(self.fd.as_raw_fd(), space) {
+            Ok(0) => Ok(Fill::Eof),
+            Ok(n) => Ok(Fill::Data(n)),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(Fill::Interrupted),
             // A terminal whose last writer closed reports EIO, not EOF.
-            Err(e) if is_tty && e.raw_os_error() == Some(libc::EIO) => return Ok(Fill::Eof),
-            Err(e) => return Err(e),
+            Err(e) if is_tty && e.raw_os_error() == Some(libc::EIO) => Ok(Fill::Eof),
+            Err(e) => Err(e),
         }
-        while *filled < buf.len() && sys::bytes_available(fd).unwrap_or(0) > 0 {
-            match sys::read(fd, &mut buf[*filled..]) {
-                Ok(0) => break,
-                Ok(n) => *filled += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => break,
-                Err(_) => break,
-            }
-        }
-        Ok(Fill::Data)
     }
 
     /// Frames and encodes `buf[..filled]`, moves the unframed tail to the

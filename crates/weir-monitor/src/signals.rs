@@ -113,6 +113,20 @@ pub fn wake_thread(thread: libc::pthread_t) {
     unsafe { libc::pthread_kill(thread, wakeup_signal()) };
 }
 
+/// The calling thread, to be woken later with [`wake_supervisor`].
+pub fn current_thread() -> libc::pthread_t {
+    // SAFETY: pthread_self has no preconditions.
+    unsafe { libc::pthread_self() }
+}
+
+/// Wakes the supervisor thread from `sigtimedwait` with a SIGCHLD, which it
+/// treats as "look at the child and the readers again".
+pub fn wake_supervisor(thread: libc::pthread_t) {
+    // SAFETY: the supervisor joins every reader before it exits, so the
+    // handle is valid while a reader can call this.
+    unsafe { libc::pthread_kill(thread, libc::SIGCHLD) };
+}
+
 /// Sends `signal` to process `pid`.
 pub fn send(pid: u32, signal: libc::c_int) -> io::Result<()> {
     // SAFETY: kill has no memory effects.
