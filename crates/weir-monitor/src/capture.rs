@@ -5,15 +5,16 @@ use std::os::unix::process::ExitStatusExt;
 use std::os::unix::thread::JoinHandleExt;
 use std::process::ExitStatus;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::config::RunConfig;
 use crate::format::Encoder;
+use crate::framing::MAX_RECORD;
 use crate::reader::{self, ReadReport, ReaderConfig};
 use crate::signals::{self, SignalSet};
-use crate::sink::{LogSink, OpenError};
+use crate::sink::{LogSink, OpenError, SinkWriter};
 use crate::spawn::{self, SpawnError};
 use crate::stats::{Counts, PerStream, Stream};
 use crate::summary::{
@@ -60,11 +61,7 @@ pub fn run(config: &RunConfig) -> Result<Summary, CaptureError> {
     supervised.block().map_err(CaptureError::Signals)?;
     signals::install_wakeup_handler().map_err(CaptureError::Signals)?;
 
-    let sink = Arc::new(Mutex::new(LogSink::open(
-        &config.log_path,
-        config.format,
-        config.rotation.clone(),
-    )?));
+    let sink = LogSink::open(&config.log_path, config.format, config.rotation.clone())?;
     let spawned = spawn::spawn(config)?;
     if let Some(warning) = &spawned.pipe_warning {
         eprintln!("weir: {warning}");
@@ -76,18 +73,22 @@ pub fn run(config: &RunConfig) -> Result<Summary, CaptureError> {
         max_latency: config.max_latency,
         is_tty: config.tty,
     };
+    let streams: Vec<Stream> = spawned.outputs.iter().map(|(stream, _)| *stream).collect();
+    let batch_capacity = reader::BATCH_LIMIT + config.max_line.min(MAX_RECORD) + 256;
+    let (sink_writer, outlets) =
+        SinkWriter::start(sink, &streams, batch_capacity).map_err(CaptureError::Thread)?;
     let stop = Arc::new(AtomicBool::new(false));
     let (done_tx, done_rx) = mpsc::channel::<Stream>();
     let supervisor = signals::current_thread();
     let mut readers = Vec::new();
-    for (stream, fd) in spawned.outputs {
-        let (sink, stop, done_tx) = (Arc::clone(&sink), Arc::clone(&stop), done_tx.clone());
+    for ((stream, fd), outlet) in spawned.outputs.into_iter().zip(outlets) {
+        let (stop, done_tx) = (Arc::clone(&stop), done_tx.clone());
         let reader_config = reader_config.clone();
         let encoder = Encoder::new(config.format, stream);
         let handle = thread::Builder::new()
             .name(format!("weir-{}", stream.as_str()))
             .spawn(move || {
-                let report = reader::read_stream(fd, encoder, &sink, &reader_config, &stop);
+                let report = reader::read_stream(fd, encoder, outlet, &reader_config, &stop);
                 let _ = done_tx.send(stream);
                 signals::wake_supervisor(supervisor);
                 report
@@ -162,10 +163,7 @@ pub fn run(config: &RunConfig) -> Result<Summary, CaptureError> {
         }
         *read.get_mut(report.stream) = report.read;
     }
-    let sink = Arc::try_unwrap(sink)
-        .map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner()))
-        .unwrap_or_else(|_| unreachable!("all readers have been joined"));
-    let report = sink.finish();
+    let report = sink_writer.finish();
     let status = status.expect("the loop ends only after the child exited");
     let (cpu_seconds, max_rss_kib) = sys::own_usage();
     Ok(Summary {

@@ -6,7 +6,8 @@
 //! - [`reader`] drains one stream with large reads and coalesces small writes;
 //! - [`framing`] cuts the bytes into records (`P`/`F` fragments of a line);
 //! - [`format`] renders records as CRI lines or Docker json-file objects;
-//! - [`sink`] writes them to the live file, rotates, compresses, and rides out
+//! - [`sink`] writes them to the live file on its own thread (so framing
+//!   overlaps with the page-cache copy), rotates, compresses, and rides out
 //!   disk trouble without ever blocking the readers;
 //! - [`capture`] supervises the whole run: signals, exit status, draining;
 //! - [`stats`] and [`summary`] account for every byte the application wrote.

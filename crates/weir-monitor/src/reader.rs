@@ -13,20 +13,19 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::format::{Encoder, Timestamp};
 use crate::framing::{Framer, Record};
-use crate::sink::{Batch, LogSink};
+use crate::sink::{Batch, BatchOutlet};
 use crate::stats::{Counts, Stream};
 use crate::sys;
 
 /// Encoded bytes gathered before the sink is called, bounding memory when a
 /// read of short lines expands many times over (empty lines gain ~40 bytes
 /// of CRI prefix each).
-pub const BATCH_LIMIT: usize = 256 << 10;
+pub const BATCH_LIMIT: usize = 128 << 10;
 
 /// Sleeps shorter than this are not worth a timer.
 const MIN_COALESCE_SLEEP: Duration = Duration::from_micros(200);
@@ -55,11 +54,11 @@ pub struct ReadReport {
 }
 
 /// Reads `fd` to end of stream (or until `stop` is set and the thread is
-/// woken), writing records of `stream` to `sink`.
+/// woken), handing batches of encoded records to `outlet`.
 pub fn read_stream(
     fd: OwnedFd,
     encoder: Encoder,
-    sink: &Mutex<LogSink>,
+    outlet: BatchOutlet,
     config: &ReaderConfig,
     stop: &AtomicBool,
 ) -> ReadReport {
@@ -70,8 +69,8 @@ pub fn read_stream(
         fd,
         framer,
         encoder,
-        batch: Batch::new(stream, BATCH_LIMIT + max_line + 256),
-        sink,
+        batch: outlet.first(),
+        outlet,
         read: Counts::default(),
     };
     let read_size = config.pipe_capacity.max(64 << 10);
@@ -130,9 +129,11 @@ pub fn read_stream(
         }
     }
     reader.finish(&buf[..filled]);
+    let read = reader.read;
+    reader.outlet.close(reader.batch);
     ReadReport {
         stream,
-        read: reader.read,
+        read,
         error,
         stopped,
     }
@@ -171,16 +172,16 @@ enum Fill {
     Interrupted,
 }
 
-struct StreamReader<'a> {
+struct StreamReader {
     fd: OwnedFd,
     framer: Framer,
     encoder: Encoder,
     batch: Batch,
-    sink: &'a Mutex<LogSink>,
+    outlet: BatchOutlet,
     read: Counts,
 }
 
-impl StreamReader<'_> {
+impl StreamReader {
     /// Blocks until data arrives and reads what is there into `space`.
     fn fill(&mut self, space: &mut [u8], is_tty: bool) -> io::Result<Fill> {
         match sys::read(self.fd.as_raw_fd(), space) {
@@ -202,12 +203,12 @@ impl StreamReader<'_> {
                 framer,
                 encoder,
                 batch,
-                sink,
+                outlet,
                 read,
                 ..
             } = self;
             framer.frame(&buf[..filled], |record| {
-                add_record(encoder, batch, sink, read, &record);
+                add_record(encoder, batch, outlet, read, &record);
             })
         };
         buf.copy_within(used..filled, 0);
@@ -220,12 +221,12 @@ impl StreamReader<'_> {
             framer,
             encoder,
             batch,
-            sink,
+            outlet,
             read,
             ..
         } = self;
         framer.flush_idle(rest, |record| {
-            add_record(encoder, batch, sink, read, &record)
+            add_record(encoder, batch, outlet, read, &record)
         });
         self.flush();
     }
@@ -236,18 +237,18 @@ impl StreamReader<'_> {
             framer,
             encoder,
             batch,
-            sink,
+            outlet,
             read,
             ..
         } = self;
         framer.finish(rest, |record| {
-            add_record(encoder, batch, sink, read, &record)
+            add_record(encoder, batch, outlet, read, &record)
         });
         self.flush();
     }
 
     fn flush(&mut self) {
-        write_out(self.sink, &mut self.batch);
+        write_out(&self.outlet, &mut self.batch);
     }
 }
 
@@ -255,7 +256,7 @@ impl StreamReader<'_> {
 fn add_record(
     encoder: &Encoder,
     batch: &mut Batch,
-    sink: &Mutex<LogSink>,
+    outlet: &BatchOutlet,
     read: &mut Counts,
     record: &Record<'_>,
 ) {
@@ -263,18 +264,16 @@ fn add_record(
     encoder.encode(record, &mut batch.bytes);
     batch.push_encoded(record);
     if batch.bytes.len() >= BATCH_LIMIT {
-        write_out(sink, batch);
+        write_out(outlet, batch);
     }
 }
 
-fn write_out(sink: &Mutex<LogSink>, batch: &mut Batch) {
+fn write_out(outlet: &BatchOutlet, batch: &mut Batch) {
     if batch.is_empty() {
         return;
     }
-    sink.lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .write_batch(batch);
-    batch.clear();
+    let full = std::mem::replace(batch, Batch::new(batch.stream, 0));
+    *batch = outlet.exchange(full);
 }
 
 #[cfg(test)]

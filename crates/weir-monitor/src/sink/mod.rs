@@ -9,10 +9,12 @@ mod batch;
 mod compress;
 pub mod rotation;
 mod trouble;
+mod writer;
 
 pub use batch::{Batch, RecordSpan};
 pub use rotation::{DeleteReason, DeletedFile, RotatedFile};
 pub use trouble::{RESUME_HEADROOM, describe as describe_error};
+pub use writer::{BatchOutlet, SinkWriter};
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
