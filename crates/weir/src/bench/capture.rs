@@ -1,9 +1,11 @@
 //! `weir bench capture`: pushes the same writer through bare `cat`,
 //! `weir run` and conmon, workload by workload, verifies every log and
-//! reports medians and ratios.
+//! reports medians and ratios. A fourth peer, `cat-cri`, is `cat` of the
+//! writer's lines already formatted as weir's CRI records: the same bytes as
+//! weir's log, and so the floor for any CRI monitor on this machine.
 //!
-//! Peers take turns within each round (cat, weir, conmon, then the next
-//! round) so that slow drift of the machine (page cache, writeback, other
+//! Peers take turns within each round (cat, cat-cri, weir, conmon, then the
+//! next round) so that slow drift of the machine (page cache, writeback, other
 //! tenants) spreads over all of them instead of penalising one. Each
 //! workload starts with unmeasured warm-up rounds: on the machine this was
 //! written on, the first run after a quiet spell was regularly 2-5x slower
@@ -74,7 +76,7 @@ fn run_in(options: &Options, work: &Path) -> Result<Report, String> {
     let logs = work.join("logs");
     std::fs::create_dir_all(&logs).map_err(|e| format!("cannot create {}: {e}", logs.display()))?;
     let (mut conmon, conmon_skipped) = prepare_conmon(options, work, &writer);
-    let mut peers = vec![Peer::Cat, Peer::Weir];
+    let mut peers = vec![Peer::Cat, Peer::CatCri, Peer::Weir];
     if conmon.is_some() {
         peers.push(Peer::Conmon);
     }
@@ -107,11 +109,12 @@ fn run_in(options: &Options, work: &Path) -> Result<Report, String> {
                 match outcome {
                     Ok((measured, found)) => {
                         eprintln!(
-                            "{what}: {:.3} s, CPU {:.2} s, peak RSS {} KiB, {} lines ok",
+                            "{what}: {:.3} s, CPU {:.2} s, peak RSS {} KiB, {} lines ok ({} bytes)",
                             measured.wall_s,
                             measured.cpu.total(),
                             measured.peak_rss_kib,
-                            found.lines
+                            found.lines,
+                            found.file_bytes
                         );
                         if let Some(run) = run {
                             records.push(RunRecord {
@@ -170,14 +173,21 @@ fn run_and_check(
     conmon: Option<&mut Conmon>,
 ) -> Result<(Measured, Found), String> {
     let measured = match (peer, conmon) {
-        (Peer::Cat, _) => peers::run_cat(job),
+        (Peer::Cat, _) => peers::run_cat(job, false),
+        (Peer::CatCri, _) => peers::run_cat(job, true),
         (Peer::Weir, _) => peers::run_weir(job),
         (Peer::Conmon, Some(conmon)) => conmon.run(job),
         (Peer::Conmon, None) => Err("conmon is not prepared".to_owned()),
     };
     let checked = measured.and_then(|m| {
-        verify::check(&job.log, peer.log_kind(), job.lines, job.workload.line_len)
-            .map(|found| (m, found))
+        let found = verify::check(&job.log, peer.log_kind(), job.lines, job.workload.line_len)?;
+        // cat-cri stands for "weir's bytes without weir": both must hold one
+        // full record per line, byte for byte as long.
+        if matches!(peer, Peer::CatCri | Peer::Weir) {
+            let expected = job.workload.cri_log_bytes(job.lines);
+            verify::check_size(&job.log, &found, expected)?;
+        }
+        Ok((m, found))
     });
     let _ = std::fs::remove_file(&job.log);
     // Let the deleted log's journal and any writeback finish before the next

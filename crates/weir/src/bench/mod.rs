@@ -2,7 +2,8 @@
 //! machine, printed as ratios (absolute figures drift between machines).
 //!
 //! - `capture.rs` runs the capture benchmark: workloads × rounds × peers;
-//! - `peers.rs` drives bare `cat` and `weir run`, `conmon.rs` (with
+//! - `peers.rs` drives bare `cat` (`cat-cri`: of the lines already written
+//!   as weir's CRI records) and `weir run`, `conmon.rs` (with
 //!   `bundle.rs`) conmon + runc;
 //! - `measure.rs` reads a monitor's own CPU time and peak RSS from `/proc`;
 //! - `verify.rs` checks that every line reached the log;
@@ -28,7 +29,9 @@ use clap::{Args, Subcommand};
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
     /// Capture speed and cost: the same writer through bare `cat`, `weir run`
-    /// and conmon + runc, with ratios against the targets of issue 2.
+    /// and conmon + runc, with ratios against the targets of issue 2; and
+    /// `cat` of the same lines as weir's CRI records, the floor for weir's
+    /// bytes.
     Capture(CaptureArgs),
 }
 

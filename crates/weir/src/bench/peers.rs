@@ -20,6 +20,11 @@ use super::workload::Workload;
 pub enum Peer {
     /// `writer | cat > file`: no framing, no timestamps; the physical limit.
     Cat,
+    /// `writer … cri | cat > file`: the writer emits every line already as
+    /// the CRI record weir stores for it, so cat writes exactly weir's bytes;
+    /// the physical limit for any CRI monitor.
+    #[serde(rename = "cat-cri")]
+    CatCri,
     /// `weir run --log-path FILE -- writer`.
     Weir,
     /// conmon 2.1.6 + runc with a k8s-file log: what Kubernetes nodes run.
@@ -30,6 +35,7 @@ impl Peer {
     pub fn name(self) -> &'static str {
         match self {
             Peer::Cat => "cat",
+            Peer::CatCri => "cat-cri",
             Peer::Weir => "weir",
             Peer::Conmon => "conmon",
         }
@@ -38,7 +44,7 @@ impl Peer {
     pub fn log_kind(self) -> LogKind {
         match self {
             Peer::Cat => LogKind::Plain,
-            Peer::Weir | Peer::Conmon => LogKind::Cri,
+            Peer::CatCri | Peer::Weir | Peer::Conmon => LogKind::Cri,
         }
     }
 }
@@ -77,8 +83,15 @@ pub const PIPE_SIZE: usize = 1 << 20;
 /// `writer | cat > log`, timed from spawning the writer to cat's exit. The
 /// pipe is enlarged to [`PIPE_SIZE`] as weir enlarges its own: with a 64 KiB
 /// pipe, a write-per-line writer blocks far more often and cat would not be
-/// the limit it stands for.
-pub fn run_cat(job: &Job) -> Result<Measured, String> {
+/// the limit it stands for. With `cri`, the writer formats its lines as CRI
+/// records itself (peer `cat-cri`).
+pub fn run_cat(job: &Job, cri: bool) -> Result<Measured, String> {
+    let (name, args) = if cri {
+        (Peer::CatCri.name(), job.workload.writer_args_cri(job.lines))
+    } else {
+        (Peer::Cat.name(), job.workload.writer_args(job.lines))
+    };
+    let stderr_path = job.scratch.join(format!("{name}.stderr"));
     let (pipe_out, pipe_in) = pipe()?;
     // SAFETY: F_SETPIPE_SZ takes an int and touches no memory of ours.
     let size = unsafe {
@@ -99,7 +112,7 @@ pub fn run_cat(job: &Job) -> Result<Measured, String> {
     // Each Command is a temporary dropped at the end of its statement, which
     // closes our copies of the pipe ends so cat sees EOF when the writer exits.
     let mut writer = Command::new(job.writer)
-        .args(job.workload.writer_args(job.lines))
+        .args(args)
         .stdin(Stdio::null())
         .stdout(pipe_in)
         .spawn()
@@ -107,7 +120,7 @@ pub fn run_cat(job: &Job) -> Result<Measured, String> {
     let cat = Command::new("cat")
         .stdin(pipe_out)
         .stdout(log)
-        .stderr(create(&job.scratch.join("cat.stderr"))?)
+        .stderr(create(&stderr_path)?)
         .spawn();
     let mut cat = match cat {
         Ok(cat) => cat,
@@ -117,18 +130,14 @@ pub fn run_cat(job: &Job) -> Result<Measured, String> {
             return Err(format!("cannot start cat: {e}"));
         }
     };
-    let watched = measure::watch(&mut cat, job.timeout).map_err(|e| format!("cat: {e}"))?;
+    let watched = measure::watch(&mut cat, job.timeout).map_err(|e| format!("{name}: {e}"))?;
     let writer_status =
         measure::wait_with_timeout(&mut writer, job.timeout).map_err(|e| format!("writer: {e}"))?;
     if !watched.status.success() {
-        return Err(failure(
-            "cat",
-            watched.status,
-            &job.scratch.join("cat.stderr"),
-        ));
+        return Err(failure(name, watched.status, &stderr_path));
     }
     if !writer_status.success() {
-        return Err(format!("the writer failed under cat: {writer_status}"));
+        return Err(format!("the writer failed under {name}: {writer_status}"));
     }
     Ok(Measured {
         wall_s: (watched.ended - started).as_secs_f64(),

@@ -20,10 +20,12 @@ pub const CONMON_WALL_NOTE: &str = "conmon's wall time runs from `runc start` re
 
 /// What the columns mean, printed under the table.
 const COLUMNS_NOTE: &str = "\
-wall: cat and weir from spawning the writer to the monitor's exit, conmon as noted above.
-MB/s: application bytes (10^6 B/s). CPU: the monitor's own user+sys from /proc/PID/stat of
-its zombie (children excluded; 10 ms ticks). peak RSS: VmHWM sampled every 10 ms. read calls:
-syscr of /proc/PID/io (includes reaped children: the writer makes none, runc create a few hundred).
+cat-cri: cat of the same lines, written by the writer as weir's CRI records (weir's exact bytes).
+wall: cat, cat-cri and weir from spawning the writer to the monitor's exit, conmon as noted above.
+MB/s: application bytes (10^6 B/s), for cat-cri too. CPU: the monitor's own user+sys from
+/proc/PID/stat of its zombie (children excluded; 10 ms ticks). peak RSS: VmHWM sampled every
+10 ms. read calls: syscr of /proc/PID/io (includes reaped children: the writer makes none, runc
+create a few hundred).
 ";
 
 /// The peak RSS target, per monitored process.
@@ -65,11 +67,17 @@ pub struct Summary {
     pub runc_start_s: Option<f64>,
 }
 
-/// weir against the limit (cat) and the incumbent (conmon) on one workload.
+/// weir against the limit (cat), the limit for its bytes (cat-cri) and the
+/// incumbent (conmon) on one workload.
 #[derive(Debug, Clone, Serialize)]
 pub struct Ratios {
     pub workload: u8,
     pub weir_wall_over_cat: Option<f64>,
+    /// What writing weir's bytes costs without weir: the floor of
+    /// `weir_wall_over_cat` on this machine.
+    pub cat_cri_wall_over_cat: Option<f64>,
+    /// weir against cat of the very bytes weir writes.
+    pub weir_wall_over_cat_cri: Option<f64>,
     pub conmon_wall_over_cat: Option<f64>,
     pub weir_throughput_over_conmon: Option<f64>,
     pub weir_cpu_over_conmon: Option<f64>,
@@ -117,7 +125,7 @@ impl Report {
     ) -> Report {
         let mut summary = Vec::new();
         for workload in &workloads {
-            for peer in [Peer::Cat, Peer::Weir, Peer::Conmon] {
+            for peer in [Peer::Cat, Peer::CatCri, Peer::Weir, Peer::Conmon] {
                 let runs: Vec<&Measured> = all_runs
                     .iter()
                     .filter(|r| r.workload == workload.id && r.peer == peer)
@@ -180,7 +188,7 @@ impl Report {
 
         let _ = writeln!(
             out,
-            "\n{:<30} {:<6} {:>7} {:>13} {:>7} {:>8} {:>17} {:>9} {:>15}",
+            "\n{:<30} {:<7} {:>7} {:>13} {:>7} {:>8} {:>17} {:>9} {:>15}",
             "workload",
             "peer",
             "wall s",
@@ -196,7 +204,7 @@ impl Report {
             for s in self.summary.iter().filter(|s| s.workload == workload.id) {
                 let _ = writeln!(
                     out,
-                    "{:<30} {:<6} {:>7.3} {:>13} {:>7.1} {:>8.2} {:>17} {:>9} {:>15}",
+                    "{:<30} {:<7} {:>7.3} {:>13} {:>7.1} {:>8.2} {:>17} {:>9} {:>15}",
                     label,
                     s.peer.name(),
                     s.wall_s,
@@ -214,9 +222,11 @@ impl Report {
         out.push_str(COLUMNS_NOTE);
         let _ = writeln!(
             out,
-            "\n{:<9} {:>13} {:>15} {:>24} {:>17} {:>14}",
+            "\n{:<9} {:>13} {:>16} {:>17} {:>15} {:>24} {:>17} {:>14}",
             "workload",
             "weir/cat wall",
+            "cat-cri/cat wall",
+            "weir/cat-cri wall",
             "conmon/cat wall",
             "weir/conmon throughput",
             "weir/conmon CPU",
@@ -225,9 +235,11 @@ impl Report {
         for r in &self.ratios {
             let _ = writeln!(
                 out,
-                "{:<9} {:>13} {:>15} {:>24} {:>17} {:>14}",
+                "{:<9} {:>13} {:>16} {:>17} {:>15} {:>24} {:>17} {:>14}",
                 r.workload,
                 times(r.weir_wall_over_cat),
+                times(r.cat_cri_wall_over_cat),
+                times(r.weir_wall_over_cat_cri),
                 times(r.conmon_wall_over_cat),
                 times(r.weir_throughput_over_conmon),
                 times(r.weir_cpu_over_conmon),
@@ -235,22 +247,35 @@ impl Report {
             );
         }
 
-        let _ = writeln!(out, "\ntargets (issue 2)");
-        for t in &self.targets {
-            let verdict = match t.met {
-                Some(true) => "met",
-                Some(false) => "MISSED",
-                None => "not measured",
-            };
-            let value = match t.value {
-                Some(v) if t.target.contains("MiB") => format!("{v:.1} MiB"),
-                Some(v) => format!("{v:.2}×"),
-                None => "-".to_owned(),
-            };
+        let _ = writeln!(
+            out,
+            "\ntargets (issue 2; against plain cat), each workload followed by weir against cat-cri"
+        );
+        for r in &self.ratios {
+            for t in self.targets.iter().filter(|t| t.workload == r.workload) {
+                let verdict = match t.met {
+                    Some(true) => "met",
+                    Some(false) => "MISSED",
+                    None => "not measured",
+                };
+                let value = match t.value {
+                    Some(v) if t.target.contains("MiB") => format!("{v:.1} MiB"),
+                    Some(v) => format!("{v:.2}×"),
+                    None => "-".to_owned(),
+                };
+                let _ = writeln!(
+                    out,
+                    "  {verdict:<13} workload {}: {:<38} {value}",
+                    t.workload, t.target
+                );
+            }
             let _ = writeln!(
                 out,
-                "  {verdict:<13} workload {}: {:<36} {value}",
-                t.workload, t.target
+                "  {:<13} workload {}: {:<38} {}",
+                "info",
+                r.workload,
+                "weir wall vs cat of the same CRI bytes",
+                times(r.weir_wall_over_cat_cri)
             );
         }
         if !self.failures.is_empty() {
@@ -306,7 +331,12 @@ fn ratios(workload: u8, summary: &[Summary]) -> Ratios {
             .iter()
             .find(|s| s.workload == workload && s.peer == peer)
     };
-    let (cat, weir, conmon) = (find(Peer::Cat), find(Peer::Weir), find(Peer::Conmon));
+    let (cat, cat_cri, weir, conmon) = (
+        find(Peer::Cat),
+        find(Peer::CatCri),
+        find(Peer::Weir),
+        find(Peer::Conmon),
+    );
     let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
         (Some(a), Some(b)) if b > 0.0 => Some(a / b),
         _ => None,
@@ -314,6 +344,8 @@ fn ratios(workload: u8, summary: &[Summary]) -> Ratios {
     Ratios {
         workload,
         weir_wall_over_cat: ratio(weir.map(|s| s.wall_s), cat.map(|s| s.wall_s)),
+        cat_cri_wall_over_cat: ratio(cat_cri.map(|s| s.wall_s), cat.map(|s| s.wall_s)),
+        weir_wall_over_cat_cri: ratio(weir.map(|s| s.wall_s), cat_cri.map(|s| s.wall_s)),
         conmon_wall_over_cat: ratio(conmon.map(|s| s.wall_s), cat.map(|s| s.wall_s)),
         weir_throughput_over_conmon: ratio(weir.map(|s| s.mb_per_s), conmon.map(|s| s.mb_per_s)),
         weir_cpu_over_conmon: ratio(weir.map(|s| s.cpu_s), conmon.map(|s| s.cpu_s)),
@@ -401,6 +433,8 @@ mod tests {
         let r = Ratios {
             workload: 2,
             weir_wall_over_cat: Some(1.04),
+            cat_cri_wall_over_cat: Some(1.4),
+            weir_wall_over_cat_cri: Some(0.74),
             conmon_wall_over_cat: Some(2.0),
             weir_throughput_over_conmon: Some(1.9),
             weir_cpu_over_conmon: Some(0.6),

@@ -29,6 +29,8 @@ pub struct Found {
     /// Records on stderr: the writer only writes to stdout, so these are its
     /// error messages.
     pub stderr_records: u64,
+    /// Size of the file.
+    pub file_bytes: u64,
 }
 
 /// Reads `path` and compares it with what the writer was asked to write.
@@ -68,6 +70,7 @@ fn scan_plain(path: &Path) -> io::Result<Found> {
     Ok(Found {
         lines: newlines,
         content_bytes: bytes - newlines,
+        file_bytes: bytes,
         ..Found::default()
     })
 }
@@ -81,6 +84,7 @@ fn scan_cri(path: &Path) -> io::Result<Found> {
         if reader.read_until(b'\n', &mut record)? == 0 {
             break;
         }
+        found.file_bytes += record.len() as u64;
         let Some((stream, tag, content)) = split_cri(&record) else {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -100,6 +104,23 @@ fn scan_cri(path: &Path) -> io::Result<Found> {
         found.content_bytes += content.len() as u64;
     }
     Ok(found)
+}
+
+/// Checks that a log holds exactly `expected` bytes: the writer's `cri`
+/// output and weir's log must be the same size, or comparing their wall times
+/// compares different amounts of work.
+pub fn check_size(path: &Path, found: &Found, expected: u64) -> Result<(), String> {
+    if found.file_bytes == expected {
+        return Ok(());
+    }
+    Err(format!(
+        "{} is {} bytes, but {} lines as full CRI records with a 30-byte time are {expected} \
+         bytes ({} P records): the comparison with cat-cri would not be of the same bytes",
+        path.display(),
+        found.file_bytes,
+        found.lines,
+        found.partial_records
+    ))
 }
 
 /// Splits `<time> <stream> <P|F> <content>\n` into stream, tag and content
@@ -143,6 +164,9 @@ mod tests {
         );
         let found = scan_cri(&path).unwrap();
         assert_eq!((found.lines, found.partial_records), (3, 1));
+        assert_eq!(found.file_bytes, std::fs::metadata(&path).unwrap().len());
+        assert!(check_size(&path, &found, found.file_bytes).is_ok());
+        assert!(check_size(&path, &found, found.file_bytes + 1).is_err());
         std::fs::remove_file(path).unwrap();
     }
 

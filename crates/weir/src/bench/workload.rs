@@ -2,6 +2,11 @@
 
 use serde::Serialize;
 
+/// Bytes the writer puts before each line in its `cri` mode, and weir before
+/// each record: a 30-byte RFC 3339 UTC time with nanoseconds, then
+/// ` stdout F ` (`writer.c`'s `CRI_HEAD`).
+pub const CRI_HEAD_LEN: u64 = 30 + " stdout F ".len() as u64;
+
 /// How the writer hands its lines to `write()`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -81,8 +86,39 @@ impl Workload {
         ]
     }
 
+    /// The same, with the writer's `cri` option: every line comes out as
+    /// the CRI record weir would store for it, in the same write pattern.
+    pub fn writer_args_cri(&self, lines: u64) -> Vec<String> {
+        let mut args = self.writer_args(lines);
+        args.push("cri".to_owned());
+        args
+    }
+
+    /// The exact size of weir's CRI log of `lines` lines, and of the
+    /// writer's output in `cri` mode: one full record per line.
+    pub fn cri_log_bytes(&self, lines: u64) -> u64 {
+        lines * (CRI_HEAD_LEN + self.line_len)
+    }
+
     /// Bytes the application writes in total.
     pub fn app_bytes(&self, lines: u64) -> u64 {
         lines * self.line_len
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cri_records_add_forty_bytes_to_each_line() {
+        // "<30-byte time> stdout F " + 99 bytes + "\n", and "... F \n" for an
+        // empty line.
+        assert_eq!(ALL[0].cri_log_bytes(1), 140);
+        assert_eq!(ALL[2].cri_log_bytes(2), 82);
+        assert_eq!(
+            ALL[3].writer_args_cri(10),
+            ["perline", "10", "100", "8", "cri"]
+        );
     }
 }

@@ -6,7 +6,7 @@
  * `cc -O2 -static` at bench time; static linking lets the same binary run
  * inside an OCI rootfs that holds nothing but busybox.
  *
- * usage: writer MODE LINES LINE_LEN PROCS
+ * usage: writer MODE LINES LINE_LEN PROCS [cri]
  *   MODE      "buffered": whole lines packed into a 64 KiB buffer, one
  *             write() when the next line would not fit (and one at the end);
  *             "perline": one write() per line.
@@ -14,6 +14,12 @@
  *             LINES % PROCS processes write one more).
  *   LINE_LEN  bytes per line including the '\n' (1 gives empty lines).
  *   PROCS     processes writing to the same stdout (1: no fork).
+ *   cri       optional: write every line already formatted as the CRI
+ *             record weir stores for it, "<time> stdout F <content>\n" with
+ *             the fixed time CRI_TIME, i.e. CRI_HEAD_LEN more bytes per
+ *             line. `cat` of this output writes the same bytes as weir, which
+ *             shows the cost of the bytes alone. MODE and PROCS apply to
+ *             whole records as they do to plain lines.
  *
  * exit: 0 done, 1 bad usage, 2 write failed, 3 out of memory, 4 fork
  * failed, 5 a child process failed.
@@ -27,6 +33,11 @@
 #include <unistd.h>
 
 enum { BATCH = 64 * 1024 };
+
+/* The head of a CRI record as weir writes it: an RFC 3339 UTC time with
+ * nanoseconds (always 30 bytes), the stream and the "full line" tag. */
+#define CRI_HEAD "2026-01-01T00:00:00.000000000Z stdout F "
+enum { CRI_HEAD_LEN = sizeof(CRI_HEAD) - 1 };
 
 /* Writes all of buf, retrying short writes and interruptions. */
 static void emit(const char *buf, size_t len)
@@ -54,13 +65,17 @@ static void *alloc(size_t len)
     return p;
 }
 
-/* Writes `count` lines; `who` shifts the letters so that the output of
- * concurrent writers can be told apart. */
-static void write_lines(int buffered, long count, long line_len, long who)
+/* Writes `count` lines, each behind a CRI head when `cri` is set; `who`
+ * shifts the letters so that the output of concurrent writers can be told
+ * apart. */
+static void write_lines(int buffered, long count, long line_len, long who, int cri)
 {
-    char *line = alloc((size_t)line_len);
+    long head = cri ? CRI_HEAD_LEN : 0;
+    char *line = alloc((size_t)(head + line_len));
+    memcpy(line, CRI_HEAD, (size_t)head);
     for (long i = 0; i + 1 < line_len; i++)
-        line[i] = (char)('a' + (i + who) % 26);
+        line[head + i] = (char)('a' + (i + who) % 26);
+    line_len += head;
     line[line_len - 1] = '\n';
 
     if (!buffered || line_len > BATCH) {
@@ -87,8 +102,13 @@ static void write_lines(int buffered, long count, long line_len, long who)
 
 int main(int argc, char **argv)
 {
-    if (argc != 5) {
-        fprintf(stderr, "usage: %s buffered|perline LINES LINE_LEN PROCS\n", argv[0]);
+    if (argc != 5 && argc != 6) {
+        fprintf(stderr, "usage: %s buffered|perline LINES LINE_LEN PROCS [cri]\n", argv[0]);
+        return 1;
+    }
+    int cri = argc == 6;
+    if (cri && strcmp(argv[5], "cri") != 0) {
+        fprintf(stderr, "writer: unknown option %s (only \"cri\")\n", argv[5]);
         return 1;
     }
     int buffered = strcmp(argv[1], "buffered") == 0;
@@ -103,7 +123,7 @@ int main(int argc, char **argv)
     }
 
     if (procs == 1) {
-        write_lines(buffered, lines, line_len, 0);
+        write_lines(buffered, lines, line_len, 0, cri);
         return 0;
     }
 
@@ -115,7 +135,7 @@ int main(int argc, char **argv)
             return 4;
         }
         if (pid == 0) {
-            write_lines(buffered, share, line_len, p);
+            write_lines(buffered, share, line_len, p, cri);
             _exit(0);
         }
     }

@@ -32,3 +32,17 @@ pub fn build(dir: &Path) -> Result<PathBuf, String> {
     }
     Ok(binary)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::workload::CRI_HEAD_LEN;
+
+    #[test]
+    fn the_c_cri_head_is_as_long_as_weirs_record_head() {
+        let start = SOURCE.find("#define CRI_HEAD \"").unwrap() + "#define CRI_HEAD \"".len();
+        let head = &SOURCE[start..start + SOURCE[start..].find('"').unwrap()];
+        assert_eq!(head.len() as u64, CRI_HEAD_LEN, "{head:?}");
+        assert!(head.ends_with(" stdout F "), "{head:?}");
+    }
+}
