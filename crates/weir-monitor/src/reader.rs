@@ -68,10 +68,12 @@ pub fn read_stream(
     let mut reader = StreamReader {
         fd,
         framer,
-        encoder,
-        batch: outlet.first(),
-        outlet,
-        read: Counts::default(),
+        out: RecordOut {
+            encoder,
+            batch: outlet.first(),
+            outlet,
+            read: Counts::default(),
+        },
     };
     let read_size = config.pipe_capacity.max(64 << 10);
     // Untouched pages of a large zeroed allocation cost no memory until used.
@@ -129,8 +131,13 @@ pub fn read_stream(
         }
     }
     reader.finish(&buf[..filled]);
-    let read = reader.read;
-    reader.outlet.close(reader.batch);
+    let RecordOut {
+        read,
+        outlet,
+        batch,
+        ..
+    } = reader.out;
+    outlet.close(batch);
     ReadReport {
         stream,
         read,
@@ -175,6 +182,12 @@ enum Fill {
 struct StreamReader {
     fd: OwnedFd,
     framer: Framer,
+    out: RecordOut,
+}
+
+/// Where framed records go: encoded into the current batch, which is handed
+/// to the file writer when full.
+struct RecordOut {
     encoder: Encoder,
     batch: Batch,
     outlet: BatchOutlet,
@@ -197,83 +210,56 @@ impl StreamReader {
     /// Frames and encodes `buf[..filled]`, moves the unframed tail to the
     /// front and returns its length.
     fn frame(&mut self, buf: &mut [u8], filled: usize) -> usize {
-        self.encoder.set_time(Timestamp::now());
-        let used = {
-            let Self {
-                framer,
-                encoder,
-                batch,
-                outlet,
-                read,
-                ..
-            } = self;
-            framer.frame(&buf[..filled], |record| {
-                add_record(encoder, batch, outlet, read, &record);
-            })
-        };
+        let out = &mut self.out;
+        out.encoder.set_time(Timestamp::now());
+        let used = self
+            .framer
+            .frame(&buf[..filled], |record| out.push(&record));
         buf.copy_within(used..filled, 0);
         filled - used
     }
 
+    /// Writes an unterminated tail as a partial record: the writer went idle.
     fn flush_idle(&mut self, rest: &[u8]) {
-        self.encoder.set_time(Timestamp::now());
-        let Self {
-            framer,
-            encoder,
-            batch,
-            outlet,
-            read,
-            ..
-        } = self;
-        framer.flush_idle(rest, |record| {
-            add_record(encoder, batch, outlet, read, &record)
-        });
-        self.flush();
+        let out = &mut self.out;
+        out.encoder.set_time(Timestamp::now());
+        self.framer.flush_idle(rest, |record| out.push(&record));
+        out.flush();
     }
 
+    /// Closes the stream's last line and hands over everything left.
     fn finish(&mut self, rest: &[u8]) {
-        self.encoder.set_time(Timestamp::now());
-        let Self {
-            framer,
-            encoder,
-            batch,
-            outlet,
-            read,
-            ..
-        } = self;
-        framer.finish(rest, |record| {
-            add_record(encoder, batch, outlet, read, &record)
-        });
-        self.flush();
+        let out = &mut self.out;
+        out.encoder.set_time(Timestamp::now());
+        self.framer.finish(rest, |record| out.push(&record));
+        out.flush();
     }
 
     fn flush(&mut self) {
-        write_out(&self.outlet, &mut self.batch);
+        self.out.flush();
     }
 }
 
-#[inline]
-fn add_record(
-    encoder: &Encoder,
-    batch: &mut Batch,
-    outlet: &BatchOutlet,
-    read: &mut Counts,
-    record: &Record<'_>,
-) {
-    read.add(u64::from(record.app_bytes), record.lines());
-    encoder.encode(record, &mut batch.bytes);
-    batch.push_encoded(record);
-    if batch.bytes.len() >= BATCH_LIMIT {
-        write_out(outlet, batch);
+impl RecordOut {
+    #[inline]
+    fn push(&mut self, record: &Record<'_>) {
+        self.read.add(u64::from(record.app_bytes), record.lines());
+        self.encoder.encode(record, &mut self.batch.bytes);
+        self.batch.push_encoded(record);
+        if self.batch.bytes.len() >= BATCH_LIMIT {
+            self.flush();
+        }
     }
-}
 
-fn write_out(outlet: &BatchOutlet, batch: &mut Batch) {
-    if batch.is_empty() {
-        return;
+    /// Hands the batch, if it holds anything, to the file writer.
+    fn flush(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let placeholder = Batch::new(self.batch.stream, 0);
+        let full = std::mem::replace(&mut self.batch, placeholder);
+        self.batch = self.outlet.exchange(full);
     }
-    let full = std::mem::replace(batch, Batch::new(batch.stream, 0));
-    *batch = outlet.exchange(full);
 }
 
 #[cfg(test)]
