@@ -12,11 +12,12 @@ use std::time::{Duration, Instant};
 use crate::config::RunConfig;
 use crate::format::Encoder;
 use crate::framing::MAX_RECORD;
+use crate::gate::{SharedBucket, StreamGate};
 use crate::reader::{self, ReadReport, ReaderConfig};
 use crate::signals::{self, SignalSet};
 use crate::sink::{LogSink, OpenError, SinkWriter};
 use crate::spawn::{self, SpawnError};
-use crate::stats::{Counts, PerStream, Stream};
+use crate::stats::{Counts, Dropped, PerStream, Stream};
 use crate::summary::{
     DrainReport, ExitReport, FilesSummary, MonitorUsage, StreamsSummary, Summary,
 };
@@ -78,6 +79,11 @@ pub fn run(config: &RunConfig) -> Result<Summary, CaptureError> {
     let (sink_writer, outlets) =
         SinkWriter::start(sink, &streams, batch_capacity).map_err(CaptureError::Thread)?;
     let stop = Arc::new(AtomicBool::new(false));
+    // One bucket for the container: its streams share the budget.
+    let bucket = config
+        .gate
+        .as_ref()
+        .map(|gate| SharedBucket::new(gate.budget));
     let (done_tx, done_rx) = mpsc::channel::<Stream>();
     let supervisor = signals::current_thread();
     let mut readers = Vec::new();
@@ -85,10 +91,15 @@ pub fn run(config: &RunConfig) -> Result<Summary, CaptureError> {
         let (stop, done_tx) = (Arc::clone(&stop), done_tx.clone());
         let reader_config = reader_config.clone();
         let encoder = Encoder::new(config.format, stream);
+        let gate = config
+            .gate
+            .as_ref()
+            .zip(bucket.clone())
+            .map(|(gate, bucket)| StreamGate::new(gate, bucket));
         let handle = thread::Builder::new()
             .name(format!("weir-{}", stream.as_str()))
             .spawn(move || {
-                let report = reader::read_stream(fd, encoder, outlet, &reader_config, &stop);
+                let report = reader::read_stream(fd, encoder, outlet, gate, &reader_config, &stop);
                 let _ = done_tx.send(stream);
                 signals::wake_supervisor(supervisor);
                 report
@@ -153,6 +164,7 @@ pub fn run(config: &RunConfig) -> Result<Summary, CaptureError> {
     }
 
     let mut read = PerStream::<Counts>::default();
+    let mut gate_dropped = PerStream::<Dropped>::default();
     for handle in readers {
         let report: ReadReport = handle.join().expect("reader threads do not panic");
         if let Some(error) = &report.error {
@@ -162,6 +174,7 @@ pub fn run(config: &RunConfig) -> Result<Summary, CaptureError> {
             );
         }
         *read.get_mut(report.stream) = report.read;
+        *gate_dropped.get_mut(report.stream) = report.dropped;
     }
     let report = sink_writer.finish();
     let status = status.expect("the loop ends only after the child exited");
@@ -169,8 +182,18 @@ pub fn run(config: &RunConfig) -> Result<Summary, CaptureError> {
     Ok(Summary {
         exit: exit_report(status),
         streams: StreamsSummary {
-            stdout: Summary::stream_summary(*read.get(Stream::Stdout), &report, Stream::Stdout),
-            stderr: Summary::stream_summary(*read.get(Stream::Stderr), &report, Stream::Stderr),
+            stdout: Summary::stream_summary(
+                *read.get(Stream::Stdout),
+                *gate_dropped.get(Stream::Stdout),
+                &report,
+                Stream::Stdout,
+            ),
+            stderr: Summary::stream_summary(
+                *read.get(Stream::Stderr),
+                *gate_dropped.get(Stream::Stderr),
+                &report,
+                Stream::Stderr,
+            ),
         },
         files: FilesSummary {
             live: report.live_path.clone(),

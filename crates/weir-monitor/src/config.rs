@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use crate::format::LogFormat;
+pub use crate::gate::GateConfig;
 
 /// Where the child's standard input comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -60,6 +61,8 @@ pub struct RunConfig {
     /// Longest time a record waits in weir before it is written: the bound
     /// on both read coalescing and holding back an unterminated line.
     pub max_latency: Duration,
+    /// The budget and policy; `None`: output is not limited.
+    pub gate: Option<GateConfig>,
 }
 
 impl RunConfig {
@@ -76,6 +79,7 @@ impl RunConfig {
             rotation: RotationConfig::default(),
             drain_timeout: Duration::from_secs(5),
             max_latency: Duration::from_millis(10),
+            gate: None,
         }
     }
 }

@@ -16,6 +16,7 @@ pub mod capture;
 pub mod config;
 pub mod format;
 pub mod framing;
+pub mod gate;
 pub mod reader;
 pub mod signals;
 pub mod sink;

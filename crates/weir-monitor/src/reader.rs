@@ -17,10 +17,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::format::{Encoder, Timestamp};
-use crate::framing::{Framer, Record};
+use crate::framing::{Framer, Record, Tag};
+use crate::gate::{Admission, StreamGate};
 use crate::sink::{Batch, BatchOutlet};
-use crate::stats::{Counts, Stream};
+use crate::stats::{Counts, Dropped, Stream};
 use crate::sys;
+use weir_gate::Policy;
 
 /// Encoded bytes gathered before the sink is called, bounding memory when a
 /// read of short lines expands many times over (empty lines gain ~40 bytes
@@ -47,6 +49,8 @@ pub struct ReadReport {
     pub stream: Stream,
     /// Application bytes and lines read (all of them framed into records).
     pub read: Counts,
+    /// Dropped by the gate (rate limit, ring overflow); disk losses are the sink's.
+    pub dropped: Dropped,
     /// A read error other than end of stream.
     pub error: Option<io::Error>,
     /// The reader was told to stop before end of stream (drain timeout).
@@ -59,6 +63,7 @@ pub fn read_stream(
     fd: OwnedFd,
     encoder: Encoder,
     outlet: BatchOutlet,
+    gate: Option<StreamGate>,
     config: &ReaderConfig,
     stop: &AtomicBool,
 ) -> ReadReport {
@@ -70,9 +75,11 @@ pub fn read_stream(
         framer,
         out: RecordOut {
             encoder,
+            time: Timestamp::now(),
             batch: outlet.first(),
             outlet,
             read: Counts::default(),
+            gate,
         },
     };
     let read_size = config.pipe_capacity.max(64 << 10);
@@ -83,9 +90,24 @@ pub fn read_stream(
     let mut error = None;
     let mut stopped = false;
     let mut cycle_start = Instant::now();
+    let blocking_gate = reader
+        .out
+        .gate
+        .as_ref()
+        .is_some_and(|g| g.policy() == Policy::Block);
     loop {
-        let space = buf.len() - filled;
-        let got = match reader.fill(&mut buf[filled..], config.is_tty) {
+        let mut space = buf.len() - filled;
+        if blocking_gate {
+            let gate = reader.out.gate.as_ref().expect("checked above");
+            match wait_for_budget(gate, space, stop) {
+                Some(allowed) => space = allowed,
+                None => {
+                    stopped = true;
+                    break;
+                }
+            }
+        }
+        let got = match reader.fill(&mut buf[filled..filled + space], config.is_tty) {
             Ok(Fill::Data(n)) => n,
             Ok(Fill::Eof) => break,
             Ok(Fill::Interrupted) => {
@@ -100,6 +122,14 @@ pub fn read_stream(
                 break;
             }
         };
+        if blocking_gate {
+            reader
+                .out
+                .gate
+                .as_ref()
+                .expect("checked above")
+                .charge_read(got);
+        }
         // One read into a buffer larger than the pipe empties the pipe,
         // unless it filled the buffer: then more may be waiting.
         let drained = got < space;
@@ -135,12 +165,14 @@ pub fn read_stream(
         read,
         outlet,
         batch,
+        gate,
         ..
     } = reader.out;
     outlet.close(batch);
     ReadReport {
         stream,
         read,
+        dropped: gate.map(|g| g.dropped()).unwrap_or_default(),
         error,
         stopped,
     }
@@ -160,6 +192,22 @@ fn coalescing_pause(
     }
     let half_fill = interval.mul_f64((capacity / 2) as f64 / got as f64);
     half_fill.min(max_latency)
+}
+
+/// Under `block`: waits until the budget allows a read and returns how many
+/// bytes it allows, or `None` if the reader was told to stop meanwhile.
+fn wait_for_budget(gate: &StreamGate, space: usize, stop: &AtomicBool) -> Option<usize> {
+    loop {
+        match gate.read_allowance(space) {
+            Ok(allowed) => return Some(allowed),
+            Err(wait) => {
+                if stop.load(Ordering::Relaxed) {
+                    return None;
+                }
+                sleep(wait.min(Duration::from_millis(100)));
+            }
+        }
+    }
 }
 
 /// One `nanosleep`, cut short by the wake-up signal (unlike std's sleep,
@@ -189,9 +237,12 @@ struct StreamReader {
 /// to the file writer when full.
 struct RecordOut {
     encoder: Encoder,
+    /// The time of the read the records come from.
+    time: Timestamp,
     batch: Batch,
     outlet: BatchOutlet,
     read: Counts,
+    gate: Option<StreamGate>,
 }
 
 impl StreamReader {
@@ -211,7 +262,7 @@ impl StreamReader {
     /// front and returns its length.
     fn frame(&mut self, buf: &mut [u8], filled: usize) -> usize {
         let out = &mut self.out;
-        out.encoder.set_time(Timestamp::now());
+        out.set_time(Timestamp::now());
         let used = self
             .framer
             .frame(&buf[..filled], |record| out.push(&record));
@@ -222,7 +273,7 @@ impl StreamReader {
     /// Writes an unterminated tail as a partial record: the writer went idle.
     fn flush_idle(&mut self, rest: &[u8]) {
         let out = &mut self.out;
-        out.encoder.set_time(Timestamp::now());
+        out.set_time(Timestamp::now());
         self.framer.flush_idle(rest, |record| out.push(&record));
         out.flush();
     }
@@ -230,8 +281,11 @@ impl StreamReader {
     /// Closes the stream's last line and hands over everything left.
     fn finish(&mut self, rest: &[u8]) {
         let out = &mut self.out;
-        out.encoder.set_time(Timestamp::now());
+        out.set_time(Timestamp::now());
         self.framer.finish(rest, |record| out.push(&record));
+        if let Some(marker) = out.gate.as_mut().and_then(StreamGate::final_marker) {
+            out.write_marker(&marker);
+        }
         out.flush();
     }
 
@@ -241,14 +295,39 @@ impl StreamReader {
 }
 
 impl RecordOut {
+    fn set_time(&mut self, time: Timestamp) {
+        self.time = time;
+        self.encoder.set_time(time);
+    }
+
     #[inline]
     fn push(&mut self, record: &Record<'_>) {
         self.read.add(u64::from(record.app_bytes), record.lines());
+        if let Some(gate) = self.gate.as_mut() {
+            let admission = gate.admit(record, self.time);
+            if let Some(marker) = gate.due_marker(admission) {
+                self.write_marker(&marker);
+            }
+            if admission == Admission::Drop {
+                return;
+            }
+        }
         self.encoder.encode(record, &mut self.batch.bytes);
         self.batch.push_encoded(record);
         if self.batch.bytes.len() >= BATCH_LIMIT {
             self.flush();
         }
+    }
+
+    /// Writes a marker record of weir's own: no application bytes.
+    fn write_marker(&mut self, text: &str) {
+        let marker = Record {
+            tag: Tag::Full,
+            content: text.as_bytes(),
+            app_bytes: 0,
+        };
+        self.encoder.encode(&marker, &mut self.batch.bytes);
+        self.batch.push_marker();
     }
 
     /// Hands the batch, if it holds anything, to the file writer.

@@ -84,10 +84,13 @@ impl PerStream<Counts> {
     }
 }
 
-/// Why bytes were not stored. Only `disk` exists in the monitor today; the
-/// gate adds rate-limit reasons.
+/// Why bytes were not stored.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Dropped {
+    /// Over budget under the `drop` policy.
+    pub rate_limit: Counts,
+    /// Pushed out of a full ring (the oldest lines) under the `ring` policy.
+    pub ring_overflow: Counts,
     /// The log file could not be written: disk full, I/O error, read-only or
     /// vanished directory.
     pub disk: Counts,
@@ -95,7 +98,16 @@ pub struct Dropped {
 
 impl Dropped {
     pub fn total(&self) -> Counts {
-        self.disk
+        let mut total = self.rate_limit;
+        total.merge(self.ring_overflow);
+        total.merge(self.disk);
+        total
+    }
+
+    pub fn merge(&mut self, other: Dropped) {
+        self.rate_limit.merge(other.rate_limit);
+        self.ring_overflow.merge(other.ring_overflow);
+        self.disk.merge(other.disk);
     }
 }
 

@@ -86,12 +86,21 @@ pub struct MonitorUsage {
 }
 
 impl Summary {
-    pub(crate) fn stream_summary(read: Counts, sink: &SinkReport, stream: Stream) -> StreamSummary {
+    /// One stream's account: what its reader read and its gate dropped,
+    /// and what the sink wrote or lost to the disk.
+    pub(crate) fn stream_summary(
+        read: Counts,
+        gate_dropped: Dropped,
+        sink: &SinkReport,
+        stream: Stream,
+    ) -> StreamSummary {
         let stats = sink.stats.get(stream);
+        let mut dropped = stats.dropped;
+        dropped.merge(gate_dropped);
         StreamSummary {
             read,
             written: stats.written,
-            dropped: stats.dropped,
+            dropped,
             deleted: stats.deleted,
         }
     }

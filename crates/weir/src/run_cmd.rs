@@ -6,10 +6,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
-use weir_monitor::config::RotationConfig;
+use weir_gate::policy::PolicyKind;
+use weir_gate::{Budget, Policy};
+use weir_monitor::config::{GateConfig, RotationConfig};
 use weir_monitor::{LogFormat, RunConfig, StdinMode};
 
-use crate::units::{parse_duration, parse_size};
+use crate::units::{parse_duration, parse_rate, parse_size};
 
 /// The largest `--max-line`: a record's byte count must fit the accounting.
 const MAX_LINE_LIMIT: u64 = 64 << 20;
@@ -60,6 +62,24 @@ pub struct RunArgs {
     /// Longest time output may wait in weir before it is written.
     #[arg(long, default_value = "10ms", value_parser = parse_duration)]
     max_latency: Duration,
+    /// Budget for the command's output (both streams together), in application
+    /// bytes: `5MiB/s`, `10MB/min`. Without it the output is not limited.
+    #[arg(long, value_parser = parse_rate)]
+    rate: Option<f64>,
+    /// Bytes that may pass at once after a quiet period [default: one second of --rate].
+    #[arg(long, value_parser = parse_size, requires = "rate")]
+    burst: Option<u64>,
+    /// What happens when the budget is exhausted: block (the writer waits),
+    /// drop (whole lines are discarded and counted) or ring (the newest output
+    /// waits in memory, the oldest is dropped on overflow).
+    #[arg(long, default_value = "block", requires = "rate")]
+    policy: PolicyKind,
+    /// Largest output held in memory under --policy ring.
+    #[arg(long, default_value = "1MiB", value_parser = parse_size)]
+    ring_size: u64,
+    /// While output is being dropped, state the loss in the log at least this often.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    marker_interval: Duration,
     /// Print a JSON account of the run on stdout at exit.
     #[arg(long)]
     summary: bool,
@@ -104,6 +124,17 @@ impl RunArgs {
             compress: self.log_compress,
         };
         config.drain_timeout = self.drain_timeout;
+        config.gate = self.rate.map(|rate| GateConfig {
+            budget: Budget::new(rate, self.burst),
+            policy: match self.policy {
+                PolicyKind::Block => Policy::Block,
+                PolicyKind::Drop => Policy::Drop,
+                PolicyKind::Ring => Policy::Ring {
+                    max_bytes: self.ring_size,
+                },
+            },
+            marker_interval: self.marker_interval,
+        });
         config.max_latency = self.max_latency;
         Ok((config, self.summary))
     }

@@ -48,6 +48,16 @@ impl Batch {
             .add(u64::from(record.app_bytes), u64::from(ends_line));
     }
 
+    /// Notes that the bytes just appended are a marker written by weir
+    /// itself: no application bytes or lines.
+    pub fn push_marker(&mut self) {
+        self.spans.push(RecordSpan {
+            end: self.bytes.len(),
+            app_bytes: 0,
+            ends_line: false,
+        });
+    }
+
     pub fn is_empty(&self) -> bool {
         self.spans.is_empty()
     }

@@ -71,7 +71,10 @@ impl RunResult {
             for unit in ["bytes", "lines"] {
                 let read = self.count(stream, &["read", unit]);
                 let written = self.count(stream, &["written", unit]);
-                let dropped = self.count(stream, &["dropped", "disk", unit]);
+                let dropped: u64 = ["rate_limit", "ring_overflow", "disk"]
+                    .iter()
+                    .map(|reason| self.count(stream, &["dropped", reason, unit]))
+                    .sum();
                 assert_eq!(
                     read,
                     written + dropped,

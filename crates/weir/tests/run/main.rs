@@ -2,6 +2,7 @@
 
 mod common;
 mod disk;
+mod gate;
 mod lifecycle;
 mod rotation;
 mod round_trip;

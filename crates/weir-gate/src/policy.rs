@@ -1,0 +1,57 @@
+//! What happens to output when its budget is exhausted.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// An application's choice for when its budget runs out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    /// Back-pressure: weir stops reading, the writer waits in `write()`,
+    /// nothing is lost.
+    Block,
+    /// The writer never waits; whole lines over budget are discarded and
+    /// counted, with a marker in the log when dropping stops.
+    Drop,
+    /// The writer never waits; up to `max_bytes` wait in memory and leave at
+    /// the budgeted rate; on overflow the oldest whole lines are dropped.
+    Ring { max_bytes: u64 },
+}
+
+impl Policy {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Policy::Block => "block",
+            Policy::Drop => "drop",
+            Policy::Ring { .. } => "ring",
+        }
+    }
+}
+
+impl fmt::Display for Policy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A policy name without its parameters, as written on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyKind {
+    Block,
+    Drop,
+    Ring,
+}
+
+impl FromStr for PolicyKind {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "block" => Ok(PolicyKind::Block),
+            "drop" => Ok(PolicyKind::Drop),
+            "ring" => Ok(PolicyKind::Ring),
+            other => Err(format!(
+                "unknown policy {other:?} (use block, drop or ring)"
+            )),
+        }
+    }
+}

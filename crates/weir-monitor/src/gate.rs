@@ -1,0 +1,264 @@
+//! The gate applied to one stream of a monitored process.
+//!
+//! Both streams of a container draw from one shared bucket (the container's
+//! budget). Under `block` the reader asks the gate how much it may read and
+//! waits for the budget, so the writer waits in `write()`. Under `drop` every
+//! line is admitted or dropped whole when it starts, and a marker record
+//! states each run of drops when it ends, and at least every
+//! `marker_interval` while it lasts.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use weir_gate::bucket::monotonic_ns;
+use weir_gate::{Budget, Policy, TokenBucket};
+
+use crate::format::Timestamp;
+use crate::framing::{Record, Tag};
+use crate::stats::{Counts, Dropped};
+
+/// Smallest read worth waiting for under `block`, so a writer held back by
+/// its budget is released in useful pieces rather than byte by byte.
+const BLOCK_READ_QUANTUM: u64 = 4096;
+
+/// What the monitor is told about the budget of the process it runs.
+#[derive(Debug, Clone)]
+pub struct GateConfig {
+    pub budget: Budget,
+    pub policy: Policy,
+    /// Longest time a run of drops goes unmarked in the log.
+    pub marker_interval: Duration,
+}
+
+/// A bucket shared by the streams of one container.
+#[derive(Debug, Clone)]
+pub struct SharedBucket(Arc<Mutex<TokenBucket>>);
+
+impl SharedBucket {
+    pub fn new(budget: Budget) -> SharedBucket {
+        SharedBucket(Arc::new(Mutex::new(TokenBucket::new(
+            budget,
+            monotonic_ns(),
+        ))))
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut TokenBucket, u64) -> R) -> R {
+        let mut bucket = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut bucket, monotonic_ns())
+    }
+}
+
+/// Whether a record goes to the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    Pass,
+    Drop,
+}
+
+/// A run of consecutive drops, not yet stated in the log.
+#[derive(Debug)]
+struct DropRun {
+    since: Timestamp,
+    until: Timestamp,
+    lost: Counts,
+    last_marker: Instant,
+}
+
+/// The gate of one stream.
+#[derive(Debug)]
+pub struct StreamGate {
+    bucket: SharedBucket,
+    policy: Policy,
+    marker_interval: Duration,
+    /// A `P` record was seen and the line's `F` has not come yet.
+    in_line: bool,
+    /// The verdict for the line now open.
+    line_admission: Admission,
+    run: Option<DropRun>,
+    dropped: Dropped,
+}
+
+impl StreamGate {
+    pub fn new(config: &GateConfig, bucket: SharedBucket) -> StreamGate {
+        StreamGate {
+            bucket,
+            policy: config.policy,
+            marker_interval: config.marker_interval,
+            in_line: false,
+            line_admission: Admission::Pass,
+            run: None,
+            dropped: Dropped::default(),
+        }
+    }
+
+    pub fn policy(&self) -> Policy {
+        self.policy
+    }
+
+    /// What this gate dropped, by reason.
+    pub fn dropped(&self) -> Dropped {
+        self.dropped
+    }
+
+    /// Under `block`: how many bytes may be read now (at most `space`), or
+    /// how long to wait before asking again.
+    pub fn read_allowance(&self, space: usize) -> Result<usize, Duration> {
+        self.bucket.with(|bucket, now| {
+            let quantum = BLOCK_READ_QUANTUM.min(bucket.budget().burst);
+            let wait = bucket.wait_for(quantum, now);
+            if wait > Duration::ZERO {
+                return Err(wait);
+            }
+            let available = bucket.available(now).max(quantum as f64) as usize;
+            Ok(available.min(space))
+        })
+    }
+
+    /// Under `block`: takes the bytes just read from the budget.
+    pub fn charge_read(&self, bytes: usize) {
+        self.bucket
+            .with(|bucket, now| bucket.charge(bytes as u64, now));
+    }
+
+    /// Decides whether `record` (read at `time`) goes to the log. Under
+    /// `block` everything read was paid for already.
+    pub fn admit(&mut self, record: &Record<'_>, time: Timestamp) -> Admission {
+        if self.policy == Policy::Block {
+            return Admission::Pass;
+        }
+        let admission = if self.in_line {
+            // The rest of a line follows the verdict on its start.
+            if self.line_admission == Admission::Pass {
+                self.bucket
+                    .with(|bucket, now| bucket.charge(u64::from(record.app_bytes), now));
+            }
+            self.line_admission
+        } else if self
+            .bucket
+            .with(|bucket, now| bucket.try_admit(u64::from(record.app_bytes), now))
+        {
+            Admission::Pass
+        } else {
+            Admission::Drop
+        };
+        self.in_line = record.tag == Tag::Partial;
+        self.line_admission = admission;
+        if admission == Admission::Drop {
+            let lost = Counts {
+                bytes: u64::from(record.app_bytes),
+                lines: record.lines(),
+            };
+            self.dropped.rate_limit.merge(lost);
+            let run = self.run.get_or_insert_with(|| DropRun {
+                since: time,
+                until: time,
+                lost: Counts::default(),
+                last_marker: Instant::now(),
+            });
+            run.until = time;
+            run.lost.merge(lost);
+        }
+        admission
+    }
+
+    /// The marker for the drops not yet stated, if one is due after a
+    /// record was admitted or dropped. A run of drops ends, and is marked,
+    /// when output passes with the budget no longer tight (half the burst
+    /// saved up again); while it lasts it is marked once per marker interval,
+    /// so a writer held at its budget gets one marker per interval, not one
+    /// per line that slips through.
+    pub fn due_marker(&mut self, admission: Admission) -> Option<String> {
+        let run = self.run.as_ref()?;
+        let interval_over = run.last_marker.elapsed() >= self.marker_interval;
+        let recovered = admission == Admission::Pass
+            && self
+                .bucket
+                .with(|bucket, now| bucket.available(now) >= bucket.budget().burst as f64 / 2.0);
+        (interval_over || recovered).then(|| self.take_marker())
+    }
+
+    /// The marker for drops not yet stated, at the end of the stream.
+    pub fn final_marker(&mut self) -> Option<String> {
+        self.run.as_ref()?;
+        Some(self.take_marker())
+    }
+
+    fn take_marker(&mut self) -> String {
+        let run = self.run.take().expect("callers check for a run");
+        format!(
+            "weir: dropped {} lines ({} bytes) from {} to {}: rate limit ({})",
+            run.lost.lines,
+            run.lost.bytes,
+            run.since,
+            run.until,
+            self.describe()
+        )
+    }
+
+    /// `container 5MiB/s`, as markers name the budget.
+    pub fn describe(&self) -> String {
+        self.bucket
+            .with(|bucket, _| format!("container {}", bucket.budget().describe()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(tag: Tag, content: &[u8], newline: bool) -> Record<'_> {
+        Record {
+            tag,
+            content,
+            app_bytes: content.len() as u32 + u32::from(newline),
+        }
+    }
+
+    #[test]
+    fn drop_policy_drops_whole_lines_and_marks_the_run() {
+        let config = GateConfig {
+            budget: Budget::new(1.0, Some(10)),
+            policy: Policy::Drop,
+            marker_interval: Duration::from_secs(3600),
+        };
+        let mut gate = StreamGate::new(&config, SharedBucket::new(config.budget));
+        let t = Timestamp { secs: 0, nanos: 0 };
+        assert_eq!(
+            gate.admit(&record(Tag::Full, b"12345678", true), t),
+            Admission::Pass
+        );
+        // The bucket is spent: a long line is dropped from its first piece to its last.
+        assert_eq!(
+            gate.admit(&record(Tag::Partial, b"abcd", false), t),
+            Admission::Drop
+        );
+        assert_eq!(
+            gate.admit(&record(Tag::Partial, b"efgh", false), t),
+            Admission::Drop
+        );
+        assert_eq!(
+            gate.admit(&record(Tag::Full, b"ij", true), t),
+            Admission::Drop
+        );
+        assert_eq!(gate.due_marker(Admission::Drop), None);
+        assert_eq!(
+            gate.due_marker(Admission::Pass),
+            None,
+            "the budget is still tight"
+        );
+        let marker = gate.final_marker().unwrap();
+        assert_eq!(
+            marker,
+            "weir: dropped 1 lines (11 bytes) from 1970-01-01T00:00:00.000000000Z to \
+             1970-01-01T00:00:00.000000000Z: rate limit (container 1B/s)"
+        );
+        assert_eq!(
+            gate.dropped().rate_limit,
+            Counts {
+                bytes: 11,
+                lines: 1
+            }
+        );
+        assert_eq!(gate.final_marker(), None);
+    }
+}

@@ -1,0 +1,158 @@
+//! The budget and the policies, end to end: `block` loses nothing and holds
+//! the writer back; `drop` never holds it back, drops whole lines, counts
+//! them and marks them in the log.
+
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+
+/// Writes `count` numbered 100-byte lines as fast as it can, in 64 KiB
+/// writes; an alarm fails it if it is held back for a minute.
+const FAST_WRITER: &str = r#"
+import os, signal, sys
+signal.alarm(60)
+count = int(sys.argv[1])
+buf = bytearray()
+for i in range(count):
+    buf += b"seq %09d " % i + b"z" * 85 + b"\n"
+    if len(buf) >= 65536:
+        os.write(1, buf); buf = bytearray()
+os.write(1, buf)
+"#;
+
+fn expected_line(i: usize) -> Vec<u8> {
+    let mut line = format!("seq {i:09} ").into_bytes();
+    line.extend([b'z'; 85]);
+    line
+}
+
+fn fast_writer(count: usize) -> Vec<String> {
+    let mut command = python(FAST_WRITER);
+    command.push(count.to_string());
+    command
+}
+
+#[test]
+fn block_policy_loses_nothing_keeps_order_and_holds_the_writer_to_the_budget() {
+    let dir = Scratch::new("gate-block");
+    let log = dir.join("app.log");
+    let lines = 6000; // 600 KB at 200 KiB/s with a 64 KiB burst: about 2.6 s
+    let started = Instant::now();
+    let result = run_weir(
+        &[
+            "--log-path",
+            log.to_str().unwrap(),
+            "--rate",
+            "200KiB/s",
+            "--burst",
+            "64KiB",
+            "--policy",
+            "block",
+        ],
+        &strs(&fast_writer(lines)),
+    );
+    let elapsed = started.elapsed();
+    assert_eq!(result.code, Some(0), "{}", result.stderr);
+    result.assert_balanced();
+    assert_eq!(result.count("stdout", &["written", "lines"]), lines as u64);
+    let records = read_cri(&log);
+    let expected: Vec<u8> = (0..lines)
+        .flat_map(|i| [expected_line(i), b"\n".to_vec()].concat())
+        .collect();
+    assert_same_bytes(&reassemble(&records, "stdout"), &expected, "blocked output");
+    // The budget held the writer back: no faster than burst + rate × time.
+    let floor = Duration::from_secs_f64((600_000.0 - 65536.0) / 204_800.0);
+    assert!(
+        elapsed >= floor.mul_f64(0.95),
+        "600 KB passed in {elapsed:?}, faster than the budget allows ({floor:?})"
+    );
+}
+
+#[test]
+fn drop_policy_never_holds_the_writer_and_accounts_for_every_dropped_line() {
+    let dir = Scratch::new("gate-drop");
+    let log = dir.join("app.log");
+    // 20 MB against 100 KiB/s: held to the budget this would take over three
+    // minutes, beyond the writer's one-minute alarm.
+    let lines = 200_000;
+    let result = run_weir(
+        &[
+            "--log-path",
+            log.to_str().unwrap(),
+            "--rate",
+            "100KiB/s",
+            "--policy",
+            "drop",
+        ],
+        &strs(&fast_writer(lines)),
+    );
+    assert_eq!(
+        result.code,
+        Some(0),
+        "the writer was held back: {}",
+        result.stderr
+    );
+    result.assert_balanced();
+    let dropped_lines = result.count("stdout", &["dropped", "rate_limit", "lines"]);
+    let dropped_bytes = result.count("stdout", &["dropped", "rate_limit", "bytes"]);
+    assert!(dropped_lines > 0, "{}", result.summary);
+    assert_eq!(
+        dropped_bytes,
+        dropped_lines * 100,
+        "only whole lines are dropped"
+    );
+
+    // What was kept is whole lines, in order; markers account for the rest.
+    let mut next = 0usize;
+    let (mut kept, mut marked_lines, mut marked_bytes) = (0u64, 0u64, 0u64);
+    for record in read_cri(&log) {
+        assert_eq!(
+            record.tag,
+            weir_monitor::framing::Tag::Full,
+            "no line is cut"
+        );
+        let text = String::from_utf8(record.content).unwrap();
+        if let Some(rest) = text.strip_prefix("weir: dropped ") {
+            let words: Vec<&str> = rest.split_whitespace().collect();
+            marked_lines += words[0].parse::<u64>().unwrap();
+            marked_bytes += words[2].trim_start_matches('(').parse::<u64>().unwrap();
+            assert!(text.ends_with("rate limit (container 100KiB/s)"), "{text}");
+            continue;
+        }
+        let seq: usize = text[4..13].parse().unwrap();
+        assert!(seq >= next, "line {seq} came after {next}");
+        assert_eq!(text.as_bytes(), expected_line(seq).as_slice());
+        next = seq + 1;
+        kept += 1;
+    }
+    assert_eq!(kept, result.count("stdout", &["written", "lines"]));
+    assert_eq!(
+        (marked_lines, marked_bytes),
+        (dropped_lines, dropped_bytes),
+        "markers state every drop"
+    );
+    assert_eq!(kept + dropped_lines, lines as u64);
+}
+
+#[test]
+fn a_writer_within_its_budget_loses_nothing_under_drop() {
+    let dir = Scratch::new("gate-within");
+    let log = dir.join("app.log");
+    let result = run_weir(
+        &[
+            "--log-path",
+            log.to_str().unwrap(),
+            "--rate",
+            "10MiB/s",
+            "--policy",
+            "drop",
+        ],
+        &strs(&fast_writer(5000)),
+    );
+    result.assert_balanced();
+    assert_eq!(
+        result.count("stdout", &["dropped", "rate_limit", "lines"]),
+        0
+    );
+    assert_eq!(result.count("stdout", &["written", "lines"]), 5000);
+}
