@@ -73,6 +73,16 @@ pub fn format_rate(bytes_per_second: f64) -> String {
     format!("{bytes_per_second:.0}B/s")
 }
 
+/// Renders a size the way it is written in configuration: `1MiB`, `512KiB`.
+pub fn format_size(bytes: u64) -> String {
+    for (size, name) in [(1u64 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")] {
+        if bytes >= size && bytes % size == 0 {
+            return format!("{}{name}", bytes / size);
+        }
+    }
+    format!("{bytes}B")
+}
+
 /// Parses a duration: a number with a unit `ms`, `s`, `m` or `h` (seconds
 /// when the unit is omitted).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {

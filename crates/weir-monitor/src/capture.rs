@@ -12,16 +12,19 @@ use std::time::{Duration, Instant};
 use crate::config::RunConfig;
 use crate::format::Encoder;
 use crate::framing::MAX_RECORD;
-use crate::gate::{SharedBucket, StreamGate};
+use crate::gate::{GateConfig, SharedBucket, StreamGate};
 use crate::reader::{self, ReadReport, ReaderConfig};
+use crate::ring::{self, RingConfig};
 use crate::signals::{self, SignalSet};
-use crate::sink::{LogSink, OpenError, SinkWriter};
+use crate::sink::{LogSink, OpenError, SinkWriter, batch_channel};
 use crate::spawn::{self, SpawnError};
 use crate::stats::{Counts, Dropped, PerStream, Stream};
 use crate::summary::{
     DrainReport, ExitReport, FilesSummary, MonitorUsage, StreamsSummary, Summary,
 };
 use crate::sys;
+use weir_gate::Policy;
+use weir_gate::units::format_size;
 
 /// Why a run could not take place.
 #[derive(Debug, thiserror::Error)]
@@ -87,13 +90,48 @@ pub fn run(config: &RunConfig) -> Result<Summary, CaptureError> {
     let (done_tx, done_rx) = mpsc::channel::<Stream>();
     let supervisor = signals::current_thread();
     let mut readers = Vec::new();
+    let mut rings = Vec::new();
     for ((stream, fd), outlet) in spawned.outputs.into_iter().zip(outlets) {
+        // Under `ring` the reader feeds the ring stage, which feeds the sink.
+        let (outlet, gate_config) = match (&config.gate, &bucket) {
+            (
+                Some(
+                    gate @ GateConfig {
+                        policy: Policy::Ring { max_bytes },
+                        ..
+                    },
+                ),
+                Some(bucket),
+            ) => {
+                let (reader_outlet, inlet) = batch_channel(stream, batch_capacity);
+                let ring_config = RingConfig {
+                    max_bytes: usize::try_from(*max_bytes).unwrap_or(usize::MAX),
+                    marker_interval: gate.marker_interval,
+                    description: format!(
+                        "ring {}, container {}",
+                        format_size(*max_bytes),
+                        gate.budget.describe()
+                    ),
+                };
+                let encoder = Encoder::new(config.format, stream);
+                let handle = ring::start(
+                    ring_config,
+                    inlet,
+                    outlet,
+                    bucket.clone(),
+                    encoder,
+                    Arc::clone(&stop),
+                )
+                .map_err(CaptureError::Thread)?;
+                rings.push((stream, handle));
+                (reader_outlet, None)
+            }
+            _ => (outlet, config.gate.as_ref()),
+        };
         let (stop, done_tx) = (Arc::clone(&stop), done_tx.clone());
         let reader_config = reader_config.clone();
         let encoder = Encoder::new(config.format, stream);
-        let gate = config
-            .gate
-            .as_ref()
+        let gate = gate_config
             .zip(bucket.clone())
             .map(|(gate, bucket)| StreamGate::new(gate, bucket));
         let handle = thread::Builder::new()
@@ -175,6 +213,22 @@ pub fn run(config: &RunConfig) -> Result<Summary, CaptureError> {
         }
         *read.get_mut(report.stream) = report.read;
         *gate_dropped.get_mut(report.stream) = report.dropped;
+    }
+    // Ring stages still release what they hold at the budgeted rate, within
+    // the drain timeout.
+    let ring_deadline = drain_deadline.unwrap_or_else(|| Instant::now() + config.drain_timeout);
+    for (stream, handle) in rings {
+        while !handle.is_finished() {
+            if Instant::now() >= ring_deadline && !stop.swap(true, Ordering::Relaxed) {
+                eprintln!(
+                    "weir: the {} ring was not drained within the drain timeout; the rest is dropped (ring_overflow)",
+                    stream.as_str()
+                );
+            }
+            thread::sleep(STOP_RETRY);
+        }
+        let overflow = handle.join().expect("ring stages do not panic");
+        gate_dropped.get_mut(stream).ring_overflow.merge(overflow);
     }
     let report = sink_writer.finish();
     let status = status.expect("the loop ends only after the child exited");

@@ -42,6 +42,16 @@ impl SharedBucket {
         ))))
     }
 
+    /// Admits `bytes` if the budget has room (see [`TokenBucket::try_admit`]).
+    pub fn try_admit(&self, bytes: u64) -> bool {
+        self.with(|bucket, now| bucket.try_admit(bytes, now))
+    }
+
+    /// How long until `bytes` may pass.
+    pub fn wait_for(&self, bytes: u64) -> Duration {
+        self.with(|bucket, now| bucket.wait_for(bytes, now))
+    }
+
     fn with<R>(&self, f: impl FnOnce(&mut TokenBucket, u64) -> R) -> R {
         let mut bucket = self.0.lock().unwrap_or_else(|e| e.into_inner());
         f(&mut bucket, monotonic_ns())

@@ -18,6 +18,7 @@ pub mod format;
 pub mod framing;
 pub mod gate;
 pub mod reader;
+pub mod ring;
 pub mod signals;
 pub mod sink;
 pub mod spawn;

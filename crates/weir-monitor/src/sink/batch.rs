@@ -48,6 +48,30 @@ impl Batch {
             .add(u64::from(record.app_bytes), u64::from(ends_line));
     }
 
+    /// Appends records `range` of `other` (of the same stream).
+    pub fn append_records(&mut self, other: &Batch, range: std::ops::Range<usize>) {
+        if range.is_empty() {
+            return;
+        }
+        let start = other.start_of(range.start);
+        let shift = self.bytes.len() as isize - start as isize;
+        self.bytes
+            .extend_from_slice(&other.bytes[start..other.spans[range.end - 1].end]);
+        for span in &other.spans[range] {
+            self.spans.push(RecordSpan {
+                end: (span.end as isize + shift) as usize,
+                ..*span
+            });
+            self.total
+                .add(u64::from(span.app_bytes), u64::from(span.ends_line));
+        }
+    }
+
+    /// Bytes held by records from `first` on.
+    pub fn bytes_from(&self, first: usize) -> usize {
+        self.bytes.len() - self.start_of(first)
+    }
+
     /// Notes that the bytes just appended are a marker written by weir
     /// itself: no application bytes or lines.
     pub fn push_marker(&mut self) {

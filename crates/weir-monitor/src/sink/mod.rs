@@ -14,7 +14,7 @@ mod writer;
 pub use batch::{Batch, RecordSpan};
 pub use rotation::{DeleteReason, DeletedFile, RotatedFile};
 pub use trouble::{RESUME_HEADROOM, describe as describe_error};
-pub use writer::{BatchOutlet, SinkWriter};
+pub use writer::{BatchInlet, BatchOutlet, SinkWriter, batch_channel};
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};

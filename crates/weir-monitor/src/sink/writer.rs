@@ -55,6 +55,50 @@ impl BatchOutlet {
     }
 }
 
+/// The receiving end of one stream's batches, for a stage that sits between
+/// a reader and the file writer (the ring).
+#[derive(Debug)]
+pub struct BatchInlet {
+    full: Receiver<Batch>,
+    empty: Sender<Batch>,
+}
+
+impl BatchInlet {
+    /// Waits up to `timeout` for a full batch. `Err(true)`: the reader is
+    /// gone and nothing more will come; `Err(false)`: timed out.
+    pub fn recv_timeout(&self, timeout: std::time::Duration) -> Result<Batch, bool> {
+        use std::sync::mpsc::RecvTimeoutError;
+        self.full
+            .recv_timeout(timeout)
+            .map_err(|e| e == RecvTimeoutError::Disconnected)
+    }
+
+    /// Returns a batch, emptied, to the reader.
+    pub fn give_back(&self, mut batch: Batch) {
+        batch.clear();
+        let _ = self.empty.send(batch);
+    }
+}
+
+/// A private channel of circulating batches for one stream.
+pub fn batch_channel(stream: Stream, batch_capacity: usize) -> (BatchOutlet, BatchInlet) {
+    let (full_tx, full_rx) = sync_channel::<Batch>(BATCHES_PER_STREAM);
+    let (empty_tx, empty_rx) = channel();
+    for _ in 0..BATCHES_PER_STREAM {
+        let _ = empty_tx.send(Batch::new(stream, batch_capacity));
+    }
+    (
+        BatchOutlet {
+            full: full_tx,
+            empty: empty_rx,
+        },
+        BatchInlet {
+            full: full_rx,
+            empty: empty_tx,
+        },
+    )
+}
+
 /// The running file-writer thread.
 #[derive(Debug)]
 pub struct SinkWriter {

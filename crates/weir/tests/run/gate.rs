@@ -102,10 +102,29 @@ fn drop_policy_never_holds_the_writer_and_accounts_for_every_dropped_line() {
         "only whole lines are dropped"
     );
 
-    // What was kept is whole lines, in order; markers account for the rest.
-    let mut next = 0usize;
-    let (mut kept, mut marked_lines, mut marked_bytes) = (0u64, 0u64, 0u64);
-    for record in read_cri(&log) {
+    let kept = check_kept_lines_and_markers(
+        &log,
+        "rate limit (container 100KiB/s)",
+        (dropped_lines, dropped_bytes),
+    );
+    assert_eq!(
+        kept.len() as u64,
+        result.count("stdout", &["written", "lines"])
+    );
+    assert_eq!(kept.len() as u64 + dropped_lines, lines as u64);
+}
+
+/// Checks that the log holds whole lines in the order written, and markers
+/// ending in `reason` that state exactly `dropped` (lines, bytes). Returns the
+/// sequence numbers kept.
+fn check_kept_lines_and_markers(
+    log: &std::path::Path,
+    reason: &str,
+    dropped: (u64, u64),
+) -> Vec<usize> {
+    let mut kept = Vec::new();
+    let (mut marked_lines, mut marked_bytes) = (0u64, 0u64);
+    for record in read_cri(log) {
         assert_eq!(
             record.tag,
             weir_monitor::framing::Tag::Full,
@@ -116,22 +135,75 @@ fn drop_policy_never_holds_the_writer_and_accounts_for_every_dropped_line() {
             let words: Vec<&str> = rest.split_whitespace().collect();
             marked_lines += words[0].parse::<u64>().unwrap();
             marked_bytes += words[2].trim_start_matches('(').parse::<u64>().unwrap();
-            assert!(text.ends_with("rate limit (container 100KiB/s)"), "{text}");
+            assert!(text.ends_with(reason), "{text}");
             continue;
         }
         let seq: usize = text[4..13].parse().unwrap();
-        assert!(seq >= next, "line {seq} came after {next}");
+        assert!(
+            kept.last().is_none_or(|last| seq > *last),
+            "line {seq} came out of order"
+        );
         assert_eq!(text.as_bytes(), expected_line(seq).as_slice());
-        next = seq + 1;
-        kept += 1;
+        kept.push(seq);
     }
-    assert_eq!(kept, result.count("stdout", &["written", "lines"]));
     assert_eq!(
         (marked_lines, marked_bytes),
-        (dropped_lines, dropped_bytes),
+        dropped,
         "markers state every drop"
     );
-    assert_eq!(kept + dropped_lines, lines as u64);
+    kept
+}
+
+#[test]
+fn ring_policy_never_holds_the_writer_and_keeps_the_newest_output() {
+    let dir = Scratch::new("gate-ring");
+    let log = dir.join("app.log");
+    let lines = 200_000;
+    let result = run_weir(
+        &[
+            "--log-path",
+            log.to_str().unwrap(),
+            "--rate",
+            "100KiB/s",
+            "--policy",
+            "ring",
+            "--ring-size",
+            "64KiB",
+        ],
+        &strs(&fast_writer(lines)),
+    );
+    assert_eq!(
+        result.code,
+        Some(0),
+        "the writer was held back: {}",
+        result.stderr
+    );
+    result.assert_balanced();
+    let overflow_lines = result.count("stdout", &["dropped", "ring_overflow", "lines"]);
+    let overflow_bytes = result.count("stdout", &["dropped", "ring_overflow", "bytes"]);
+    assert!(overflow_lines > 0, "{}", result.summary);
+    assert_eq!(
+        overflow_bytes,
+        overflow_lines * 100,
+        "only whole lines are dropped"
+    );
+    let kept = check_kept_lines_and_markers(
+        &log,
+        "ring overflow (ring 64KiB, container 100KiB/s)",
+        (overflow_lines, overflow_bytes),
+    );
+    assert_eq!(kept.len() as u64 + overflow_lines, lines as u64);
+    // The ring drops the oldest: the newest lines were drained at exit.
+    assert_eq!(
+        kept.last(),
+        Some(&(lines - 1)),
+        "the last line written is in the log"
+    );
+    let tail = &kept[kept.len() - 100..];
+    assert!(
+        tail.windows(2).all(|w| w[1] == w[0] + 1),
+        "the newest lines are kept contiguous"
+    );
 }
 
 #[test]

@@ -1,0 +1,303 @@
+//! The `ring` policy: the writer never waits; output over budget waits in a
+//! bounded buffer and leaves at the budgeted rate; when the buffer is full
+//! the oldest whole lines are dropped, counted and marked.
+//!
+//! The ring is a stage between a stream's reader and the file writer, on its
+//! own thread: the reader hands it batches at full speed, it copies what it
+//! keeps and gives the batch straight back, so the reader never waits on the
+//! budget. Lines leave whole, when the budget has room for all of them, and a
+//! line always sits in one held batch, so eviction never cuts a line either.
+//! The bound counts the encoded bytes held, which is the memory used.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use crate::format::{Encoder, Timestamp};
+use crate::framing::{Record, Tag};
+use crate::gate::SharedBucket;
+use crate::reader::BATCH_LIMIT;
+use crate::sink::{Batch, BatchInlet, BatchOutlet};
+use crate::stats::Counts;
+
+/// How long the stage sleeps when it has nothing to release.
+const IDLE_WAIT: Duration = Duration::from_millis(50);
+
+/// What the ring is asked to do.
+#[derive(Debug, Clone)]
+pub struct RingConfig {
+    /// Largest number of encoded bytes held.
+    pub max_bytes: usize,
+    pub marker_interval: Duration,
+    /// `ring 1MiB, container 5MiB/s`, as markers name the limits.
+    pub description: String,
+}
+
+/// A batch being released, from record `next` on.
+#[derive(Debug)]
+struct Held {
+    batch: Batch,
+    next: usize,
+}
+
+/// Drops not yet stated in the log.
+#[derive(Debug)]
+struct OverflowRun {
+    since: Timestamp,
+    until: Timestamp,
+    lost: Counts,
+    last_marker: Instant,
+}
+
+struct RingStage {
+    config: RingConfig,
+    bucket: SharedBucket,
+    encoder: Encoder,
+    outlet: BatchOutlet,
+    out: Batch,
+    held: VecDeque<Held>,
+    held_bytes: usize,
+    spare: Vec<Batch>,
+    /// The line still arriving was evicted: its remaining pieces are dropped.
+    dropping_line: bool,
+    run: Option<OverflowRun>,
+    dropped: Counts,
+}
+
+/// Starts the ring stage of one stream. It ends when the reader has closed
+/// `inlet` and everything held has left, or when `stop` is set (the drain
+/// timeout): then what is left is dropped and counted. Returns what it dropped.
+pub fn start(
+    config: RingConfig,
+    inlet: BatchInlet,
+    outlet: BatchOutlet,
+    bucket: SharedBucket,
+    encoder: Encoder,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<JoinHandle<Counts>> {
+    thread::Builder::new()
+        .name(format!("weir-ring-{}", encoder.stream().as_str()))
+        .spawn(move || {
+            let out = outlet.first();
+            RingStage {
+                config,
+                bucket,
+                encoder,
+                outlet,
+                out,
+                held: VecDeque::new(),
+                held_bytes: 0,
+                spare: Vec::new(),
+                dropping_line: false,
+                run: None,
+                dropped: Counts::default(),
+            }
+            .run(&inlet, &stop)
+        })
+}
+
+impl RingStage {
+    fn run(mut self, inlet: &BatchInlet, stop: &AtomicBool) -> Counts {
+        let mut closed = false;
+        loop {
+            let wait = self.next_release_wait();
+            if closed {
+                std::thread::sleep(wait);
+            } else {
+                match inlet.recv_timeout(wait) {
+                    Ok(batch) => {
+                        self.accept(&batch);
+                        inlet.give_back(batch);
+                    }
+                    Err(disconnected) => closed = disconnected,
+                }
+            }
+            if stop.load(Ordering::Relaxed) {
+                // Drain timeout: what is still held will not be written.
+                while !self.held.is_empty() {
+                    self.evict_oldest_line();
+                }
+            } else {
+                self.release();
+            }
+            if closed && self.held.is_empty() {
+                break;
+            }
+        }
+        if let Some(marker) = self.take_marker() {
+            self.write_marker(&marker);
+        }
+        self.outlet.close(self.out);
+        self.dropped
+    }
+
+    /// Keeps the records of `batch`, evicting the oldest lines to stay within
+    /// the bound.
+    fn accept(&mut self, batch: &Batch) {
+        for index in 0..batch.spans.len() {
+            let span = batch.spans[index];
+            if self.dropping_line {
+                self.count_drop(span.app_bytes, span.ends_line);
+                self.dropping_line = !span.ends_line;
+                continue;
+            }
+            let size = span.end - batch.start_of(index);
+            // A new held batch starts only at a line boundary.
+            let back_ends_line = self
+                .held
+                .back()
+                .is_none_or(|h| h.batch.spans.last().is_none_or(|s| s.ends_line));
+            let back_full = self
+                .held
+                .back()
+                .is_none_or(|h| h.batch.bytes.len() >= BATCH_LIMIT);
+            if back_ends_line && back_full {
+                let fresh = self
+                    .spare
+                    .pop()
+                    .unwrap_or_else(|| Batch::new(batch.stream, BATCH_LIMIT + 4096));
+                self.held.push_back(Held {
+                    batch: fresh,
+                    next: 0,
+                });
+            }
+            self.held
+                .back_mut()
+                .expect("pushed above")
+                .batch
+                .append_records(batch, index..index + 1);
+            self.held_bytes += size;
+            while self.held_bytes > self.config.max_bytes && !self.held.is_empty() {
+                self.evict_oldest_line();
+            }
+        }
+    }
+
+    /// Drops the oldest whole line held; if that line is still arriving,
+    /// drops the rest of it as it comes.
+    fn evict_oldest_line(&mut self) {
+        let Some(front) = self.held.front_mut() else {
+            return;
+        };
+        let start = front.next;
+        let end = match front.batch.spans[start..].iter().position(|s| s.ends_line) {
+            Some(offset) => start + offset + 1,
+            None => {
+                // The line has not ended: it is the last one held.
+                self.dropping_line = true;
+                front.batch.spans.len()
+            }
+        };
+        let bytes = front.batch.start_of(end) - front.batch.start_of(start);
+        let lost = front.batch.counts(start..end);
+        front.next = end;
+        self.held_bytes -= bytes;
+        if front.next == front.batch.spans.len() {
+            let mut done = self.held.pop_front().expect("front exists").batch;
+            done.clear();
+            self.spare.push(done);
+        }
+        self.count_lost(lost);
+    }
+
+    fn count_drop(&mut self, app_bytes: u32, ends_line: bool) {
+        self.count_lost(Counts {
+            bytes: u64::from(app_bytes),
+            lines: u64::from(ends_line),
+        });
+    }
+
+    fn count_lost(&mut self, lost: Counts) {
+        self.dropped.merge(lost);
+        let now = Timestamp::now();
+        let run = self.run.get_or_insert_with(|| OverflowRun {
+            since: now,
+            until: now,
+            lost: Counts::default(),
+            last_marker: Instant::now(),
+        });
+        run.until = now;
+        run.lost.merge(lost);
+    }
+
+    /// The whole line at the front: its record range and application bytes,
+    /// if its end has arrived.
+    fn front_line(&self) -> Option<(usize, usize, u64)> {
+        let front = self.held.front()?;
+        let start = front.next;
+        let offset = front.batch.spans[start..]
+            .iter()
+            .position(|s| s.ends_line)?;
+        let end = start + offset + 1;
+        Some((start, end, front.batch.counts(start..end).bytes))
+    }
+
+    fn next_release_wait(&self) -> Duration {
+        match self.front_line() {
+            Some((_, _, bytes)) => self
+                .bucket
+                .wait_for(bytes)
+                .clamp(Duration::from_micros(100), IDLE_WAIT),
+            None => IDLE_WAIT,
+        }
+    }
+
+    /// Sends on every whole line the budget has room for, oldest first.
+    fn release(&mut self) {
+        while let Some((start, end, bytes)) = self.front_line() {
+            if !self.bucket.try_admit(bytes) {
+                break;
+            }
+            if self.run.as_ref().is_some_and(|run| {
+                self.held_bytes < self.config.max_bytes / 2
+                    || run.last_marker.elapsed() >= self.config.marker_interval
+            }) {
+                let marker = self.take_marker().expect("checked above");
+                self.write_marker(&marker);
+            }
+            let front = self.held.front_mut().expect("front line exists");
+            let size = front.batch.start_of(end) - front.batch.start_of(start);
+            self.out.append_records(&front.batch, start..end);
+            front.next = end;
+            self.held_bytes -= size;
+            if front.next == front.batch.spans.len() {
+                let mut done = self.held.pop_front().expect("front exists").batch;
+                done.clear();
+                self.spare.push(done);
+            }
+            if self.out.bytes.len() >= BATCH_LIMIT {
+                self.send_out();
+            }
+        }
+        self.send_out();
+    }
+
+    fn send_out(&mut self) {
+        if self.out.is_empty() {
+            return;
+        }
+        let full = std::mem::replace(&mut self.out, Batch::new(self.encoder.stream(), 0));
+        self.out = self.outlet.exchange(full);
+    }
+
+    fn take_marker(&mut self) -> Option<String> {
+        let run = self.run.take()?;
+        Some(format!(
+            "weir: dropped {} lines ({} bytes) from {} to {}: ring overflow ({})",
+            run.lost.lines, run.lost.bytes, run.since, run.until, self.config.description
+        ))
+    }
+
+    fn write_marker(&mut self, text: &str) {
+        self.encoder.set_time(Timestamp::now());
+        let marker = Record {
+            tag: Tag::Full,
+            content: text.as_bytes(),
+            app_bytes: 0,
+        };
+        self.encoder.encode(&marker, &mut self.out.bytes);
+        self.out.push_marker();
+    }
+}
