@@ -3,6 +3,8 @@
 //!
 //! - [`units`] parses the human units budgets are written in (`5MiB/s`);
 //! - [`bucket`] is the token bucket every budget is made of;
+//! - [`config`] reads the SRE's gate file and reconciles an application's
+//!   request with it;
 //! - [`policy`] names what an application chose for when its budget runs
 //!   out: block, drop or ring.
 //!
@@ -10,6 +12,7 @@
 //! so it means the same whatever the log format.
 
 pub mod bucket;
+pub mod config;
 pub mod policy;
 pub mod units;
 

@@ -82,16 +82,33 @@ pub fn run(config: &RunConfig) -> Result<Summary, CaptureError> {
     let (sink_writer, outlets) =
         SinkWriter::start(sink, &streams, batch_capacity).map_err(CaptureError::Thread)?;
     let stop = Arc::new(AtomicBool::new(false));
-    // One bucket for the container: its streams share the budget.
-    let bucket = config
+    // One bucket for the container, which its streams share, unless the SRE
+    // budgets stdout and stderr separately.
+    let container_bucket = config
         .gate
         .as_ref()
-        .map(|gate| SharedBucket::new(gate.budget));
+        .map(|gate| SharedBucket::new(gate.budget, "container"));
+    let stream_buckets =
+        config
+            .gate
+            .as_ref()
+            .and_then(|gate| gate.streams)
+            .map(|(stdout, stderr)| {
+                (
+                    SharedBucket::new(stdout, "stdout"),
+                    SharedBucket::new(stderr, "stderr"),
+                )
+            });
     let (done_tx, done_rx) = mpsc::channel::<Stream>();
     let supervisor = signals::current_thread();
     let mut readers = Vec::new();
     let mut rings = Vec::new();
     for ((stream, fd), outlet) in spawned.outputs.into_iter().zip(outlets) {
+        let bucket = match (&stream_buckets, stream) {
+            (Some((stdout, _)), Stream::Stdout) => Some(stdout.clone()),
+            (Some((_, stderr)), Stream::Stderr) => Some(stderr.clone()),
+            (None, _) => container_bucket.clone(),
+        };
         // Under `ring` the reader feeds the ring stage, which feeds the sink.
         let (outlet, gate_config) = match (&config.gate, &bucket) {
             (
@@ -108,9 +125,9 @@ pub fn run(config: &RunConfig) -> Result<Summary, CaptureError> {
                     max_bytes: usize::try_from(*max_bytes).unwrap_or(usize::MAX),
                     marker_interval: gate.marker_interval,
                     description: format!(
-                        "ring {}, container {}",
+                        "ring {}, {}",
                         format_size(*max_bytes),
-                        gate.budget.describe()
+                        bucket.describe_budget()
                     ),
                 };
                 let encoder = Encoder::new(config.format, stream);

@@ -24,27 +24,39 @@ const BLOCK_READ_QUANTUM: u64 = 4096;
 /// What the monitor is told about the budget of the process it runs.
 #[derive(Debug, Clone)]
 pub struct GateConfig {
+    /// The container's budget, both streams together.
     pub budget: Budget,
+    /// Separate stdout and stderr budgets, used instead of `budget`.
+    pub streams: Option<(Budget, Budget)>,
     pub policy: Policy,
     /// Longest time a run of drops goes unmarked in the log.
     pub marker_interval: Duration,
 }
 
-/// A bucket shared by the streams of one container.
+/// A bucket shared by the streams of one container (or one stream's own).
 #[derive(Debug, Clone)]
-pub struct SharedBucket(Arc<Mutex<TokenBucket>>);
+pub struct SharedBucket {
+    bucket: Arc<Mutex<TokenBucket>>,
+    /// What the budget belongs to, for markers: `container` or `stdout`.
+    scope: &'static str,
+}
 
 impl SharedBucket {
-    pub fn new(budget: Budget) -> SharedBucket {
-        SharedBucket(Arc::new(Mutex::new(TokenBucket::new(
-            budget,
-            monotonic_ns(),
-        ))))
+    pub fn new(budget: Budget, scope: &'static str) -> SharedBucket {
+        SharedBucket {
+            bucket: Arc::new(Mutex::new(TokenBucket::new(budget, monotonic_ns()))),
+            scope,
+        }
     }
 
     /// Admits `bytes` if the budget has room (see [`TokenBucket::try_admit`]).
     pub fn try_admit(&self, bytes: u64) -> bool {
         self.with(|bucket, now| bucket.try_admit(bytes, now))
+    }
+
+    /// `container 5MiB/s`, as markers name the budget.
+    pub fn describe_budget(&self) -> String {
+        self.with(|bucket, _| format!("{} {}", self.scope, bucket.budget().describe()))
     }
 
     /// How long until `bytes` may pass.
@@ -53,7 +65,7 @@ impl SharedBucket {
     }
 
     fn with<R>(&self, f: impl FnOnce(&mut TokenBucket, u64) -> R) -> R {
-        let mut bucket = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut bucket = self.bucket.lock().unwrap_or_else(|e| e.into_inner());
         f(&mut bucket, monotonic_ns())
     }
 }
@@ -207,8 +219,7 @@ impl StreamGate {
 
     /// `container 5MiB/s`, as markers name the budget.
     pub fn describe(&self) -> String {
-        self.bucket
-            .with(|bucket, _| format!("container {}", bucket.budget().describe()))
+        self.bucket.describe_budget()
     }
 }
 
@@ -228,10 +239,11 @@ mod tests {
     fn drop_policy_drops_whole_lines_and_marks_the_run() {
         let config = GateConfig {
             budget: Budget::new(1.0, Some(10)),
+            streams: None,
             policy: Policy::Drop,
             marker_interval: Duration::from_secs(3600),
         };
-        let mut gate = StreamGate::new(&config, SharedBucket::new(config.budget));
+        let mut gate = StreamGate::new(&config, SharedBucket::new(config.budget, "container"));
         let t = Timestamp { secs: 0, nanos: 0 };
         assert_eq!(
             gate.admit(&record(Tag::Full, b"12345678", true), t),

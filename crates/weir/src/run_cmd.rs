@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
+use weir_gate::Budget;
+use weir_gate::config::{self, AppRequest, GateFile};
 use weir_gate::policy::PolicyKind;
-use weir_gate::{Budget, Policy};
 use weir_monitor::config::{GateConfig, RotationConfig};
 use weir_monitor::{LogFormat, RunConfig, StdinMode};
 
@@ -62,21 +63,32 @@ pub struct RunArgs {
     /// Longest time output may wait in weir before it is written.
     #[arg(long, default_value = "10ms", value_parser = parse_duration)]
     max_latency: Duration,
+    /// The SRE's gate file [default: /etc/weir/gate.toml, if it exists].
+    #[arg(long, env = "WEIR_GATE_CONFIG")]
+    gate_config: Option<PathBuf>,
+    /// A label of this container, `key=value`; the gate file may weight by it.
+    #[arg(long = "label", value_parser = parse_label)]
+    labels: Vec<(String, String)>,
     /// Budget for the command's output (both streams together), in application
-    /// bytes: `5MiB/s`, `10MB/min`. Without it the output is not limited.
+    /// bytes: `5MiB/s`, `10MB/min`. With a gate file, only a lower budget than
+    /// the SRE's may be asked for.
     #[arg(long, value_parser = parse_rate)]
     rate: Option<f64>,
     /// Bytes that may pass at once after a quiet period [default: one second of --rate].
-    #[arg(long, value_parser = parse_size, requires = "rate")]
+    #[arg(long, value_parser = parse_size)]
     burst: Option<u64>,
     /// What happens when the budget is exhausted: block (the writer waits),
     /// drop (whole lines are discarded and counted) or ring (the newest output
-    /// waits in memory, the oldest is dropped on overflow).
-    #[arg(long, default_value = "block", requires = "rate")]
-    policy: PolicyKind,
-    /// Largest output held in memory under --policy ring.
-    #[arg(long, default_value = "1MiB", value_parser = parse_size)]
-    ring_size: u64,
+    /// waits in memory, the oldest is dropped on overflow) [default: the SRE's, else block].
+    #[arg(long)]
+    policy: Option<PolicyKind>,
+    /// Largest output held in memory under --policy ring [default: the SRE's, else 1MiB].
+    #[arg(long, value_parser = parse_size)]
+    ring_size: Option<u64>,
+    /// When the gate file does not allow what was asked for, warn and use the
+    /// SRE's default instead of refusing to start.
+    #[arg(long)]
+    policy_fallback: bool,
     /// While output is being dropped, state the loss in the log at least this often.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     marker_interval: Duration,
@@ -88,24 +100,75 @@ pub struct RunArgs {
     command: Vec<OsString>,
 }
 
+/// Parses `key=value`.
+fn parse_label(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        _ => Err(format!("{text:?} is not a label: expected key=value")),
+    }
+}
+
 impl RunArgs {
+    /// Reconciles the budget asked for on the command line with the SRE's
+    /// gate file, if there is one.
+    fn resolve_gate(&self, name: &str) -> Result<Option<GateConfig>, String> {
+        let file = match &self.gate_config {
+            Some(path) => Some(GateFile::load(path).map_err(|e| e.to_string())?),
+            None if Path::new(config::DEFAULT_PATH).exists() => {
+                Some(GateFile::load(Path::new(config::DEFAULT_PATH)).map_err(|e| e.to_string())?)
+            }
+            None => None,
+        };
+        let request = AppRequest {
+            name: name.to_owned(),
+            labels: self.labels.clone(),
+            policy: self.policy,
+            ring_size: self.ring_size,
+            rate: self.rate,
+            burst: self.burst,
+            fallback: self.policy_fallback,
+        };
+        if self.burst.is_some() && self.rate.is_none() {
+            return Err("--burst needs --rate".into());
+        }
+        let resolved = config::resolve(file.as_ref(), &request)?;
+        for warning in &resolved.warnings {
+            eprintln!("weir run: warning: {warning}");
+        }
+        // Until monitors share the node budget, a container is at least held
+        // to the whole node's.
+        let budget = resolved.container.or(resolved.node).or_else(|| {
+            resolved
+                .streams
+                .map(|(out, err)| Budget::new(out.rate + err.rate, Some(out.burst + err.burst)))
+        });
+        Ok(budget.map(|budget| GateConfig {
+            budget,
+            streams: resolved.streams,
+            policy: resolved.policy,
+            marker_interval: self.marker_interval,
+        }))
+    }
+
     fn into_config(self) -> Result<(RunConfig, bool), String> {
         if self.max_line == 0 || self.max_line > MAX_LINE_LIMIT {
             return Err(format!(
                 "--max-line must be between 1 byte and {MAX_LINE_LIMIT} bytes"
             ));
         }
-        let name = match self.name {
-            Some(name) => name,
+        let name = match &self.name {
+            Some(name) => name.clone(),
             None => Path::new(&self.command[0])
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_else(|| "weir".to_owned()),
         };
+        let gate = self.resolve_gate(&name)?;
         let log_path = self
             .log_path
             .unwrap_or_else(|| Path::new("weir-logs").join(format!("{name}.log")));
         let mut config = RunConfig::new(self.command, log_path);
+        config.gate = gate;
         config.format = match self.log_format {
             FormatArg::Cri => LogFormat::Cri,
             FormatArg::Json => LogFormat::JsonFile,
@@ -124,17 +187,6 @@ impl RunArgs {
             compress: self.log_compress,
         };
         config.drain_timeout = self.drain_timeout;
-        config.gate = self.rate.map(|rate| GateConfig {
-            budget: Budget::new(rate, self.burst),
-            policy: match self.policy {
-                PolicyKind::Block => Policy::Block,
-                PolicyKind::Drop => Policy::Drop,
-                PolicyKind::Ring => Policy::Ring {
-                    max_bytes: self.ring_size,
-                },
-            },
-            marker_interval: self.marker_interval,
-        });
         config.max_latency = self.max_latency;
         Ok((config, self.summary))
     }

@@ -228,3 +228,111 @@ fn a_writer_within_its_budget_loses_nothing_under_drop() {
     );
     assert_eq!(result.count("stdout", &["written", "lines"]), 5000);
 }
+
+#[test]
+fn the_gate_file_refuses_what_it_does_not_allow_naming_the_rule() {
+    let dir = Scratch::new("gate-file");
+    let gate = dir.join("gate.toml");
+    std::fs::write(
+        &gate,
+        "[container]\nrate = \"1MiB/s\"\npolicy = \"block\"\nallow = [\"drop\"]\n",
+    )
+    .unwrap();
+    let log = dir.join("app.log");
+    let refused = weir_command(
+        &[
+            "--log-path",
+            log.to_str().unwrap(),
+            "--gate-config",
+            gate.to_str().unwrap(),
+            "--policy",
+            "ring",
+        ],
+        &["true"],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("container.allow") && stderr.contains(gate.to_str().unwrap()),
+        "{stderr}"
+    );
+
+    // The same request with --policy-fallback runs under the SRE's default, with a warning.
+    let fallback = run_weir(
+        &[
+            "--log-path",
+            log.to_str().unwrap(),
+            "--gate-config",
+            gate.to_str().unwrap(),
+            "--policy",
+            "ring",
+            "--policy-fallback",
+        ],
+        &["sh", "-c", "echo fine"],
+    );
+    assert_eq!(fallback.code, Some(0));
+    assert!(
+        fallback.stderr.contains("falling back"),
+        "{}",
+        fallback.stderr
+    );
+
+    // A bad value names the key and the value.
+    std::fs::write(&gate, "[container]\nrate = \"quick\"\n").unwrap();
+    let bad = weir_command(&["--log-path", log.to_str().unwrap()], &["true"])
+        .env("WEIR_GATE_CONFIG", &gate)
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(stderr.contains("container.rate = \"quick\""), "{stderr}");
+}
+
+#[test]
+fn per_stream_budgets_limit_each_stream_separately() {
+    let dir = Scratch::new("gate-streams");
+    let gate = dir.join("gate.toml");
+    std::fs::write(
+        &gate,
+        "[container]\npolicy = \"drop\"\n[stream]\nstdout = \"100MiB/s\"\nstderr = \"10KiB/s\"\n",
+    )
+    .unwrap();
+    let log = dir.join("app.log");
+    let script = "import os\nfor i in range(2000):\n    os.write(1, b'o' * 99 + b'\\n')\n    os.write(2, b'e' * 99 + b'\\n')\n";
+    let result = run_weir(
+        &[
+            "--log-path",
+            log.to_str().unwrap(),
+            "--gate-config",
+            gate.to_str().unwrap(),
+        ],
+        &strs(&python(script)),
+    );
+    assert_eq!(result.code, Some(0), "{}", result.stderr);
+    result.assert_balanced();
+    assert_eq!(
+        result.count("stdout", &["dropped", "rate_limit", "lines"]),
+        0,
+        "{}",
+        result.summary
+    );
+    assert!(
+        result.count("stderr", &["dropped", "rate_limit", "lines"]) > 0,
+        "{}",
+        result.summary
+    );
+    let markers = read_cri(&log)
+        .into_iter()
+        .filter(|r| r.content.starts_with(b"weir: dropped"))
+        .map(|r| (r.stream, String::from_utf8(r.content).unwrap()))
+        .collect::<Vec<_>>();
+    assert!(
+        !markers.is_empty()
+            && markers
+                .iter()
+                .all(|(s, m)| s == "stderr" && m.ends_with("(stderr 10KiB/s)")),
+        "{markers:?}"
+    );
+}
