@@ -22,9 +22,10 @@ pub struct Budget {
 }
 
 impl Budget {
-    /// A budget; `burst` defaults to one second of `rate` (at least 4 KiB).
+    /// A budget; `burst` defaults to a tenth of a second of `rate` (at
+    /// least 4 KiB), so a full bucket adds at most 1 % to a 10 s average.
     pub fn new(rate: f64, burst: Option<u64>) -> Budget {
-        let burst = burst.unwrap_or_else(|| (rate as u64).max(4096));
+        let burst = burst.unwrap_or_else(|| ((rate / 10.0) as u64).max(4096));
         Budget {
             rate,
             burst: burst.max(1),
@@ -72,6 +73,12 @@ impl TokenBucket {
             self.tokens = (self.tokens + earned).min(self.budget.burst as f64);
             self.last_refill = now;
         }
+    }
+
+    /// Changes the rate from `now` on; what was earned so far is kept.
+    pub fn set_rate(&mut self, rate: f64, now: u64) {
+        self.refill(now);
+        self.budget.rate = rate.max(1.0);
     }
 
     /// Bytes that may pass now (negative while in debt).

@@ -5,6 +5,8 @@
 //! - [`bucket`] is the token bucket every budget is made of;
 //! - [`config`] reads the SRE's gate file and reconciles an application's
 //!   request with it;
+//! - [`fair`] splits the node budget max-min fairly by weight;
+//! - [`node`] is the state all monitors of a node share, without a daemon;
 //! - [`policy`] names what an application chose for when its budget runs
 //!   out: block, drop or ring.
 //!
@@ -13,6 +15,8 @@
 
 pub mod bucket;
 pub mod config;
+pub mod fair;
+pub mod node;
 pub mod policy;
 pub mod units;
 

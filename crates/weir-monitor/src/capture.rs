@@ -13,6 +13,7 @@ use crate::config::RunConfig;
 use crate::format::Encoder;
 use crate::framing::MAX_RECORD;
 use crate::gate::{GateConfig, SharedBucket, StreamGate};
+use crate::node_share;
 use crate::reader::{self, ReadReport, ReaderConfig};
 use crate::ring::{self, RingConfig};
 use crate::signals::{self, SignalSet};
@@ -102,6 +103,25 @@ pub fn run(config: &RunConfig) -> Result<Summary, CaptureError> {
     let (done_tx, done_rx) = mpsc::channel::<Stream>();
     let supervisor = signals::current_thread();
     let mut readers = Vec::new();
+    // Join the node budget: the share thread scales these buckets.
+    let _node_share = match config.gate.as_ref().and_then(|gate| gate.node.clone()) {
+        None => None,
+        Some(node) => {
+            let buckets = match &stream_buckets {
+                Some((stdout, stderr)) => vec![stdout.clone(), stderr.clone()],
+                None => container_bucket.iter().cloned().collect(),
+            };
+            match node_share::start(node, buckets) {
+                Ok(share) => Some(share),
+                Err(e) => {
+                    eprintln!(
+                        "weir: not sharing the node budget ({e}); this container alone is held to it"
+                    );
+                    None
+                }
+            }
+        }
+    };
     let mut rings = Vec::new();
     for ((stream, fd), outlet) in spawned.outputs.into_iter().zip(outlets) {
         let bucket = match (&stream_buckets, stream) {

@@ -31,12 +31,14 @@ pub struct GateConfig {
     pub policy: Policy,
     /// Longest time a run of drops goes unmarked in the log.
     pub marker_interval: Duration,
+    /// The node budget this container shares with the others.
+    pub node: Option<crate::node_share::NodeConfig>,
 }
 
 /// A bucket shared by the streams of one container (or one stream's own).
 #[derive(Debug, Clone)]
 pub struct SharedBucket {
-    bucket: Arc<Mutex<TokenBucket>>,
+    bucket: Arc<Mutex<Metered>>,
     /// What the budget belongs to, for markers: `container` or `stdout`.
     scope: &'static str,
 }
@@ -44,14 +46,62 @@ pub struct SharedBucket {
 impl SharedBucket {
     pub fn new(budget: Budget, scope: &'static str) -> SharedBucket {
         SharedBucket {
-            bucket: Arc::new(Mutex::new(TokenBucket::new(budget, monotonic_ns()))),
+            bucket: Arc::new(Mutex::new(Metered {
+                bucket: TokenBucket::new(budget, monotonic_ns()),
+                configured: budget,
+                passed: 0,
+                dropped: 0,
+                wanted_more: false,
+            })),
             scope,
         }
     }
 
+    /// Bytes passed so far, and whether output was held back or dropped since
+    /// the last call: what the node share needs to know about demand.
+    pub fn take_demand(&self) -> (u64, u64, bool) {
+        let mut metered = self.bucket.lock().unwrap_or_else(|e| e.into_inner());
+        let wanted_more = std::mem::take(&mut metered.wanted_more);
+        (metered.passed, metered.dropped, wanted_more)
+    }
+
+    /// Counts application bytes dropped against this budget.
+    pub fn note_dropped(&self, bytes: u64) {
+        let mut metered = self.bucket.lock().unwrap_or_else(|e| e.into_inner());
+        metered.dropped += bytes;
+        metered.wanted_more = true;
+    }
+
+    /// The budget this bucket was configured with.
+    pub fn configured(&self) -> Budget {
+        self.bucket
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .configured
+    }
+
+    /// Runs the bucket at `rate` from now on (the node share moved).
+    pub fn set_rate(&self, rate: f64) {
+        self.with(|bucket, now| bucket.set_rate(rate, now));
+    }
+
+    fn note(&self, passed: u64, wanted_more: bool) {
+        let mut metered = self.bucket.lock().unwrap_or_else(|e| e.into_inner());
+        metered.passed += passed;
+        metered.wanted_more |= wanted_more;
+    }
+
     /// Admits `bytes` if the budget has room (see [`TokenBucket::try_admit`]).
     pub fn try_admit(&self, bytes: u64) -> bool {
-        self.with(|bucket, now| bucket.try_admit(bytes, now))
+        let admitted = self.with(|bucket, now| bucket.try_admit(bytes, now));
+        self.note(if admitted { bytes } else { 0 }, !admitted);
+        admitted
+    }
+
+    /// Takes `bytes` whatever the balance (see [`TokenBucket::charge`]).
+    pub fn charge(&self, bytes: u64) {
+        self.with(|bucket, now| bucket.charge(bytes, now));
+        self.note(bytes, false);
     }
 
     /// `container 5MiB/s`, as markers name the budget.
@@ -65,9 +115,21 @@ impl SharedBucket {
     }
 
     fn with<R>(&self, f: impl FnOnce(&mut TokenBucket, u64) -> R) -> R {
-        let mut bucket = self.bucket.lock().unwrap_or_else(|e| e.into_inner());
-        f(&mut bucket, monotonic_ns())
+        let mut metered = self.bucket.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut metered.bucket, monotonic_ns())
     }
+}
+
+/// A bucket and what passed through it.
+#[derive(Debug)]
+struct Metered {
+    bucket: TokenBucket,
+    configured: Budget,
+    passed: u64,
+    /// Application bytes dropped (rate limit or ring overflow).
+    dropped: u64,
+    /// Output was held back or dropped since the node share last looked.
+    wanted_more: bool,
 }
 
 /// Whether a record goes to the log.
@@ -125,7 +187,7 @@ impl StreamGate {
     /// Under `block`: how many bytes may be read now (at most `space`), or
     /// how long to wait before asking again.
     pub fn read_allowance(&self, space: usize) -> Result<usize, Duration> {
-        self.bucket.with(|bucket, now| {
+        let allowance = self.bucket.with(|bucket, now| {
             let quantum = BLOCK_READ_QUANTUM.min(bucket.budget().burst);
             let wait = bucket.wait_for(quantum, now);
             if wait > Duration::ZERO {
@@ -133,13 +195,16 @@ impl StreamGate {
             }
             let available = bucket.available(now).max(quantum as f64) as usize;
             Ok(available.min(space))
-        })
+        });
+        if allowance.is_err() {
+            self.bucket.note(0, true);
+        }
+        allowance
     }
 
     /// Under `block`: takes the bytes just read from the budget.
     pub fn charge_read(&self, bytes: usize) {
-        self.bucket
-            .with(|bucket, now| bucket.charge(bytes as u64, now));
+        self.bucket.charge(bytes as u64);
     }
 
     /// Decides whether `record` (read at `time`) goes to the log. Under
@@ -148,17 +213,14 @@ impl StreamGate {
         if self.policy == Policy::Block {
             return Admission::Pass;
         }
+        let bytes = u64::from(record.app_bytes);
         let admission = if self.in_line {
             // The rest of a line follows the verdict on its start.
             if self.line_admission == Admission::Pass {
-                self.bucket
-                    .with(|bucket, now| bucket.charge(u64::from(record.app_bytes), now));
+                self.bucket.charge(bytes);
             }
             self.line_admission
-        } else if self
-            .bucket
-            .with(|bucket, now| bucket.try_admit(u64::from(record.app_bytes), now))
-        {
+        } else if self.bucket.try_admit(bytes) {
             Admission::Pass
         } else {
             Admission::Drop
@@ -171,6 +233,7 @@ impl StreamGate {
                 lines: record.lines(),
             };
             self.dropped.rate_limit.merge(lost);
+            self.bucket.note_dropped(lost.bytes);
             let run = self.run.get_or_insert_with(|| DropRun {
                 since: time,
                 until: time,
@@ -240,6 +303,7 @@ mod tests {
         let config = GateConfig {
             budget: Budget::new(1.0, Some(10)),
             streams: None,
+            node: None,
             policy: Policy::Drop,
             marker_interval: Duration::from_secs(3600),
         };

@@ -211,6 +211,7 @@ impl RingStage {
 
     fn count_lost(&mut self, lost: Counts) {
         self.dropped.merge(lost);
+        self.bucket.note_dropped(lost.bytes);
         let now = Timestamp::now();
         let run = self.run.get_or_insert_with(|| OverflowRun {
             since: now,

@@ -1,6 +1,7 @@
 //! `weir`: capture, budget, ship and collect logs and traces.
 
 mod bench;
+mod gate_cmd;
 mod run_cmd;
 mod units;
 
@@ -23,6 +24,9 @@ struct Cli {
 enum Command {
     /// Run a command and capture its stdout/stderr into CRI (or json-file) logs.
     Run(run_cmd::RunArgs),
+    /// The node's logging budget: status of the shared gate.
+    #[command(subcommand)]
+    Gate(gate_cmd::GateCommand),
     /// Benchmarks that compare weir with its peers on this machine.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -32,6 +36,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Run(args) => run_cmd::run(args),
+        Command::Gate(command) => gate_cmd::run(command),
         Command::Bench(command) => bench::run(command),
     };
     ExitCode::from(code.clamp(0, 255) as u8)

@@ -6,10 +6,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
-use weir_gate::Budget;
 use weir_gate::config::{self, AppRequest, GateFile};
 use weir_gate::policy::PolicyKind;
+use weir_gate::{Budget, Policy};
 use weir_monitor::config::{GateConfig, RotationConfig};
+use weir_monitor::node_share::NodeConfig;
 use weir_monitor::{LogFormat, RunConfig, StdinMode};
 
 use crate::units::{parse_duration, parse_rate, parse_size};
@@ -74,7 +75,7 @@ pub struct RunArgs {
     /// the SRE's may be asked for.
     #[arg(long, value_parser = parse_rate)]
     rate: Option<f64>,
-    /// Bytes that may pass at once after a quiet period [default: one second of --rate].
+    /// Bytes that may pass at once after a quiet period [default: a tenth of a second of --rate].
     #[arg(long, value_parser = parse_size)]
     burst: Option<u64>,
     /// What happens when the budget is exhausted: block (the writer waits),
@@ -135,8 +136,8 @@ impl RunArgs {
         for warning in &resolved.warnings {
             eprintln!("weir run: warning: {warning}");
         }
-        // Until monitors share the node budget, a container is at least held
-        // to the whole node's.
+        // Without a budget of its own a container is held to the node's,
+        // which the node share then narrows to its fair part.
         let budget = resolved.container.or(resolved.node).or_else(|| {
             resolved
                 .streams
@@ -147,6 +148,20 @@ impl RunArgs {
             streams: resolved.streams,
             policy: resolved.policy,
             marker_interval: self.marker_interval,
+            node: resolved
+                .node
+                .zip(file.as_ref())
+                .map(|(budget, file)| NodeConfig {
+                    budget,
+                    state_path: file.state_path.clone(),
+                    name: name.to_owned(),
+                    weight: resolved.weight,
+                    policy_code: match resolved.policy {
+                        Policy::Block => 0,
+                        Policy::Drop => 1,
+                        Policy::Ring { .. } => 2,
+                    },
+                }),
         }))
     }
 

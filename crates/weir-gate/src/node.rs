@@ -1,0 +1,402 @@
+//! The node state every monitor shares: one small file, mapped by each
+//! `weir run`, with a slot per running container.
+//!
+//! There is no daemon and no lock. Each slot is written only by the monitor
+//! that claimed it (a compare-and-swap on its owner pid), with plain atomic
+//! stores, so a monitor killed at any instant leaves at worst a stale slot:
+//! its heartbeat stops, the others stop counting it within
+//! [`ACTIVE_WINDOW`], and the next monitor that needs a slot reclaims it once
+//! the owner pid is gone. Every monitor reads all slots and computes the
+//! node's fair shares for itself (see [`crate::fair`]).
+
+use std::fs::{self, OpenOptions};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::fair::Claim;
+
+/// "weirgat1" in ASCII: marks a file as weir's node state, layout 1.
+const MAGIC: u64 = 0x7765_6972_6761_7431;
+/// Containers on one node that the state can hold at once.
+pub const SLOTS: usize = 256;
+/// A slot whose heartbeat is older than this is not counted in shares.
+pub const ACTIVE_WINDOW: Duration = Duration::from_secs(1);
+/// Bytes of a container's name kept in its slot.
+const NAME_BYTES: usize = 48;
+
+/// One container's entry. All fields are atomics in the shared mapping.
+#[repr(C)]
+struct RawSlot {
+    owner: AtomicU64,
+    heartbeat_ns: AtomicU64,
+    weight: AtomicU64,
+    /// Bytes per second wanted; `u64::MAX` for more than granted.
+    demand: AtomicU64,
+    /// Bytes per second this monitor runs at now.
+    granted: AtomicU64,
+    passed: AtomicU64,
+    dropped: AtomicU64,
+    policy: AtomicU64,
+    name: [AtomicU64; NAME_BYTES / 8],
+    _reserved: [AtomicU64; 2],
+}
+
+#[repr(C)]
+struct RawState {
+    magic: AtomicU64,
+    slots: AtomicU64,
+    _reserved: [AtomicU64; 6],
+    slot: [RawSlot; SLOTS],
+}
+
+const STATE_BYTES: usize = std::mem::size_of::<RawState>();
+
+/// The node state file, mapped.
+pub struct NodeState {
+    path: PathBuf,
+    map: *mut RawState,
+}
+
+// SAFETY: the mapping is only accessed through atomics.
+unsafe impl Send for NodeState {}
+// SAFETY: as above.
+unsafe impl Sync for NodeState {}
+
+impl std::fmt::Debug for NodeState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeState")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+/// A snapshot of one active container, for shares and `weir gate status`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SlotView {
+    pub index: usize,
+    pub pid: u32,
+    pub name: String,
+    pub weight: u32,
+    /// `None`: wants more than it is granted.
+    pub demand: Option<u64>,
+    pub granted: u64,
+    pub passed: u64,
+    pub dropped: u64,
+    pub policy: u64,
+    /// Seconds since its last heartbeat.
+    pub age: f64,
+}
+
+impl SlotView {
+    pub fn claim(&self) -> Claim {
+        Claim {
+            weight: self.weight,
+            demand: self.demand.map_or(f64::INFINITY, |d| d as f64),
+        }
+    }
+}
+
+/// Nanoseconds on CLOCK_MONOTONIC: one clock for every process of the node.
+pub fn node_clock_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid timespec; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+fn pid_alive(pid: u32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists.
+    let rc = unsafe { libc::kill(pid as libc::pid_t, 0) };
+    rc == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+}
+
+impl NodeState {
+    /// Opens (creating if needed) the state file at `path` and maps it.
+    pub fn open(path: &Path) -> io::Result<NodeState> {
+        let context = |what: &str, e: io::Error| {
+            io::Error::new(e.kind(), format!("{what} {}: {e}", path.display()))
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            fs::create_dir_all(dir).map_err(|e| context("creating the directory of", e))?;
+        }
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(|e| context("opening node state", e))?;
+        let len = file.metadata().map_err(|e| context("reading", e))?.len();
+        if len < STATE_BYTES as u64 {
+            // Growing is idempotent when several monitors race to do it;
+            // new bytes read as zero, a free slot.
+            file.set_len(STATE_BYTES as u64)
+                .map_err(|e| context("sizing", e))?;
+        }
+        // SAFETY: a shared mapping of a file at least STATE_BYTES long, kept
+        // until drop; the kernel keeps it valid after the descriptor closes.
+        let map = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                STATE_BYTES,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if map == libc::MAP_FAILED {
+            return Err(context("mapping", io::Error::last_os_error()));
+        }
+        let state = NodeState {
+            path: path.to_path_buf(),
+            map: map.cast(),
+        };
+        let raw = state.raw();
+        match raw
+            .magic
+            .compare_exchange(0, MAGIC, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => raw.slots.store(SLOTS as u64, Ordering::Release),
+            Err(MAGIC) => {}
+            Err(other) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "{} is not a weir node state file (magic {other:#x})",
+                        path.display()
+                    ),
+                ));
+            }
+        }
+        Ok(state)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn raw(&self) -> &RawState {
+        // SAFETY: the mapping lives as long as self and holds only atomics,
+        // for which any bit pattern (zero included) is valid.
+        unsafe { &*self.map }
+    }
+
+    /// Claims a free (or abandoned) slot for `pid`.
+    pub fn claim(
+        &self,
+        pid: u32,
+        name: &str,
+        weight: u32,
+        policy: u64,
+    ) -> io::Result<SlotHandle<'_>> {
+        for (index, slot) in self.raw().slot.iter().enumerate() {
+            let owner = slot.owner.load(Ordering::Acquire);
+            let free = owner == 0 || !pid_alive(owner as u32);
+            if free
+                && slot
+                    .owner
+                    .compare_exchange(owner, u64::from(pid), Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+            {
+                slot.heartbeat_ns.store(node_clock_ns(), Ordering::Release);
+                slot.weight
+                    .store(u64::from(weight.max(1)), Ordering::Release);
+                slot.demand.store(0, Ordering::Release);
+                slot.granted.store(0, Ordering::Release);
+                slot.passed.store(0, Ordering::Release);
+                slot.dropped.store(0, Ordering::Release);
+                slot.policy.store(policy, Ordering::Release);
+                let mut bytes = [0u8; NAME_BYTES];
+                let name = name.as_bytes();
+                bytes[..name.len().min(NAME_BYTES)]
+                    .copy_from_slice(&name[..name.len().min(NAME_BYTES)]);
+                for (word, chunk) in slot.name.iter().zip(bytes.chunks(8)) {
+                    word.store(
+                        u64::from_le_bytes(chunk.try_into().expect("8 bytes")),
+                        Ordering::Release,
+                    );
+                }
+                return Ok(SlotHandle {
+                    state: self,
+                    index,
+                    pid,
+                });
+            }
+        }
+        Err(io::Error::other(format!(
+            "all {SLOTS} slots of {} are taken by running monitors",
+            self.path.display()
+        )))
+    }
+
+    /// The containers with a recent heartbeat.
+    pub fn active(&self) -> Vec<SlotView> {
+        let now = node_clock_ns();
+        let window = ACTIVE_WINDOW.as_nanos() as u64;
+        let mut views = Vec::new();
+        for (index, slot) in self.raw().slot.iter().enumerate() {
+            let pid = slot.owner.load(Ordering::Acquire);
+            if pid == 0 {
+                continue;
+            }
+            let heartbeat = slot.heartbeat_ns.load(Ordering::Acquire);
+            let age = now.saturating_sub(heartbeat);
+            if age > window || !pid_alive(pid as u32) {
+                continue;
+            }
+            let name_bytes: Vec<u8> = slot
+                .name
+                .iter()
+                .flat_map(|w| w.load(Ordering::Acquire).to_le_bytes())
+                .collect();
+            let name_len = name_bytes
+                .iter()
+                .position(|b| *b == 0)
+                .unwrap_or(NAME_BYTES);
+            let demand = slot.demand.load(Ordering::Acquire);
+            views.push(SlotView {
+                index,
+                pid: pid as u32,
+                name: String::from_utf8_lossy(&name_bytes[..name_len]).into_owned(),
+                weight: slot.weight.load(Ordering::Acquire).max(1) as u32,
+                demand: (demand != u64::MAX).then_some(demand),
+                granted: slot.granted.load(Ordering::Acquire),
+                passed: slot.passed.load(Ordering::Acquire),
+                dropped: slot.dropped.load(Ordering::Acquire),
+                policy: slot.policy.load(Ordering::Acquire),
+                age: age as f64 / 1e9,
+            });
+        }
+        views
+    }
+}
+
+impl Drop for NodeState {
+    fn drop(&mut self) {
+        // SAFETY: unmapping what open() mapped, once.
+        unsafe { libc::munmap(self.map.cast(), STATE_BYTES) };
+    }
+}
+
+/// A claimed slot; released when dropped.
+pub struct SlotHandle<'a> {
+    state: &'a NodeState,
+    index: usize,
+    pid: u32,
+}
+
+/// What a monitor publishes about itself each period.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Report {
+    /// `None`: wants more than it is granted.
+    pub demand: Option<u64>,
+    pub granted: u64,
+    pub passed: u64,
+    pub dropped: u64,
+}
+
+impl SlotHandle<'_> {
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    fn slot(&self) -> &RawSlot {
+        &self.state.raw().slot[self.index]
+    }
+
+    /// Publishes this period's figures and a heartbeat.
+    pub fn publish(&self, report: Report) {
+        let slot = self.slot();
+        slot.demand
+            .store(report.demand.unwrap_or(u64::MAX), Ordering::Release);
+        slot.granted.store(report.granted, Ordering::Release);
+        slot.passed.store(report.passed, Ordering::Release);
+        slot.dropped.store(report.dropped, Ordering::Release);
+        slot.heartbeat_ns.store(node_clock_ns(), Ordering::Release);
+    }
+}
+
+impl Drop for SlotHandle<'_> {
+    fn drop(&mut self) {
+        let _ = self.slot().owner.compare_exchange(
+            u64::from(self.pid),
+            0,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_state(name: &str) -> PathBuf {
+        let path = std::env::temp_dir().join(format!("weir-node-{}-{name}", std::process::id()));
+        let _ = fs::remove_file(&path);
+        path
+    }
+
+    #[test]
+    fn monitors_see_each_other_and_release_their_slots() {
+        let path = temp_state("see");
+        let a = NodeState::open(&path).unwrap();
+        let b = NodeState::open(&path).unwrap();
+        let me = std::process::id();
+        let slot_a = a.claim(me, "alpha", 1, 0).unwrap();
+        let slot_b = b.claim(me, "beta", 2, 1).unwrap();
+        assert_ne!(slot_a.index(), slot_b.index());
+        slot_b.publish(Report {
+            demand: None,
+            granted: 100,
+            passed: 5,
+            dropped: 1,
+        });
+        let seen = a.active();
+        assert_eq!(seen.len(), 2);
+        let beta = seen.iter().find(|v| v.name == "beta").unwrap();
+        assert_eq!(
+            (beta.weight, beta.demand, beta.granted, beta.dropped),
+            (2, None, 100, 1)
+        );
+        drop(slot_b);
+        assert_eq!(a.active().len(), 1);
+        let _ = fs::remove_file(&path);
+    }
+
+    #[test]
+    fn a_slot_of_a_dead_process_is_ignored_and_reclaimed() {
+        let path = temp_state("dead");
+        let state = NodeState::open(&path).unwrap();
+        // A process that has exited: its pid is gone.
+        let child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        let mut child = child;
+        child.wait().unwrap();
+        let ghost = state.claim(dead, "ghost", 1, 0).unwrap();
+        std::mem::forget(ghost); // as if killed: the slot is never released
+        assert!(state.active().is_empty(), "a dead owner is not counted");
+        let mine = state.claim(std::process::id(), "alive", 1, 0).unwrap();
+        assert_eq!(mine.index(), 0, "the abandoned slot is reused");
+        let _ = fs::remove_file(&path);
+    }
+
+    #[test]
+    fn refuses_a_file_that_is_not_node_state() {
+        let path = temp_state("foreign");
+        fs::write(&path, vec![0xffu8; STATE_BYTES]).unwrap();
+        let err = NodeState::open(&path).unwrap_err();
+        assert!(
+            err.to_string().contains("not a weir node state file"),
+            "{err}"
+        );
+        let _ = fs::remove_file(&path);
+    }
+}
