@@ -124,6 +124,9 @@ pub struct Deleted {
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct WriteStats {
     pub written: Counts,
+    /// Bytes put in log files for this stream: the application's bytes plus
+    /// weir's framing (timestamps, tags, JSON) and its markers.
+    pub log_bytes: u64,
     pub dropped: Dropped,
     pub deleted: Deleted,
 }

@@ -44,6 +44,9 @@ pub struct StreamSummary {
     pub dropped: Dropped,
     /// Written, then deleted (not part of the identity).
     pub deleted: Deleted,
+    /// Bytes weir added in the log files around what it wrote: timestamps,
+    /// stream names, tags, JSON, markers. Budgets never count these.
+    pub overhead_bytes: u64,
 }
 
 impl StreamSummary {
@@ -102,6 +105,7 @@ impl Summary {
             written: stats.written,
             dropped,
             deleted: stats.deleted,
+            overhead_bytes: stats.log_bytes.saturating_sub(stats.written.bytes),
         }
     }
 

@@ -138,6 +138,7 @@ impl LogSink {
             match write_all(&live.file, &batch.bytes[start..end]) {
                 Ok(()) => {
                     live.size += (end - start) as u64;
+                    self.stats.get_mut(batch.stream).log_bytes += (end - start) as u64;
                     let counts = batch.counts(next..next + count);
                     live.counts.get_mut(batch.stream).merge(counts);
                     self.stats.get_mut(batch.stream).written.merge(counts);
@@ -151,6 +152,7 @@ impl LogSink {
                         let _ = live.file.set_len(live.size + kept as u64);
                     }
                     live.size += kept as u64;
+                    self.stats.get_mut(batch.stream).log_bytes += kept as u64;
                     let counts = batch.counts(next..next + whole);
                     live.counts.get_mut(batch.stream).merge(counts);
                     self.stats.get_mut(batch.stream).written.merge(counts);

@@ -4,5 +4,6 @@ mod common;
 mod disk;
 mod gate;
 mod lifecycle;
+mod node;
 mod rotation;
 mod round_trip;

@@ -78,6 +78,12 @@ fn interleaved_streams_round_trip_byte_exact() {
     for record in &records {
         assert!(record.content.len() <= 16384, "a record exceeds --max-line");
     }
+    // Every byte of the file is either the application's or weir's framing.
+    let stored: u64 = ["stdout", "stderr"]
+        .iter()
+        .map(|s| result.count(s, &["written", "bytes"]) + result.count(s, &["overhead_bytes"]))
+        .sum();
+    assert_eq!(stored, fs::metadata(&log).unwrap().len());
     // A line of exactly max-line bytes is one F record; one byte more is P + F.
     let stdout: Vec<_> = records.iter().filter(|r| r.stream == "stdout").collect();
     assert!(
