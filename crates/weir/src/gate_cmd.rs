@@ -144,7 +144,12 @@ fn open_existing(path: &Path) -> Result<NodeState, String> {
 }
 
 /// A per-container metric: name, type, help and how to read it.
-type Metric = (&'static str, &'static str, &'static str, fn(&ContainerStatus) -> f64);
+type Metric = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&ContainerStatus) -> f64,
+);
 
 fn prometheus(status: &Status) -> String {
     let mut out = String::new();
