@@ -93,15 +93,25 @@ impl SharedBucket {
 
     /// Admits `bytes` if the budget has room (see [`TokenBucket::try_admit`]).
     pub fn try_admit(&self, bytes: u64) -> bool {
-        let admitted = self.with(|bucket, now| bucket.try_admit(bytes, now));
-        self.note(if admitted { bytes } else { 0 }, !admitted);
+        let mut metered = self.lock();
+        let admitted = metered.bucket.try_admit(bytes, monotonic_ns());
+        if admitted {
+            metered.passed += bytes;
+        } else {
+            metered.wanted_more = true;
+        }
         admitted
     }
 
     /// Takes `bytes` whatever the balance (see [`TokenBucket::charge`]).
     pub fn charge(&self, bytes: u64) {
-        self.with(|bucket, now| bucket.charge(bytes, now));
-        self.note(bytes, false);
+        let mut metered = self.lock();
+        metered.bucket.charge(bytes, monotonic_ns());
+        metered.passed += bytes;
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Metered> {
+        self.bucket.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// `container 5MiB/s`, as markers name the budget.
@@ -160,6 +170,8 @@ pub struct StreamGate {
     line_admission: Admission,
     run: Option<DropRun>,
     dropped: Dropped,
+    /// Bytes already paid for in bulk (see [`StreamGate::prepay`]).
+    credit: u64,
 }
 
 impl StreamGate {
@@ -172,6 +184,24 @@ impl StreamGate {
             line_admission: Admission::Pass,
             run: None,
             dropped: Dropped::default(),
+            credit: 0,
+        }
+    }
+
+    /// Under `drop`: pays for a whole read at once when the budget has room
+    /// for all of it, so lines within budget pass without taking the
+    /// bucket's lock one by one. When it has not, lines are judged singly.
+    pub fn prepay(&mut self, bytes: usize) {
+        if self.policy != Policy::Drop {
+            return;
+        }
+        let bytes = bytes as u64;
+        let mut metered = self.bucket.lock();
+        let now = monotonic_ns();
+        if metered.bucket.available(now) >= bytes as f64 {
+            metered.bucket.charge(bytes, now);
+            metered.passed += bytes;
+            self.credit += bytes;
         }
     }
 
@@ -214,7 +244,11 @@ impl StreamGate {
             return Admission::Pass;
         }
         let bytes = u64::from(record.app_bytes);
-        let admission = if self.in_line {
+        let dropping_line = self.in_line && self.line_admission == Admission::Drop;
+        let admission = if !dropping_line && self.credit >= bytes {
+            self.credit -= bytes;
+            Admission::Pass
+        } else if self.in_line {
             // The rest of a line follows the verdict on its start.
             if self.line_admission == Admission::Pass {
                 self.bucket.charge(bytes);

@@ -122,13 +122,12 @@ pub fn read_stream(
                 break;
             }
         };
-        if blocking_gate {
-            reader
-                .out
-                .gate
-                .as_ref()
-                .expect("checked above")
-                .charge_read(got);
+        if let Some(gate) = reader.out.gate.as_mut() {
+            if blocking_gate {
+                gate.charge_read(got);
+            } else {
+                gate.prepay(got);
+            }
         }
         // One read into a buffer larger than the pipe empties the pipe,
         // unless it filled the buffer: then more may be waiting.

@@ -136,6 +136,19 @@ impl RingStage {
     /// Keeps the records of `batch`, evicting the oldest lines to stay within
     /// the bound.
     fn accept(&mut self, batch: &Batch) {
+        // Within budget and nothing waiting: the batch passes whole.
+        let whole_lines = batch.spans.last().is_none_or(|s| s.ends_line);
+        if self.held.is_empty()
+            && !self.dropping_line
+            && whole_lines
+            && self.bucket.try_admit(batch.total().bytes)
+        {
+            self.out.append_records(batch, 0..batch.spans.len());
+            if self.out.bytes.len() >= BATCH_LIMIT {
+                self.send_out();
+            }
+            return;
+        }
         for index in 0..batch.spans.len() {
             let span = batch.spans[index];
             if self.dropping_line {
