@@ -9,11 +9,16 @@
 //! - `verify.rs` checks that every line reached the log;
 //! - `report.rs` computes medians, ratios and the targets of issue 2;
 //! - `writer.c` (built by `writer.rs`) is the application, `workload.rs`
-//!   says how it is driven, `machine.rs` describes the machine.
+//!   says how it is driven, `machine.rs` describes the machine;
+//! - `gate.rs` runs the gate benchmark of issue 3 (accuracy of a budget,
+//!   fairness of the node budget, CPU cost of a budget never hit) and
+//!   `gate_report.rs` computes its fair shares, ratios and verdicts.
 
 mod bundle;
 mod capture;
 mod conmon;
+mod gate;
+mod gate_report;
 mod machine;
 mod measure;
 mod peers;
@@ -33,6 +38,11 @@ pub enum BenchCommand {
     /// `cat` of the same lines as weir's CRI records, the floor for weir's
     /// bytes.
     Capture(CaptureArgs),
+    /// The bandwidth gate: delivered rate against the budget (1, 10 and
+    /// 100 MiB/s), each container's share of a node budget against its
+    /// max-min fair share, and the CPU a budget that is never hit costs,
+    /// with the targets of issue 3.
+    Gate(GateArgs),
 }
 
 #[derive(Debug, Args)]
@@ -71,8 +81,80 @@ pub struct CaptureArgs {
     json: bool,
 }
 
+#[derive(Debug, Args)]
+pub struct GateArgs {
+    /// How long each writer runs in the accuracy and fairness cases.
+    #[arg(long, default_value_t = 10.0, value_parser = parse_seconds)]
+    seconds: f64,
+    /// Budgets of the accuracy case (one container alone).
+    #[arg(long, value_delimiter = ',', default_value = "1MiB/s,10MiB/s,100MiB/s", value_parser = crate::units::parse_rate)]
+    budgets: Vec<f64>,
+    /// Policies of the accuracy case.
+    #[arg(long, value_delimiter = ',', default_value = "drop,block", value_parser = ["block", "drop", "ring"])]
+    policies: Vec<String>,
+    /// The node budget the four containers of the fairness case share.
+    #[arg(long, default_value = "8MiB/s", value_parser = crate::units::parse_rate)]
+    node_rate: f64,
+    /// What the fairness container below its share (c1) writes.
+    #[arg(long, default_value = "512KiB/s", value_parser = crate::units::parse_rate)]
+    paced_rate: f64,
+    /// Lines per run of the overhead case (100 B each, 64 KiB writes).
+    #[arg(long, default_value_t = 2_000_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
+    overhead_lines: u64,
+    /// Measured runs per variant of the overhead case (after one warm-up round).
+    #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    overhead_runs: u32,
+    /// Policies run under a budget that is never hit in the overhead case.
+    #[arg(long, value_delimiter = ',', default_value = "block,drop,ring", value_parser = ["block", "drop", "ring"])]
+    overhead_policies: Vec<String>,
+    /// Cases to run.
+    #[arg(long, value_delimiter = ',', default_value = "accuracy,fairness,overhead", value_parser = ["accuracy", "fairness", "overhead"])]
+    cases: Vec<String>,
+    /// Directory for the writer, the gate files and the logs (kept; the logs
+    /// are deleted after each run) [default: a directory under /tmp, removed
+    /// afterwards].
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
+    /// Do not touch free memory before each overhead run (see `weir bench
+    /// capture --help`).
+    #[arg(long)]
+    no_prefault: bool,
+    /// Print the report as one JSON object on stdout (the table goes to stderr).
+    #[arg(long)]
+    json: bool,
+}
+
+/// Seconds, a positive decimal number of at most a day.
+fn parse_seconds(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(s) if (0.5..=86_400.0).contains(&s) => Ok(s),
+        _ => Err(format!(
+            "{text:?}: expected a number of seconds from 0.5 to 86400"
+        )),
+    }
+}
+
 pub fn run(command: BenchCommand) -> i32 {
     match command {
+        BenchCommand::Gate(args) => {
+            let has = |case: &str| args.cases.iter().any(|c| c == case);
+            gate::run(gate::Options {
+                seconds: args.seconds,
+                accuracy: has("accuracy"),
+                fairness: has("fairness"),
+                overhead: has("overhead"),
+                budgets: args.budgets,
+                policies: args.policies,
+                node_rate: args.node_rate,
+                paced_rate: args.paced_rate,
+                overhead_lines: args.overhead_lines,
+                overhead_runs: args.overhead_runs,
+                overhead_policies: args.overhead_policies,
+                work_dir: args.work_dir,
+                prefault: !args.no_prefault,
+                json: args.json,
+            })
+        }
         BenchCommand::Capture(args) => {
             let mut ids = args.workloads;
             ids.sort_unstable();

@@ -21,6 +21,21 @@
  *             shows the cost of the bytes alone. MODE and PROCS apply to
  *             whole records as they do to plain lines.
  *
+ * For `weir bench gate`, two modes bounded by time instead of a line count
+ * (one process, plain lines):
+ *
+ * usage: writer timed SECONDS LINE_LEN
+ *   Whole lines packed into 64 KiB writes, as fast as the pipe takes them,
+ *   until SECONDS (a decimal number) have passed; the clock is read after
+ *   every write, so a write held back by a blocking monitor ends the run
+ *   late rather than being cut short.
+ *
+ * usage: writer paced SECONDS LINE_LEN BYTES_PER_SEC
+ *   Every PACE_TICK_NS, the whole lines due by then at BYTES_PER_SEC since
+ *   the start, packed into writes of at most 64 KiB, for SECONDS; in all
+ *   floor(SECONDS * BYTES_PER_SEC / LINE_LEN) lines, the last ones written
+ *   at the end so that the total is exact whatever the scheduler did.
+ *
  * exit: 0 done, 1 bad usage, 2 write failed, 3 out of memory, 4 fork
  * failed, 5 a child process failed.
  */
@@ -30,6 +45,7 @@
 #include <string.h>
 #include <sys/types.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 enum { BATCH = 64 * 1024 };
@@ -100,8 +116,125 @@ static void write_lines(int buffered, long count, long line_len, long who, int c
     free(line);
 }
 
+/* Seconds on the monotonic clock. */
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* A 64 KiB buffer holding as many whole lines of `line_len` as fit (at least
+ * one); returns its filled length through `used`. */
+static char *line_batch(long line_len, size_t *used)
+{
+    size_t size = (size_t)line_len > BATCH ? (size_t)line_len : BATCH;
+    char *batch = alloc(size);
+    size_t lines = size / (size_t)line_len;
+    for (size_t l = 0; l < lines; l++) {
+        char *line = batch + l * (size_t)line_len;
+        for (long i = 0; i + 1 < line_len; i++)
+            line[i] = (char)('a' + i % 26);
+        line[line_len - 1] = '\n';
+    }
+    *used = lines * (size_t)line_len;
+    return batch;
+}
+
+/* `writer timed SECONDS LINE_LEN`: full speed until the time is up. */
+static void write_timed(double seconds, long line_len)
+{
+    size_t used;
+    char *batch = line_batch(line_len, &used);
+    double deadline = now_seconds() + seconds;
+    do
+        emit(batch, used);
+    while (now_seconds() < deadline);
+    free(batch);
+}
+
+/* How often the paced writer wakes up: 10 ms, so that a pace far below a
+ * monitor's burst (a tenth of a second of budget) is never bursty to it. */
+enum { PACE_TICK_NS = 10 * 1000 * 1000 };
+
+/* Writes `lines` whole lines from `batch` (holding `per_batch` lines). */
+static void emit_lines(const char *batch, long per_batch, long line_len, long lines)
+{
+    while (lines > 0) {
+        long n = lines < per_batch ? lines : per_batch;
+        emit(batch, (size_t)(n * line_len));
+        lines -= n;
+    }
+}
+
+/* `writer paced SECONDS LINE_LEN BYTES_PER_SEC`: a steady writer below its
+ * budget. */
+static void write_paced(double seconds, long line_len, double rate)
+{
+    size_t used;
+    char *batch = line_batch(line_len, &used);
+    long per_batch = (long)(used / (size_t)line_len);
+    long total = (long)(seconds * rate / (double)line_len);
+    long sent = 0;
+    struct timespec start, tick;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    tick = start;
+    for (;;) {
+        tick.tv_nsec += PACE_TICK_NS;
+        while (tick.tv_nsec >= 1000000000L) {
+            tick.tv_nsec -= 1000000000L;
+            tick.tv_sec++;
+        }
+        while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &tick, NULL) == EINTR)
+            ;
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        double elapsed = (double)(now.tv_sec - start.tv_sec) +
+                         (double)(now.tv_nsec - start.tv_nsec) / 1e9;
+        long due = elapsed >= seconds ? total : (long)(elapsed * rate / (double)line_len);
+        if (due > total)
+            due = total;
+        emit_lines(batch, per_batch, line_len, due - sent);
+        sent = due;
+        if (sent >= total && elapsed >= seconds)
+            break;
+    }
+    free(batch);
+}
+
+/* Parses the time-bounded modes; returns -1 when argv is not one of them. */
+static int timed_main(int argc, char **argv)
+{
+    int timed = strcmp(argv[1], "timed") == 0;
+    int paced = strcmp(argv[1], "paced") == 0;
+    if (!timed && !paced)
+        return -1;
+    if ((timed && argc != 4) || (paced && argc != 5)) {
+        fprintf(stderr, "usage: %s timed SECONDS LINE_LEN | paced SECONDS LINE_LEN BYTES_PER_SEC\n",
+                argv[0]);
+        return 1;
+    }
+    double seconds = atof(argv[2]);
+    long line_len = atol(argv[3]);
+    double rate = paced ? atof(argv[4]) : 0.0;
+    if (!(seconds > 0.0) || line_len < 1 || (paced && !(rate > 0.0))) {
+        fprintf(stderr, "writer: need SECONDS > 0, LINE_LEN >= 1, BYTES_PER_SEC > 0\n");
+        return 1;
+    }
+    if (timed)
+        write_timed(seconds, line_len);
+    else
+        write_paced(seconds, line_len, rate);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc >= 2) {
+        int rc = timed_main(argc, argv);
+        if (rc >= 0)
+            return rc;
+    }
     if (argc != 5 && argc != 6) {
         fprintf(stderr, "usage: %s buffered|perline LINES LINE_LEN PROCS [cri]\n", argv[0]);
         return 1;

@@ -1,0 +1,764 @@
+//! The figures of `weir bench gate`: what each case delivered against its
+//! budget or fair share, the CPU the gate costs, the issue's targets with
+//! verdicts, printed as a table or one JSON object.
+
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+use super::machine::Machine;
+
+/// Delivered rate ÷ budget must lie within 1 ± this.
+pub const ACCURACY_TOLERANCE: f64 = 0.02;
+/// Every container must get at least this fraction of its fair share.
+pub const FAIR_SHARE_FLOOR: f64 = 0.95;
+/// weir's CPU with a budget that is never hit ÷ without a budget, at most.
+pub const OVERHEAD_CEILING: f64 = 1.05;
+
+const MIB: f64 = (1u64 << 20) as f64;
+
+/// The resolution of [`RunFigures::per_tick`], seconds.
+pub const TICK_S: f64 = 0.1;
+
+/// The part of a run of `seconds` whose rate is called steady: from 1 s
+/// after the start (past the first burst and the node share settling) to
+/// 1 s before the writer stops (shorter runs: their middle half).
+pub fn steady_window(seconds: f64) -> (f64, f64) {
+    let margin = (seconds / 4.0).min(1.0);
+    (margin, seconds - margin)
+}
+
+/// Bytes and lines, as `weir run --summary` counts them.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    pub bytes: u64,
+    pub lines: u64,
+}
+
+impl Counts {
+    pub fn plus(self, other: Counts) -> Counts {
+        Counts {
+            bytes: self.bytes + other.bytes,
+            lines: self.lines + other.lines,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Met,
+    Missed,
+}
+
+impl Verdict {
+    pub fn from(met: bool) -> Verdict {
+        if met { Verdict::Met } else { Verdict::Missed }
+    }
+
+    fn word(self) -> &'static str {
+        match self {
+            Verdict::Met => "met",
+            Verdict::Missed => "MISSED",
+        }
+    }
+}
+
+/// One `weir run` of the benchmark, as it accounted for itself (stdout and
+/// stderr together) and as its log was found.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunFigures {
+    /// From spawning `weir run` to its exit.
+    pub wall_s: f64,
+    /// `monitor.cpu_seconds` of the summary (getrusage of weir itself).
+    pub cpu_s: f64,
+    pub peak_rss_kib: u64,
+    pub read: Counts,
+    /// Application bytes and lines stored (markers excluded); the log file
+    /// was scanned and holds exactly these.
+    pub written: Counts,
+    pub dropped_rate_limit: Counts,
+    pub dropped_ring_overflow: Counts,
+    pub dropped_disk: Counts,
+    /// Drop markers weir wrote into the log.
+    pub markers: u64,
+    pub log_file_bytes: u64,
+    /// Application bytes stored, by the time weir stamped on each record, in
+    /// ticks of [`TICK_S`] from spawning `weir run`.
+    pub per_tick: Vec<u64>,
+}
+
+impl RunFigures {
+    pub fn dropped(&self) -> Counts {
+        self.dropped_rate_limit
+            .plus(self.dropped_ring_overflow)
+            .plus(self.dropped_disk)
+    }
+
+    /// Application bytes stored per second of the run.
+    pub fn delivered_bytes_per_s(&self) -> f64 {
+        self.written.bytes as f64 / self.wall_s
+    }
+
+    /// Application bytes stamped from `from_s` to `to_s` after the start.
+    pub fn bytes_between(&self, from_s: f64, to_s: f64) -> u64 {
+        let (from, to) = (tick(from_s), tick(to_s).min(self.per_tick.len()));
+        self.per_tick.get(from..to).map_or(0, |t| t.iter().sum())
+    }
+
+    /// Application bytes per second stamped within `window`.
+    pub fn rate_within(&self, (from_s, to_s): (f64, f64)) -> f64 {
+        let seconds = (tick(to_s) - tick(from_s)) as f64 * TICK_S;
+        self.bytes_between(from_s, to_s) as f64 / seconds
+    }
+}
+
+fn tick(seconds: f64) -> usize {
+    (seconds / TICK_S).round() as usize
+}
+
+/// One container alone under its own budget, its writer at full speed.
+#[derive(Debug, Clone, Serialize)]
+pub struct AccuracyCase {
+    pub policy: String,
+    pub budget_bytes_per_s: f64,
+    pub run: RunFigures,
+    pub delivered_bytes_per_s: f64,
+    pub delivered_over_budget: f64,
+    pub verdict: Verdict,
+    /// The rate within the steady window (the first burst left out).
+    pub steady_bytes_per_s: f64,
+    pub steady_over_budget: f64,
+}
+
+impl AccuracyCase {
+    pub fn new(policy: &str, budget: f64, seconds: f64, run: RunFigures) -> AccuracyCase {
+        let delivered = run.delivered_bytes_per_s();
+        let ratio = delivered / budget;
+        let steady = run.rate_within(steady_window(seconds));
+        AccuracyCase {
+            policy: policy.to_owned(),
+            budget_bytes_per_s: budget,
+            steady_bytes_per_s: steady,
+            steady_over_budget: steady / budget,
+            run,
+            delivered_bytes_per_s: delivered,
+            delivered_over_budget: ratio,
+            verdict: Verdict::from((ratio - 1.0).abs() <= ACCURACY_TOLERANCE),
+        }
+    }
+}
+
+/// One container of the fairness case.
+#[derive(Debug, Clone, Serialize)]
+pub struct FairContainer {
+    pub name: String,
+    pub weight: u32,
+    /// What its writer asks for; `None`: full speed.
+    pub demand_bytes_per_s: Option<f64>,
+    /// Its max-min fair share of the node budget by weight.
+    pub fair_share_bytes_per_s: f64,
+    /// The mean of what `weir gate status` said the gate granted it, sampled
+    /// once a second while all ran.
+    pub granted_mean_bytes_per_s: Option<f64>,
+    pub run: RunFigures,
+    pub delivered_bytes_per_s: f64,
+    pub delivered_over_fair_share: f64,
+    pub verdict: Verdict,
+    /// Application bytes stamped in the first half second.
+    pub first_half_second_bytes: u64,
+    /// The rate within the steady window.
+    pub steady_bytes_per_s: f64,
+    pub steady_over_fair_share: f64,
+}
+
+/// What one fairness container was and did, before it is judged.
+#[derive(Debug, Clone)]
+pub struct FairRun {
+    pub name: String,
+    pub weight: u32,
+    /// What its writer asks for; `None`: full speed.
+    pub demand: Option<f64>,
+    pub run: RunFigures,
+    /// The mean of what `weir gate status` showed the gate granting it.
+    pub granted: Option<f64>,
+}
+
+/// Four containers under one node budget.
+#[derive(Debug, Clone, Serialize)]
+pub struct Fairness {
+    pub node_rate_bytes_per_s: f64,
+    pub policy: String,
+    pub containers: Vec<FairContainer>,
+    pub total_delivered_bytes_per_s: f64,
+    pub total_over_node_rate: f64,
+    pub total_first_half_second_bytes: u64,
+    pub total_steady_bytes_per_s: f64,
+    pub total_steady_over_node_rate: f64,
+    /// `weir gate status` samples taken while all containers ran.
+    pub status_samples: usize,
+}
+
+impl Fairness {
+    pub fn new(
+        node_rate: f64,
+        policy: &str,
+        seconds: f64,
+        containers: Vec<FairRun>,
+        status_samples: usize,
+    ) -> Fairness {
+        let claims: Vec<(u32, Option<f64>)> =
+            containers.iter().map(|c| (c.weight, c.demand)).collect();
+        let shares = fair_shares(node_rate, &claims);
+        let containers: Vec<FairContainer> = containers
+            .into_iter()
+            .zip(shares)
+            .map(|(c, share)| {
+                let delivered = c.run.delivered_bytes_per_s();
+                let ratio = delivered / share;
+                let steady = c.run.rate_within(steady_window(seconds));
+                FairContainer {
+                    first_half_second_bytes: c.run.bytes_between(0.0, 0.5),
+                    steady_bytes_per_s: steady,
+                    steady_over_fair_share: steady / share,
+                    name: c.name,
+                    weight: c.weight,
+                    demand_bytes_per_s: c.demand,
+                    fair_share_bytes_per_s: share,
+                    granted_mean_bytes_per_s: c.granted,
+                    run: c.run,
+                    delivered_bytes_per_s: delivered,
+                    delivered_over_fair_share: ratio,
+                    verdict: Verdict::from(ratio >= FAIR_SHARE_FLOOR),
+                }
+            })
+            .collect();
+        let total: f64 = containers.iter().map(|c| c.delivered_bytes_per_s).sum();
+        let steady: f64 = containers.iter().map(|c| c.steady_bytes_per_s).sum();
+        Fairness {
+            total_first_half_second_bytes: containers
+                .iter()
+                .map(|c| c.first_half_second_bytes)
+                .sum(),
+            total_steady_bytes_per_s: steady,
+            total_steady_over_node_rate: steady / node_rate,
+            node_rate_bytes_per_s: node_rate,
+            policy: policy.to_owned(),
+            containers,
+            total_delivered_bytes_per_s: total,
+            total_over_node_rate: total / node_rate,
+            status_samples,
+        }
+    }
+}
+
+/// Max-min fair shares of `capacity` among claims of (weight, demand); a
+/// demand of `None` wants everything. A claim that wants less than its
+/// weighted part of what is left gets its demand, and what it leaves is
+/// shared again among the others by weight.
+pub fn fair_shares(capacity: f64, claims: &[(u32, Option<f64>)]) -> Vec<f64> {
+    let mut shares = vec![0.0; claims.len()];
+    let mut open: Vec<usize> = (0..claims.len()).collect();
+    let mut left = capacity;
+    while !open.is_empty() {
+        let weights: f64 = open.iter().map(|&i| f64::from(claims[i].0)).sum();
+        let per_weight = left / weights;
+        let satisfied: Vec<usize> = open
+            .iter()
+            .copied()
+            .filter(|&i| {
+                claims[i]
+                    .1
+                    .is_some_and(|d| d <= per_weight * f64::from(claims[i].0))
+            })
+            .collect();
+        if satisfied.is_empty() {
+            for &i in &open {
+                shares[i] = per_weight * f64::from(claims[i].0);
+            }
+            break;
+        }
+        for &i in &satisfied {
+            let demand = claims[i].1.unwrap_or(0.0);
+            shares[i] = demand;
+            left -= demand;
+        }
+        open.retain(|i| !satisfied.contains(i));
+    }
+    shares
+}
+
+/// One variant of `weir run` in the overhead case.
+#[derive(Debug, Clone, Serialize)]
+pub struct OverheadVariant {
+    /// `no budget`, or the policy under a budget that is never hit.
+    pub name: String,
+    /// The extra `weir run` arguments.
+    pub args: Vec<String>,
+    pub runs: Vec<RunFigures>,
+    pub median_cpu_s: f64,
+    pub min_cpu_s: f64,
+    pub max_cpu_s: f64,
+    pub median_wall_s: f64,
+    /// Median CPU ÷ the median CPU without a budget (None for that one).
+    pub cpu_over_no_budget: Option<f64>,
+    pub verdict: Option<Verdict>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Overhead {
+    pub lines: u64,
+    pub line_len: u64,
+    pub runs: u32,
+    pub variants: Vec<OverheadVariant>,
+}
+
+impl Overhead {
+    /// `variants` holds (name, args, runs); the first is the one without a
+    /// budget.
+    pub fn new(
+        lines: u64,
+        line_len: u64,
+        runs: u32,
+        variants: Vec<(String, Vec<String>, Vec<RunFigures>)>,
+    ) -> Overhead {
+        let mut out: Vec<OverheadVariant> = variants
+            .into_iter()
+            .map(|(name, args, runs)| {
+                let cpu: Vec<f64> = runs.iter().map(|r| r.cpu_s).collect();
+                let wall: Vec<f64> = runs.iter().map(|r| r.wall_s).collect();
+                OverheadVariant {
+                    name,
+                    args,
+                    median_cpu_s: median(&cpu),
+                    min_cpu_s: cpu.iter().copied().fold(f64::INFINITY, f64::min),
+                    max_cpu_s: cpu.iter().copied().fold(0.0, f64::max),
+                    median_wall_s: median(&wall),
+                    runs,
+                    cpu_over_no_budget: None,
+                    verdict: None,
+                }
+            })
+            .collect();
+        if let Some(base) = out.first().map(|v| v.median_cpu_s) {
+            for variant in out.iter_mut().skip(1) {
+                let ratio = variant.median_cpu_s / base;
+                variant.cpu_over_no_budget = Some(ratio);
+                variant.verdict = Some(Verdict::from(ratio <= OVERHEAD_CEILING));
+            }
+        }
+        Overhead {
+            lines,
+            line_len,
+            runs,
+            variants: out,
+        }
+    }
+}
+
+pub fn median(values: &[f64]) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let mid = sorted.len() / 2;
+    if sorted.len() % 2 == 1 {
+        sorted[mid]
+    } else {
+        (sorted[mid - 1] + sorted[mid]) / 2.0
+    }
+}
+
+/// One of the issue's targets, checked against this run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Target {
+    pub case: String,
+    pub target: String,
+    pub value: String,
+    pub verdict: Verdict,
+}
+
+/// Everything `weir bench gate` measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct GateReport {
+    pub machine: Machine,
+    /// How long each writer ran in the accuracy and fairness cases.
+    pub seconds: f64,
+    pub line_len: u64,
+    pub accuracy: Vec<AccuracyCase>,
+    pub fairness: Option<Fairness>,
+    pub overhead: Option<Overhead>,
+    pub targets: Vec<Target>,
+    /// Runs that failed or broke the accounting identity; their figures are
+    /// left out.
+    pub failures: Vec<String>,
+}
+
+impl GateReport {
+    pub fn build(
+        machine: Machine,
+        seconds: f64,
+        line_len: u64,
+        accuracy: Vec<AccuracyCase>,
+        fairness: Option<Fairness>,
+        overhead: Option<Overhead>,
+        failures: Vec<String>,
+    ) -> GateReport {
+        let mut targets = Vec::new();
+        let tolerance = format!("within ±{:.0} %", ACCURACY_TOLERANCE * 100.0);
+        for case in &accuracy {
+            targets.push(Target {
+                case: format!("accuracy {} {}", case.policy, rate(case.budget_bytes_per_s)),
+                target: format!("delivered ÷ budget {tolerance}"),
+                value: format!("{:.4}", case.delivered_over_budget),
+                verdict: case.verdict,
+            });
+        }
+        if let Some(fairness) = &fairness {
+            for c in &fairness.containers {
+                targets.push(Target {
+                    case: format!("fairness {} (weight {})", c.name, c.weight),
+                    target: format!("delivered ÷ fair share ≥ {:.2}", FAIR_SHARE_FLOOR),
+                    value: format!("{:.4}", c.delivered_over_fair_share),
+                    verdict: c.verdict,
+                });
+            }
+            for c in fairness
+                .containers
+                .iter()
+                .filter(|c| c.demand_bytes_per_s.is_some())
+            {
+                let dropped = c.run.dropped();
+                targets.push(Target {
+                    case: format!("fairness {} below its share", c.name),
+                    target: "never throttled: nothing dropped".to_owned(),
+                    value: format!("{} lines dropped", dropped.lines),
+                    verdict: Verdict::from(dropped.bytes == 0),
+                });
+            }
+            targets.push(Target {
+                case: "fairness node total".to_owned(),
+                target: format!("delivered ÷ node budget {tolerance}"),
+                value: format!("{:.4}", fairness.total_over_node_rate),
+                verdict: Verdict::from(
+                    (fairness.total_over_node_rate - 1.0).abs() <= ACCURACY_TOLERANCE,
+                ),
+            });
+        }
+        if let Some(overhead) = &overhead {
+            for v in overhead.variants.iter().skip(1) {
+                if let (Some(ratio), Some(verdict)) = (v.cpu_over_no_budget, v.verdict) {
+                    targets.push(Target {
+                        case: format!("overhead {}", v.name),
+                        target: format!("CPU ÷ no budget ≤ {OVERHEAD_CEILING:.2}"),
+                        value: format!("{ratio:.3}"),
+                        verdict,
+                    });
+                }
+            }
+        }
+        GateReport {
+            machine,
+            seconds,
+            line_len,
+            accuracy,
+            fairness,
+            overhead,
+            targets,
+            failures,
+        }
+    }
+
+    /// The report for people: Markdown tables.
+    pub fn table(&self) -> String {
+        let mut out = String::new();
+        let m = &self.machine;
+        let _ = writeln!(
+            out,
+            "\nweir bench gate: {} CPUs ({}), kernel {}, logs on {}, weir {}",
+            m.cpus, m.cpu_model, m.kernel, m.log_fs, m.weir_version
+        );
+        let _ = writeln!(
+            out,
+            "Writer: {} B lines (newline included), 64 KiB writes; MiB/s = 2^20 application \
+             bytes per second; delivered = application bytes stored in the log ÷ wall time of \
+             `weir run` (spawn to exit).",
+            self.line_len
+        );
+        self.accuracy_table(&mut out);
+        self.fairness_table(&mut out);
+        self.overhead_table(&mut out);
+        if !self.targets.is_empty() {
+            let _ = writeln!(out, "\nTargets (issue 3)\n");
+            let _ = writeln!(out, "| case | target | this run | verdict |");
+            let _ = writeln!(out, "| --- | --- | ---: | --- |");
+            for t in &self.targets {
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {} | **{}** |",
+                    t.case,
+                    t.target,
+                    t.value,
+                    t.verdict.word()
+                );
+            }
+            let missed = self
+                .targets
+                .iter()
+                .filter(|t| t.verdict == Verdict::Missed)
+                .count();
+            let _ = writeln!(
+                out,
+                "\n{} of {} targets met{}",
+                self.targets.len() - missed,
+                self.targets.len(),
+                if missed == 0 {
+                    ".".to_owned()
+                } else {
+                    format!("; {missed} MISSED.")
+                }
+            );
+        }
+        if !self.failures.is_empty() {
+            out.push_str(&failure_banner(&self.failures));
+            out.push('\n');
+        }
+        out
+    }
+
+    fn accuracy_table(&self, out: &mut String) {
+        if self.accuracy.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            out,
+            "\nAccuracy: one container, its own budget, the writer at full speed for {} s\n",
+            self.seconds
+        );
+        let _ = writeln!(
+            out,
+            "| policy | budget | wall s | read MiB | stored MiB | dropped MiB | markers | \
+             delivered MiB/s | delivered ÷ budget | verdict | steady ÷ budget | weir CPU s |"
+        );
+        let _ = writeln!(
+            out,
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |"
+        );
+        for c in &self.accuracy {
+            let r = &c.run;
+            let _ = writeln!(
+                out,
+                "| {} | {} | {:.3} | {:.1} | {:.2} | {:.1} | {} | {:.3} | {:.4} | **{}** | {:.4} | {:.2} |",
+                c.policy,
+                rate(c.budget_bytes_per_s),
+                r.wall_s,
+                r.read.bytes as f64 / MIB,
+                r.written.bytes as f64 / MIB,
+                r.dropped().bytes as f64 / MIB,
+                r.markers,
+                c.delivered_bytes_per_s / MIB,
+                c.delivered_over_budget,
+                c.verdict.word(),
+                c.steady_over_budget,
+                r.cpu_s
+            );
+        }
+        let (from, to) = steady_window(self.seconds);
+        let _ = writeln!(
+            out,
+            "\nsteady: the rate of the records weir stamped from {from} s to {to} s after the \
+             start, without the first burst (a tenth of a second of budget by default)."
+        );
+    }
+
+    fn fairness_table(&self, out: &mut String) {
+        let Some(f) = &self.fairness else { return };
+        let _ = writeln!(
+            out,
+            "\nFairness: {} containers under one node budget of {}, policy {}, started together \
+             for {} s\n",
+            f.containers.len(),
+            rate(f.node_rate_bytes_per_s),
+            f.policy,
+            self.seconds
+        );
+        let _ = writeln!(
+            out,
+            "| container | weight | writer | fair share MiB/s | granted MiB/s (gate status, mean) \
+             | wall s | stored MiB | dropped MiB | delivered MiB/s | delivered ÷ fair share | verdict \
+             | first 0.5 s MiB | steady MiB/s | steady ÷ fair share |"
+        );
+        let _ = writeln!(
+            out,
+            "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: |"
+        );
+        for c in &f.containers {
+            let writer = match c.demand_bytes_per_s {
+                Some(d) => format!("paced, {}", rate(d)),
+                None => "full speed".to_owned(),
+            };
+            let granted = c
+                .granted_mean_bytes_per_s
+                .map_or("–".to_owned(), |g| format!("{:.3}", g / MIB));
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {:.3} | {} | {:.3} | {:.2} | {:.1} | {:.3} | {:.4} | **{}** | {:.2} | {:.3} | {:.4} |",
+                c.name,
+                c.weight,
+                writer,
+                c.fair_share_bytes_per_s / MIB,
+                granted,
+                c.run.wall_s,
+                c.run.written.bytes as f64 / MIB,
+                c.run.dropped().bytes as f64 / MIB,
+                c.delivered_bytes_per_s / MIB,
+                c.delivered_over_fair_share,
+                c.verdict.word(),
+                c.first_half_second_bytes as f64 / MIB,
+                c.steady_bytes_per_s / MIB,
+                c.steady_over_fair_share
+            );
+        }
+        let _ = writeln!(
+            out,
+            "| all | | | {:.3} (node budget) | | | | | {:.3} | {:.4} of the node budget | | \
+             {:.2} ({:.2} allowed) | {:.3} | {:.4} of the node budget |",
+            f.node_rate_bytes_per_s / MIB,
+            f.total_delivered_bytes_per_s / MIB,
+            f.total_over_node_rate,
+            f.total_first_half_second_bytes as f64 / MIB,
+            f.node_rate_bytes_per_s * 0.6 / MIB,
+            f.total_steady_bytes_per_s / MIB,
+            f.total_steady_over_node_rate
+        );
+        let (from, to) = steady_window(self.seconds);
+        let _ = writeln!(
+            out,
+            "\ngranted: the mean of {} `weir gate status` samples, one a second. first 0.5 s: \
+             application bytes weir stamped in the first half second; a node budget allows \
+             0.5 s of rate plus its burst (0.1 s of rate by default). steady: the rate from \
+             {from} s to {to} s.",
+            f.status_samples
+        );
+    }
+
+    fn overhead_table(&self, out: &mut String) {
+        let Some(o) = &self.overhead else { return };
+        let _ = writeln!(
+            out,
+            "\nOverhead: {} lines of {} B in 64 KiB writes (capture workload 1), {} runs per \
+             variant, taking turns; weir's own CPU from its --summary (getrusage)\n",
+            o.lines, o.line_len, o.runs
+        );
+        let _ = writeln!(
+            out,
+            "| variant | weir run arguments | CPU s, median (min–max) | wall s, median | \
+             CPU ÷ no budget | verdict |"
+        );
+        let _ = writeln!(out, "| --- | --- | --- | ---: | ---: | --- |");
+        for v in &o.variants {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {:.3} ({:.3}–{:.3}) | {:.3} | {} | {} |",
+                v.name,
+                if v.args.is_empty() {
+                    "–".to_owned()
+                } else {
+                    format!("`{}`", v.args.join(" "))
+                },
+                v.median_cpu_s,
+                v.min_cpu_s,
+                v.max_cpu_s,
+                v.median_wall_s,
+                v.cpu_over_no_budget
+                    .map_or("–".to_owned(), |r| format!("{r:.3}")),
+                v.verdict
+                    .map_or("–".to_owned(), |v| format!("**{}**", v.word()))
+            );
+        }
+    }
+}
+
+/// A rate as the gate's units write it: `10MiB/s`, `512KiB/s`.
+pub fn rate(bytes_per_s: f64) -> String {
+    weir_gate::units::format_rate(bytes_per_s)
+}
+
+/// A banner that cannot be missed in the middle of the progress lines.
+pub fn failure_banner(failures: &[String]) -> String {
+    let mut out = String::from(
+        "\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n\
+         !! weir bench gate: FAILED: a run failed or its account did not balance\n",
+    );
+    for failure in failures {
+        let _ = writeln!(out, "!! {failure}");
+    }
+    out.push_str("!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() < 1e-9
+    }
+
+    #[test]
+    fn a_quiet_container_gets_its_demand_and_the_rest_is_split_by_weight() {
+        let shares = fair_shares(8.0, &[(1, Some(0.5)), (1, None), (1, None), (2, None)]);
+        assert!(close(shares[0], 0.5), "{shares:?}");
+        assert!(close(shares[1], 1.875), "{shares:?}");
+        assert!(close(shares[2], 1.875), "{shares:?}");
+        assert!(close(shares[3], 3.75), "{shares:?}");
+    }
+
+    #[test]
+    fn freed_capacity_can_satisfy_a_second_round() {
+        // Equal weights: 3 each at first; a wants 2, leaving 4 for two, and
+        // then b's 2.5 fits too, leaving 4.5 for c.
+        let shares = fair_shares(9.0, &[(1, Some(2.0)), (1, Some(2.5)), (1, None)]);
+        assert!(close(shares[0], 2.0) && close(shares[1], 2.5) && close(shares[2], 4.5));
+    }
+
+    #[test]
+    fn when_everyone_wants_more_the_capacity_is_split_by_weight() {
+        let shares = fair_shares(6.0, &[(1, None), (2, None), (3, Some(100.0))]);
+        assert!(close(shares[0], 1.0) && close(shares[1], 2.0) && close(shares[2], 3.0));
+        let shares = fair_shares(6.0, &[(1, Some(1.0)), (1, Some(1.0))]);
+        assert!(close(shares[0], 1.0) && close(shares[1], 1.0));
+    }
+
+    #[test]
+    fn steady_rates_leave_the_start_and_the_end_out() {
+        let run = RunFigures {
+            wall_s: 3.0,
+            cpu_s: 0.0,
+            peak_rss_kib: 0,
+            read: Counts::default(),
+            written: Counts::default(),
+            dropped_rate_limit: Counts::default(),
+            dropped_ring_overflow: Counts::default(),
+            dropped_disk: Counts::default(),
+            markers: 0,
+            log_file_bytes: 0,
+            // A burst of 1000 in the first tick, then 10 a tick for 3 s.
+            per_tick: std::iter::once(1000).chain([10; 29]).collect(),
+        };
+        assert_eq!(steady_window(10.0), (1.0, 9.0));
+        assert_eq!(steady_window(2.0), (0.5, 1.5));
+        assert_eq!(run.bytes_between(0.0, 0.5), 1040);
+        assert!(close(run.rate_within(steady_window(3.0)), 100.0));
+        // Past the last record nothing more is counted.
+        assert_eq!(run.bytes_between(2.5, 5.0), 50);
+    }
+
+    #[test]
+    fn medians() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert!(median(&[]).is_nan());
+    }
+}
