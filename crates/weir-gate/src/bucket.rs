@@ -75,10 +75,15 @@ impl TokenBucket {
         }
     }
 
-    /// Changes the rate from `now` on; what was earned so far is kept.
-    pub fn set_rate(&mut self, rate: f64, now: u64) {
+    /// Changes the budget from `now` on; what was earned so far is kept, up
+    /// to the new burst.
+    pub fn set_budget(&mut self, budget: Budget, now: u64) {
         self.refill(now);
-        self.budget.rate = rate.max(1.0);
+        self.budget = Budget {
+            rate: budget.rate.max(1.0),
+            burst: budget.burst.max(1),
+        };
+        self.tokens = self.tokens.min(self.budget.burst as f64);
     }
 
     /// Bytes that may pass now (negative while in debt).

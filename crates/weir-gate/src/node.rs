@@ -208,7 +208,9 @@ impl NodeState {
                 slot.heartbeat_ns.store(node_clock_ns(), Ordering::Release);
                 slot.weight
                     .store(u64::from(weight.max(1)), Ordering::Release);
-                slot.demand.store(0, Ordering::Release);
+                // Until it has measured itself, a newcomer counts as wanting
+                // more, so others do not hand it a quiet container's room.
+                slot.demand.store(u64::MAX, Ordering::Release);
                 slot.granted.store(0, Ordering::Release);
                 slot.passed.store(0, Ordering::Release);
                 slot.dropped.store(0, Ordering::Release);

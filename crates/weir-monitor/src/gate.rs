@@ -81,8 +81,16 @@ impl SharedBucket {
     }
 
     /// Runs the bucket at `rate` from now on (the node share moved).
+    /// The burst shrinks in proportion, so that containers joining the node
+    /// together cannot each spend a whole node's burst at once.
     pub fn set_rate(&self, rate: f64) {
-        self.with(|bucket, now| bucket.set_rate(rate, now));
+        let mut metered = self.lock();
+        let configured = metered.configured;
+        let fraction = (rate / configured.rate).min(1.0);
+        let burst = ((configured.burst as f64 * fraction) as u64).max(4096.min(configured.burst));
+        metered
+            .bucket
+            .set_budget(Budget { rate, burst }, monotonic_ns());
     }
 
     fn note(&self, passed: u64, wanted_more: bool) {

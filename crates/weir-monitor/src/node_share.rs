@@ -108,6 +108,8 @@ struct Sharer {
     configured_total: f64,
     last_passed: u64,
     granted: f64,
+    /// The first period measures nothing yet.
+    measured: bool,
 }
 
 impl Sharer {
@@ -119,6 +121,7 @@ impl Sharer {
             configured_total,
             last_passed: 0,
             granted: config.budget.rate,
+            measured: false,
         }
     }
 
@@ -139,8 +142,11 @@ impl Sharer {
         }
         let rate = (passed - self.last_passed) as f64 / period.as_secs_f64().max(1e-3);
         self.last_passed = passed;
+        // Until one period was measured, count as wanting more.
+        let quiet = self.measured && !wanted_more;
+        self.measured = true;
         slot.publish(Report {
-            demand: (!wanted_more).then_some(rate as u64),
+            demand: quiet.then_some(rate as u64),
             granted: self.granted as u64,
             passed,
             dropped,

@@ -131,7 +131,9 @@ pub fn read_stream(
         }
         // One read into a buffer larger than the pipe empties the pipe,
         // unless it filled the buffer: then more may be waiting.
-        let drained = got < space;
+        // A read that took a whole pipe found the writer blocked on a full
+        // pipe, not paused: more is coming at once.
+        let drained = got < space && got < config.pipe_capacity;
         filled = reader.frame(&mut buf, filled + got);
         reader.flush();
         if stop.load(Ordering::Relaxed) {
@@ -145,6 +147,10 @@ pub fn read_stream(
         let interval = now.duration_since(cycle_start);
         cycle_start = now;
         if filled > 0 {
+            if sys::bytes_available(reader.fd.as_raw_fd()).unwrap_or(0) > 0 {
+                // The rest of the line is already waiting.
+                continue;
+            }
             // The writer stopped mid-line: give it `max_latency` to go on,
             // then write what there is as a partial record.
             sleep(config.max_latency);

@@ -108,8 +108,8 @@ impl RingStage {
             } else {
                 match inlet.recv_timeout(wait) {
                     Ok(batch) => {
-                        self.accept(&batch);
-                        inlet.give_back(batch);
+                        let emptied = self.accept(batch);
+                        inlet.give_back(emptied);
                     }
                     Err(disconnected) => closed = disconnected,
                 }
@@ -134,21 +134,24 @@ impl RingStage {
     }
 
     /// Keeps the records of `batch`, evicting the oldest lines to stay within
-    /// the bound.
-    fn accept(&mut self, batch: &Batch) {
-        // Within budget and nothing waiting: the batch passes whole.
+    /// the bound, and returns an empty batch for the reader.
+    fn accept(&mut self, batch: Batch) -> Batch {
+        // Within budget and nothing waiting: the batch itself goes on to the
+        // sink, uncopied, and the reader gets the sink's empty one back.
         let whole_lines = batch.spans.last().is_none_or(|s| s.ends_line);
         if self.held.is_empty()
             && !self.dropping_line
             && whole_lines
             && self.bucket.try_admit(batch.total().bytes)
         {
-            self.out.append_records(batch, 0..batch.spans.len());
-            if self.out.bytes.len() >= BATCH_LIMIT {
-                self.send_out();
-            }
-            return;
+            self.send_out();
+            return self.outlet.exchange(batch);
         }
+        self.keep(&batch);
+        batch
+    }
+
+    fn keep(&mut self, batch: &Batch) {
         for index in 0..batch.spans.len() {
             let span = batch.spans[index];
             if self.dropping_line {
