@@ -245,6 +245,24 @@ impl StreamGate {
         self.bucket.charge(bytes as u64);
     }
 
+    /// The fast path of [`StreamGate::admit`]: a record already paid for by
+    /// [`StreamGate::prepay`], outside any run of drops, passes without
+    /// further checks. Returns false when the full decision is needed.
+    #[inline]
+    pub fn pass_prepaid(&mut self, record: &Record<'_>) -> bool {
+        let bytes = u64::from(record.app_bytes);
+        if self.credit < bytes
+            || self.run.is_some()
+            || (self.in_line && self.line_admission == Admission::Drop)
+        {
+            return false;
+        }
+        self.credit -= bytes;
+        self.in_line = record.tag == Tag::Partial;
+        self.line_admission = Admission::Pass;
+        true
+    }
+
     /// Decides whether `record` (read at `time`) goes to the log. Under
     /// `block` everything read was paid for already.
     pub fn admit(&mut self, record: &Record<'_>, time: Timestamp) -> Admission {

@@ -309,12 +309,14 @@ impl RecordOut {
     fn push(&mut self, record: &Record<'_>) {
         self.read.add(u64::from(record.app_bytes), record.lines());
         if let Some(gate) = self.gate.as_mut() {
-            let admission = gate.admit(record, self.time);
-            if let Some(marker) = gate.due_marker(admission) {
-                self.write_marker(&marker);
-            }
-            if admission == Admission::Drop {
-                return;
+            if !gate.pass_prepaid(record) {
+                let admission = gate.admit(record, self.time);
+                if let Some(marker) = gate.due_marker(admission) {
+                    self.write_marker(&marker);
+                }
+                if admission == Admission::Drop {
+                    return;
+                }
             }
         }
         self.encoder.encode(record, &mut self.batch.bytes);
