@@ -52,6 +52,10 @@ impl CaptureError {
     }
 }
 
+/// Batches circulating between a reader and its ring stage: one filling,
+/// one being taken in; the ring holds what it keeps in its own memory.
+const RING_INLET_BATCHES: usize = 2;
+
 /// How often a reader told to stop is interrupted again until it does.
 const STOP_RETRY: Duration = Duration::from_millis(5);
 
@@ -140,7 +144,7 @@ pub fn run(config: &RunConfig) -> Result<Summary, CaptureError> {
                 ),
                 Some(bucket),
             ) => {
-                let (reader_outlet, inlet) = batch_channel(stream, batch_capacity);
+                let (reader_outlet, inlet) = batch_channel(stream, batch_capacity, RING_INLET_BATCHES);
                 let ring_config = RingConfig {
                     max_bytes: usize::try_from(*max_bytes).unwrap_or(usize::MAX),
                     marker_interval: gate.marker_interval,

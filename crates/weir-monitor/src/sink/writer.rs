@@ -22,6 +22,8 @@ const BATCHES_PER_STREAM: usize = 4;
 pub struct BatchOutlet {
     full: SyncSender<Batch>,
     empty: Receiver<Batch>,
+    /// Batches circulating through this outlet.
+    count: usize,
 }
 
 impl BatchOutlet {
@@ -49,7 +51,7 @@ impl BatchOutlet {
         self.full
             .send(last)
             .expect("the file-writer thread outlives the readers");
-        for _ in 0..BATCHES_PER_STREAM {
+        for _ in 0..self.count {
             let _ = self.empty.recv();
         }
     }
@@ -80,17 +82,18 @@ impl BatchInlet {
     }
 }
 
-/// A private channel of circulating batches for one stream.
-pub fn batch_channel(stream: Stream, batch_capacity: usize) -> (BatchOutlet, BatchInlet) {
-    let (full_tx, full_rx) = sync_channel::<Batch>(BATCHES_PER_STREAM);
+/// A private channel of `count` circulating batches for one stream.
+pub fn batch_channel(stream: Stream, batch_capacity: usize, count: usize) -> (BatchOutlet, BatchInlet) {
+    let (full_tx, full_rx) = sync_channel::<Batch>(count);
     let (empty_tx, empty_rx) = channel();
-    for _ in 0..BATCHES_PER_STREAM {
+    for _ in 0..count {
         let _ = empty_tx.send(Batch::new(stream, batch_capacity));
     }
     (
         BatchOutlet {
             full: full_tx,
             empty: empty_rx,
+            count,
         },
         BatchInlet {
             full: full_rx,
@@ -124,6 +127,7 @@ impl SinkWriter {
             outlets.push(BatchOutlet {
                 full: full_tx.clone(),
                 empty: empty_rx,
+                count: BATCHES_PER_STREAM,
             });
         }
         drop(full_tx);
