@@ -12,6 +12,11 @@
 //! - Overhead: capture workload 1 (2 M lines of 100 B in 64 KiB writes)
 //!   through `weir run` without a budget and with one that is never hit,
 //!   taking turns; weir's own CPU seconds, budget ÷ no budget.
+//! - Writer: the same workload without a budget, then under drop and ring
+//!   with a budget of 1 % of the writer's throughput without one, taking
+//!   turns; the writer times itself (`WEIR_WRITER_REPORT`), and its
+//!   throughput under a budget ÷ without one shows whether the policy made
+//!   it wait. Every budgeted run must have dropped something.
 //!
 //! Every run is checked: the summary's identity read = written + dropped
 //! must hold to the byte and to the line for both streams, and the log file
@@ -31,8 +36,8 @@ use serde::Deserialize;
 use weir_monitor::format::Timestamp;
 
 use super::gate_report::{
-    AccuracyCase, Counts, FairRun, Fairness, GateReport, Overhead, RunFigures, TICK_S,
-    failure_banner, rate,
+    AccuracyCase, Cases, Counts, FairRun, Fairness, GateReport, Overhead, RunFigures, TICK_S,
+    WriterCase, WriterRun, failure_banner, median, rate, writer_budget_kib_per_s,
 };
 use super::machine::{self, Machine};
 use super::measure;
@@ -56,9 +61,14 @@ pub struct Options {
     pub overhead_runs: u32,
     /// Policies run under the never-hit budget in the overhead case.
     pub overhead_policies: Vec<String>,
+    /// Lines per run of the writer case (100 B each, 64 KiB writes).
+    pub writer_lines: u64,
+    /// Measured runs per variant of the writer case.
+    pub writer_runs: u32,
     pub accuracy: bool,
     pub fairness: bool,
     pub overhead: bool,
+    pub writer: bool,
     pub work_dir: Option<PathBuf>,
     pub prefault: bool,
     pub json: bool,
@@ -66,6 +76,15 @@ pub struct Options {
 
 /// The budget of the overhead case: far above anything the machine writes.
 const NEVER_HIT: &str = "100GiB/s";
+
+/// The environment variable that makes the writer time itself and write
+/// its report to the file it names (`writer.c`).
+const WRITER_REPORT_ENV: &str = "WEIR_WRITER_REPORT";
+
+/// How long `weir run --policy ring` of the writer case may go on writing
+/// out its ring at the budget after the writer exits: the runs stay short,
+/// and the writer's time does not depend on it.
+const RING_DRAIN_TIMEOUT: &str = "1s";
 
 /// The fairness containers: name, weight, and whether the writer is paced.
 const CONTAINERS: [(&str, u32, bool); 4] = [
@@ -148,13 +167,21 @@ fn run_in(options: &Options, work: &Path) -> Result<GateReport, String> {
     } else {
         None
     };
+    let writer = if options.writer {
+        bench.writer_case()
+    } else {
+        None
+    };
     Ok(GateReport::build(
         Machine::describe(work),
         options.seconds,
         LINE_LEN,
-        accuracy,
-        fairness,
-        overhead,
+        Cases {
+            accuracy,
+            fairness,
+            overhead,
+            writer,
+        },
         bench.failures,
     ))
 }
@@ -419,6 +446,149 @@ impl Bench<'_> {
         ))
     }
 
+    /// The writer case: calibration runs without a budget set the budget
+    /// (1 % of the writer's median throughput), then no budget, drop and
+    /// ring take turns.
+    fn writer_case(&mut self) -> Option<WriterCase> {
+        let options = self.options;
+        let w1 = workload::Workload::by_id(1).expect("workload 1 exists");
+        let runs = options.writer_runs;
+
+        // One unmeasured run first, as in the overhead case.
+        let mut calibration = Vec::new();
+        for round in 0..=runs {
+            let what = if round == 0 {
+                "writer calibration warm-up".to_owned()
+            } else {
+                format!("writer calibration run {round}/{runs}")
+            };
+            match self.writer_run(&what, &[], None) {
+                Ok(run) if round > 0 => calibration.push(run),
+                Ok(_) => {}
+                Err(message) => self.fail(&what, message),
+            }
+        }
+        if calibration.len() != runs as usize {
+            return None;
+        }
+        let base = median(
+            &calibration
+                .iter()
+                .map(|r| r.writer_bytes_per_s)
+                .collect::<Vec<_>>(),
+        );
+        let budget_kib = writer_budget_kib_per_s(base);
+        if budget_kib == 0 {
+            self.fail(
+                "writer",
+                format!(
+                    "the writer's throughput without a budget ({base:.0} B/s) is too low for a \
+                     budget of 1 % of it in whole KiB/s"
+                ),
+            );
+            return None;
+        }
+        let budget = format!("{budget_kib}KiB/s");
+        eprintln!(
+            "writer: median {:.1} MB/s without a budget; budget {budget}",
+            base / 1e6
+        );
+
+        let budgeted = |policy: &str| -> Vec<String> {
+            let mut args = ["--rate", budget.as_str(), "--policy", policy]
+                .map(str::to_owned)
+                .to_vec();
+            if policy == "ring" {
+                args.extend(["--drain-timeout", RING_DRAIN_TIMEOUT].map(str::to_owned));
+            }
+            args
+        };
+        let mut variants: Vec<(String, Vec<String>, Vec<WriterRun>)> = vec![
+            ("no budget".to_owned(), Vec::new(), Vec::new()),
+            ("drop".to_owned(), budgeted("drop"), Vec::new()),
+            ("ring".to_owned(), budgeted("ring"), Vec::new()),
+        ];
+        for round in 1..=runs {
+            for (name, extra, measured) in &mut variants {
+                let what = format!("writer {name} run {round}/{runs}");
+                let policy = (!extra.is_empty()).then_some(name.as_str());
+                match self.writer_run(&what, extra, policy) {
+                    Ok(run) => measured.push(run),
+                    Err(message) => self.fail(&what, message),
+                }
+            }
+        }
+        if variants
+            .iter()
+            .any(|(_, _, measured)| measured.len() != runs as usize)
+        {
+            return None;
+        }
+        Some(WriterCase::new(
+            options.writer_lines,
+            w1.line_len,
+            runs,
+            calibration,
+            (budget_kib * 1024) as f64,
+            variants,
+        ))
+    }
+
+    /// One run of the writer case: `weir run EXTRA -- writer buffered LINES
+    /// 100 1` with the writer timing itself. `policy` (drop or ring, None
+    /// without a budget) says what must have been dropped.
+    fn writer_run(
+        &self,
+        what: &str,
+        extra: &[String],
+        policy: Option<&str>,
+    ) -> Result<WriterRun, String> {
+        let options = self.options;
+        let w1 = workload::Workload::by_id(1).expect("workload 1 exists");
+        let expected = Counts {
+            bytes: w1.app_bytes(options.writer_lines),
+            lines: options.writer_lines,
+        };
+        let log = self.logs.join("writer.log");
+        let report = self.logs.join("writer.report.json");
+        let _ = std::fs::remove_file(&report);
+        let mut args = self.weir_args(&log);
+        args.extend(extra.iter().map(OsString::from));
+        args.push("--".into());
+        args.push(self.writer.clone().into());
+        args.extend(
+            w1.writer_args(options.writer_lines)
+                .into_iter()
+                .map(OsString::from),
+        );
+        if options.prefault {
+            machine::prefault_free_memory(2 * w1.cri_log_bytes(options.writer_lines));
+        }
+        let outcome = spawn_weir_with_report(&args, &self.logs, "writer", Some(&report))
+            .and_then(|running| running.finish(self.timeout(), &log))
+            .and_then(|run| {
+                let said = read_writer_report(&report)?;
+                check_writer_run(&run, &said, expected, policy)?;
+                Ok(WriterRun::new(run, said.elapsed_seconds, said.bytes))
+            });
+        remove_and_sync(&log);
+        let _ = std::fs::remove_file(&report);
+        if let Ok(r) = &outcome {
+            eprintln!(
+                "{what}: writer {:.1} MB/s ({:.3} s), weir {:.3} s, stored {} of {} bytes, \
+                 dropped rate_limit {} / ring_overflow {} bytes",
+                r.writer_bytes_per_s / 1e6,
+                r.writer_s,
+                r.run.wall_s,
+                r.run.written.bytes,
+                r.run.read.bytes,
+                r.run.dropped_rate_limit.bytes,
+                r.run.dropped_ring_overflow.bytes
+            );
+        }
+        outcome
+    }
+
     /// `run --log-path LOG --summary --gate-config OPEN_GATE`.
     fn weir_args(&self, log: &Path) -> Vec<OsString> {
         vec![
@@ -455,9 +625,94 @@ struct Running {
     tag: String,
 }
 
+/// What the writer says about itself (`WEIR_WRITER_REPORT`).
+#[derive(Debug, Deserialize)]
+struct WriterReport {
+    elapsed_seconds: f64,
+    bytes: u64,
+}
+
+fn read_writer_report(path: &Path) -> Result<WriterReport, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        format!(
+            "the writer left no report in {} ({e}): was {WRITER_REPORT_ENV} passed on to it?",
+            path.display()
+        )
+    })?;
+    serde_json::from_str(&text)
+        .map_err(|e| format!("cannot read the writer's report ({e}): {:?}", text.trim()))
+}
+
+/// The checks of a writer run beyond the summary's identity and the log
+/// scan: the writer wrote everything and weir read all of it; without a
+/// budget, all of it was stored; under a budget, the policy's own drop
+/// counter moved, since a budget never hit would show nothing.
+fn check_writer_run(
+    run: &RunFigures,
+    said: &WriterReport,
+    expected: Counts,
+    policy: Option<&str>,
+) -> Result<(), String> {
+    if said.bytes != expected.bytes || said.elapsed_seconds.is_nan() || said.elapsed_seconds <= 0.0
+    {
+        return Err(format!(
+            "the writer reports {} bytes in {} s, expected {} bytes in a positive time",
+            said.bytes, said.elapsed_seconds, expected.bytes
+        ));
+    }
+    if run.read != expected {
+        return Err(format!(
+            "weir read {} bytes / {} lines of the writer's {} bytes / {} lines",
+            run.read.bytes, run.read.lines, expected.bytes, expected.lines
+        ));
+    }
+    match policy {
+        None => {
+            if run.written != expected || run.dropped().bytes != 0 {
+                return Err(format!(
+                    "without a budget, stored {} bytes / {} lines and dropped {} bytes of {} \
+                     bytes / {} lines",
+                    run.written.bytes,
+                    run.written.lines,
+                    run.dropped().bytes,
+                    expected.bytes,
+                    expected.lines
+                ));
+            }
+        }
+        Some(policy) => {
+            let (counter, dropped) = if policy == "ring" {
+                ("ring_overflow", run.dropped_ring_overflow)
+            } else {
+                ("rate_limit", run.dropped_rate_limit)
+            };
+            if dropped.bytes == 0 {
+                return Err(format!(
+                    "NOTHING DROPPED under {policy} (dropped.{counter} = 0; stored {} of {} \
+                     bytes): the budget was never hit, so this run cannot show that {policy} \
+                     keeps the writer from waiting",
+                    run.written.bytes, run.read.bytes
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Starts `weir ARGS` (this very executable) with its summary going to
 /// `DIR/TAG.summary.json`.
 fn spawn_weir(args: &[OsString], dir: &Path, tag: &str) -> Result<Running, String> {
+    spawn_weir_with_report(args, dir, tag, None)
+}
+
+/// [`spawn_weir`], with the writer asked to report on itself to `report`
+/// (`WEIR_WRITER_REPORT`; without one, an inherited setting is removed).
+fn spawn_weir_with_report(
+    args: &[OsString],
+    dir: &Path,
+    tag: &str,
+    report: Option<&Path>,
+) -> Result<Running, String> {
     let summary = dir.join(format!("{tag}.summary.json"));
     let stderr = dir.join(format!("{tag}.stderr"));
     let create = |path: &Path| {
@@ -466,13 +721,19 @@ fn spawn_weir(args: &[OsString], dir: &Path, tag: &str) -> Result<Running, Strin
     let (summary_file, stderr_file) = (create(&summary)?, create(&stderr)?);
     let origin_ns = Timestamp::now().as_nanos();
     let started = Instant::now();
-    let child = Command::new("/proc/self/exe")
+    let mut command = Command::new("/proc/self/exe");
+    command
         .arg0("weir")
         .args(args)
         .env_remove("WEIR_GATE_CONFIG")
+        .env_remove(WRITER_REPORT_ENV)
         .stdin(Stdio::null())
         .stdout(summary_file)
-        .stderr(stderr_file)
+        .stderr(stderr_file);
+    if let Some(report) = report {
+        command.env(WRITER_REPORT_ENV, report);
+    }
+    let child = command
         .spawn()
         .map_err(|e| format!("cannot start weir run: {e}"))?;
     Ok(Running {
@@ -825,6 +1086,52 @@ mod tests {
         assert!(scan_log(&path, origin).is_err());
         std::fs::remove_file(&path).unwrap();
         assert_eq!(scan_log(&path, origin).unwrap(), LogScan::default());
+    }
+
+    #[test]
+    fn a_budgeted_writer_run_that_dropped_nothing_fails() {
+        let all = Counts {
+            bytes: 1000,
+            lines: 10,
+        };
+        let run = |written: Counts, rate_limit: Counts, ring_overflow: Counts| RunFigures {
+            wall_s: 1.0,
+            cpu_s: 0.0,
+            peak_rss_kib: 0,
+            read: all,
+            written,
+            dropped_rate_limit: rate_limit,
+            dropped_ring_overflow: ring_overflow,
+            dropped_disk: Counts::default(),
+            markers: 0,
+            log_file_bytes: 0,
+            per_tick: Vec::new(),
+        };
+        let said = WriterReport {
+            elapsed_seconds: 0.5,
+            bytes: 1000,
+        };
+        let none = Counts::default();
+        let stored = run(all, none, none);
+        assert!(check_writer_run(&stored, &said, all, None).is_ok());
+        let err = check_writer_run(&stored, &said, all, Some("drop")).unwrap_err();
+        assert!(err.contains("NOTHING DROPPED under drop"), "{err}");
+        let dropped = run(none, all, none);
+        assert!(check_writer_run(&dropped, &said, all, Some("drop")).is_ok());
+        assert!(check_writer_run(&dropped, &said, all, None).is_err());
+        // ring must count its drops as ring_overflow.
+        assert!(check_writer_run(&dropped, &said, all, Some("ring")).is_err());
+        let overflowed = run(none, none, all);
+        assert!(check_writer_run(&overflowed, &said, all, Some("ring")).is_ok());
+        // The writer must have written everything, and weir read it.
+        let short = WriterReport {
+            elapsed_seconds: 0.5,
+            bytes: 999,
+        };
+        assert!(check_writer_run(&stored, &short, all, None).is_err());
+        let mut unread = run(all, none, none);
+        unread.read.bytes = 999;
+        assert!(check_writer_run(&unread, &said, all, None).is_err());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The figures of `weir bench gate`: what each case delivered against its
-//! budget or fair share, the CPU the gate costs, the issue's targets with
-//! verdicts, printed as a table or one JSON object.
+//! budget or fair share, the CPU the gate costs, how fast the writer goes
+//! under drop and ring, the issue's targets with verdicts, printed as a
+//! table or one JSON object.
 
 use std::fmt::Write as _;
 
@@ -14,8 +15,16 @@ pub const ACCURACY_TOLERANCE: f64 = 0.02;
 pub const FAIR_SHARE_FLOOR: f64 = 0.95;
 /// weir's CPU with a budget that is never hit ÷ without a budget, at most.
 pub const OVERHEAD_CEILING: f64 = 1.05;
+/// The writer's own throughput under drop and ring ÷ without a budget, at
+/// least ("within 10 % of an unbudgeted run").
+pub const WRITER_THROUGHPUT_FLOOR: f64 = 0.90;
+/// The budget of the writer case as a fraction of the writer's throughput
+/// without a budget ("while the budget is 1 % of it").
+pub const WRITER_BUDGET_FRACTION: f64 = 0.01;
 
 const MIB: f64 = (1u64 << 20) as f64;
+/// The writer case is in MB (10^6 B), as the capture benchmark is.
+const MB: f64 = 1e6;
 
 /// The resolution of [`RunFigures::per_tick`], seconds.
 pub const TICK_S: f64 = 0.1;
@@ -356,6 +365,140 @@ impl Overhead {
     }
 }
 
+/// One run of the writer case: `weir run` as it accounted for itself, and
+/// the writer as it timed itself (`WEIR_WRITER_REPORT`).
+#[derive(Debug, Clone, Serialize)]
+pub struct WriterRun {
+    pub run: RunFigures,
+    /// From just before the writer's first write() to just after its last
+    /// one returned (CLOCK_MONOTONIC, measured by the writer).
+    pub writer_s: f64,
+    /// What the writer says it wrote.
+    pub writer_bytes: u64,
+    pub writer_bytes_per_s: f64,
+}
+
+impl WriterRun {
+    pub fn new(run: RunFigures, writer_s: f64, writer_bytes: u64) -> WriterRun {
+        WriterRun {
+            run,
+            writer_s,
+            writer_bytes,
+            writer_bytes_per_s: writer_bytes as f64 / writer_s,
+        }
+    }
+}
+
+/// The budget of the writer case: [`WRITER_BUDGET_FRACTION`] of the
+/// writer's throughput without a budget, rounded down to whole KiB/s.
+pub fn writer_budget_kib_per_s(no_budget_bytes_per_s: f64) -> u64 {
+    (no_budget_bytes_per_s * WRITER_BUDGET_FRACTION / 1024.0).floor() as u64
+}
+
+/// One variant of `weir run` in the writer case.
+#[derive(Debug, Clone, Serialize)]
+pub struct WriterVariant {
+    /// `no budget`, or the policy under the budget of the case.
+    pub name: String,
+    /// The extra `weir run` arguments.
+    pub args: Vec<String>,
+    pub runs: Vec<WriterRun>,
+    pub median_writer_bytes_per_s: f64,
+    pub min_writer_bytes_per_s: f64,
+    pub max_writer_bytes_per_s: f64,
+    pub median_writer_s: f64,
+    /// `weir run` from spawn to exit, drain included.
+    pub median_wall_s: f64,
+    pub median_stored_bytes: f64,
+    pub median_dropped_rate_limit_bytes: f64,
+    pub median_dropped_ring_overflow_bytes: f64,
+    pub median_markers: f64,
+    /// Median writer throughput ÷ the median without a budget (None for
+    /// that one).
+    pub writer_over_no_budget: Option<f64>,
+    pub verdict: Option<Verdict>,
+}
+
+/// The writer's own throughput under drop and ring with a budget of 1 % of
+/// it, against no budget.
+#[derive(Debug, Clone, Serialize)]
+pub struct WriterCase {
+    pub lines: u64,
+    pub line_len: u64,
+    /// Measured runs per variant (and calibration runs).
+    pub runs: u32,
+    /// The runs without a budget that set the budget, before the variants
+    /// take turns.
+    pub calibration: Vec<WriterRun>,
+    pub calibration_median_bytes_per_s: f64,
+    /// [`writer_budget_kib_per_s`] of the calibration median, in bytes/s.
+    pub budget_bytes_per_s: f64,
+    /// The budget ÷ the median without a budget of the runs taking turns.
+    pub budget_over_no_budget: f64,
+    pub variants: Vec<WriterVariant>,
+}
+
+impl WriterCase {
+    /// `variants` holds (name, args, runs); the first is the one without a
+    /// budget.
+    pub fn new(
+        lines: u64,
+        line_len: u64,
+        runs: u32,
+        calibration: Vec<WriterRun>,
+        budget_bytes_per_s: f64,
+        variants: Vec<(String, Vec<String>, Vec<WriterRun>)>,
+    ) -> WriterCase {
+        let of = |runs: &[WriterRun], f: fn(&WriterRun) -> f64| -> Vec<f64> {
+            runs.iter().map(f).collect()
+        };
+        let mut out: Vec<WriterVariant> = variants
+            .into_iter()
+            .map(|(name, args, runs)| {
+                let speed = of(&runs, |r| r.writer_bytes_per_s);
+                WriterVariant {
+                    name,
+                    args,
+                    median_writer_bytes_per_s: median(&speed),
+                    min_writer_bytes_per_s: speed.iter().copied().fold(f64::INFINITY, f64::min),
+                    max_writer_bytes_per_s: speed.iter().copied().fold(0.0, f64::max),
+                    median_writer_s: median(&of(&runs, |r| r.writer_s)),
+                    median_wall_s: median(&of(&runs, |r| r.run.wall_s)),
+                    median_stored_bytes: median(&of(&runs, |r| r.run.written.bytes as f64)),
+                    median_dropped_rate_limit_bytes: median(&of(&runs, |r| {
+                        r.run.dropped_rate_limit.bytes as f64
+                    })),
+                    median_dropped_ring_overflow_bytes: median(&of(&runs, |r| {
+                        r.run.dropped_ring_overflow.bytes as f64
+                    })),
+                    median_markers: median(&of(&runs, |r| r.run.markers as f64)),
+                    runs,
+                    writer_over_no_budget: None,
+                    verdict: None,
+                }
+            })
+            .collect();
+        let base = out
+            .first()
+            .map_or(f64::NAN, |v| v.median_writer_bytes_per_s);
+        for variant in out.iter_mut().skip(1) {
+            let ratio = variant.median_writer_bytes_per_s / base;
+            variant.writer_over_no_budget = Some(ratio);
+            variant.verdict = Some(Verdict::from(ratio >= WRITER_THROUGHPUT_FLOOR));
+        }
+        WriterCase {
+            lines,
+            line_len,
+            runs,
+            calibration_median_bytes_per_s: median(&of(&calibration, |r| r.writer_bytes_per_s)),
+            calibration,
+            budget_bytes_per_s,
+            budget_over_no_budget: budget_bytes_per_s / base,
+            variants: out,
+        }
+    }
+}
+
 pub fn median(values: &[f64]) -> f64 {
     if values.is_empty() {
         return f64::NAN;
@@ -379,6 +522,16 @@ pub struct Target {
     pub verdict: Verdict,
 }
 
+/// What the cases measured, before the report is built (a case that did
+/// not run, or whose runs failed, is empty).
+#[derive(Debug, Clone, Default)]
+pub struct Cases {
+    pub accuracy: Vec<AccuracyCase>,
+    pub fairness: Option<Fairness>,
+    pub overhead: Option<Overhead>,
+    pub writer: Option<WriterCase>,
+}
+
 /// Everything `weir bench gate` measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct GateReport {
@@ -389,6 +542,7 @@ pub struct GateReport {
     pub accuracy: Vec<AccuracyCase>,
     pub fairness: Option<Fairness>,
     pub overhead: Option<Overhead>,
+    pub writer: Option<WriterCase>,
     pub targets: Vec<Target>,
     /// Runs that failed or broke the accounting identity; their figures are
     /// left out.
@@ -400,11 +554,15 @@ impl GateReport {
         machine: Machine,
         seconds: f64,
         line_len: u64,
-        accuracy: Vec<AccuracyCase>,
-        fairness: Option<Fairness>,
-        overhead: Option<Overhead>,
+        cases: Cases,
         failures: Vec<String>,
     ) -> GateReport {
+        let Cases {
+            accuracy,
+            fairness,
+            overhead,
+            writer,
+        } = cases;
         let mut targets = Vec::new();
         let tolerance = format!("within ±{:.0} %", ACCURACY_TOLERANCE * 100.0);
         for case in &accuracy {
@@ -458,6 +616,25 @@ impl GateReport {
                 }
             }
         }
+        if let Some(writer) = &writer {
+            for v in writer.variants.iter().skip(1) {
+                if let (Some(ratio), Some(verdict)) = (v.writer_over_no_budget, v.verdict) {
+                    targets.push(Target {
+                        case: format!(
+                            "writer {} at {:.0} % ({})",
+                            v.name,
+                            WRITER_BUDGET_FRACTION * 100.0,
+                            kib_per_s(writer.budget_bytes_per_s)
+                        ),
+                        target: format!(
+                            "writer's throughput ÷ no budget ≥ {WRITER_THROUGHPUT_FLOOR:.2}"
+                        ),
+                        value: format!("{ratio:.3}"),
+                        verdict,
+                    });
+                }
+            }
+        }
         GateReport {
             machine,
             seconds,
@@ -465,6 +642,7 @@ impl GateReport {
             accuracy,
             fairness,
             overhead,
+            writer,
             targets,
             failures,
         }
@@ -489,6 +667,7 @@ impl GateReport {
         self.accuracy_table(&mut out);
         self.fairness_table(&mut out);
         self.overhead_table(&mut out);
+        self.writer_table(&mut out);
         if !self.targets.is_empty() {
             let _ = writeln!(out, "\nTargets (issue 3)\n");
             let _ = writeln!(out, "| case | target | this run | verdict |");
@@ -678,6 +857,88 @@ impl GateReport {
             );
         }
     }
+
+    fn writer_table(&self, out: &mut String) {
+        let Some(w) = &self.writer else { return };
+        let _ = writeln!(
+            out,
+            "\nWriter throughput: {} lines of {} B in 64 KiB writes ({:.0} MB, capture workload 1), {} runs \
+             per variant, taking turns; the writer's own throughput, timed by itself \
+             (WEIR_WRITER_REPORT: CLOCK_MONOTONIC from its first write() to its last); \
+             MB = 10^6 B\n",
+            w.lines,
+            w.line_len,
+            (w.lines * w.line_len) as f64 / MB,
+            w.runs
+        );
+        let _ = writeln!(
+            out,
+            "Budget: {:.0} % of the median of {} calibration runs without a budget ({:.1} MB/s), \
+             rounded down to whole KiB/s: {} ({}), {:.4} of the median without a budget of the \
+             runs below.\n",
+            WRITER_BUDGET_FRACTION * 100.0,
+            w.calibration.len(),
+            w.calibration_median_bytes_per_s / MB,
+            kib_per_s(w.budget_bytes_per_s),
+            rate(w.budget_bytes_per_s),
+            w.budget_over_no_budget
+        );
+        let _ = writeln!(
+            out,
+            "| variant | weir run arguments | writer MB/s, median (min–max) | each run, MB/s | \
+             writer ÷ no budget | verdict | writer s, median | weir wall s, median | \
+             stored MB, median | dropped MB rate_limit / ring_overflow, median | markers, median |"
+        );
+        let _ = writeln!(
+            out,
+            "| --- | --- | --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |"
+        );
+        for v in &w.variants {
+            let each: Vec<String> = v
+                .runs
+                .iter()
+                .map(|r| format!("{:.0}", r.writer_bytes_per_s / MB))
+                .collect();
+            let _ = writeln!(
+                out,
+                "| {} | {} | {:.1} ({:.1}–{:.1}) | {} | {} | {} | {:.3} | {:.3} | {:.2} | \
+                 {:.1} / {:.1} | {} |",
+                v.name,
+                if v.args.is_empty() {
+                    "–".to_owned()
+                } else {
+                    format!("`{}`", v.args.join(" "))
+                },
+                v.median_writer_bytes_per_s / MB,
+                v.min_writer_bytes_per_s / MB,
+                v.max_writer_bytes_per_s / MB,
+                each.join(", "),
+                v.writer_over_no_budget
+                    .map_or("–".to_owned(), |r| format!("{r:.3}")),
+                v.verdict
+                    .map_or("–".to_owned(), |v| format!("**{}**", v.word())),
+                v.median_writer_s,
+                v.median_wall_s,
+                v.median_stored_bytes / MB,
+                v.median_dropped_rate_limit_bytes / MB,
+                v.median_dropped_ring_overflow_bytes / MB,
+                v.median_markers
+            );
+        }
+        let _ = writeln!(
+            out,
+            "\nEvery run: weir read all {} bytes the writer wrote, its summary balances, and \
+             the budgeted runs dropped (drop: rate_limit, ring: ring_overflow) — a run where \
+             nothing was dropped never hit its budget and fails. weir wall: ring drains what \
+             its ring holds at the budget after the writer exits.",
+            w.lines * w.line_len
+        );
+    }
+}
+
+/// A rate in whole KiB/s, as the writer case passes its budget: `9876KiB/s`.
+fn kib_per_s(bytes_per_s: f64) -> String {
+    format!("{:.0}KiB/s", bytes_per_s / 1024.0)
 }
 
 /// A rate as the gate's units write it: `10MiB/s`, `512KiB/s`.
@@ -753,6 +1014,95 @@ mod tests {
         assert!(close(run.rate_within(steady_window(3.0)), 100.0));
         // Past the last record nothing more is counted.
         assert_eq!(run.bytes_between(2.5, 5.0), 50);
+    }
+
+    fn figures(written: u64) -> RunFigures {
+        RunFigures {
+            wall_s: 1.0,
+            cpu_s: 0.0,
+            peak_rss_kib: 0,
+            read: Counts::default(),
+            written: Counts {
+                bytes: written,
+                lines: written / 100,
+            },
+            dropped_rate_limit: Counts::default(),
+            dropped_ring_overflow: Counts::default(),
+            dropped_disk: Counts::default(),
+            markers: 0,
+            log_file_bytes: 0,
+            per_tick: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_writer_budget_is_one_percent_rounded_down_to_kib() {
+        // 1104.9 MB/s: 11.049 MB/s = 10790.04 KiB/s.
+        assert_eq!(writer_budget_kib_per_s(1_104_900_000.0), 10790);
+        assert_eq!(writer_budget_kib_per_s(102_399.0), 0);
+        assert_eq!(writer_budget_kib_per_s(102_400.0), 1);
+    }
+
+    #[test]
+    fn the_writer_case_compares_medians_with_no_budget() {
+        let runs = |seconds: &[f64]| -> Vec<WriterRun> {
+            seconds
+                .iter()
+                .map(|&s| WriterRun::new(figures(1000), s, 1_000_000_000))
+                .collect()
+        };
+        let case = WriterCase::new(
+            10,
+            100,
+            3,
+            runs(&[1.0, 1.0, 1.0]),
+            10_000_000.0,
+            vec![
+                ("no budget".to_owned(), Vec::new(), runs(&[1.0, 2.0, 0.5])),
+                (
+                    "drop".to_owned(),
+                    vec!["--policy".into()],
+                    runs(&[1.0, 1.1, 0.9]),
+                ),
+                (
+                    "ring".to_owned(),
+                    vec!["--policy".into()],
+                    runs(&[1.0, 1.2, 4.0]),
+                ),
+            ],
+        );
+        assert!(close(case.calibration_median_bytes_per_s, 1e9));
+        assert!(close(case.budget_over_no_budget, 0.01));
+        let [base, drop, ring] = &case.variants[..] else {
+            panic!("three variants")
+        };
+        assert!(close(base.median_writer_bytes_per_s, 1e9));
+        assert!(close(base.min_writer_bytes_per_s, 5e8));
+        assert!(close(base.max_writer_bytes_per_s, 2e9));
+        assert_eq!(base.verdict, None);
+        assert!(close(drop.writer_over_no_budget.unwrap(), 1.0));
+        assert_eq!(drop.verdict, Some(Verdict::Met));
+        // Median 1.2 s: 833 MB/s.
+        assert!(close(ring.writer_over_no_budget.unwrap(), 1.0 / 1.2));
+        assert_eq!(ring.verdict, Some(Verdict::Missed));
+        let report = GateReport::build(
+            crate::bench::machine::Machine::describe(std::path::Path::new("/tmp")),
+            10.0,
+            100,
+            Cases {
+                writer: Some(case),
+                ..Cases::default()
+            },
+            Vec::new(),
+        );
+        assert_eq!(report.targets.len(), 2);
+        let table = report.table();
+        assert!(
+            table.contains(
+                "| drop | `--policy` | 1000.0 (909.1–1111.1) | 1000, 909, 1111 | 1.000 | **met** |"
+            ),
+            "{table}"
+        );
     }
 
     #[test]

@@ -11,7 +11,8 @@
 //! - `writer.c` (built by `writer.rs`) is the application, `workload.rs`
 //!   says how it is driven, `machine.rs` describes the machine;
 //! - `gate.rs` runs the gate benchmark of issue 3 (accuracy of a budget,
-//!   fairness of the node budget, CPU cost of a budget never hit) and
+//!   fairness of the node budget, CPU cost of a budget never hit, the
+//!   writer's own throughput under drop and ring) and
 //!   `gate_report.rs` computes its fair shares, ratios and verdicts.
 
 mod bundle;
@@ -40,8 +41,9 @@ pub enum BenchCommand {
     Capture(CaptureArgs),
     /// The bandwidth gate: delivered rate against the budget (1, 10 and
     /// 100 MiB/s), each container's share of a node budget against its
-    /// max-min fair share, and the CPU a budget that is never hit costs,
-    /// with the targets of issue 3.
+    /// max-min fair share, the CPU a budget that is never hit costs, and the
+    /// writer's own throughput under drop and ring with a budget of 1 % of
+    /// it, with the targets of issue 3.
     Gate(GateArgs),
 }
 
@@ -107,16 +109,24 @@ pub struct GateArgs {
     /// Policies run under a budget that is never hit in the overhead case.
     #[arg(long, value_delimiter = ',', default_value = "block,drop,ring", value_parser = ["block", "drop", "ring"])]
     overhead_policies: Vec<String>,
+    /// Lines per run of the writer case (100 B each, 64 KiB writes).
+    #[arg(long, default_value_t = 2_000_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
+    writer_lines: u64,
+    /// Measured runs per variant of the writer case (no budget, drop, ring,
+    /// taking turns), after as many calibration runs without a budget that
+    /// set the budget to 1 % of the writer's throughput.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    writer_runs: u32,
     /// Cases to run.
-    #[arg(long, value_delimiter = ',', default_value = "accuracy,fairness,overhead", value_parser = ["accuracy", "fairness", "overhead"])]
+    #[arg(long, value_delimiter = ',', default_value = "accuracy,fairness,overhead,writer", value_parser = ["accuracy", "fairness", "overhead", "writer"])]
     cases: Vec<String>,
     /// Directory for the writer, the gate files and the logs (kept; the logs
     /// are deleted after each run) [default: a directory under /tmp, removed
     /// afterwards].
     #[arg(long)]
     work_dir: Option<PathBuf>,
-    /// Do not touch free memory before each overhead run (see `weir bench
-    /// capture --help`).
+    /// Do not touch free memory before each run of the overhead and writer
+    /// cases (see `weir bench capture --help`).
     #[arg(long)]
     no_prefault: bool,
     /// Print the report as one JSON object on stdout (the table goes to stderr).
@@ -143,6 +153,7 @@ pub fn run(command: BenchCommand) -> i32 {
                 accuracy: has("accuracy"),
                 fairness: has("fairness"),
                 overhead: has("overhead"),
+                writer: has("writer"),
                 budgets: args.budgets,
                 policies: args.policies,
                 node_rate: args.node_rate,
@@ -150,6 +161,8 @@ pub fn run(command: BenchCommand) -> i32 {
                 overhead_lines: args.overhead_lines,
                 overhead_runs: args.overhead_runs,
                 overhead_policies: args.overhead_policies,
+                writer_lines: args.writer_lines,
+                writer_runs: args.writer_runs,
                 work_dir: args.work_dir,
                 prefault: !args.no_prefault,
                 json: args.json,

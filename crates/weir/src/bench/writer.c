@@ -36,8 +36,18 @@
  *   floor(SECONDS * BYTES_PER_SEC / LINE_LEN) lines, the last ones written
  *   at the end so that the total is exact whatever the scheduler did.
  *
+ * Optional, in every mode: when the environment variable
+ * WEIR_WRITER_REPORT names a file, the writer measures its own throughput
+ * and writes it there at exit, as one JSON object:
+ *   {"elapsed_seconds": S, "bytes": B}
+ * S runs on CLOCK_MONOTONIC from just before the first write() to just
+ * after the last one returns; B counts the bytes written. With PROCS > 1
+ * only the parent reports: from just before its first fork() to the moment
+ * every child has exited, and B is what all of them wrote. Nothing else
+ * changes: the same arguments, the same output.
+ *
  * exit: 0 done, 1 bad usage, 2 write failed, 3 out of memory, 4 fork
- * failed, 5 a child process failed.
+ * failed, 5 a child process failed, 6 the report could not be written.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -55,9 +65,23 @@ enum { BATCH = 64 * 1024 };
 #define CRI_HEAD "2026-01-01T00:00:00.000000000Z stdout F "
 enum { CRI_HEAD_LEN = sizeof(CRI_HEAD) - 1 };
 
+/* The self-report of WEIR_WRITER_REPORT: where it goes (NULL: none), when
+ * the first write() started and how many bytes were written. */
+static const char *report_path;
+static struct timespec report_start;
+static int report_started;
+static unsigned long long report_bytes;
+
 /* Writes all of buf, retrying short writes and interruptions. */
 static void emit(const char *buf, size_t len)
 {
+    if (report_path != NULL) {
+        if (!report_started) {
+            clock_gettime(CLOCK_MONOTONIC, &report_start);
+            report_started = 1;
+        }
+        report_bytes += len;
+    }
     while (len > 0) {
         ssize_t n = write(STDOUT_FILENO, buf, len);
         if (n < 0) {
@@ -202,6 +226,33 @@ static void write_paced(double seconds, long line_len, double rate)
     free(batch);
 }
 
+/* Writes the self-report, if one was asked for: the time from `report_start`
+ * (never set when nothing was written: 0 s) to now, and `report_bytes`.
+ * Returns `rc`, or 6 when the report cannot be written. */
+static int report(int rc)
+{
+    if (report_path == NULL)
+        return rc;
+    struct timespec end;
+    clock_gettime(CLOCK_MONOTONIC, &end);
+    double elapsed = 0.0;
+    if (report_started)
+        elapsed = (double)(end.tv_sec - report_start.tv_sec) +
+                  (double)(end.tv_nsec - report_start.tv_nsec) / 1e9;
+    FILE *f = fopen(report_path, "w");
+    if (f == NULL) {
+        perror("writer: WEIR_WRITER_REPORT");
+        return 6;
+    }
+    int bad = fprintf(f, "{\"elapsed_seconds\": %.9f, \"bytes\": %llu}\n", elapsed,
+                      report_bytes) < 0;
+    if (fclose(f) != 0 || bad) {
+        perror("writer: WEIR_WRITER_REPORT");
+        return 6;
+    }
+    return rc;
+}
+
 /* Parses the time-bounded modes; returns -1 when argv is not one of them. */
 static int timed_main(int argc, char **argv)
 {
@@ -225,11 +276,14 @@ static int timed_main(int argc, char **argv)
         write_timed(seconds, line_len);
     else
         write_paced(seconds, line_len, rate);
-    return 0;
+    return report(0);
 }
 
 int main(int argc, char **argv)
 {
+    report_path = getenv("WEIR_WRITER_REPORT");
+    if (report_path != NULL && report_path[0] == '\0')
+        report_path = NULL;
     if (argc >= 2) {
         int rc = timed_main(argc, argv);
         if (rc >= 0)
@@ -257,9 +311,17 @@ int main(int argc, char **argv)
 
     if (procs == 1) {
         write_lines(buffered, lines, line_len, 0, cri);
-        return 0;
+        return report(0);
     }
 
+    /* The parent writes nothing itself: its report covers the children,
+     * from the first fork to the last exit, and the bytes they were given. */
+    if (report_path != NULL) {
+        clock_gettime(CLOCK_MONOTONIC, &report_start);
+        report_started = 1;
+        report_bytes = (unsigned long long)lines *
+                       (unsigned long long)(line_len + (cri ? CRI_HEAD_LEN : 0));
+    }
     for (long p = 0; p < procs; p++) {
         long share = lines / procs + (p < lines % procs ? 1 : 0);
         pid_t pid = fork();
@@ -268,6 +330,7 @@ int main(int argc, char **argv)
             return 4;
         }
         if (pid == 0) {
+            report_path = NULL;
             write_lines(buffered, share, line_len, p, cri);
             _exit(0);
         }
@@ -283,5 +346,5 @@ int main(int argc, char **argv)
         if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
             failed = 1;
     }
-    return failed ? 5 : 0;
+    return report(failed ? 5 : 0);
 }
