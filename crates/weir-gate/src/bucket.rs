@@ -112,6 +112,12 @@ impl TokenBucket {
         self.tokens -= bytes as f64;
     }
 
+    /// Gives back `bytes` taken but not used, up to a full bucket.
+    pub fn refund(&mut self, bytes: u64, now: u64) {
+        self.refill(now);
+        self.tokens = (self.tokens + bytes as f64).min(self.budget.burst as f64);
+    }
+
     /// How long until `bytes` (at most a full bucket) may pass.
     pub fn wait_for(&mut self, bytes: u64, now: u64) -> Duration {
         self.refill(now);

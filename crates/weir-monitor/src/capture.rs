@@ -144,7 +144,8 @@ pub fn run(config: &RunConfig) -> Result<Summary, CaptureError> {
                 ),
                 Some(bucket),
             ) => {
-                let (reader_outlet, inlet) = batch_channel(stream, batch_capacity, RING_INLET_BATCHES);
+                let (reader_outlet, inlet) =
+                    batch_channel(stream, batch_capacity, RING_INLET_BATCHES);
                 let ring_config = RingConfig {
                     max_bytes: usize::try_from(*max_bytes).unwrap_or(usize::MAX),
                     marker_interval: gate.marker_interval,

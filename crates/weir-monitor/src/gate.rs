@@ -8,7 +8,7 @@
 //! `marker_interval` while it lasts.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use weir_gate::bucket::monotonic_ns;
 use weir_gate::{Budget, Policy, TokenBucket};
@@ -163,7 +163,18 @@ struct DropRun {
     since: Timestamp,
     until: Timestamp,
     lost: Counts,
-    last_marker: Instant,
+    /// When the run began or was last marked (read time).
+    last_marker: Timestamp,
+}
+
+/// What one frame of records took from and owes to the bucket.
+#[derive(Debug, Default)]
+struct Frame {
+    taken: u64,
+    debt: u64,
+    dropped: u64,
+    burst: u64,
+    full_bucket: bool,
 }
 
 /// The gate of one stream.
@@ -178,8 +189,9 @@ pub struct StreamGate {
     line_admission: Admission,
     run: Option<DropRun>,
     dropped: Dropped,
-    /// Bytes already paid for in bulk (see [`StreamGate::prepay`]).
+    /// Tokens taken for the frame being judged (see [`StreamGate::begin_frame`]).
     credit: u64,
+    frame: Frame,
 }
 
 impl StreamGate {
@@ -193,24 +205,51 @@ impl StreamGate {
             run: None,
             dropped: Dropped::default(),
             credit: 0,
+            frame: Frame::default(),
         }
     }
 
-    /// Under `drop`: pays for a whole read at once when the budget has room
-    /// for all of it, so lines within budget pass without taking the
-    /// bucket's lock one by one. When it has not, lines are judged singly.
-    pub fn prepay(&mut self, bytes: usize) {
+    /// Under `drop`: takes every token the budget holds, once per frame of
+    /// records, so each line is judged against that credit without the
+    /// bucket's lock or clock; [`StreamGate::end_frame`] returns what the
+    /// frame did not use. Output over budget thus costs one lock per read,
+    /// not one per line, and the writer is not slowed by its own drops.
+    pub fn begin_frame(&mut self) {
         if self.policy != Policy::Drop {
             return;
         }
-        let bytes = bytes as u64;
         let mut metered = self.bucket.lock();
         let now = monotonic_ns();
-        if metered.bucket.available(now) >= bytes as f64 {
-            metered.bucket.charge(bytes, now);
-            metered.passed += bytes;
-            self.credit += bytes;
+        let available = metered.bucket.available(now);
+        let burst = metered.bucket.budget().burst;
+        let taken = available.max(0.0).floor() as u64;
+        metered.bucket.charge(taken, now);
+        drop(metered);
+        self.frame = Frame {
+            taken,
+            full_bucket: available >= burst as f64,
+            burst,
+            ..Frame::default()
+        };
+        self.credit = taken;
+    }
+
+    /// Settles the frame with the bucket: unused credit back, debt of lines
+    /// larger than the credit charged, and what passed and dropped noted for
+    /// the node share.
+    pub fn end_frame(&mut self) {
+        if self.policy != Policy::Drop {
+            return;
         }
+        let frame = std::mem::take(&mut self.frame);
+        let unused = std::mem::take(&mut self.credit);
+        let mut metered = self.bucket.lock();
+        let now = monotonic_ns();
+        metered.bucket.refund(unused, now);
+        metered.bucket.charge(frame.debt, now);
+        metered.passed += frame.taken - unused + frame.debt;
+        metered.dropped += frame.dropped;
+        metered.wanted_more |= frame.dropped > 0;
     }
 
     pub fn policy(&self) -> Policy {
@@ -245,42 +284,28 @@ impl StreamGate {
         self.bucket.charge(bytes as u64);
     }
 
-    /// The fast path of [`StreamGate::admit`]: a record already paid for by
-    /// [`StreamGate::prepay`], outside any run of drops, passes without
-    /// further checks. Returns false when the full decision is needed.
-    #[inline]
-    pub fn pass_prepaid(&mut self, record: &Record<'_>) -> bool {
-        let bytes = u64::from(record.app_bytes);
-        if self.credit < bytes
-            || self.run.is_some()
-            || (self.in_line && self.line_admission == Admission::Drop)
-        {
-            return false;
-        }
-        self.credit -= bytes;
-        self.in_line = record.tag == Tag::Partial;
-        self.line_admission = Admission::Pass;
-        true
-    }
-
     /// Decides whether `record` (read at `time`) goes to the log. Under
-    /// `block` everything read was paid for already.
+    /// `block` everything read was paid for already; under `drop` a line is
+    /// judged whole when it starts, against the frame's credit.
+    #[inline]
     pub fn admit(&mut self, record: &Record<'_>, time: Timestamp) -> Admission {
         if self.policy == Policy::Block {
             return Admission::Pass;
         }
         let bytes = u64::from(record.app_bytes);
-        let dropping_line = self.in_line && self.line_admission == Admission::Drop;
-        let admission = if !dropping_line && self.credit >= bytes {
-            self.credit -= bytes;
-            Admission::Pass
-        } else if self.in_line {
+        let admission = if self.in_line {
             // The rest of a line follows the verdict on its start.
             if self.line_admission == Admission::Pass {
-                self.bucket.charge(bytes);
+                self.spend(bytes);
             }
             self.line_admission
-        } else if self.bucket.try_admit(bytes) {
+        } else if self.credit >= bytes {
+            self.credit -= bytes;
+            Admission::Pass
+        } else if bytes > self.frame.burst && self.frame.full_bucket {
+            // Larger than the burst: it passes on a full bucket, in debt.
+            self.frame.full_bucket = false;
+            self.spend(bytes);
             Admission::Pass
         } else {
             Admission::Drop
@@ -289,21 +314,28 @@ impl StreamGate {
         self.line_admission = admission;
         if admission == Admission::Drop {
             let lost = Counts {
-                bytes: u64::from(record.app_bytes),
+                bytes,
                 lines: record.lines(),
             };
             self.dropped.rate_limit.merge(lost);
-            self.bucket.note_dropped(lost.bytes);
-            let run = self.run.get_or_insert_with(|| DropRun {
+            self.frame.dropped += bytes;
+            let run = self.run.get_or_insert(DropRun {
                 since: time,
                 until: time,
                 lost: Counts::default(),
-                last_marker: Instant::now(),
+                last_marker: time,
             });
             run.until = time;
             run.lost.merge(lost);
         }
         admission
+    }
+
+    /// Pays `bytes` of an admitted line from the credit, the rest as debt.
+    fn spend(&mut self, bytes: u64) {
+        let from_credit = bytes.min(self.credit);
+        self.credit -= from_credit;
+        self.frame.debt += bytes - from_credit;
     }
 
     /// The marker for the drops not yet stated, if one is due after a
@@ -312,13 +344,14 @@ impl StreamGate {
     /// saved up again); while it lasts it is marked once per marker interval,
     /// so a writer held at its budget gets one marker per interval, not one
     /// per line that slips through.
-    pub fn due_marker(&mut self, admission: Admission) -> Option<String> {
+    pub fn due_marker(&mut self, admission: Admission, time: Timestamp) -> Option<String> {
         let run = self.run.as_ref()?;
-        let interval_over = run.last_marker.elapsed() >= self.marker_interval;
+        let since_marker = time.as_nanos() - run.last_marker.as_nanos();
+        let interval_over = since_marker >= self.marker_interval.as_nanos() as i128;
+        // Within a frame: the credit left says how much budget is saved up.
         let recovered = admission == Admission::Pass
-            && self
-                .bucket
-                .with(|bucket, now| bucket.available(now) >= bucket.budget().burst as f64 / 2.0);
+            && self.frame.burst > 0
+            && self.credit >= self.frame.burst / 2;
         (interval_over || recovered).then(|| self.take_marker())
     }
 
@@ -369,6 +402,7 @@ mod tests {
         };
         let mut gate = StreamGate::new(&config, SharedBucket::new(config.budget, "container"));
         let t = Timestamp { secs: 0, nanos: 0 };
+        gate.begin_frame();
         assert_eq!(
             gate.admit(&record(Tag::Full, b"12345678", true), t),
             Admission::Pass
@@ -386,12 +420,13 @@ mod tests {
             gate.admit(&record(Tag::Full, b"ij", true), t),
             Admission::Drop
         );
-        assert_eq!(gate.due_marker(Admission::Drop), None);
+        assert_eq!(gate.due_marker(Admission::Drop, t), None);
         assert_eq!(
-            gate.due_marker(Admission::Pass),
+            gate.due_marker(Admission::Pass, t),
             None,
             "the budget is still tight"
         );
+        gate.end_frame();
         let marker = gate.final_marker().unwrap();
         assert_eq!(
             marker,

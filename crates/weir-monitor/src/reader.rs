@@ -122,12 +122,13 @@ pub fn read_stream(
                 break;
             }
         };
-        if let Some(gate) = reader.out.gate.as_mut() {
-            if blocking_gate {
-                gate.charge_read(got);
-            } else {
-                gate.prepay(got);
-            }
+        if blocking_gate {
+            reader
+                .out
+                .gate
+                .as_ref()
+                .expect("checked above")
+                .charge_read(got);
         }
         // One read into a buffer larger than the pipe empties the pipe,
         // unless it filled the buffer: then more may be waiting.
@@ -267,10 +268,11 @@ impl StreamReader {
     /// front and returns its length.
     fn frame(&mut self, buf: &mut [u8], filled: usize) -> usize {
         let out = &mut self.out;
-        out.set_time(Timestamp::now());
+        out.begin_frame(Timestamp::now());
         let used = self
             .framer
             .frame(&buf[..filled], |record| out.push(&record));
+        out.end_frame();
         buf.copy_within(used..filled, 0);
         filled - used
     }
@@ -278,16 +280,18 @@ impl StreamReader {
     /// Writes an unterminated tail as a partial record: the writer went idle.
     fn flush_idle(&mut self, rest: &[u8]) {
         let out = &mut self.out;
-        out.set_time(Timestamp::now());
+        out.begin_frame(Timestamp::now());
         self.framer.flush_idle(rest, |record| out.push(&record));
+        out.end_frame();
         out.flush();
     }
 
     /// Closes the stream's last line and hands over everything left.
     fn finish(&mut self, rest: &[u8]) {
         let out = &mut self.out;
-        out.set_time(Timestamp::now());
+        out.begin_frame(Timestamp::now());
         self.framer.finish(rest, |record| out.push(&record));
+        out.end_frame();
         if let Some(marker) = out.gate.as_mut().and_then(StreamGate::final_marker) {
             out.write_marker(&marker);
         }
@@ -300,23 +304,31 @@ impl StreamReader {
 }
 
 impl RecordOut {
-    fn set_time(&mut self, time: Timestamp) {
+    /// Starts a frame of records read at `time`.
+    fn begin_frame(&mut self, time: Timestamp) {
         self.time = time;
         self.encoder.set_time(time);
+        if let Some(gate) = self.gate.as_mut() {
+            gate.begin_frame();
+        }
+    }
+
+    fn end_frame(&mut self) {
+        if let Some(gate) = self.gate.as_mut() {
+            gate.end_frame();
+        }
     }
 
     #[inline]
     fn push(&mut self, record: &Record<'_>) {
         self.read.add(u64::from(record.app_bytes), record.lines());
         if let Some(gate) = self.gate.as_mut() {
-            if !gate.pass_prepaid(record) {
-                let admission = gate.admit(record, self.time);
-                if let Some(marker) = gate.due_marker(admission) {
-                    self.write_marker(&marker);
-                }
-                if admission == Admission::Drop {
-                    return;
-                }
+            let admission = gate.admit(record, self.time);
+            if let Some(marker) = gate.due_marker(admission, self.time) {
+                self.write_marker(&marker);
+            }
+            if admission == Admission::Drop {
+                return;
             }
         }
         self.encoder.encode(record, &mut self.batch.bytes);

@@ -64,6 +64,10 @@ struct RingStage {
     dropping_line: bool,
     run: Option<OverflowRun>,
     dropped: Counts,
+    /// Dropped bytes not yet told to the bucket (for the node share).
+    unreported_drops: u64,
+    /// The time of the batch being taken in, for markers.
+    now: Timestamp,
 }
 
 /// Starts the ring stage of one stream. It ends when the reader has closed
@@ -93,6 +97,8 @@ pub fn start(
                 dropping_line: false,
                 run: None,
                 dropped: Counts::default(),
+                unreported_drops: 0,
+                now: Timestamp::now(),
             }
             .run(&inlet, &stop)
         })
@@ -116,6 +122,7 @@ impl RingStage {
             }
             if stop.load(Ordering::Relaxed) {
                 // Drain timeout: what is still held will not be written.
+                self.now = Timestamp::now();
                 while !self.held.is_empty() {
                     self.evict_oldest_line();
                 }
@@ -152,6 +159,17 @@ impl RingStage {
     }
 
     fn keep(&mut self, batch: &Batch) {
+        // One clock read and one report to the bucket per batch, however
+        // many lines it pushes out.
+        self.now = Timestamp::now();
+        self.keep_records(batch);
+        if self.unreported_drops > 0 {
+            self.bucket
+                .note_dropped(std::mem::take(&mut self.unreported_drops));
+        }
+    }
+
+    fn keep_records(&mut self, batch: &Batch) {
         for index in 0..batch.spans.len() {
             let span = batch.spans[index];
             if self.dropping_line {
@@ -227,8 +245,8 @@ impl RingStage {
 
     fn count_lost(&mut self, lost: Counts) {
         self.dropped.merge(lost);
-        self.bucket.note_dropped(lost.bytes);
-        let now = Timestamp::now();
+        self.unreported_drops += lost.bytes;
+        let now = self.now;
         let run = self.run.get_or_insert_with(|| OverflowRun {
             since: now,
             until: now,

@@ -83,7 +83,11 @@ impl BatchInlet {
 }
 
 /// A private channel of `count` circulating batches for one stream.
-pub fn batch_channel(stream: Stream, batch_capacity: usize, count: usize) -> (BatchOutlet, BatchInlet) {
+pub fn batch_channel(
+    stream: Stream,
+    batch_capacity: usize,
+    count: usize,
+) -> (BatchOutlet, BatchInlet) {
     let (full_tx, full_rx) = sync_channel::<Batch>(count);
     let (empty_tx, empty_rx) = channel();
     for _ in 0..count {
