@@ -123,8 +123,8 @@ impl RingStage {
             if stop.load(Ordering::Relaxed) {
                 // Drain timeout: what is still held will not be written.
                 self.now = Timestamp::now();
-                while !self.held.is_empty() {
-                    self.evict_oldest_line();
+                while let Some(front) = self.held.front() {
+                    self.drop_front(front.batch.spans.len());
                 }
             } else {
                 self.release();
@@ -170,60 +170,74 @@ impl RingStage {
     }
 
     fn keep_records(&mut self, batch: &Batch) {
-        for index in 0..batch.spans.len() {
-            let span = batch.spans[index];
-            if self.dropping_line {
-                self.count_drop(span.app_bytes, span.ends_line);
-                self.dropping_line = !span.ends_line;
-                continue;
+        let count = batch.spans.len();
+        let mut first = 0;
+        if self.dropping_line {
+            // The rest of a line whose start was evicted goes too.
+            first = batch
+                .spans
+                .iter()
+                .position(|s| s.ends_line)
+                .map_or(count, |i| i + 1);
+            self.dropping_line = first == count;
+            self.count_lost(batch.counts(0..first));
+        }
+        if first == count {
+            return;
+        }
+        // A line lives in one held batch: continue the back one if its last
+        // line is still open or it has room, else start a new one.
+        let back_open = self
+            .held
+            .back()
+            .is_some_and(|h| h.batch.spans.last().is_some_and(|s| !s.ends_line));
+        let back_room = self
+            .held
+            .back()
+            .is_some_and(|h| h.batch.bytes.len() < BATCH_LIMIT);
+        if !(back_open || back_room) {
+            let fresh = self
+                .spare
+                .pop()
+                .unwrap_or_else(|| Batch::new(batch.stream, BATCH_LIMIT + 4096));
+            self.held.push_back(Held {
+                batch: fresh,
+                next: 0,
+            });
+        }
+        let back = self.held.back_mut().expect("a held batch exists");
+        back.batch.append_records(batch, first..count);
+        self.held_bytes += batch.bytes.len() - batch.start_of(first);
+        self.evict_excess();
+    }
+
+    /// Drops the oldest whole lines until what is held fits the bound, in one
+    /// pass per held batch.
+    fn evict_excess(&mut self) {
+        while self.held_bytes > self.config.max_bytes {
+            let excess = self.held_bytes - self.config.max_bytes;
+            let Some(front) = self.held.front() else {
+                break;
+            };
+            let start = front.next;
+            let base = front.batch.start_of(start);
+            let len = front.batch.spans.len();
+            let end = front.batch.spans[start..]
+                .iter()
+                .position(|s| s.ends_line && s.end - base >= excess)
+                .map_or(len, |i| start + i + 1);
+            if end == len && !front.batch.spans[len - 1].ends_line {
+                // The line still arriving goes too, with its rest.
+                self.dropping_line = true;
             }
-            let size = span.end - batch.start_of(index);
-            // A new held batch starts only at a line boundary.
-            let back_ends_line = self
-                .held
-                .back()
-                .is_none_or(|h| h.batch.spans.last().is_none_or(|s| s.ends_line));
-            let back_full = self
-                .held
-                .back()
-                .is_none_or(|h| h.batch.bytes.len() >= BATCH_LIMIT);
-            if back_ends_line && back_full {
-                let fresh = self
-                    .spare
-                    .pop()
-                    .unwrap_or_else(|| Batch::new(batch.stream, BATCH_LIMIT + 4096));
-                self.held.push_back(Held {
-                    batch: fresh,
-                    next: 0,
-                });
-            }
-            self.held
-                .back_mut()
-                .expect("pushed above")
-                .batch
-                .append_records(batch, index..index + 1);
-            self.held_bytes += size;
-            while self.held_bytes > self.config.max_bytes && !self.held.is_empty() {
-                self.evict_oldest_line();
-            }
+            self.drop_front(end);
         }
     }
 
-    /// Drops the oldest whole line held; if that line is still arriving,
-    /// drops the rest of it as it comes.
-    fn evict_oldest_line(&mut self) {
-        let Some(front) = self.held.front_mut() else {
-            return;
-        };
+    /// Drops the front batch's records up to `end`.
+    fn drop_front(&mut self, end: usize) {
+        let front = self.held.front_mut().expect("callers check");
         let start = front.next;
-        let end = match front.batch.spans[start..].iter().position(|s| s.ends_line) {
-            Some(offset) => start + offset + 1,
-            None => {
-                // The line has not ended: it is the last one held.
-                self.dropping_line = true;
-                front.batch.spans.len()
-            }
-        };
         let bytes = front.batch.start_of(end) - front.batch.start_of(start);
         let lost = front.batch.counts(start..end);
         front.next = end;
@@ -236,14 +250,10 @@ impl RingStage {
         self.count_lost(lost);
     }
 
-    fn count_drop(&mut self, app_bytes: u32, ends_line: bool) {
-        self.count_lost(Counts {
-            bytes: u64::from(app_bytes),
-            lines: u64::from(ends_line),
-        });
-    }
-
     fn count_lost(&mut self, lost: Counts) {
+        if lost.is_zero() {
+            return;
+        }
         self.dropped.merge(lost);
         self.unreported_drops += lost.bytes;
         let now = self.now;
