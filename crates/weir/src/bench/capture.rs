@@ -20,6 +20,7 @@ use super::machine::{self, Machine};
 use super::peers::{self, Job, Measured, Peer};
 use super::report::{Report, RunRecord, failure_banner};
 use super::verify::{self, Found};
+use super::workdir::WorkDir;
 use super::workload::Workload;
 use super::writer;
 
@@ -42,7 +43,11 @@ pub struct Options {
 const SPARE_BYTES: u64 = 256 << 20;
 
 pub fn run(options: Options) -> i32 {
-    let work = match WorkDir::new(options.work_dir.clone()) {
+    let work = match WorkDir::new(
+        options.work_dir.clone(),
+        "capture",
+        &["logs", "conmon-runs"],
+    ) {
         Ok(work) => work,
         Err(message) => {
             eprintln!("weir bench capture: {message}");
@@ -221,40 +226,5 @@ fn check_free_space(work: &Path, options: &Options) -> Result<(), String> {
             need >> 20
         )),
         _ => Ok(()),
-    }
-}
-
-/// The directory holding the writer, the bundle and the live log. One made
-/// by the benchmark is removed afterwards; one given with --work-dir is kept.
-struct WorkDir {
-    path: PathBuf,
-    remove: bool,
-}
-
-impl WorkDir {
-    fn new(given: Option<PathBuf>) -> Result<WorkDir, String> {
-        let (path, remove) = match given {
-            Some(path) => (path, false),
-            None => (
-                std::env::temp_dir().join(format!("weir-bench-{}", std::process::id())),
-                true,
-            ),
-        };
-        std::fs::create_dir_all(&path)
-            .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-        let path = path
-            .canonicalize()
-            .map_err(|e| format!("cannot resolve {}: {e}", path.display()))?;
-        Ok(WorkDir { path, remove })
-    }
-}
-
-impl Drop for WorkDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(self.path.join("logs"));
-        let _ = std::fs::remove_dir_all(self.path.join("conmon-runs"));
-        if self.remove {
-            let _ = std::fs::remove_dir_all(&self.path);
-        }
     }
 }

@@ -41,6 +41,7 @@ use super::gate_report::{
 };
 use super::machine::{self, Machine};
 use super::measure;
+use super::workdir::WorkDir;
 use super::workload;
 use super::writer;
 
@@ -95,7 +96,7 @@ const CONTAINERS: [(&str, u32, bool); 4] = [
 ];
 
 pub fn run(options: Options) -> i32 {
-    let work = match WorkDir::new(options.work_dir.clone()) {
+    let work = match WorkDir::new(options.work_dir.clone(), "gate", &["logs"]) {
         Ok(work) => work,
         Err(message) => {
             eprintln!("weir bench gate: {message}");
@@ -1020,41 +1021,6 @@ fn remove_and_sync(log: &Path) {
     let _ = std::fs::remove_file(log);
     // SAFETY: sync has no memory effects.
     unsafe { libc::sync() };
-}
-
-/// The directory holding the writer, the gate files and the live logs. One
-/// made by the benchmark is removed afterwards; one given with --work-dir
-/// is kept.
-struct WorkDir {
-    path: PathBuf,
-    remove: bool,
-}
-
-impl WorkDir {
-    fn new(given: Option<PathBuf>) -> Result<WorkDir, String> {
-        let (path, remove) = match given {
-            Some(path) => (path, false),
-            None => (
-                std::env::temp_dir().join(format!("weir-bench-gate-{}", std::process::id())),
-                true,
-            ),
-        };
-        std::fs::create_dir_all(&path)
-            .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-        let path = path
-            .canonicalize()
-            .map_err(|e| format!("cannot resolve {}: {e}", path.display()))?;
-        Ok(WorkDir { path, remove })
-    }
-}
-
-impl Drop for WorkDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(self.path.join("logs"));
-        if self.remove {
-            let _ = std::fs::remove_dir_all(&self.path);
-        }
-    }
 }
 
 #[cfg(test)]

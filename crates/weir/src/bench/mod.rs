@@ -25,6 +25,7 @@ mod measure;
 mod peers;
 mod report;
 mod verify;
+mod workdir;
 mod workload;
 mod writer;
 
