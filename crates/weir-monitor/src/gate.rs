@@ -111,6 +111,20 @@ impl SharedBucket {
         admitted
     }
 
+    /// Takes `bytes` only if all of them are there now: a batch of many lines
+    /// may not use the allowance an oversized single line gets.
+    pub fn try_take(&self, bytes: u64) -> bool {
+        let mut metered = self.lock();
+        let now = monotonic_ns();
+        if metered.bucket.available(now) < bytes as f64 {
+            metered.wanted_more = true;
+            return false;
+        }
+        metered.bucket.charge(bytes, now);
+        metered.passed += bytes;
+        true
+    }
+
     /// Takes `bytes` whatever the balance (see [`TokenBucket::charge`]).
     pub fn charge(&self, bytes: u64) {
         let mut metered = self.lock();
@@ -192,6 +206,8 @@ pub struct StreamGate {
     /// Tokens taken for the frame being judged (see [`StreamGate::begin_frame`]).
     credit: u64,
     frame: Frame,
+    /// The record just judged starts a line (markers may go before it).
+    at_line_start: bool,
 }
 
 impl StreamGate {
@@ -206,6 +222,7 @@ impl StreamGate {
             dropped: Dropped::default(),
             credit: 0,
             frame: Frame::default(),
+            at_line_start: true,
         }
     }
 
@@ -214,7 +231,7 @@ impl StreamGate {
     /// bucket's lock or clock; [`StreamGate::end_frame`] returns what the
     /// frame did not use. Output over budget thus costs one lock per read,
     /// not one per line, and the writer is not slowed by its own drops.
-    pub fn begin_frame(&mut self) {
+    pub fn begin_frame(&mut self, frame_bytes: usize) {
         if self.policy != Policy::Drop {
             return;
         }
@@ -222,7 +239,9 @@ impl StreamGate {
         let now = monotonic_ns();
         let available = metered.bucket.available(now);
         let burst = metered.bucket.budget().burst;
-        let taken = available.max(0.0).floor() as u64;
+        // No more than this frame can use, so the other stream sharing the
+        // bucket is not starved meanwhile.
+        let taken = (available.max(0.0).floor() as u64).min(frame_bytes as u64);
         metered.bucket.charge(taken, now);
         drop(metered);
         self.frame = Frame {
@@ -293,6 +312,7 @@ impl StreamGate {
             return Admission::Pass;
         }
         let bytes = u64::from(record.app_bytes);
+        self.at_line_start = !self.in_line;
         let admission = if self.in_line {
             // The rest of a line follows the verdict on its start.
             if self.line_admission == Admission::Pass {
@@ -302,7 +322,10 @@ impl StreamGate {
         } else if self.credit >= bytes {
             self.credit -= bytes;
             Admission::Pass
-        } else if bytes > self.frame.burst && self.frame.full_bucket {
+        } else if bytes > self.frame.burst
+            && self.frame.full_bucket
+            && self.credit == self.frame.taken
+        {
             // Larger than the burst: it passes on a full bucket, in debt.
             self.frame.full_bucket = false;
             self.spend(bytes);
@@ -345,6 +368,10 @@ impl StreamGate {
     /// so a writer held at its budget gets one marker per interval, not one
     /// per line that slips through.
     pub fn due_marker(&mut self, admission: Admission, time: Timestamp) -> Option<String> {
+        // A marker goes only between lines, never inside one.
+        if !self.at_line_start {
+            return None;
+        }
         let run = self.run.as_ref()?;
         let since_marker = time.as_nanos() - run.last_marker.as_nanos();
         let interval_over = since_marker >= self.marker_interval.as_nanos() as i128;
@@ -402,7 +429,7 @@ mod tests {
         };
         let mut gate = StreamGate::new(&config, SharedBucket::new(config.budget, "container"));
         let t = Timestamp { secs: 0, nanos: 0 };
-        gate.begin_frame();
+        gate.begin_frame(64);
         assert_eq!(
             gate.admit(&record(Tag::Full, b"12345678", true), t),
             Admission::Pass
@@ -441,5 +468,53 @@ mod tests {
             }
         );
         assert_eq!(gate.final_marker(), None);
+    }
+
+    #[test]
+    fn a_marker_never_lands_inside_a_line() {
+        let config = GateConfig {
+            budget: Budget::new(1e12, Some(100)),
+            streams: None,
+            node: None,
+            policy: Policy::Drop,
+            marker_interval: Duration::from_secs(3600),
+        };
+        let mut gate = StreamGate::new(&config, SharedBucket::new(config.budget, "container"));
+        let t = Timestamp { secs: 0, nanos: 0 };
+        gate.begin_frame(1000);
+        let long = [b'x'; 90];
+        assert_eq!(
+            gate.admit(&record(Tag::Full, &long, true), t),
+            Admission::Pass
+        );
+        assert_eq!(
+            gate.admit(&record(Tag::Full, &[b'y'; 50], true), t),
+            Admission::Drop
+        );
+        // A line starts with the credit left, which is still tight: no marker.
+        assert_eq!(
+            gate.admit(&record(Tag::Partial, b"start", false), t),
+            Admission::Pass
+        );
+        assert_eq!(gate.due_marker(Admission::Pass, t), None);
+        gate.end_frame();
+        // Next read: the budget has recovered, but the line is still open.
+        gate.begin_frame(1000);
+        assert_eq!(
+            gate.admit(&record(Tag::Full, b"end", true), t),
+            Admission::Pass
+        );
+        assert_eq!(
+            gate.due_marker(Admission::Pass, t),
+            None,
+            "a marker inside the line"
+        );
+        // The next line starts: now the run of drops is stated.
+        assert_eq!(
+            gate.admit(&record(Tag::Full, b"next", true), t),
+            Admission::Pass
+        );
+        assert!(gate.due_marker(Admission::Pass, t).is_some());
+        gate.end_frame();
     }
 }

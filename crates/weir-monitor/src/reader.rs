@@ -268,7 +268,7 @@ impl StreamReader {
     /// front and returns its length.
     fn frame(&mut self, buf: &mut [u8], filled: usize) -> usize {
         let out = &mut self.out;
-        out.begin_frame(Timestamp::now());
+        out.begin_frame(Timestamp::now(), filled);
         let used = self
             .framer
             .frame(&buf[..filled], |record| out.push(&record));
@@ -280,7 +280,7 @@ impl StreamReader {
     /// Writes an unterminated tail as a partial record: the writer went idle.
     fn flush_idle(&mut self, rest: &[u8]) {
         let out = &mut self.out;
-        out.begin_frame(Timestamp::now());
+        out.begin_frame(Timestamp::now(), rest.len());
         self.framer.flush_idle(rest, |record| out.push(&record));
         out.end_frame();
         out.flush();
@@ -289,7 +289,7 @@ impl StreamReader {
     /// Closes the stream's last line and hands over everything left.
     fn finish(&mut self, rest: &[u8]) {
         let out = &mut self.out;
-        out.begin_frame(Timestamp::now());
+        out.begin_frame(Timestamp::now(), rest.len());
         self.framer.finish(rest, |record| out.push(&record));
         out.end_frame();
         if let Some(marker) = out.gate.as_mut().and_then(StreamGate::final_marker) {
@@ -304,12 +304,12 @@ impl StreamReader {
 }
 
 impl RecordOut {
-    /// Starts a frame of records read at `time`.
-    fn begin_frame(&mut self, time: Timestamp) {
+    /// Starts a frame of `bytes` read at `time`.
+    fn begin_frame(&mut self, time: Timestamp, bytes: usize) {
         self.time = time;
         self.encoder.set_time(time);
         if let Some(gate) = self.gate.as_mut() {
-            gate.begin_frame();
+            gate.begin_frame(bytes);
         }
     }
 

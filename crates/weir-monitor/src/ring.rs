@@ -121,8 +121,16 @@ impl RingStage {
                 }
             }
             if stop.load(Ordering::Relaxed) {
-                // Drain timeout: what is still held will not be written.
+                // Drain timeout: what is still held will not be written,
+                // nor the rest of a line whose start is among it.
                 self.now = Timestamp::now();
+                if self
+                    .held
+                    .back()
+                    .is_some_and(|h| h.batch.spans.last().is_some_and(|s| !s.ends_line))
+                {
+                    self.dropping_line = true;
+                }
                 while let Some(front) = self.held.front() {
                     self.drop_front(front.batch.spans.len());
                 }
@@ -149,7 +157,7 @@ impl RingStage {
         if self.held.is_empty()
             && !self.dropping_line
             && whole_lines
-            && self.bucket.try_admit(batch.total().bytes)
+            && self.bucket.try_take(batch.total().bytes)
         {
             self.send_out();
             return self.outlet.exchange(batch);
@@ -174,12 +182,13 @@ impl RingStage {
         let mut first = 0;
         if self.dropping_line {
             // The rest of a line whose start was evicted goes too.
-            first = batch
-                .spans
-                .iter()
-                .position(|s| s.ends_line)
-                .map_or(count, |i| i + 1);
-            self.dropping_line = first == count;
+            match batch.spans.iter().position(|s| s.ends_line) {
+                Some(end) => {
+                    first = end + 1;
+                    self.dropping_line = false;
+                }
+                None => first = count,
+            }
             self.count_lost(batch.counts(0..first));
         }
         if first == count {

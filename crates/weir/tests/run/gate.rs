@@ -336,3 +336,49 @@ fn per_stream_budgets_limit_each_stream_separately() {
         "{markers:?}"
     );
 }
+
+#[test]
+fn ring_keeps_what_follows_a_line_larger_than_the_ring() {
+    let dir = Scratch::new("gate-ring-big-line");
+    let log = dir.join("app.log");
+    // A 64 KB line, arriving in pieces, cannot fit an 8 KiB ring and goes
+    // whole, its end included; the short lines after it, each in a read of
+    // its own, must all be kept.
+    let script = "import os, time\nfor _ in range(8):\n    os.write(1, b'x' * 8192)\n    time.sleep(0.03)\n\
+                  os.write(1, b'\\n')\ntime.sleep(0.3)\n\
+                  for i in range(5):\n    os.write(1, b'after %d\\n' % i)\n    time.sleep(0.05)\n";
+    let result = run_weir(
+        &[
+            "--log-path",
+            log.to_str().unwrap(),
+            "--rate",
+            "1KiB/s",
+            "--policy",
+            "ring",
+            "--ring-size",
+            "8KiB",
+        ],
+        &strs(&python(script)),
+    );
+    assert_eq!(result.code, Some(0), "{}", result.stderr);
+    result.assert_balanced();
+    assert_eq!(
+        result.count("stdout", &["dropped", "ring_overflow", "lines"]),
+        1,
+        "{}",
+        result.summary
+    );
+    assert_eq!(
+        result.count("stdout", &["dropped", "ring_overflow", "bytes"]),
+        65537
+    );
+    let kept: Vec<String> = read_cri(&log)
+        .into_iter()
+        .map(|r| String::from_utf8(r.content).unwrap())
+        .filter(|c| !c.starts_with("weir: "))
+        .collect();
+    assert_eq!(
+        kept,
+        (0..5).map(|i| format!("after {i}")).collect::<Vec<_>>()
+    );
+}
