@@ -80,7 +80,7 @@ impl TokenBucket {
     pub fn set_budget(&mut self, budget: Budget, now: u64) {
         self.refill(now);
         self.budget = Budget {
-            rate: budget.rate.max(1.0),
+            rate: budget.rate.max(f64::MIN_POSITIVE),
             burst: budget.burst.max(1),
         };
         self.tokens = self.tokens.min(self.budget.burst as f64);

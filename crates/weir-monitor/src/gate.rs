@@ -208,6 +208,8 @@ pub struct StreamGate {
     frame: Frame,
     /// The record just judged starts a line (markers may go before it).
     at_line_start: bool,
+    /// Every new line is dropped (see [`StreamGate::refuse_new_lines`]).
+    refusing: bool,
 }
 
 impl StreamGate {
@@ -223,6 +225,7 @@ impl StreamGate {
             credit: 0,
             frame: Frame::default(),
             at_line_start: true,
+            refusing: false,
         }
     }
 
@@ -303,6 +306,16 @@ impl StreamGate {
         self.bucket.charge(bytes as u64);
     }
 
+    /// From now on every new line is dropped (rate limit); a line already
+    /// started is finished. For the output taken from the pipe after the
+    /// drain timeout under `block`, when the budget has run out of time.
+    pub fn refuse_new_lines(&mut self) {
+        if self.policy == Policy::Block {
+            self.policy = Policy::Drop;
+            self.refusing = true;
+        }
+    }
+
     /// Decides whether `record` (read at `time`) goes to the log. Under
     /// `block` everything read was paid for already; under `drop` a line is
     /// judged whole when it starts, against the frame's credit.
@@ -319,6 +332,8 @@ impl StreamGate {
                 self.spend(bytes);
             }
             self.line_admission
+        } else if self.refusing {
+            Admission::Drop
         } else if self.credit >= bytes {
             self.credit -= bytes;
             Admission::Pass

@@ -166,6 +166,29 @@ pub fn read_stream(
             sleep(pause);
         }
     }
+    if stopped {
+        // Told to stop (drain timeout): what the writers already put in the
+        // pipe is taken too, so it is stored or counted, never left unseen.
+        // Under `block` the budget is over: those lines are dropped.
+        if let Some(gate) = reader.out.gate.as_mut() {
+            gate.refuse_new_lines();
+        }
+        let mut allowance = config.pipe_capacity.saturating_mul(4);
+        while allowance > 0 {
+            let waiting = sys::bytes_available(reader.fd.as_raw_fd()).unwrap_or(0);
+            let space = (buf.len() - filled).min(waiting).min(allowance);
+            if space == 0 {
+                break;
+            }
+            match sys::read(reader.fd.as_raw_fd(), &mut buf[filled..filled + space]) {
+                Ok(0) | Err(_) => break,
+                Ok(got) => {
+                    filled = reader.frame(&mut buf, filled + got);
+                    allowance -= got;
+                }
+            }
+        }
+    }
     reader.finish(&buf[..filled]);
     let RecordOut {
         read,

@@ -382,3 +382,40 @@ fn ring_keeps_what_follows_a_line_larger_than_the_ring() {
         (0..5).map(|i| format!("after {i}")).collect::<Vec<_>>()
     );
 }
+
+#[test]
+fn block_at_the_drain_timeout_counts_what_is_left_in_the_pipe() {
+    let dir = Scratch::new("gate-block-drain");
+    let log = dir.join("app.log");
+    // 200 KB fit in the pipe at once, so the writer exits at once; at
+    // 10 KiB/s the budget lets a fraction through before the drain timeout.
+    let result = run_weir(
+        &[
+            "--log-path",
+            log.to_str().unwrap(),
+            "--rate",
+            "10KiB/s",
+            "--policy",
+            "block",
+            "--drain-timeout",
+            "500ms",
+        ],
+        &strs(&fast_writer(2000)),
+    );
+    assert_eq!(result.code, Some(0), "{}", result.stderr);
+    assert_eq!(result.summary["drain"]["timed_out"], true);
+    result.assert_balanced();
+    // Every byte the writer wrote is accounted for: stored or dropped.
+    assert_eq!(
+        result.count("stdout", &["read", "bytes"]),
+        200_000,
+        "{}",
+        result.summary
+    );
+    let dropped = result.count("stdout", &["dropped", "rate_limit", "bytes"]);
+    assert!(
+        dropped > 0 && dropped % 100 == 0,
+        "whole lines dropped: {}",
+        result.summary
+    );
+}
