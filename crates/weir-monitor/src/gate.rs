@@ -397,6 +397,11 @@ impl StreamGate {
         (interval_over || recovered).then(|| self.take_marker())
     }
 
+    /// Drops happened that no marker has stated yet.
+    pub fn has_pending_drops(&self) -> bool {
+        self.run.is_some()
+    }
+
     /// The marker for drops not yet stated, at the end of the stream.
     pub fn final_marker(&mut self) -> Option<String> {
         self.run.as_ref()?;

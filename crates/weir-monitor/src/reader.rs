@@ -29,6 +29,10 @@ use weir_gate::Policy;
 /// of CRI prefix each).
 pub const BATCH_LIMIT: usize = 128 << 10;
 
+/// A writer quiet this long after drops has stopped being dropped: the
+/// marker goes into the log then.
+const QUIET_MARK_AFTER: Duration = Duration::from_secs(1);
+
 /// Sleeps shorter than this are not worth a timer.
 const MIN_COALESCE_SLEEP: Duration = Duration::from_micros(200);
 
@@ -163,7 +167,23 @@ pub fn read_stream(
         }
         let pause = coalescing_pause(got, interval, read_size, config.max_latency);
         if pause >= MIN_COALESCE_SLEEP {
-            sleep(pause);
+            if reader
+                .out
+                .gate
+                .as_ref()
+                .is_some_and(StreamGate::has_pending_drops)
+            {
+                // Dropping has stopped if the writer stays quiet: say so in
+                // the log then, not whenever it writes again. Looking as
+                // often as the pause lets the writer fill at most half the
+                // pipe in between, as the pause itself does.
+                if reader.mark_drops_when_quiet(stop, pause) {
+                    stopped = true;
+                    break;
+                }
+            } else {
+                sleep(pause);
+            }
         }
     }
     if stopped {
@@ -324,6 +344,31 @@ impl StreamReader {
     fn flush(&mut self) {
         self.out.flush();
     }
+
+    /// Waits, without a blocking read, for the writer to go on; once it has
+    /// been quiet for [`QUIET_MARK_AFTER`], writes the pending drop marker.
+    /// Returns true if told to stop meanwhile.
+    fn mark_drops_when_quiet(&mut self, stop: &AtomicBool, poll: Duration) -> bool {
+        let quiet_since = Instant::now();
+        loop {
+            if stop.load(Ordering::Relaxed) {
+                return true;
+            }
+            if sys::bytes_available(self.fd.as_raw_fd()).unwrap_or(0) > 0 {
+                return false;
+            }
+            if quiet_since.elapsed() >= QUIET_MARK_AFTER {
+                let out = &mut self.out;
+                out.set_marker_time(Timestamp::now());
+                if let Some(marker) = out.gate.as_mut().and_then(StreamGate::final_marker) {
+                    out.write_marker(&marker);
+                }
+                out.flush();
+                return false;
+            }
+            sleep(poll);
+        }
+    }
 }
 
 impl RecordOut {
@@ -334,6 +379,12 @@ impl RecordOut {
         if let Some(gate) = self.gate.as_mut() {
             gate.begin_frame(bytes);
         }
+    }
+
+    /// Stamps a marker written outside any frame.
+    fn set_marker_time(&mut self, time: Timestamp) {
+        self.time = time;
+        self.encoder.set_time(time);
     }
 
     fn end_frame(&mut self) {

@@ -136,6 +136,13 @@ impl RingStage {
                 }
             } else {
                 self.release();
+                if self.held.is_empty() && self.run.is_some() {
+                    // Everything held has left: the overflow is over.
+                    if let Some(marker) = self.take_marker() {
+                        self.write_marker(&marker);
+                    }
+                    self.send_out();
+                }
             }
             if closed && self.held.is_empty() {
                 break;

@@ -419,3 +419,51 @@ fn block_at_the_drain_timeout_counts_what_is_left_in_the_pipe() {
         result.summary
     );
 }
+
+#[test]
+fn drop_marks_the_drops_when_the_writer_goes_quiet() {
+    let dir = Scratch::new("gate-drop-quiet");
+    let log = dir.join("app.log");
+    let script = "import os, time\nfor i in range(300):\n    os.write(1, b'burst %05d\\n' % i)\n\
+                  time.sleep(0.001)\ntime.sleep(2.5)\nos.write(1, b'late\\n')\n";
+    let result = run_weir(
+        &[
+            "--log-path",
+            log.to_str().unwrap(),
+            "--rate",
+            "1KiB/s",
+            "--burst",
+            "1KiB",
+            "--policy",
+            "drop",
+        ],
+        &strs(&python(script)),
+    );
+    assert_eq!(result.code, Some(0), "{}", result.stderr);
+    result.assert_balanced();
+    assert!(
+        result.count("stdout", &["dropped", "rate_limit", "lines"]) > 0,
+        "{}",
+        result.summary
+    );
+    let text = std::fs::read(&log).unwrap();
+    let mut marker_time = None;
+    let mut late_time = None;
+    for line in text.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        let record = weir_monitor::format::cri::parse_line(line).unwrap();
+        if record.content.starts_with(b"weir: dropped") {
+            marker_time = Some(record.time);
+        } else if record.content == b"late" {
+            late_time = Some(record.time);
+        }
+    }
+    let (marker, late) = (
+        marker_time.expect("a marker"),
+        late_time.expect("the late line"),
+    );
+    // The marker was written during the quiet spell, not with the late line.
+    assert!(
+        late.as_nanos() - marker.as_nanos() > 1_000_000_000,
+        "marker {marker}, late line {late}"
+    );
+}
