@@ -81,6 +81,7 @@ pub fn run(config: &RunConfig) -> Result<Summary, CaptureError> {
         pipe_capacity: spawned.pipe_capacity,
         max_latency: config.max_latency,
         is_tty: config.tty,
+        child_exited: Arc::new(AtomicBool::new(false)),
     };
     let streams: Vec<Stream> = spawned.outputs.iter().map(|(stream, _)| *stream).collect();
     let batch_capacity = reader::BATCH_LIMIT + config.max_line.min(MAX_RECORD) + 256;
@@ -236,6 +237,7 @@ pub fn run(config: &RunConfig) -> Result<Summary, CaptureError> {
                 drain_deadline = Some(Instant::now() + config.drain_timeout);
                 // Cut short any coalescing pause: the end of the output is
                 // near, and nothing should wait for a timer to see it.
+                reader_config.child_exited.store(true, Ordering::Relaxed);
                 for handle in readers.iter().filter(|h| !h.is_finished()) {
                     signals::wake_thread(handle.as_pthread_t());
                 }

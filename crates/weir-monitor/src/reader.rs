@@ -13,6 +13,7 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -45,6 +46,9 @@ pub struct ReaderConfig {
     pub max_latency: Duration,
     /// The stream is a terminal: EIO means the other side closed.
     pub is_tty: bool,
+    /// Set by the supervisor when the child has exited: end of stream is
+    /// near, so nothing should wait on a timer for more output.
+    pub child_exited: Arc<AtomicBool>,
 }
 
 /// What one reader saw.
@@ -177,7 +181,7 @@ pub fn read_stream(
                 // the log then, not whenever it writes again. Looking as
                 // often as the pause lets the writer fill at most half the
                 // pipe in between, as the pause itself does.
-                if reader.mark_drops_when_quiet(stop, pause) {
+                if reader.mark_drops_when_quiet(stop, &config.child_exited, pause) {
                     stopped = true;
                     break;
                 }
@@ -348,11 +352,20 @@ impl StreamReader {
     /// Waits, without a blocking read, for the writer to go on; once it has
     /// been quiet for [`QUIET_MARK_AFTER`], writes the pending drop marker.
     /// Returns true if told to stop meanwhile.
-    fn mark_drops_when_quiet(&mut self, stop: &AtomicBool, poll: Duration) -> bool {
+    fn mark_drops_when_quiet(
+        &mut self,
+        stop: &AtomicBool,
+        child_exited: &AtomicBool,
+        poll: Duration,
+    ) -> bool {
         let quiet_since = Instant::now();
         loop {
             if stop.load(Ordering::Relaxed) {
                 return true;
+            }
+            if child_exited.load(Ordering::Relaxed) {
+                // The stream is about to end; its end marks the drops.
+                return false;
             }
             if sys::bytes_available(self.fd.as_raw_fd()).unwrap_or(0) > 0 {
                 return false;
