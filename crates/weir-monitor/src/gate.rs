@@ -274,6 +274,13 @@ impl StreamGate {
         metered.wanted_more |= frame.dropped > 0;
     }
 
+    /// Whether records are admitted one line at a time (`drop`), rather than
+    /// paid for by the read (`block`).
+    #[inline]
+    pub fn judges_lines(&self) -> bool {
+        self.policy == Policy::Drop
+    }
+
     pub fn policy(&self) -> Policy {
         self.policy
     }

@@ -409,7 +409,8 @@ impl RecordOut {
     #[inline]
     fn push(&mut self, record: &Record<'_>) {
         self.read.add(u64::from(record.app_bytes), record.lines());
-        if let Some(gate) = self.gate.as_mut() {
+        // Under `block` the read was paid for; only `drop` judges lines.
+        if let Some(gate) = self.gate.as_mut().filter(|gate| gate.judges_lines()) {
             let admission = gate.admit(record, self.time);
             if let Some(marker) = gate.due_marker(admission, self.time) {
                 self.write_marker(&marker);
