@@ -41,7 +41,9 @@ struct RawSlot {
     dropped: AtomicU64,
     policy: AtomicU64,
     name: [AtomicU64; NAME_BYTES / 8],
-    _reserved: [AtomicU64; 2],
+    /// Bytes per second passed, averaged over about the last second.
+    rate: AtomicU64,
+    _reserved: [AtomicU64; 1],
 }
 
 #[repr(C)]
@@ -83,6 +85,8 @@ pub struct SlotView {
     /// `None`: wants more than it is granted.
     pub demand: Option<u64>,
     pub granted: u64,
+    /// Bytes per second passed over about the last second.
+    pub rate: u64,
     pub passed: u64,
     pub dropped: u64,
     pub policy: u64,
@@ -212,6 +216,7 @@ impl NodeState {
                 // more, so others do not hand it a quiet container's room.
                 slot.demand.store(u64::MAX, Ordering::Release);
                 slot.granted.store(0, Ordering::Release);
+                slot.rate.store(0, Ordering::Release);
                 slot.passed.store(0, Ordering::Release);
                 slot.dropped.store(0, Ordering::Release);
                 slot.policy.store(policy, Ordering::Release);
@@ -270,6 +275,7 @@ impl NodeState {
                 weight: slot.weight.load(Ordering::Acquire).max(1) as u32,
                 demand: (demand != u64::MAX).then_some(demand),
                 granted: slot.granted.load(Ordering::Acquire),
+                rate: slot.rate.load(Ordering::Acquire),
                 passed: slot.passed.load(Ordering::Acquire),
                 dropped: slot.dropped.load(Ordering::Acquire),
                 policy: slot.policy.load(Ordering::Acquire),
@@ -300,6 +306,8 @@ pub struct Report {
     /// `None`: wants more than it is granted.
     pub demand: Option<u64>,
     pub granted: u64,
+    /// Bytes per second passed over about the last second.
+    pub rate: u64,
     pub passed: u64,
     pub dropped: u64,
 }
@@ -319,6 +327,7 @@ impl SlotHandle<'_> {
         slot.demand
             .store(report.demand.unwrap_or(u64::MAX), Ordering::Release);
         slot.granted.store(report.granted, Ordering::Release);
+        slot.rate.store(report.rate, Ordering::Release);
         slot.passed.store(report.passed, Ordering::Release);
         slot.dropped.store(report.dropped, Ordering::Release);
         slot.heartbeat_ns.store(node_clock_ns(), Ordering::Release);
@@ -358,6 +367,7 @@ mod tests {
         slot_b.publish(Report {
             demand: None,
             granted: 100,
+            rate: 90,
             passed: 5,
             dropped: 1,
         });
@@ -365,8 +375,14 @@ mod tests {
         assert_eq!(seen.len(), 2);
         let beta = seen.iter().find(|v| v.name == "beta").unwrap();
         assert_eq!(
-            (beta.weight, beta.demand, beta.granted, beta.dropped),
-            (2, None, 100, 1)
+            (
+                beta.weight,
+                beta.demand,
+                beta.granted,
+                beta.rate,
+                beta.dropped
+            ),
+            (2, None, 100, 90, 1)
         );
         drop(slot_b);
         assert_eq!(a.active().len(), 1);

@@ -110,6 +110,8 @@ struct Sharer {
     granted: f64,
     /// The first period measures nothing yet.
     measured: bool,
+    /// Passed bytes per second, smoothed over about ten periods.
+    recent_rate: f64,
 }
 
 impl Sharer {
@@ -122,6 +124,7 @@ impl Sharer {
             last_passed: 0,
             granted: config.budget.rate,
             measured: false,
+            recent_rate: 0.0,
         }
     }
 
@@ -144,10 +147,16 @@ impl Sharer {
         self.last_passed = passed;
         // Until one period was measured, count as wanting more.
         let quiet = self.measured && !wanted_more;
+        self.recent_rate = if self.measured {
+            0.9 * self.recent_rate + 0.1 * rate
+        } else {
+            rate
+        };
         self.measured = true;
         slot.publish(Report {
             demand: quiet.then_some(rate as u64),
             granted: self.granted as u64,
+            rate: self.recent_rate as u64,
             passed,
             dropped,
         });

@@ -45,6 +45,8 @@ struct ContainerStatus {
     /// Bytes per second wanted over the last period; `null`: more than granted.
     demand_bytes_per_second: Option<u64>,
     granted_bytes_per_second: u64,
+    /// Bytes per second passed over about the last second.
+    rate_bytes_per_second: u64,
     passed_bytes: u64,
     dropped_bytes: u64,
     heartbeat_age_seconds: f64,
@@ -88,6 +90,7 @@ fn status(args: &StatusArgs) -> Result<String, String> {
                     .unwrap_or("?"),
                 demand_bytes_per_second: view.demand,
                 granted_bytes_per_second: view.granted,
+                rate_bytes_per_second: view.rate,
                 passed_bytes: view.passed,
                 dropped_bytes: view.dropped,
                 heartbeat_age_seconds: view.age,
@@ -109,8 +112,8 @@ fn status(args: &StatusArgs) -> Result<String, String> {
     let _ = writeln!(out, "node budget {node}, state {}", status.state.display());
     let _ = writeln!(
         out,
-        "{:<20} {:>8} {:>6} {:>6} {:>14} {:>14} {:>14} {:>14}",
-        "container", "pid", "weight", "policy", "demand", "granted", "passed", "dropped"
+        "{:<20} {:>8} {:>6} {:>6} {:>12} {:>12} {:>12} {:>14} {:>14}",
+        "container", "pid", "weight", "policy", "rate", "demand", "granted", "passed", "dropped"
     );
     for c in &status.containers {
         let demand = c
@@ -118,11 +121,12 @@ fn status(args: &StatusArgs) -> Result<String, String> {
             .map_or("more".into(), |d| format_rate(d as f64));
         let _ = writeln!(
             out,
-            "{:<20} {:>8} {:>6} {:>6} {:>14} {:>14} {:>14} {:>14}",
+            "{:<20} {:>8} {:>6} {:>6} {:>12} {:>12} {:>12} {:>14} {:>14}",
             c.name,
             c.pid,
             c.weight,
             c.policy,
+            format_rate(c.rate_bytes_per_second as f64),
             demand,
             format_rate(c.granted_bytes_per_second as f64),
             c.passed_bytes,
@@ -161,7 +165,13 @@ fn prometheus(status: &Status) -> String {
         let _ = writeln!(out, "# TYPE weir_gate_node_budget_bytes_per_second gauge");
         let _ = writeln!(out, "weir_gate_node_budget_bytes_per_second {rate}");
     }
-    let metrics: [Metric; 4] = [
+    let metrics: [Metric; 5] = [
+        (
+            "weir_gate_rate_bytes_per_second",
+            "gauge",
+            "Application bytes per second a container passed over about the last second.",
+            |c| c.rate_bytes_per_second as f64,
+        ),
         (
             "weir_gate_dropped_bytes_total",
             "counter",
