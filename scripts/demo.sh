@@ -3,6 +3,7 @@
 # stdout and stderr into ./weir-logs/demo.log (CRI format) and prints the
 # account of the run.
 set -euo pipefail
+export PATH="${HOME:-/root}/.cargo/bin:$PATH"  # rustup's toolchain, even under a bare PATH
 cd "$(dirname "$0")/.."
 
 ./scripts/setup.sh

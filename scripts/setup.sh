@@ -3,6 +3,7 @@
 # with the Rust toolchain: a C compiler (for benchmark writers), Python 3 (test
 # writers), mount/util-linux (the disk-full test's tmpfs) and procps (pkill).
 set -euo pipefail
+export PATH="${HOME:-/root}/.cargo/bin:$PATH"  # rustup's toolchain, even under a bare PATH
 
 missing=()
 command -v cc >/dev/null || missing+=(gcc libc6-dev)

@@ -2,6 +2,7 @@
 # Runs the whole test suite: formatting, lints, unit, property and
 # end-to-end tests. Installs what a fresh machine lacks first.
 set -euo pipefail
+export PATH="${HOME:-/root}/.cargo/bin:$PATH"  # rustup's toolchain, even under a bare PATH
 cd "$(dirname "$0")/.."
 
 ./scripts/setup.sh
