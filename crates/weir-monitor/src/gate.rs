@@ -15,6 +15,7 @@ use weir_gate::{Budget, Policy, TokenBucket};
 
 use crate::format::Timestamp;
 use crate::framing::{Record, Tag};
+use crate::loss::LossRun;
 use crate::stats::{Counts, Dropped};
 
 /// Smallest read worth waiting for under `block`, so a writer held back by
@@ -60,24 +61,21 @@ impl SharedBucket {
     /// Bytes passed so far, and whether output was held back or dropped since
     /// the last call: what the node share needs to know about demand.
     pub fn take_demand(&self) -> (u64, u64, bool) {
-        let mut metered = self.bucket.lock().unwrap_or_else(|e| e.into_inner());
+        let mut metered = self.lock();
         let wanted_more = std::mem::take(&mut metered.wanted_more);
         (metered.passed, metered.dropped, wanted_more)
     }
 
     /// Counts application bytes dropped against this budget.
     pub fn note_dropped(&self, bytes: u64) {
-        let mut metered = self.bucket.lock().unwrap_or_else(|e| e.into_inner());
+        let mut metered = self.lock();
         metered.dropped += bytes;
         metered.wanted_more = true;
     }
 
     /// The budget this bucket was configured with.
     pub fn configured(&self) -> Budget {
-        self.bucket
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .configured
+        self.lock().configured
     }
 
     /// Runs the bucket at `rate` from now on (the node share moved).
@@ -93,10 +91,9 @@ impl SharedBucket {
             .set_budget(Budget { rate, burst }, monotonic_ns());
     }
 
-    fn note(&self, passed: u64, wanted_more: bool) {
-        let mut metered = self.bucket.lock().unwrap_or_else(|e| e.into_inner());
-        metered.passed += passed;
-        metered.wanted_more |= wanted_more;
+    /// Output was held back: the container wants more than it gets.
+    fn note_held_back(&self) {
+        self.lock().wanted_more = true;
     }
 
     /// Admits `bytes` if the budget has room (see [`TokenBucket::try_admit`]).
@@ -147,8 +144,7 @@ impl SharedBucket {
     }
 
     fn with<R>(&self, f: impl FnOnce(&mut TokenBucket, u64) -> R) -> R {
-        let mut metered = self.bucket.lock().unwrap_or_else(|e| e.into_inner());
-        f(&mut metered.bucket, monotonic_ns())
+        f(&mut self.lock().bucket, monotonic_ns())
     }
 }
 
@@ -171,16 +167,6 @@ pub enum Admission {
     Drop,
 }
 
-/// A run of consecutive drops, not yet stated in the log.
-#[derive(Debug)]
-struct DropRun {
-    since: Timestamp,
-    until: Timestamp,
-    lost: Counts,
-    /// When the run began or was last marked (read time).
-    last_marker: Timestamp,
-}
-
 /// What one frame of records took from and owes to the bucket.
 #[derive(Debug, Default)]
 struct Frame {
@@ -201,7 +187,8 @@ pub struct StreamGate {
     in_line: bool,
     /// The verdict for the line now open.
     line_admission: Admission,
-    run: Option<DropRun>,
+    /// Drops the log has not been told about yet.
+    run: Option<LossRun>,
     dropped: Dropped,
     /// Tokens taken for the frame being judged (see [`StreamGate::begin_frame`]).
     credit: u64,
@@ -303,7 +290,7 @@ impl StreamGate {
             Ok(available.min(space))
         });
         if allowance.is_err() {
-            self.bucket.note(0, true);
+            self.bucket.note_held_back();
         }
         allowance
     }
@@ -364,14 +351,9 @@ impl StreamGate {
             };
             self.dropped.rate_limit.merge(lost);
             self.frame.dropped += bytes;
-            let run = self.run.get_or_insert(DropRun {
-                since: time,
-                until: time,
-                lost: Counts::default(),
-                last_marker: time,
-            });
-            run.until = time;
-            run.lost.merge(lost);
+            self.run
+                .get_or_insert(LossRun::new(time))
+                .record(lost, time);
         }
         admission
     }
@@ -394,9 +376,7 @@ impl StreamGate {
         if !self.at_line_start {
             return None;
         }
-        let run = self.run.as_ref()?;
-        let since_marker = time.as_nanos() - run.last_marker.as_nanos();
-        let interval_over = since_marker >= self.marker_interval.as_nanos() as i128;
+        let interval_over = self.run.as_ref()?.overdue(time, self.marker_interval);
         // Within a frame: the credit left says how much budget is saved up.
         let recovered = admission == Admission::Pass
             && self.frame.burst > 0
@@ -417,14 +397,7 @@ impl StreamGate {
 
     fn take_marker(&mut self) -> String {
         let run = self.run.take().expect("callers check for a run");
-        format!(
-            "weir: dropped {} lines ({} bytes) from {} to {}: rate limit ({})",
-            run.lost.lines,
-            run.lost.bytes,
-            run.since,
-            run.until,
-            self.describe()
-        )
+        run.marker("rate limit", &self.describe())
     }
 
     /// `container 5MiB/s`, as markers name the budget.

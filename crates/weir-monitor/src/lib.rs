@@ -17,6 +17,7 @@ pub mod config;
 pub mod format;
 pub mod framing;
 pub mod gate;
+mod loss;
 pub mod node_share;
 pub mod reader;
 pub mod ring;

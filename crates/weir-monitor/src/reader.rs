@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::format::{Encoder, Timestamp};
-use crate::framing::{Framer, Record, Tag};
+use crate::framing::{Framer, Record};
 use crate::gate::{Admission, StreamGate};
 use crate::sink::{Batch, BatchOutlet};
 use crate::stats::{Counts, Dropped, Stream};
@@ -372,7 +372,7 @@ impl StreamReader {
             }
             if quiet_since.elapsed() >= QUIET_MARK_AFTER {
                 let out = &mut self.out;
-                out.set_marker_time(Timestamp::now());
+                out.set_time(Timestamp::now());
                 if let Some(marker) = out.gate.as_mut().and_then(StreamGate::final_marker) {
                     out.write_marker(&marker);
                 }
@@ -387,15 +387,14 @@ impl StreamReader {
 impl RecordOut {
     /// Starts a frame of `bytes` read at `time`.
     fn begin_frame(&mut self, time: Timestamp, bytes: usize) {
-        self.time = time;
-        self.encoder.set_time(time);
+        self.set_time(time);
         if let Some(gate) = self.gate.as_mut() {
             gate.begin_frame(bytes);
         }
     }
 
-    /// Stamps a marker written outside any frame.
-    fn set_marker_time(&mut self, time: Timestamp) {
+    /// Stamps the records (and markers) encoded from now on.
+    fn set_time(&mut self, time: Timestamp) {
         self.time = time;
         self.encoder.set_time(time);
     }
@@ -428,13 +427,7 @@ impl RecordOut {
 
     /// Writes a marker record of weir's own: no application bytes.
     fn write_marker(&mut self, text: &str) {
-        let marker = Record {
-            tag: Tag::Full,
-            content: text.as_bytes(),
-            app_bytes: 0,
-        };
-        self.encoder.encode(&marker, &mut self.batch.bytes);
-        self.batch.push_marker();
+        self.batch.push_marker(&self.encoder, text);
     }
 
     /// Hands the batch, if it holds anything, to the file writer.

@@ -13,11 +13,11 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::format::{Encoder, Timestamp};
-use crate::framing::{Record, Tag};
 use crate::gate::SharedBucket;
+use crate::loss::LossRun;
 use crate::reader::BATCH_LIMIT;
 use crate::sink::{Batch, BatchInlet, BatchOutlet};
 use crate::stats::Counts;
@@ -42,15 +42,6 @@ struct Held {
     next: usize,
 }
 
-/// Drops not yet stated in the log.
-#[derive(Debug)]
-struct OverflowRun {
-    since: Timestamp,
-    until: Timestamp,
-    lost: Counts,
-    last_marker: Instant,
-}
-
 struct RingStage {
     config: RingConfig,
     bucket: SharedBucket,
@@ -62,7 +53,8 @@ struct RingStage {
     spare: Vec<Batch>,
     /// The line still arriving was evicted: its remaining pieces are dropped.
     dropping_line: bool,
-    run: Option<OverflowRun>,
+    /// Overflow the log has not been told about yet.
+    run: Option<LossRun>,
     dropped: Counts,
     /// Dropped bytes not yet told to the bucket (for the node share).
     unreported_drops: u64,
@@ -272,15 +264,9 @@ impl RingStage {
         }
         self.dropped.merge(lost);
         self.unreported_drops += lost.bytes;
-        let now = self.now;
-        let run = self.run.get_or_insert_with(|| OverflowRun {
-            since: now,
-            until: now,
-            lost: Counts::default(),
-            last_marker: Instant::now(),
-        });
-        run.until = now;
-        run.lost.merge(lost);
+        self.run
+            .get_or_insert(LossRun::new(self.now))
+            .record(lost, self.now);
     }
 
     /// The whole line at the front: its record range and application bytes,
@@ -313,7 +299,7 @@ impl RingStage {
             }
             if self.run.as_ref().is_some_and(|run| {
                 self.held_bytes < self.config.max_bytes / 2
-                    || run.last_marker.elapsed() >= self.config.marker_interval
+                    || run.overdue(Timestamp::now(), self.config.marker_interval)
             }) {
                 let marker = self.take_marker().expect("checked above");
                 self.write_marker(&marker);
@@ -345,20 +331,11 @@ impl RingStage {
 
     fn take_marker(&mut self) -> Option<String> {
         let run = self.run.take()?;
-        Some(format!(
-            "weir: dropped {} lines ({} bytes) from {} to {}: ring overflow ({})",
-            run.lost.lines, run.lost.bytes, run.since, run.until, self.config.description
-        ))
+        Some(run.marker("ring overflow", &self.config.description))
     }
 
     fn write_marker(&mut self, text: &str) {
         self.encoder.set_time(Timestamp::now());
-        let marker = Record {
-            tag: Tag::Full,
-            content: text.as_bytes(),
-            app_bytes: 0,
-        };
-        self.encoder.encode(&marker, &mut self.out.bytes);
-        self.out.push_marker();
+        self.out.push_marker(&self.encoder, text);
     }
 }

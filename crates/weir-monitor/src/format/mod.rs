@@ -82,6 +82,17 @@ impl Encoder {
         }
     }
 
+    /// Appends a line of weir's own (a loss marker): a whole record that
+    /// stands for no application bytes.
+    pub fn encode_marker(&self, text: &str, out: &mut Vec<u8>) {
+        let marker = Record {
+            tag: Tag::Full,
+            content: text.as_bytes(),
+            app_bytes: 0,
+        };
+        self.encode(&marker, out);
+    }
+
     /// Appends one line for `record` to `out`.
     #[inline]
     pub fn encode(&self, record: &Record<'_>, out: &mut Vec<u8>) {

@@ -1,5 +1,6 @@
 //! A run of encoded records of one stream, ready for one write.
 
+use crate::format::Encoder;
 use crate::framing::{Record, Tag};
 use crate::stats::{Counts, Stream};
 
@@ -72,9 +73,9 @@ impl Batch {
         self.bytes.len() - self.start_of(first)
     }
 
-    /// Notes that the bytes just appended are a marker written by weir
-    /// itself: no application bytes or lines.
-    pub fn push_marker(&mut self) {
+    /// Appends a marker record of weir's own: no application bytes or lines.
+    pub fn push_marker(&mut self, encoder: &Encoder, text: &str) {
+        encoder.encode_marker(text, &mut self.bytes);
         self.spans.push(RecordSpan {
             end: self.bytes.len(),
             app_bytes: 0,
