@@ -24,7 +24,6 @@ use std::time::{Duration, Instant};
 
 use crate::config::RotationConfig;
 use crate::format::{Encoder, LogFormat, Timestamp};
-use crate::framing::{Record, Tag};
 use crate::stats::{Counts, PerStream, Stream, WriteStats};
 use crate::sys;
 use rotation::Rotator;
@@ -312,16 +311,14 @@ impl LogSink {
         }
         let until = Timestamp::now();
         let mut markers = Vec::new();
+        let mut marker_bytes = PerStream::<u64>::default();
         for stream in Stream::ALL {
             if let Some(text) = trouble.marker(stream, until) {
                 let mut encoder = Encoder::new(self.format, stream);
                 encoder.set_time(until);
-                let record = Record {
-                    tag: Tag::Full,
-                    content: text.as_bytes(),
-                    app_bytes: 0,
-                };
-                encoder.encode(&record, &mut markers);
+                let before = markers.len();
+                encoder.encode_marker(&text, &mut markers);
+                *marker_bytes.get_mut(stream) = (markers.len() - before) as u64;
             }
         }
         if let Err((written, _)) = write_all(&live.file, &markers) {
@@ -331,6 +328,9 @@ impl LogSink {
             return false;
         }
         live.size += markers.len() as u64;
+        for (stream, bytes) in marker_bytes.iter() {
+            self.stats.get_mut(stream).log_bytes += bytes;
+        }
         let lost = trouble.lost.total();
         eprintln!(
             "weir: writing {} again; {} bytes in {} lines were lost ({}) from {} to {}",

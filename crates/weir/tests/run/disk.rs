@@ -159,6 +159,12 @@ fn disk_full_never_blocks_the_writer_and_resumes_with_a_marker() {
         result.count("stdout", &["written", "lines"]),
         (before.len() + after.len()) as u64
     );
+    // Every byte of the file is the application's or weir's: framing and markers.
+    let stored: u64 = ["stdout", "stderr"]
+        .iter()
+        .map(|s| result.count(s, &["written", "bytes"]) + result.count(s, &["overhead_bytes"]))
+        .sum();
+    assert_eq!(stored, fs::metadata(&log).unwrap().len());
     // Bytes: written + dropped = everything phase 1 and 2 wrote.
     let total = 30_000 * 100 + 1000 * 14;
     assert_eq!(result.count("stdout", &["read", "bytes"]), total);
