@@ -244,18 +244,24 @@ impl RingStage {
 
     /// Drops the front batch's records up to `end`.
     fn drop_front(&mut self, end: usize) {
+        let lost = self.advance_front(end);
+        self.count_lost(lost);
+    }
+
+    /// Moves past the front batch's records up to `end`, recycling the batch
+    /// once it is used up; returns what those records held.
+    fn advance_front(&mut self, end: usize) -> Counts {
         let front = self.held.front_mut().expect("callers check");
         let start = front.next;
-        let bytes = front.batch.start_of(end) - front.batch.start_of(start);
-        let lost = front.batch.counts(start..end);
+        self.held_bytes -= front.batch.start_of(end) - front.batch.start_of(start);
+        let counts = front.batch.counts(start..end);
         front.next = end;
-        self.held_bytes -= bytes;
-        if front.next == front.batch.spans.len() {
+        if end == front.batch.spans.len() {
             let mut done = self.held.pop_front().expect("front exists").batch;
             done.clear();
             self.spare.push(done);
         }
-        self.count_lost(lost);
+        counts
     }
 
     fn count_lost(&mut self, lost: Counts) {
@@ -304,16 +310,9 @@ impl RingStage {
                 let marker = self.take_marker().expect("checked above");
                 self.write_marker(&marker);
             }
-            let front = self.held.front_mut().expect("front line exists");
-            let size = front.batch.start_of(end) - front.batch.start_of(start);
+            let front = self.held.front().expect("front line exists");
             self.out.append_records(&front.batch, start..end);
-            front.next = end;
-            self.held_bytes -= size;
-            if front.next == front.batch.spans.len() {
-                let mut done = self.held.pop_front().expect("front exists").batch;
-                done.clear();
-                self.spare.push(done);
-            }
+            self.advance_front(end);
             if self.out.bytes.len() >= BATCH_LIMIT {
                 self.send_out();
             }
