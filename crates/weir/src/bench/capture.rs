@@ -54,25 +54,10 @@ pub fn run(options: Options) -> i32 {
             return 2;
         }
     };
-    match run_in(&options, &work.path) {
-        Ok(report) => {
-            if options.json {
-                // Table for people on stderr, the object for programs on stdout.
-                eprint!("{}", report.table());
-                match serde_json::to_string(&report) {
-                    Ok(json) => println!("{json}"),
-                    Err(e) => eprintln!("weir bench capture: cannot encode JSON: {e}"),
-                }
-            } else {
-                print!("{}", report.table());
-            }
-            if report.failures.is_empty() { 0 } else { 1 }
-        }
-        Err(message) => {
-            eprintln!("weir bench capture: {message}");
-            2
-        }
-    }
+    let result = run_in(&options, &work.path);
+    super::print_report("capture", options.json, result, |r| {
+        (r.table(), r.failures.is_empty())
+    })
 }
 
 fn run_in(options: &Options, work: &Path) -> Result<Report, String> {

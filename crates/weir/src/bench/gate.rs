@@ -103,24 +103,10 @@ pub fn run(options: Options) -> i32 {
             return 2;
         }
     };
-    match run_in(&options, &work.path) {
-        Ok(report) => {
-            if options.json {
-                eprint!("{}", report.table());
-                match serde_json::to_string(&report) {
-                    Ok(json) => println!("{json}"),
-                    Err(e) => eprintln!("weir bench gate: cannot encode JSON: {e}"),
-                }
-            } else {
-                print!("{}", report.table());
-            }
-            if report.failures.is_empty() { 0 } else { 1 }
-        }
-        Err(message) => {
-            eprintln!("weir bench gate: {message}");
-            2
-        }
-    }
+    let result = run_in(&options, &work.path);
+    super::print_report("gate", options.json, result, |r| {
+        (r.table(), r.failures.is_empty())
+    })
 }
 
 /// Where the runs of one case keep their files.

@@ -145,6 +145,36 @@ fn parse_seconds(text: &str) -> Result<f64, String> {
     }
 }
 
+/// Prints a benchmark's report and returns the exit code: 0 when every
+/// run passed its checks, 1 when one failed, 2 when the benchmark could not
+/// run. With `json`, the table goes to stderr for people and one JSON object
+/// to stdout for programs.
+fn print_report<R: serde::Serialize>(
+    name: &str,
+    json: bool,
+    result: Result<R, String>,
+    table_and_ok: impl Fn(&R) -> (String, bool),
+) -> i32 {
+    let report = match result {
+        Ok(report) => report,
+        Err(message) => {
+            eprintln!("weir bench {name}: {message}");
+            return 2;
+        }
+    };
+    let (table, ok) = table_and_ok(&report);
+    if json {
+        eprint!("{table}");
+        match serde_json::to_string(&report) {
+            Ok(json) => println!("{json}"),
+            Err(e) => eprintln!("weir bench {name}: cannot encode JSON: {e}"),
+        }
+    } else {
+        print!("{table}");
+    }
+    if ok { 0 } else { 1 }
+}
+
 pub fn run(command: BenchCommand) -> i32 {
     match command {
         BenchCommand::Gate(args) => {
