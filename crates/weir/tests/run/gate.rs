@@ -93,25 +93,41 @@ fn drop_policy_never_holds_the_writer_and_accounts_for_every_dropped_line() {
         result.stderr
     );
     result.assert_balanced();
-    let dropped_lines = result.count("stdout", &["dropped", "rate_limit", "lines"]);
-    let dropped_bytes = result.count("stdout", &["dropped", "rate_limit", "bytes"]);
+    let kept = check_whole_line_drops(
+        &result,
+        &log,
+        "rate_limit",
+        "rate limit (container 100KiB/s)",
+        lines,
+    );
+    assert_eq!(
+        kept.len() as u64,
+        result.count("stdout", &["written", "lines"])
+    );
+}
+
+/// For a fast writer of `lines` numbered lines under drop or ring: checks
+/// that something was dropped for `reason`, only whole lines, that markers
+/// ending in `marker_end` state every drop, and that kept and dropped lines
+/// add up. Returns the sequence numbers kept.
+fn check_whole_line_drops(
+    result: &RunResult,
+    log: &std::path::Path,
+    reason: &str,
+    marker_end: &str,
+    lines: usize,
+) -> Vec<usize> {
+    let dropped_lines = result.count("stdout", &["dropped", reason, "lines"]);
+    let dropped_bytes = result.count("stdout", &["dropped", reason, "bytes"]);
     assert!(dropped_lines > 0, "{}", result.summary);
     assert_eq!(
         dropped_bytes,
         dropped_lines * 100,
         "only whole lines are dropped"
     );
-
-    let kept = check_kept_lines_and_markers(
-        &log,
-        "rate limit (container 100KiB/s)",
-        (dropped_lines, dropped_bytes),
-    );
-    assert_eq!(
-        kept.len() as u64,
-        result.count("stdout", &["written", "lines"])
-    );
+    let kept = check_kept_lines_and_markers(log, marker_end, (dropped_lines, dropped_bytes));
     assert_eq!(kept.len() as u64 + dropped_lines, lines as u64);
+    kept
 }
 
 /// Checks that the log holds whole lines in the order written, and markers
@@ -179,20 +195,13 @@ fn ring_policy_never_holds_the_writer_and_keeps_the_newest_output() {
         result.stderr
     );
     result.assert_balanced();
-    let overflow_lines = result.count("stdout", &["dropped", "ring_overflow", "lines"]);
-    let overflow_bytes = result.count("stdout", &["dropped", "ring_overflow", "bytes"]);
-    assert!(overflow_lines > 0, "{}", result.summary);
-    assert_eq!(
-        overflow_bytes,
-        overflow_lines * 100,
-        "only whole lines are dropped"
-    );
-    let kept = check_kept_lines_and_markers(
+    let kept = check_whole_line_drops(
+        &result,
         &log,
+        "ring_overflow",
         "ring overflow (ring 64KiB, container 100KiB/s)",
-        (overflow_lines, overflow_bytes),
+        lines,
     );
-    assert_eq!(kept.len() as u64 + overflow_lines, lines as u64);
     // The ring drops the oldest: the newest lines were drained at exit.
     assert_eq!(
         kept.last(),
