@@ -13,5 +13,5 @@ cargo build --release --locked -p weir
     for i in 1 2 3; do echo "line $i to stdout"; echo "line $i to stderr" >&2; done
     head -c 40000 /dev/zero | tr "\\0" x; echo   # one 40000-byte line: P, P, F records
     printf "an unterminated last line, closed with F at exit"'
-echo "--- weir-logs/demo.log:"
-cat weir-logs/demo.log
+echo "--- weir-logs/demo.log (lines cut at 120 columns):"
+cut -c1-120 weir-logs/demo.log
