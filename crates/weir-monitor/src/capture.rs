@@ -59,6 +59,48 @@ const RING_INLET_BATCHES: usize = 2;
 /// How often a reader told to stop is interrupted again until it does.
 const STOP_RETRY: Duration = Duration::from_millis(5);
 
+/// The budgets of one container: a bucket its streams share, or one bucket
+/// per stream when the SRE budgets stdout and stderr apart.
+enum Buckets {
+    None,
+    Shared(SharedBucket),
+    PerStream(SharedBucket, SharedBucket),
+}
+
+impl Buckets {
+    fn new(gate: Option<&GateConfig>) -> Buckets {
+        match gate {
+            None => Buckets::None,
+            Some(GateConfig {
+                streams: Some((stdout, stderr)),
+                ..
+            }) => Buckets::PerStream(
+                SharedBucket::new(*stdout, "stdout"),
+                SharedBucket::new(*stderr, "stderr"),
+            ),
+            Some(gate) => Buckets::Shared(SharedBucket::new(gate.budget, "container")),
+        }
+    }
+
+    fn for_stream(&self, stream: Stream) -> Option<SharedBucket> {
+        match (self, stream) {
+            (Buckets::None, _) => None,
+            (Buckets::Shared(bucket), _) => Some(bucket.clone()),
+            (Buckets::PerStream(stdout, _), Stream::Stdout) => Some(stdout.clone()),
+            (Buckets::PerStream(_, stderr), Stream::Stderr) => Some(stderr.clone()),
+        }
+    }
+
+    /// Every bucket, for the node share to scale.
+    fn all(&self) -> Vec<SharedBucket> {
+        match self {
+            Buckets::None => Vec::new(),
+            Buckets::Shared(bucket) => vec![bucket.clone()],
+            Buckets::PerStream(stdout, stderr) => vec![stdout.clone(), stderr.clone()],
+        }
+    }
+}
+
 /// Runs `config.command` to completion, capturing its output, and returns
 /// the account of the run.
 ///
@@ -88,52 +130,26 @@ pub fn run(config: &RunConfig) -> Result<Summary, CaptureError> {
     let (sink_writer, outlets) =
         SinkWriter::start(sink, &streams, batch_capacity).map_err(CaptureError::Thread)?;
     let stop = Arc::new(AtomicBool::new(false));
-    // One bucket for the container, which its streams share, unless the SRE
-    // budgets stdout and stderr separately.
-    let container_bucket = config
-        .gate
-        .as_ref()
-        .map(|gate| SharedBucket::new(gate.budget, "container"));
-    let stream_buckets =
-        config
-            .gate
-            .as_ref()
-            .and_then(|gate| gate.streams)
-            .map(|(stdout, stderr)| {
-                (
-                    SharedBucket::new(stdout, "stdout"),
-                    SharedBucket::new(stderr, "stderr"),
-                )
-            });
+    let buckets = Buckets::new(config.gate.as_ref());
     let (done_tx, done_rx) = mpsc::channel::<Stream>();
     let supervisor = signals::current_thread();
     let mut readers = Vec::new();
     // Join the node budget: the share thread scales these buckets.
     let _node_share = match config.gate.as_ref().and_then(|gate| gate.node.clone()) {
         None => None,
-        Some(node) => {
-            let buckets = match &stream_buckets {
-                Some((stdout, stderr)) => vec![stdout.clone(), stderr.clone()],
-                None => container_bucket.iter().cloned().collect(),
-            };
-            match node_share::start(node, buckets) {
-                Ok(share) => Some(share),
-                Err(e) => {
-                    eprintln!(
-                        "weir: not sharing the node budget ({e}); this container alone is held to it"
-                    );
-                    None
-                }
+        Some(node) => match node_share::start(node, buckets.all()) {
+            Ok(share) => Some(share),
+            Err(e) => {
+                eprintln!(
+                    "weir: not sharing the node budget ({e}); this container alone is held to it"
+                );
+                None
             }
-        }
+        },
     };
     let mut rings = Vec::new();
     for ((stream, fd), outlet) in spawned.outputs.into_iter().zip(outlets) {
-        let bucket = match (&stream_buckets, stream) {
-            (Some((stdout, _)), Stream::Stdout) => Some(stdout.clone()),
-            (Some((_, stderr)), Stream::Stderr) => Some(stderr.clone()),
-            (None, _) => container_bucket.clone(),
-        };
+        let bucket = buckets.for_stream(stream);
         // Under `ring` the reader feeds the ring stage, which feeds the sink.
         let (outlet, gate_config) = match (&config.gate, &bucket) {
             (
