@@ -17,13 +17,30 @@ pub enum Policy {
     Ring { max_bytes: u64 },
 }
 
+/// Policy names by the code the node state stores them under.
+const NAMES_BY_CODE: [&str; 3] = ["block", "drop", "ring"];
+
 impl Policy {
-    pub fn name(&self) -> &'static str {
+    /// The number the node state keeps for this policy.
+    pub fn code(&self) -> u64 {
         match self {
-            Policy::Block => "block",
-            Policy::Drop => "drop",
-            Policy::Ring { .. } => "ring",
+            Policy::Block => 0,
+            Policy::Drop => 1,
+            Policy::Ring { .. } => 2,
         }
+    }
+
+    /// The name for a code read from the node state (`?` if unknown).
+    pub fn name_of_code(code: u64) -> &'static str {
+        usize::try_from(code)
+            .ok()
+            .and_then(|i| NAMES_BY_CODE.get(i))
+            .copied()
+            .unwrap_or("?")
+    }
+
+    pub fn name(&self) -> &'static str {
+        NAMES_BY_CODE[self.code() as usize]
     }
 }
 

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 use serde::Serialize;
+use weir_gate::Policy;
 use weir_gate::config::{self, GateFile};
 use weir_gate::node::NodeState;
 use weir_gate::units::format_rate;
@@ -84,10 +85,7 @@ fn status(args: &StatusArgs) -> Result<String, String> {
                 name: view.name,
                 pid: view.pid,
                 weight: view.weight,
-                policy: ["block", "drop", "ring"]
-                    .get(view.policy as usize)
-                    .copied()
-                    .unwrap_or("?"),
+                policy: Policy::name_of_code(view.policy),
                 demand_bytes_per_second: view.demand,
                 granted_bytes_per_second: view.granted,
                 rate_bytes_per_second: view.rate,

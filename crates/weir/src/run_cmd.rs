@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 use weir_gate::config::{self, AppRequest, GateFile};
 use weir_gate::policy::PolicyKind;
-use weir_gate::{Budget, Policy};
+use weir_gate::Budget;
 use weir_monitor::config::{GateConfig, RotationConfig};
 use weir_monitor::node_share::NodeConfig;
 use weir_monitor::{LogFormat, RunConfig, StdinMode};
@@ -156,11 +156,7 @@ impl RunArgs {
                     state_path: file.state_path.clone(),
                     name: name.to_owned(),
                     weight: resolved.weight,
-                    policy_code: match resolved.policy {
-                        Policy::Block => 0,
-                        Policy::Drop => 1,
-                        Policy::Ring { .. } => 2,
-                    },
+                    policy_code: resolved.policy.code(),
                 }),
         }))
     }
