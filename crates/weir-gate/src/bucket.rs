@@ -7,8 +7,7 @@
 //! most `burst + rate × window` bytes, plus at most one line's excess over
 //! the burst.
 
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::units::format_rate;
 
@@ -38,10 +37,16 @@ impl Budget {
     }
 }
 
-/// Nanoseconds on a monotonic clock, for bucket arithmetic.
+/// Nanoseconds on CLOCK_MONOTONIC: the one clock of bucket arithmetic and
+/// of the node state, the same in every process of the node.
 pub fn monotonic_ns() -> u64 {
-    static START: OnceLock<Instant> = OnceLock::new();
-    START.get_or_init(Instant::now).elapsed().as_nanos() as u64
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid timespec; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// A token bucket. Times are nanoseconds on one monotonic clock.

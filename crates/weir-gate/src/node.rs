@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::bucket::monotonic_ns;
 use crate::fair::Claim;
 
 /// "weirgat1" in ASCII: marks a file as weir's node state, layout 1.
@@ -101,17 +102,6 @@ impl SlotView {
             demand: self.demand.map_or(f64::INFINITY, |d| d as f64),
         }
     }
-}
-
-/// Nanoseconds on CLOCK_MONOTONIC: one clock for every process of the node.
-pub fn node_clock_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid timespec; CLOCK_MONOTONIC always exists.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 fn pid_alive(pid: u32) -> bool {
@@ -209,7 +199,7 @@ impl NodeState {
                     .compare_exchange(owner, u64::from(pid), Ordering::AcqRel, Ordering::Acquire)
                     .is_ok()
             {
-                slot.heartbeat_ns.store(node_clock_ns(), Ordering::Release);
+                slot.heartbeat_ns.store(monotonic_ns(), Ordering::Release);
                 slot.weight
                     .store(u64::from(weight.max(1)), Ordering::Release);
                 // Until it has measured itself, a newcomer counts as wanting
@@ -245,7 +235,7 @@ impl NodeState {
 
     /// The containers with a recent heartbeat.
     pub fn active(&self) -> Vec<SlotView> {
-        let now = node_clock_ns();
+        let now = monotonic_ns();
         let window = ACTIVE_WINDOW.as_nanos() as u64;
         let mut views = Vec::new();
         for (index, slot) in self.raw().slot.iter().enumerate() {
@@ -330,7 +320,7 @@ impl SlotHandle<'_> {
         slot.rate.store(report.rate, Ordering::Release);
         slot.passed.store(report.passed, Ordering::Release);
         slot.dropped.store(report.dropped, Ordering::Release);
-        slot.heartbeat_ns.store(node_clock_ns(), Ordering::Release);
+        slot.heartbeat_ns.store(monotonic_ns(), Ordering::Release);
     }
 }
 

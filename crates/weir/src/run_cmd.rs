@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
+use weir_gate::Budget;
 use weir_gate::config::{self, AppRequest, GateFile};
 use weir_gate::policy::PolicyKind;
-use weir_gate::Budget;
 use weir_monitor::config::{GateConfig, RotationConfig};
 use weir_monitor::node_share::NodeConfig;
 use weir_monitor::{LogFormat, RunConfig, StdinMode};
