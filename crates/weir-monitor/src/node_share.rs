@@ -5,8 +5,6 @@
 //! only ever touch their own buckets.
 
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -34,13 +32,14 @@ pub struct NodeConfig {
 /// The running share thread; stops and releases its slot when dropped.
 #[derive(Debug)]
 pub struct NodeShare {
-    stop: Arc<AtomicBool>,
+    /// Dropping it ends the thread's wait at once.
+    stop: Option<mpsc::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Drop for NodeShare {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        drop(self.stop.take());
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
@@ -52,9 +51,8 @@ impl Drop for NodeShare {
 /// scaled to the entitlement in proportion to its configured rate. Returns
 /// once the first share is in force.
 pub fn start(config: NodeConfig, buckets: Vec<SharedBucket>) -> Result<NodeShare, String> {
-    let stop = Arc::new(AtomicBool::new(false));
+    let (stop, stopped) = mpsc::channel::<()>();
     let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
-    let thread_stop = Arc::clone(&stop);
     let thread = thread::Builder::new()
         .name("weir-share".into())
         .spawn(move || {
@@ -81,8 +79,7 @@ pub fn start(config: NodeConfig, buckets: Vec<SharedBucket>) -> Result<NodeShare
             sharer.step(&state, &slot, SHARE_PERIOD);
             let _ = ready_tx.send(Ok(()));
             let mut last = Instant::now();
-            while !thread_stop.load(Ordering::Relaxed) {
-                thread::sleep(SHARE_PERIOD);
+            while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(SHARE_PERIOD) {
                 let now = Instant::now();
                 sharer.step(&state, &slot, now - last);
                 last = now;
@@ -91,7 +88,7 @@ pub fn start(config: NodeConfig, buckets: Vec<SharedBucket>) -> Result<NodeShare
         .map_err(|e| format!("cannot start the node share thread: {e}"))?;
     match ready_rx.recv() {
         Ok(Ok(())) => Ok(NodeShare {
-            stop,
+            stop: Some(stop),
             thread: Some(thread),
         }),
         Ok(Err(e)) => {
