@@ -26,6 +26,7 @@
 //! the key, the value and what is accepted.
 
 use std::fs;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -37,6 +38,9 @@ use crate::units::{format_rate, format_size, parse_rate, parse_size};
 /// Where the gate file is looked for when neither `--gate-config` nor
 /// `WEIR_GATE_CONFIG` names one.
 pub const DEFAULT_PATH: &str = "/etc/weir/gate.toml";
+
+/// Largest gate file read; anything bigger is a mistake, not a config.
+const MAX_FILE_BYTES: u64 = 1 << 20;
 
 /// Ring size used when neither the application nor the SRE says.
 pub const DEFAULT_RING_SIZE: u64 = 1 << 20;
@@ -136,10 +140,20 @@ pub const DEFAULT_STATE_PATH: &str = "/run/weir/gate.state";
 impl GateFile {
     /// Reads and checks a gate file.
     pub fn load(path: &Path) -> Result<GateFile, ConfigError> {
-        let text = fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let read_error = |source| ConfigError::Read {
             path: path.to_path_buf(),
             source,
-        })?;
+        };
+        let mut text = String::new();
+        fs::File::open(path)
+            .and_then(|file| file.take(MAX_FILE_BYTES + 1).read_to_string(&mut text))
+            .map_err(read_error)?;
+        if text.len() as u64 > MAX_FILE_BYTES {
+            return Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                message: format!("larger than {MAX_FILE_BYTES} bytes; a gate file is a few lines"),
+            });
+        }
         GateFile::parse(path, &text)
     }
 
