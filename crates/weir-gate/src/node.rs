@@ -10,7 +10,7 @@
 //! node's fair shares for itself (see [`crate::fair`]).
 
 use std::fs::{self, OpenOptions};
-use std::io;
+use std::io::{self, Read};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -127,6 +127,17 @@ impl NodeState {
             .open(path)
             .map_err(|e| context("opening node state", e))?;
         let len = file.metadata().map_err(|e| context("reading", e))?.len();
+        // Look before touching: a path that holds something else (a typo in
+        // the gate file) is refused, never grown or written.
+        let mut head = [0u8; 8];
+        let head_len = (&file).read(&mut head).map_err(|e| context("reading", e))?;
+        let magic = u64::from_ne_bytes(head);
+        if head_len > 0 && magic != 0 && magic != MAGIC {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{} is not a weir node state file", path.display()),
+            ));
+        }
         if len < STATE_BYTES as u64 {
             // Growing is idempotent when several monitors race to do it;
             // new bytes read as zero, a free slot.
@@ -399,11 +410,16 @@ mod tests {
     #[test]
     fn refuses_a_file_that_is_not_node_state() {
         let path = temp_state("foreign");
-        fs::write(&path, vec![0xffu8; STATE_BYTES]).unwrap();
+        fs::write(&path, b"not ours, and short").unwrap();
         let err = NodeState::open(&path).unwrap_err();
         assert!(
             err.to_string().contains("not a weir node state file"),
             "{err}"
+        );
+        assert_eq!(
+            fs::read(&path).unwrap(),
+            b"not ours, and short",
+            "a foreign file is left alone"
         );
         let _ = fs::remove_file(&path);
     }
