@@ -14,10 +14,10 @@ use crate::format::Encoder;
 use crate::framing::MAX_RECORD;
 use crate::gate::{GateConfig, SharedBucket, StreamGate};
 use crate::node_share;
-use crate::reader::{self, ReadReport, ReaderConfig};
-use crate::ring::{self, RingConfig};
+use crate::reader::{self, Destination, ReadReport, ReaderConfig};
+use crate::ring::{self, RingConfig, RingOutlets};
 use crate::signals::{self, SignalSet};
-use crate::sink::{LogSink, OpenError, SinkWriter, batch_channel};
+use crate::sink::{LogSink, OpenError, SinkWriter};
 use crate::spawn::{self, SpawnError};
 use crate::stats::{Counts, Dropped, PerStream, Stream};
 use crate::summary::{
@@ -51,10 +51,6 @@ impl CaptureError {
         }
     }
 }
-
-/// Batches circulating between a reader and its ring stage: one filling,
-/// one being taken in; the ring holds what it keeps in its own memory.
-const RING_INLET_BATCHES: usize = 2;
 
 /// How often a reader told to stop is interrupted again until it does.
 const STOP_RETRY: Duration = Duration::from_millis(5);
@@ -125,10 +121,26 @@ pub fn run(config: &RunConfig) -> Result<Summary, CaptureError> {
         is_tty: config.tty,
         child_exited: Arc::new(AtomicBool::new(false)),
     };
-    let streams: Vec<Stream> = spawned.outputs.iter().map(|(stream, _)| *stream).collect();
+    let ring_size = match &config.gate {
+        Some(GateConfig {
+            policy: Policy::Ring { max_bytes },
+            ..
+        }) => Some(*max_bytes),
+        _ => None,
+    };
+    // A ring stage has an outlet of its own beside its reader's.
+    let outlet_streams: Vec<Stream> = spawned
+        .outputs
+        .iter()
+        .flat_map(|(stream, _)| {
+            let outlets = if ring_size.is_some() { 2 } else { 1 };
+            std::iter::repeat_n(*stream, outlets)
+        })
+        .collect();
     let batch_capacity = reader::BATCH_LIMIT + config.max_line.min(MAX_RECORD) + 256;
     let (sink_writer, outlets) =
-        SinkWriter::start(sink, &streams, batch_capacity).map_err(CaptureError::Thread)?;
+        SinkWriter::start(sink, &outlet_streams, batch_capacity).map_err(CaptureError::Thread)?;
+    let mut outlets = outlets.into_iter();
     let stop = Arc::new(AtomicBool::new(false));
     let buckets = Buckets::new(config.gate.as_ref());
     let (done_tx, done_rx) = mpsc::channel::<Stream>();
@@ -148,44 +160,39 @@ pub fn run(config: &RunConfig) -> Result<Summary, CaptureError> {
         },
     };
     let mut rings = Vec::new();
-    for ((stream, fd), outlet) in spawned.outputs.into_iter().zip(outlets) {
+    for (stream, fd) in spawned.outputs {
         let bucket = buckets.for_stream(stream);
-        // Under `ring` the reader feeds the ring stage, which feeds the sink.
-        let (outlet, gate_config) = match (&config.gate, &bucket) {
-            (
-                Some(
-                    gate @ GateConfig {
-                        policy: Policy::Ring { max_bytes },
-                        ..
-                    },
-                ),
-                Some(bucket),
-            ) => {
-                let (reader_outlet, inlet) =
-                    batch_channel(stream, batch_capacity, RING_INLET_BATCHES);
+        let outlet = outlets.next().expect("an outlet per stream");
+        // Under `ring` the reader feeds the ring stage, which feeds the sink,
+        // or passes it by while it is empty.
+        let (outlet, gate_config) = match (ring_size, &config.gate, &bucket) {
+            (Some(max_bytes), Some(gate), Some(bucket)) => {
                 let ring_config = RingConfig {
-                    max_bytes: usize::try_from(*max_bytes).unwrap_or(usize::MAX),
+                    max_bytes: usize::try_from(max_bytes).unwrap_or(usize::MAX),
                     marker_interval: gate.marker_interval,
                     description: format!(
                         "ring {}, {}",
-                        format_size(*max_bytes),
+                        format_size(max_bytes),
                         bucket.describe_budget()
                     ),
                 };
-                let encoder = Encoder::new(config.format, stream);
-                let handle = ring::start(
+                let outlets = RingOutlets {
+                    reader: outlet,
+                    stage: outlets.next().expect("a ring stage has its own outlet"),
+                };
+                let (bypass, handle) = ring::start(
                     ring_config,
-                    inlet,
-                    outlet,
+                    outlets,
                     bucket.clone(),
-                    encoder,
+                    Encoder::new(config.format, stream),
+                    batch_capacity,
                     Arc::clone(&stop),
                 )
                 .map_err(CaptureError::Thread)?;
                 rings.push((stream, handle));
-                (reader_outlet, None)
+                (Destination::Ring(bypass), None)
             }
-            _ => (outlet, config.gate.as_ref()),
+            _ => (Destination::Sink(outlet), config.gate.as_ref()),
         };
         let (stop, done_tx) = (Arc::clone(&stop), done_tx.clone());
         let reader_config = reader_config.clone();

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use crate::format::{Encoder, Timestamp};
 use crate::framing::{Framer, Record};
 use crate::gate::{Admission, StreamGate};
+use crate::ring::RingBypass;
 use crate::sink::{Batch, BatchOutlet};
 use crate::stats::{Counts, Dropped, Stream};
 use crate::sys;
@@ -65,12 +66,44 @@ pub struct ReadReport {
     pub stopped: bool,
 }
 
+/// Where a reader's batches go.
+#[derive(Debug)]
+pub enum Destination {
+    /// The file writer.
+    Sink(BatchOutlet),
+    /// A ring stage, passed by while it is empty.
+    Ring(RingBypass),
+}
+
+impl Destination {
+    fn first(&self) -> Batch {
+        match self {
+            Destination::Sink(outlet) => outlet.first(),
+            Destination::Ring(ring) => ring.first(),
+        }
+    }
+
+    fn exchange(&self, full: Batch) -> Batch {
+        match self {
+            Destination::Sink(outlet) => outlet.exchange(full),
+            Destination::Ring(ring) => ring.exchange(full),
+        }
+    }
+
+    fn close(self, last: Batch) {
+        match self {
+            Destination::Sink(outlet) => outlet.close(last),
+            Destination::Ring(ring) => ring.close(last),
+        }
+    }
+}
+
 /// Reads `fd` to end of stream (or until `stop` is set and the thread is
 /// woken), handing batches of encoded records to `outlet`.
 pub fn read_stream(
     fd: OwnedFd,
     encoder: Encoder,
-    outlet: BatchOutlet,
+    outlet: Destination,
     gate: Option<StreamGate>,
     config: &ReaderConfig,
     stop: &AtomicBool,
@@ -293,7 +326,7 @@ struct RecordOut {
     /// The time of the read the records come from.
     time: Timestamp,
     batch: Batch,
-    outlet: BatchOutlet,
+    outlet: Destination,
     read: Counts,
     gate: Option<StreamGate>,
 }

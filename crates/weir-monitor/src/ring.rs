@@ -8,10 +8,18 @@
 //! budget. Lines leave whole, when the budget has room for all of them, and a
 //! line always sits in one held batch, so eviction never cuts a line either.
 //! The bound counts the encoded bytes held, which is the memory used.
+//!
+//! While the ring holds nothing, the reader passes it by ([`RingBypass`]):
+//! a batch of whole lines the budget has room for goes straight to the file
+//! writer, so a ring whose budget is never hit costs no thread hop. The
+//! stage's [`Lane`] count says when that is safe: it is non-zero from the
+//! moment the reader sends the stage a batch until the stage has handed on
+//! or dropped everything it had, so nothing the reader sends directly can
+//! overtake what the stage still has to write.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
@@ -19,7 +27,7 @@ use crate::format::{Encoder, Timestamp};
 use crate::gate::SharedBucket;
 use crate::loss::LossRun;
 use crate::reader::BATCH_LIMIT;
-use crate::sink::{Batch, BatchInlet, BatchOutlet};
+use crate::sink::{Batch, BatchInlet, BatchOutlet, batch_channel};
 use crate::stats::Counts;
 
 /// How long the stage sleeps when it has nothing to release.
@@ -33,6 +41,55 @@ pub struct RingConfig {
     pub marker_interval: Duration,
     /// `ring 1MiB, container 5MiB/s`, as markers name the limits.
     pub description: String,
+}
+
+/// What the reader and the stage know of each other: batches sent to the
+/// stage and not yet taken in, plus one while the stage holds anything.
+#[derive(Debug, Default)]
+struct Lane {
+    busy: AtomicUsize,
+}
+
+/// The reader's way into a ring: straight to the file writer while the ring
+/// is empty and the budget has room, through the ring stage otherwise.
+#[derive(Debug)]
+pub struct RingBypass {
+    direct: BatchOutlet,
+    ring: BatchOutlet,
+    bucket: SharedBucket,
+    lane: Arc<Lane>,
+}
+
+impl RingBypass {
+    /// Takes an empty batch to start with.
+    pub fn first(&self) -> Batch {
+        self.direct.first()
+    }
+
+    /// Hands over a full batch and returns an empty one in its place.
+    pub fn exchange(&self, full: Batch) -> Batch {
+        // Whole lines only: a line whose start went straight through could
+        // not be evicted whole if its rest had to wait in the ring.
+        let whole_lines = full.spans.last().is_none_or(|s| s.ends_line);
+        if self.lane.busy.load(Ordering::SeqCst) == 0
+            && whole_lines
+            && self.bucket.try_take(full.total().bytes)
+        {
+            return self.direct.exchange(full);
+        }
+        self.lane.busy.fetch_add(1, Ordering::SeqCst);
+        self.ring.exchange(full)
+    }
+
+    /// Hands over the last batch and closes both ways; the stage ends once
+    /// it has released what it holds.
+    pub fn close(self, mut last: Batch) {
+        if !last.is_empty() {
+            last = self.exchange(last);
+        }
+        self.direct.close(last);
+        self.ring.close_holding_none();
+    }
 }
 
 /// A batch being released, from record `next` on.
@@ -60,20 +117,45 @@ struct RingStage {
     unreported_drops: u64,
     /// The time of the batch being taken in, for markers.
     now: Timestamp,
+    lane: Arc<Lane>,
+    /// This stage counts one in `lane` for what it holds.
+    counted_holding: bool,
 }
 
-/// Starts the ring stage of one stream. It ends when the reader has closed
-/// `inlet` and everything held has left, or when `stop` is set (the drain
-/// timeout): then what is left is dropped and counted. Returns what it dropped.
+/// Batches circulating between a reader and its ring stage: one filling,
+/// one being taken in; the ring holds what it keeps in its own memory.
+const INLET_BATCHES: usize = 2;
+
+/// The two outlets to the file writer a ring needs: the reader's own, for
+/// the bypass, and the stage's.
+#[derive(Debug)]
+pub struct RingOutlets {
+    pub reader: BatchOutlet,
+    pub stage: BatchOutlet,
+}
+
+/// Starts the ring stage of one stream and returns the reader's way in. The
+/// stage ends when the reader has closed its side and everything held has
+/// left, or when `stop` is set (the drain timeout): then what is left is
+/// dropped and counted. The handle returns what it dropped.
 pub fn start(
     config: RingConfig,
-    inlet: BatchInlet,
-    outlet: BatchOutlet,
+    outlets: RingOutlets,
     bucket: SharedBucket,
     encoder: Encoder,
+    batch_capacity: usize,
     stop: Arc<AtomicBool>,
-) -> std::io::Result<JoinHandle<Counts>> {
-    thread::Builder::new()
+) -> std::io::Result<(RingBypass, JoinHandle<Counts>)> {
+    let (to_ring, inlet) = batch_channel(encoder.stream(), batch_capacity, INLET_BATCHES);
+    let lane = Arc::new(Lane::default());
+    let bypass = RingBypass {
+        direct: outlets.reader,
+        ring: to_ring,
+        bucket: bucket.clone(),
+        lane: Arc::clone(&lane),
+    };
+    let outlet = outlets.stage;
+    let handle = thread::Builder::new()
         .name(format!("weir-ring-{}", encoder.stream().as_str()))
         .spawn(move || {
             let out = outlet.first();
@@ -91,9 +173,12 @@ pub fn start(
                 dropped: Counts::default(),
                 unreported_drops: 0,
                 now: Timestamp::now(),
+                lane,
+                counted_holding: false,
             }
             .run(&inlet, &stop)
-        })
+        })?;
+    Ok((bypass, handle))
 }
 
 impl RingStage {
@@ -108,6 +193,9 @@ impl RingStage {
                     Ok(batch) => {
                         let emptied = self.accept(batch);
                         inlet.give_back(emptied);
+                        // Count what is held before the batch stops counting.
+                        self.count_holding();
+                        self.lane.busy.fetch_sub(1, Ordering::SeqCst);
                     }
                     Err(disconnected) => closed = disconnected,
                 }
@@ -136,6 +224,7 @@ impl RingStage {
                     self.send_out();
                 }
             }
+            self.count_holding();
             if closed && self.held.is_empty() {
                 break;
             }
@@ -145,6 +234,24 @@ impl RingStage {
         }
         self.outlet.close(self.out);
         self.dropped
+    }
+
+    /// Keeps `lane` counting one for this stage exactly while it holds
+    /// anything the reader's next batch must not overtake: lines, the rest
+    /// of an evicted line, an unwritten marker or an unsent batch.
+    fn count_holding(&mut self) {
+        let holding = !self.held.is_empty()
+            || self.dropping_line
+            || self.run.is_some()
+            || !self.out.is_empty();
+        if holding != self.counted_holding {
+            if holding {
+                self.lane.busy.fetch_add(1, Ordering::SeqCst);
+            } else {
+                self.lane.busy.fetch_sub(1, Ordering::SeqCst);
+            }
+            self.counted_holding = holding;
+        }
     }
 
     /// Keeps the records of `batch`, evicting the oldest lines to stay within

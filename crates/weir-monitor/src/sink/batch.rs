@@ -21,6 +21,9 @@ pub struct RecordSpan {
 #[derive(Debug)]
 pub struct Batch {
     pub stream: Stream,
+    /// The outlet the batch was last sent through, so the file writer
+    /// returns it there.
+    pub(crate) origin: usize,
     pub bytes: Vec<u8>,
     pub spans: Vec<RecordSpan>,
     total: Counts,
@@ -30,6 +33,7 @@ impl Batch {
     pub fn new(stream: Stream, capacity: usize) -> Batch {
         Batch {
             stream,
+            origin: 0,
             bytes: Vec::with_capacity(capacity),
             spans: Vec::with_capacity(capacity / 64),
             total: Counts::default(),

@@ -1,8 +1,8 @@
 //! The file-writer thread: readers hand it full batches and get empty ones
 //! back, so framing the next read overlaps with writing the previous one.
 //!
-//! Each stream owns a fixed number of batches that circulate between its
-//! reader and this thread; a reader that finds none free waits for one, which
+//! Each outlet owns a fixed number of batches that circulate between its
+//! sender and this thread; a sender that finds none free waits for one, which
 //! bounds memory and passes a slow disk's back-pressure on to the reader
 //! exactly as an inline write would. Disk *errors* never block: the sink
 //! counts and drops.
@@ -12,24 +12,27 @@ use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
 use std::thread::{self, JoinHandle};
 
 use super::{Batch, LogSink, SinkReport};
-use crate::stats::{PerStream, Stream};
+use crate::stats::Stream;
 
-/// Batches per stream: one being filled, one being written, two queued.
-const BATCHES_PER_STREAM: usize = 4;
+/// Batches per outlet: one being filled, one being written, two queued.
+const BATCHES_PER_OUTLET: usize = 4;
 
-/// Where a reader sends its batches.
+/// Where a reader (or a stage after it) sends its batches.
 #[derive(Debug)]
 pub struct BatchOutlet {
     full: SyncSender<Batch>,
     empty: Receiver<Batch>,
     /// Batches circulating through this outlet.
     count: usize,
+    /// This outlet's index at the receiving end, where empties go back.
+    origin: usize,
 }
 
 impl BatchOutlet {
     /// Hands over a full batch and returns an empty one in its place,
-    /// waiting for one if all of this stream's batches are in flight.
-    pub fn exchange(&self, full: Batch) -> Batch {
+    /// waiting for one if all of this outlet's batches are in flight.
+    pub fn exchange(&self, mut full: Batch) -> Batch {
+        full.origin = self.origin;
         self.full
             .send(full)
             .expect("the file-writer thread outlives the readers");
@@ -45,12 +48,28 @@ impl BatchOutlet {
             .expect("the file-writer thread outlives the readers")
     }
 
-    /// Hands over the last batch and waits until everything this stream sent
-    /// has been written.
-    pub fn close(self, last: Batch) {
-        self.full
-            .send(last)
-            .expect("the file-writer thread outlives the readers");
+    /// Hands over the last batch, the one taken with [`BatchOutlet::first`]
+    /// or returned by the last exchange, and waits until everything sent
+    /// through this outlet has been taken in.
+    pub fn close(self, mut last: Batch) {
+        // Of this outlet's batches, the sender holds one.
+        let mut owed = self.count - 1;
+        if !last.is_empty() {
+            last.origin = self.origin;
+            self.full
+                .send(last)
+                .expect("the file-writer thread outlives the readers");
+            owed += 1;
+        }
+        for _ in 0..owed {
+            let _ = self.empty.recv();
+        }
+    }
+
+    /// Closes an outlet whose sender holds none of its batches (it never
+    /// took one with [`BatchOutlet::first`]), once everything sent through
+    /// it has been taken in.
+    pub fn close_holding_none(self) {
         for _ in 0..self.count {
             let _ = self.empty.recv();
         }
@@ -98,6 +117,7 @@ pub fn batch_channel(
             full: full_tx,
             empty: empty_rx,
             count,
+            origin: 0,
         },
         BatchInlet {
             full: full_rx,
@@ -113,27 +133,32 @@ pub struct SinkWriter {
 }
 
 impl SinkWriter {
-    /// Moves `sink` onto its own thread and returns an outlet per stream.
+    /// Moves `sink` onto its own thread and returns an outlet for each
+    /// entry of `outlets`, which names the stream it carries. A stream may
+    /// have more than one: all of them feed one queue, so what is sent
+    /// through them is written in the order it was sent.
     pub fn start(
         sink: LogSink,
-        streams: &[Stream],
+        outlets: &[Stream],
         batch_capacity: usize,
     ) -> io::Result<(SinkWriter, Vec<BatchOutlet>)> {
-        let (full_tx, full_rx) = sync_channel::<Batch>(BATCHES_PER_STREAM * streams.len());
-        let mut returns: PerStream<Option<Sender<Batch>>> = PerStream::default();
-        let mut outlets = Vec::new();
-        for &stream in streams {
+        let (full_tx, full_rx) = sync_channel::<Batch>(BATCHES_PER_OUTLET * outlets.len());
+        let mut returns = Vec::new();
+        let mut created = Vec::new();
+        for (origin, &stream) in outlets.iter().enumerate() {
             let (empty_tx, empty_rx) = channel();
-            for _ in 0..BATCHES_PER_STREAM {
+            for _ in 0..BATCHES_PER_OUTLET {
                 let _ = empty_tx.send(Batch::new(stream, batch_capacity));
             }
-            *returns.get_mut(stream) = Some(empty_tx);
-            outlets.push(BatchOutlet {
+            returns.push(empty_tx);
+            created.push(BatchOutlet {
                 full: full_tx.clone(),
                 empty: empty_rx,
-                count: BATCHES_PER_STREAM,
+                count: BATCHES_PER_OUTLET,
+                origin,
             });
         }
+        let outlets = created;
         drop(full_tx);
         let thread = thread::Builder::new()
             .name("weir-writer".into())
@@ -152,13 +177,13 @@ impl SinkWriter {
 fn write_until_closed(
     mut sink: LogSink,
     full: Receiver<Batch>,
-    returns: PerStream<Option<Sender<Batch>>>,
+    returns: Vec<Sender<Batch>>,
 ) -> SinkReport {
     for mut batch in full {
         sink.write_batch(&batch);
         batch.clear();
-        if let Some(back) = returns.get(batch.stream) {
-            // The reader may be gone already after its last batch.
+        if let Some(back) = returns.get(batch.origin) {
+            // The sender may be gone already after its last batch.
             let _ = back.send(batch);
         }
     }

@@ -215,6 +215,62 @@ fn ring_policy_never_holds_the_writer_and_keeps_the_newest_output() {
     );
 }
 
+/// Writes `bursts` bursts of `per_burst` numbered 100-byte lines in 64 KiB
+/// writes, pausing `pause` seconds after each.
+const BURSTY_WRITER: &str = r#"
+import os, sys, time
+bursts, per_burst, pause = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+i = 0
+for _ in range(bursts):
+    buf = bytearray()
+    for _ in range(per_burst):
+        buf += b"seq %09d " % i + b"z" * 85 + b"\n"
+        i += 1
+        if len(buf) >= 65536:
+            os.write(1, buf); buf = bytearray()
+    os.write(1, buf)
+    time.sleep(pause)
+"#;
+
+#[test]
+fn ring_passes_and_holds_in_turn_keeping_every_line_in_order() {
+    // Each burst of 300 KB starts within the budget's 100 KiB burst and so
+    // goes straight to the file; the rest waits in the ring and drains in the
+    // pause, after which the next burst goes straight through again.
+    let dir = Scratch::new("gate-ring-bursts");
+    let log = dir.join("app.log");
+    let (bursts, per_burst) = (4, 3000);
+    let mut command = python(BURSTY_WRITER);
+    command.extend([bursts.to_string(), per_burst.to_string(), "0.4".into()]);
+    let result = run_weir(
+        &[
+            "--log-path",
+            log.to_str().unwrap(),
+            "--rate",
+            "1MiB/s",
+            "--policy",
+            "ring",
+            "--ring-size",
+            "4MiB",
+        ],
+        &strs(&command),
+    );
+    assert_eq!(result.code, Some(0), "{}", result.stderr);
+    result.assert_balanced();
+    assert_eq!(
+        result.count("stdout", &["dropped", "ring_overflow", "lines"]),
+        0,
+        "the ring is large enough for a burst: {}",
+        result.summary
+    );
+    let kept = check_kept_lines_and_markers(&log, "", (0, 0));
+    assert_eq!(
+        kept,
+        (0..bursts * per_burst).collect::<Vec<_>>(),
+        "every line, in order"
+    );
+}
+
 #[test]
 fn a_writer_within_its_budget_loses_nothing_under_drop() {
     let dir = Scratch::new("gate-within");
