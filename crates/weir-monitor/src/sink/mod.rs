@@ -38,6 +38,8 @@ const ROTATION_RETRY_INTERVAL: Duration = Duration::from_secs(1);
 struct LiveFile {
     file: File,
     size: u64,
+    /// Not a device or a FIFO: only a regular file may be rotated.
+    is_regular: bool,
     counts: PerStream<Counts>,
 }
 
@@ -80,12 +82,20 @@ impl LogSink {
     pub fn open(
         path: &Path,
         format: LogFormat,
-        rotation: RotationConfig,
+        mut rotation: RotationConfig,
     ) -> Result<LogSink, OpenError> {
         let live = open_live_file(path).map_err(|source| OpenError {
             path: path.to_path_buf(),
             source,
         })?;
+        if rotation.max_size.is_some() && !live.is_regular {
+            // Renaming `/dev/null` or a FIFO away would break it for others.
+            eprintln!(
+                "weir: {} is not a regular file; it is written as it is and never rotated",
+                path.display()
+            );
+            rotation.max_size = None;
+        }
         Ok(LogSink {
             path: path.to_path_buf(),
             format,
@@ -356,10 +366,11 @@ fn open_live_file(path: &Path) -> io::Result<LiveFile> {
         .mode(0o640)
         .custom_flags(libc::O_CLOEXEC)
         .open(path)?;
-    let size = file.metadata()?.len();
+    let meta = file.metadata()?;
     Ok(LiveFile {
         file,
-        size,
+        size: meta.len(),
+        is_regular: meta.is_file(),
         counts: PerStream::default(),
     })
 }

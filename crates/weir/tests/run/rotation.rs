@@ -126,3 +126,62 @@ fn rotation_under_load_keeps_a_contiguous_tail_and_reports_deletions() {
 fn compressed_rotation_keeps_a_contiguous_tail_and_reports_deletions() {
     check_rotation(true);
 }
+
+#[test]
+fn a_log_path_that_is_not_a_regular_file_is_never_rotated() {
+    use std::io::Read;
+    use std::os::unix::fs::FileTypeExt;
+    let dir = Scratch::new("rotate-fifo");
+    let fifo = dir.join("ctr.log");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("running mkfifo");
+    assert!(made.success());
+    // The other end of the FIFO: everything weir writes into it.
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            std::fs::File::open(&fifo)
+                .and_then(|mut f| f.read_to_end(&mut bytes))
+                .expect("reading the FIFO");
+            bytes
+        })
+    };
+    let lines = 20_000;
+    let result = run_weir(
+        &[
+            "--log-path",
+            fifo.to_str().unwrap(),
+            "--log-max-size",
+            "4KiB",
+        ],
+        &strs(&python_lines(lines)),
+    );
+    assert_eq!(result.code, Some(0), "{}", result.stderr);
+    result.assert_balanced();
+    assert!(
+        result.stderr.contains("is not a regular file"),
+        "{}",
+        result.stderr
+    );
+    let meta = std::fs::symlink_metadata(&fifo).expect("the FIFO is still there");
+    assert!(meta.file_type().is_fifo(), "the FIFO was not renamed away");
+    assert!(!numbered_path(&fifo, 1).exists(), "nothing was rotated");
+    let received = reader.join().expect("the FIFO reader");
+    let records = received.split(|&b| b == b'\n').filter(|l| !l.is_empty());
+    assert_eq!(records.count(), lines, "every line went into the FIFO");
+}
+
+fn python_lines(count: usize) -> Vec<String> {
+    let mut command = python(NUMBERED_WRITER);
+    command.push(count.to_string());
+    command
+}
+
+fn numbered_path(live: &std::path::Path, n: usize) -> PathBuf {
+    let mut name = live.as_os_str().to_owned();
+    name.push(format!(".{n}"));
+    PathBuf::from(name)
+}
