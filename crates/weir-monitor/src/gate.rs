@@ -170,6 +170,9 @@ pub enum Admission {
 /// What one frame of records took from and owes to the bucket.
 #[derive(Debug, Default)]
 struct Frame {
+    /// The credit covers every byte of the frame and nothing awaits a
+    /// marker: every record passes, unjudged.
+    passes: bool,
     taken: u64,
     debt: u64,
     dropped: u64,
@@ -234,7 +237,14 @@ impl StreamGate {
         let taken = (available.max(0.0).floor() as u64).min(frame_bytes as u64);
         metered.bucket.charge(taken, now);
         drop(metered);
+        // The records of a frame carry at most its bytes, so the credit pays
+        // for all of them, unless a line already being dropped goes on.
+        let passes = taken == frame_bytes as u64
+            && self.run.is_none()
+            && !self.refusing
+            && (!self.in_line || self.line_admission == Admission::Pass);
         self.frame = Frame {
+            passes,
             taken,
             full_bucket: available >= burst as f64,
             burst,
@@ -266,6 +276,25 @@ impl StreamGate {
     #[inline]
     pub fn judges_lines(&self) -> bool {
         self.policy == Policy::Drop
+    }
+
+    /// Under `drop`: the frame begun passes whole, so its records need not
+    /// be admitted one by one; the caller settles them with
+    /// [`StreamGate::pass_whole_frame`] instead. While the budget is not hit
+    /// this is every frame, and the gate costs nothing per line.
+    pub fn frame_passes(&self) -> bool {
+        self.frame.passes
+    }
+
+    /// Settles the records of a frame that passed whole: `bytes` of
+    /// application output, the last line still `open`.
+    pub fn pass_whole_frame(&mut self, bytes: u64, open: bool) {
+        debug_assert!(self.frame.passes && bytes <= self.credit);
+        self.credit = self.credit.saturating_sub(bytes);
+        if bytes > 0 {
+            self.in_line = open;
+            self.line_admission = Admission::Pass;
+        }
     }
 
     pub fn policy(&self) -> Policy {
@@ -373,10 +402,11 @@ impl StreamGate {
     /// per line that slips through.
     pub fn due_marker(&mut self, admission: Admission, time: Timestamp) -> Option<String> {
         // A marker goes only between lines, never inside one.
+        let run = self.run.as_ref()?;
         if !self.at_line_start {
             return None;
         }
-        let interval_over = self.run.as_ref()?.overdue(time, self.marker_interval);
+        let interval_over = run.overdue(time, self.marker_interval);
         // Within a frame: the credit left says how much budget is saved up.
         let recovered = admission == Admission::Pass
             && self.frame.burst > 0
@@ -516,5 +546,44 @@ mod tests {
         );
         assert!(gate.due_marker(Admission::Pass, t).is_some());
         gate.end_frame();
+    }
+
+    #[test]
+    fn a_line_begun_in_a_frame_that_passed_whole_is_finished_over_budget() {
+        let config = GateConfig {
+            budget: Budget::new(1.0, Some(100)),
+            streams: None,
+            node: None,
+            policy: Policy::Drop,
+            marker_interval: Duration::from_secs(3600),
+        };
+        let mut gate = StreamGate::new(&config, SharedBucket::new(config.budget, "container"));
+        let t = Timestamp { secs: 0, nanos: 0 };
+        // 60 bytes read, all covered: the frame passes unjudged and its last
+        // line is left open.
+        gate.begin_frame(60);
+        assert!(gate.frame_passes());
+        gate.pass_whole_frame(60, true);
+        gate.end_frame();
+        // 50 more: 40 tokens are left, so the frame does not pass whole, but
+        // the open line's rest follows its start in.
+        gate.begin_frame(50);
+        assert!(!gate.frame_passes());
+        assert_eq!(
+            gate.admit(&record(Tag::Full, &[b'z'; 44], true), t),
+            Admission::Pass,
+            "the rest of a line that passed is not dropped"
+        );
+        assert_eq!(
+            gate.admit(&record(Tag::Full, b"new", true), t),
+            Admission::Drop,
+            "a new line waits for budget"
+        );
+        gate.end_frame();
+        // A run of drops is pending: no frame passes unjudged until it is marked.
+        gate.begin_frame(1);
+        assert!(!gate.frame_passes());
+        gate.end_frame();
+        assert_eq!(gate.dropped().rate_limit.lines, 1);
     }
 }

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::format::{Encoder, Timestamp};
-use crate::framing::{Framer, Record};
+use crate::framing::{Framer, Record, Tag};
 use crate::gate::{Admission, StreamGate};
 use crate::ring::RingBypass;
 use crate::sink::{Batch, BatchOutlet};
@@ -349,9 +349,19 @@ impl StreamReader {
     fn frame(&mut self, buf: &mut [u8], filled: usize) -> usize {
         let out = &mut self.out;
         out.begin_frame(Timestamp::now(), filled);
-        let used = self
-            .framer
-            .frame(&buf[..filled], |record| out.push(&record));
+        let used = if out.frame_passes() {
+            let before = out.read.bytes;
+            let mut open = false;
+            let used = self.framer.frame(&buf[..filled], |record| {
+                open = record.tag == Tag::Partial;
+                out.push_unjudged(&record);
+            });
+            out.pass_whole_frame(out.read.bytes - before, open);
+            used
+        } else {
+            self.framer
+                .frame(&buf[..filled], |record| out.push(&record))
+        };
         out.end_frame();
         buf.copy_within(used..filled, 0);
         filled - used
@@ -438,9 +448,23 @@ impl RecordOut {
         }
     }
 
+    /// Whether the frame begun passes the gate whole (or there is no gate
+    /// judging lines): its records may go in with [`RecordOut::push_unjudged`].
+    fn frame_passes(&self) -> bool {
+        self.gate
+            .as_ref()
+            .is_none_or(|gate| !gate.judges_lines() || gate.frame_passes())
+    }
+
+    /// Settles a frame whose records went in unjudged.
+    fn pass_whole_frame(&mut self, bytes: u64, open: bool) {
+        if let Some(gate) = self.gate.as_mut().filter(|gate| gate.judges_lines()) {
+            gate.pass_whole_frame(bytes, open);
+        }
+    }
+
     #[inline]
     fn push(&mut self, record: &Record<'_>) {
-        self.read.add(u64::from(record.app_bytes), record.lines());
         // Under `block` the read was paid for; only `drop` judges lines.
         if let Some(gate) = self.gate.as_mut().filter(|gate| gate.judges_lines()) {
             let admission = gate.admit(record, self.time);
@@ -448,9 +472,17 @@ impl RecordOut {
                 self.write_marker(&marker);
             }
             if admission == Admission::Drop {
+                self.read.add(u64::from(record.app_bytes), record.lines());
                 return;
             }
         }
+        self.push_unjudged(record);
+    }
+
+    /// Encodes a record the gate let through, or did not need to judge.
+    #[inline]
+    fn push_unjudged(&mut self, record: &Record<'_>) {
+        self.read.add(u64::from(record.app_bytes), record.lines());
         self.encoder.encode(record, &mut self.batch.bytes);
         self.batch.push_encoded(record);
         if self.batch.bytes.len() >= BATCH_LIMIT {

@@ -319,6 +319,8 @@ pub struct Overhead {
     pub lines: u64,
     pub line_len: u64,
     pub runs: u32,
+    /// Where the log went: `/dev/null` or `a file`.
+    pub log: String,
     pub variants: Vec<OverheadVariant>,
 }
 
@@ -329,6 +331,7 @@ impl Overhead {
         lines: u64,
         line_len: u64,
         runs: u32,
+        log: String,
         variants: Vec<(String, Vec<String>, Vec<RunFigures>)>,
     ) -> Overhead {
         let mut out: Vec<OverheadVariant> = variants
@@ -360,6 +363,7 @@ impl Overhead {
             lines,
             line_len,
             runs,
+            log,
             variants: out,
         }
     }
@@ -827,8 +831,9 @@ impl GateReport {
         let _ = writeln!(
             out,
             "\nOverhead: {} lines of {} B in 64 KiB writes (capture workload 1), {} runs per \
-             variant, taking turns; weir's own CPU from its --summary (getrusage)\n",
-            o.lines, o.line_len, o.runs
+             variant, taking turns; the log to {}; weir's own CPU from its --summary \
+             (getrusage)\n",
+            o.lines, o.line_len, o.runs, o.log
         );
         let _ = writeln!(
             out,
