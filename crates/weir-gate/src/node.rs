@@ -6,7 +6,9 @@
 //! stores, so a monitor killed at any instant leaves at worst a stale slot:
 //! its heartbeat stops, the others stop counting it within
 //! [`ACTIVE_WINDOW`], and the next monitor that needs a slot reclaims it once
-//! the owner pid is gone. Every monitor reads all slots and computes the
+//! the owner is gone. The owner word holds the process's start time beside
+//! its pid, so a slot whose pid the kernel has since given to another
+//! process is reclaimed too, and claiming stays one compare-and-swap. Every monitor reads all slots and computes the
 //! node's fair shares for itself (see [`crate::fair`]).
 
 use std::fs::{self, OpenOptions};
@@ -31,6 +33,7 @@ const NAME_BYTES: usize = 48;
 /// One container's entry. All fields are atomics in the shared mapping.
 #[repr(C)]
 struct RawSlot {
+    /// See [`owner_word`]; zero when free.
     owner: AtomicU64,
     heartbeat_ns: AtomicU64,
     weight: AtomicU64,
@@ -108,6 +111,41 @@ fn pid_alive(pid: u32) -> bool {
     // SAFETY: signal 0 only checks that the process exists.
     let rc = unsafe { libc::kill(pid as libc::pid_t, 0) };
     rc == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+}
+
+/// A slot's owner: the pid in the low 32 bits (what older monitors read),
+/// the low 32 bits of the process's start time (clock ticks after boot)
+/// above it, zero when that cannot be read.
+fn owner_word(pid: u32) -> u64 {
+    let started = start_ticks(pid).map_or(0, |ticks| ticks as u32);
+    u64::from(pid) | u64::from(started) << 32
+}
+
+fn owner_pid(owner: u64) -> u32 {
+    owner as u32
+}
+
+/// Whether the process an owner word names still runs: its pid exists and,
+/// where the word holds a start time, started then (the pid was not reused).
+fn owner_alive(owner: u64) -> bool {
+    let pid = owner_pid(owner);
+    if !pid_alive(pid) {
+        return false;
+    }
+    let recorded = (owner >> 32) as u32;
+    recorded == 0 || start_ticks(pid).is_none_or(|ticks| ticks as u32 == recorded)
+}
+
+/// Field 22 of `/proc/PID/stat`: when the process started.
+fn start_ticks(pid: u32) -> Option<u64> {
+    parse_start_ticks(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+fn parse_start_ticks(stat: &str) -> Option<u64> {
+    // The command name (field 2) may hold spaces and parentheses: the
+    // fields after it start past the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_ascii_whitespace().nth(19)?.parse().ok()
 }
 
 impl NodeState {
@@ -201,13 +239,14 @@ impl NodeState {
         weight: u32,
         policy: u64,
     ) -> io::Result<SlotHandle<'_>> {
+        let me = owner_word(pid);
         for (index, slot) in self.raw().slot.iter().enumerate() {
             let owner = slot.owner.load(Ordering::Acquire);
-            let free = owner == 0 || !pid_alive(owner as u32);
+            let free = owner == 0 || !owner_alive(owner);
             if free
                 && slot
                     .owner
-                    .compare_exchange(owner, u64::from(pid), Ordering::AcqRel, Ordering::Acquire)
+                    .compare_exchange(owner, me, Ordering::AcqRel, Ordering::Acquire)
                     .is_ok()
             {
                 slot.heartbeat_ns.store(monotonic_ns(), Ordering::Release);
@@ -234,7 +273,7 @@ impl NodeState {
                 return Ok(SlotHandle {
                     state: self,
                     index,
-                    pid,
+                    owner: me,
                 });
             }
         }
@@ -250,13 +289,14 @@ impl NodeState {
         let window = ACTIVE_WINDOW.as_nanos() as u64;
         let mut views = Vec::new();
         for (index, slot) in self.raw().slot.iter().enumerate() {
-            let pid = slot.owner.load(Ordering::Acquire);
-            if pid == 0 {
+            let owner = slot.owner.load(Ordering::Acquire);
+            if owner == 0 {
                 continue;
             }
+            let pid = owner_pid(owner);
             let heartbeat = slot.heartbeat_ns.load(Ordering::Acquire);
             let age = now.saturating_sub(heartbeat);
-            if age > window || !pid_alive(pid as u32) {
+            if age > window || !pid_alive(pid) {
                 continue;
             }
             let name_bytes: Vec<u8> = slot
@@ -271,7 +311,7 @@ impl NodeState {
             let demand = slot.demand.load(Ordering::Acquire);
             views.push(SlotView {
                 index,
-                pid: pid as u32,
+                pid,
                 name: String::from_utf8_lossy(&name_bytes[..name_len]).into_owned(),
                 weight: slot.weight.load(Ordering::Acquire).max(1) as u32,
                 demand: (demand != u64::MAX).then_some(demand),
@@ -298,7 +338,7 @@ impl Drop for NodeState {
 pub struct SlotHandle<'a> {
     state: &'a NodeState,
     index: usize,
-    pid: u32,
+    owner: u64,
 }
 
 /// What a monitor publishes about itself each period.
@@ -337,12 +377,10 @@ impl SlotHandle<'_> {
 
 impl Drop for SlotHandle<'_> {
     fn drop(&mut self) {
-        let _ = self.slot().owner.compare_exchange(
-            u64::from(self.pid),
-            0,
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        );
+        let _ =
+            self.slot()
+                .owner
+                .compare_exchange(self.owner, 0, Ordering::AcqRel, Ordering::Acquire);
     }
 }
 
@@ -405,6 +443,40 @@ mod tests {
         let mine = state.claim(std::process::id(), "alive", 1, 0).unwrap();
         assert_eq!(mine.index(), 0, "the abandoned slot is reused");
         let _ = fs::remove_file(&path);
+    }
+
+    #[test]
+    fn a_slot_whose_pid_went_to_another_process_is_reclaimed() {
+        let path = temp_state("reused");
+        let state = NodeState::open(&path).unwrap();
+        let me = std::process::id();
+        let mine = owner_word(me);
+        assert_ne!(mine >> 32, 0, "this process's start time is known");
+        // A monitor that died, its pid now ours: same pid, another start.
+        let ghost = mine ^ (1 << 32);
+        state.raw().slot[0].owner.store(ghost, Ordering::Release);
+        assert!(!owner_alive(ghost));
+        assert!(owner_alive(mine));
+        let slot = state.claim(me, "alive", 1, 0).unwrap();
+        assert_eq!(
+            slot.index(),
+            0,
+            "the slot with the reused pid is taken over"
+        );
+        // A live owner's slot is not.
+        let other = state.claim(me, "second", 1, 0).unwrap();
+        assert_eq!(other.index(), 1);
+        let _ = fs::remove_file(&path);
+    }
+
+    #[test]
+    fn reads_the_start_time_past_a_command_name_with_spaces() {
+        let stat = "4242 (my (odd) name) S 1 4242 4242 0 -1 4194560 100 0 0 0 \
+                    3 1 0 0 20 0 1 0 987654 1000000 100";
+        assert_eq!(parse_start_ticks(stat), Some(987654));
+        assert_eq!(parse_start_ticks("4242 (cut short) S 1"), None);
+        assert!(start_ticks(std::process::id()).is_some());
+        assert_eq!(start_ticks(u32::MAX), None);
     }
 
     #[test]

@@ -105,7 +105,7 @@ pub struct GateArgs {
     #[arg(long, default_value_t = 2_000_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
     overhead_lines: u64,
     /// Measured runs per variant of the overhead case (after one warm-up round).
-    #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u32).range(1..=1000))]
     overhead_runs: u32,
     /// Policies run under a budget that is never hit in the overhead case.
     #[arg(long, value_delimiter = ',', default_value = "block,drop,ring", value_parser = ["block", "drop", "ring"])]
