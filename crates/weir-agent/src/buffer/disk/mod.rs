@@ -1,0 +1,943 @@
+//! The disk buffer: a segmented write-ahead log of the records waiting for
+//! one sink.
+//!
+//! Records are appended to the newest segment with one `write(2)` per batch,
+//! each framed with its length and a CRC-32C; they are numbered by sequence
+//! and read back in order. The sink acknowledges ranges of them; the mark
+//! below which every record is acknowledged is kept in the `ack` file, and a
+//! segment is deleted once the mark has passed its last record.
+//!
+//! Durability, stated plainly:
+//! - A record [`DiskBuffer::append`] has returned for is in the kernel: it
+//!   survives `kill -9` of the agent whatever the fsync policy.
+//! - It survives a power cut once synced: at once with [`Fsync::Always`],
+//!   within the interval with [`Fsync::Every`], when the kernel gets to it
+//!   with [`Fsync::Never`].
+//! - After a restart everything past the mark is delivered again: at most
+//!   the batches that were in flight are delivered twice.
+//!
+//! On open every segment is checked; a torn or damaged tail is cut off and a
+//! segment whose header is damaged is set aside (`NAME.damaged`), both
+//! counted in [`BufferStats::cut`] and listed in [`Recovery`]; the rest is
+//! delivered. Nothing makes opening fail but I/O errors and another process
+//! holding the buffer.
+
+mod ack;
+pub mod frame;
+mod segment;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::ops::Range;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use self::ack::AckFile;
+use self::frame::Next;
+use self::segment::Damage;
+
+/// When appended records and the acknowledgement mark are forced to disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fsync {
+    /// After every append and every acknowledgement.
+    Always,
+    /// At most this long after a write (checked on each append and ack, and
+    /// by [`DiskBuffer::sync_if_due`], which the owner calls on a timer).
+    Every(Duration),
+    /// Never: the kernel writes back in its own time.
+    Never,
+}
+
+/// What an append does when the buffer is at its size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WhenFull {
+    /// Wait for the sink to acknowledge enough.
+    Block,
+    /// Refuse the records being appended (counted).
+    DropNewest,
+    /// Delete the oldest segments (their records counted) to make room.
+    DropOldest,
+}
+
+#[derive(Debug, Clone)]
+pub struct DiskConfig {
+    /// Bytes on disk the segments may take, all together.
+    pub max_bytes: u64,
+    /// A segment is closed and a new one started past this size.
+    pub segment_bytes: u64,
+    /// Largest payload of one record.
+    pub max_record: u32,
+    pub fsync: Fsync,
+    pub when_full: WhenFull,
+}
+
+impl Default for DiskConfig {
+    fn default() -> Self {
+        DiskConfig {
+            max_bytes: 1 << 30,
+            segment_bytes: 32 << 20,
+            max_record: 16 << 20,
+            fsync: Fsync::Every(Duration::from_millis(100)),
+            when_full: WhenFull::Block,
+        }
+    }
+}
+
+/// Records and their payload bytes.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    pub records: u64,
+    pub bytes: u64,
+}
+
+impl Counts {
+    fn add(&mut self, records: u64, bytes: u64) {
+        self.records += records;
+        self.bytes += bytes;
+    }
+
+    fn sub(&mut self, records: u64, bytes: u64) {
+        self.records -= records;
+        self.bytes -= bytes;
+    }
+}
+
+/// The buffer's account since it was opened. It balances:
+/// `recovered + appended = acked + dropped_oldest + cut_read + held`, where
+/// `held` is what waits on disk; `dropped_newest` were never appended.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct BufferStats {
+    /// Unacknowledged records found on disk at open.
+    pub recovered: Counts,
+    pub appended: Counts,
+    pub acked: Counts,
+    pub held: Counts,
+    pub dropped_newest: Counts,
+    pub dropped_oldest: Counts,
+    /// Damaged records found by a read after open (bytes only: a damaged
+    /// record's own length cannot be trusted; the records skipped are known
+    /// from the sequence numbers).
+    pub cut_read: Counts,
+    /// Bytes cut at open, and the records that were lost with them where the
+    /// numbering shows it.
+    pub cut_at_open: Counts,
+}
+
+/// Damage found and cut at open.
+#[derive(Debug, Clone, Serialize)]
+pub struct Cut {
+    pub path: PathBuf,
+    pub offset: u64,
+    pub bytes: u64,
+    pub reason: String,
+}
+
+/// What opening the buffer found.
+#[derive(Debug, Clone, Serialize)]
+pub struct Recovery {
+    pub segments: usize,
+    /// Records to deliver (past the acknowledgement mark).
+    pub pending: Counts,
+    pub cuts: Vec<Cut>,
+    /// The acknowledgement mark was missing or unreadable: everything on
+    /// disk is delivered again.
+    pub mark_lost: bool,
+}
+
+/// A record read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub seq: u64,
+    pub payload: Vec<u8>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BufferError {
+    #[error("the disk buffer at {dir} is in use by another process")]
+    InUse { dir: PathBuf },
+    #[error("a record of {len} bytes is over the buffer's limit of {max} bytes")]
+    TooLarge { len: usize, max: u32 },
+    #[error("the disk buffer is closed")]
+    Closed,
+    #[error("disk buffer {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// What an append did with the records it was given.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub accepted: u64,
+    /// Refused for room (`drop_newest`, or `drop_oldest` when deleting old
+    /// segments cannot make room).
+    pub refused: u64,
+}
+
+#[derive(Debug)]
+struct SegmentMeta {
+    first_seq: u64,
+    /// One past the last record.
+    end_seq: u64,
+    /// Bytes in the file (header included) that hold whole records.
+    len: u64,
+    path: PathBuf,
+}
+
+#[derive(Debug)]
+struct State {
+    /// Oldest first; the last one is being appended to.
+    segments: VecDeque<SegmentMeta>,
+    writer: File,
+    next_seq: u64,
+    /// Every record below is acknowledged (or dropped).
+    mark: u64,
+    /// Acknowledged ranges above the mark, by start.
+    acked_above: BTreeMap<u64, u64>,
+    disk_bytes: u64,
+    ack_file: AckFile,
+    /// Written since the last sync.
+    dirty: bool,
+    last_sync: Instant,
+    stats: BufferStats,
+    closed: bool,
+}
+
+/// Bytes read from a segment at a time, at least.
+const CHUNK: usize = 256 << 10;
+
+/// The reader's place.
+#[derive(Debug)]
+struct Cursor {
+    /// The next record to read.
+    seq: u64,
+    /// The segment being read and the offset of record `seq` in it.
+    at: Option<(u64, u64)>,
+    chunk: Vec<u8>,
+}
+
+/// A durable buffer of records for one sink. One producer appends, one
+/// consumer reads and acknowledges; both may be on different threads.
+#[derive(Debug)]
+pub struct DiskBuffer {
+    dir: PathBuf,
+    config: DiskConfig,
+    state: Mutex<State>,
+    /// Signalled when records are appended, room is made, or on close.
+    changed: Condvar,
+    cursor: Mutex<Cursor>,
+    /// Holds the `flock` that keeps a second process out.
+    _lock: File,
+}
+
+impl DiskBuffer {
+    /// Opens (creating if needed) the buffer in `dir`, checking what is on
+    /// disk and cutting off what is damaged.
+    pub fn open(dir: &Path, mut config: DiskConfig) -> Result<(DiskBuffer, Recovery), BufferError> {
+        // Room is made a segment at a time: several must fit.
+        config.segment_bytes = config
+            .segment_bytes
+            .min(config.max_bytes / 4)
+            .max(segment::HEADER_LEN + 1);
+        let io_err = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| BufferError::Io { path, source }
+        };
+        fs::create_dir_all(dir).map_err(io_err(dir))?;
+        let lock_path = dir.join("lock");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io_err(&lock_path))?;
+        // SAFETY: flock on a descriptor we own.
+        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            return Err(BufferError::InUse {
+                dir: dir.to_path_buf(),
+            });
+        }
+        let ack_path = dir.join("ack");
+        let (ack_file, stored_mark) = AckFile::open(&ack_path).map_err(io_err(&ack_path))?;
+        let mut found: Vec<(u64, PathBuf)> = fs::read_dir(dir)
+            .map_err(io_err(dir))?
+            .filter_map(|entry| {
+                let entry = entry.ok()?;
+                let first = segment::parse_name(entry.file_name().to_str()?)?;
+                Some((first, entry.path()))
+            })
+            .collect();
+        found.sort();
+        let mark_lost = stored_mark.is_none() && !found.is_empty();
+        let mark_from = stored_mark.unwrap_or(0);
+        let mut stats = BufferStats::default();
+        let mut cuts = Vec::new();
+        let mut segments = VecDeque::new();
+        let mut disk_bytes = 0;
+        for (first_seq, path) in found {
+            let mut pending_bytes = 0;
+            let scan = segment::scan(&path, first_seq, config.max_record, |seq, len| {
+                if seq >= mark_from {
+                    pending_bytes += len as u64;
+                }
+            })
+            .map_err(io_err(&path))?;
+            match &scan.damage {
+                Some(Damage::Header) => {
+                    let aside = segment::set_aside(&path).map_err(io_err(&path))?;
+                    stats.cut_at_open.add(0, scan.file_len);
+                    cuts.push(Cut {
+                        path: aside,
+                        offset: 0,
+                        bytes: scan.file_len,
+                        reason: Damage::Header.to_string(),
+                    });
+                    continue;
+                }
+                Some(damage) => {
+                    segment::truncate(&path, scan.valid_len).map_err(io_err(&path))?;
+                    stats.cut_at_open.add(0, scan.file_len - scan.valid_len);
+                    cuts.push(Cut {
+                        path: path.clone(),
+                        offset: scan.valid_len,
+                        bytes: scan.file_len - scan.valid_len,
+                        reason: damage.to_string(),
+                    });
+                }
+                None => {}
+            }
+            let end_seq = first_seq + scan.records;
+            if end_seq <= mark_from {
+                // Every record in it was acknowledged before the restart.
+                let _ = fs::remove_file(&path);
+                continue;
+            }
+            let pending = end_seq - first_seq.max(mark_from);
+            stats.recovered.add(pending, pending_bytes);
+            disk_bytes += scan.valid_len;
+            segments.push_back(SegmentMeta {
+                first_seq,
+                end_seq,
+                len: scan.valid_len,
+                path,
+            });
+        }
+        // Records missing between segments went with the damage.
+        let mut previous_end = None;
+        for meta in &segments {
+            if let Some(end) = previous_end
+                && meta.first_seq > end
+            {
+                stats.cut_at_open.add(meta.first_seq - end, 0);
+            }
+            previous_end = Some(meta.end_seq);
+        }
+        let mark = segments
+            .front()
+            .map_or(mark_from, |first| first.first_seq.max(mark_from));
+        let next_seq = segments.back().map_or(mark, |last| last.end_seq);
+        stats.held = stats.recovered;
+        let (path, writer) = segment::create(dir, next_seq)
+            .or_else(|e| {
+                // A segment for `next_seq` exists only if it holds nothing
+                // (the last one was empty): start it again.
+                if e.kind() == io::ErrorKind::AlreadyExists {
+                    segments.retain(|s| s.first_seq != next_seq);
+                    fs::remove_file(dir.join(segment::file_name(next_seq)))?;
+                    segment::create(dir, next_seq)
+                } else {
+                    Err(e)
+                }
+            })
+            .map_err(io_err(dir))?;
+        disk_bytes += segment::HEADER_LEN;
+        segments.push_back(SegmentMeta {
+            first_seq: next_seq,
+            end_seq: next_seq,
+            len: segment::HEADER_LEN,
+            path,
+        });
+        let recovery = Recovery {
+            segments: segments.len(),
+            pending: stats.recovered,
+            cuts,
+            mark_lost,
+        };
+        let buffer = DiskBuffer {
+            dir: dir.to_path_buf(),
+            state: Mutex::new(State {
+                segments,
+                writer,
+                next_seq,
+                mark,
+                acked_above: BTreeMap::new(),
+                disk_bytes,
+                ack_file,
+                dirty: true,
+                last_sync: Instant::now(),
+                stats,
+                closed: false,
+            }),
+            changed: Condvar::new(),
+            cursor: Mutex::new(Cursor {
+                seq: mark,
+                at: None,
+                chunk: Vec::new(),
+            }),
+            config,
+            _lock: lock,
+        };
+        Ok((buffer, recovery))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn stats(&self) -> BufferStats {
+        self.lock_state().stats
+    }
+
+    /// Appends `payloads` in one write, as the policy for a full buffer
+    /// allows. Under [`WhenFull::Block`] it waits for room.
+    pub fn append(&self, payloads: &[&[u8]]) -> Result<Appended, BufferError> {
+        if let Some(big) = payloads
+            .iter()
+            .find(|p| p.len() > self.config.max_record as usize)
+        {
+            return Err(BufferError::TooLarge {
+                len: big.len(),
+                max: self.config.max_record,
+            });
+        }
+        let mut state = self.lock_state();
+        let mut outcome = Appended::default();
+        let mut rest = payloads;
+        while !rest.is_empty() {
+            if state.closed {
+                return Err(BufferError::Closed);
+            }
+            let room = self.config.max_bytes.saturating_sub(state.disk_bytes);
+            let fitting = count_fitting(rest, room);
+            if fitting == 0 {
+                // The newest segment, all acknowledged, is freed by moving on.
+                let active = state.segments.back().expect("an active segment");
+                if active.end_seq > active.first_seq && active.end_seq <= state.mark {
+                    self.roll(&mut state)?;
+                    let mark = state.mark;
+                    self.advance_mark(&mut state, mark);
+                    continue;
+                }
+                if state.segments.len() > 1 || active.end_seq > active.first_seq {
+                    match self.config.when_full {
+                        WhenFull::Block => {
+                            state = self.wait(state);
+                            continue;
+                        }
+                        WhenFull::DropOldest => {
+                            if self.drop_oldest_segment(&mut state) {
+                                continue;
+                            }
+                        }
+                        WhenFull::DropNewest => {}
+                    }
+                }
+                // No room can be made (or it is not to be made): refuse the
+                // next record. A record larger than the whole buffer ends here too.
+                state.stats.dropped_newest.add(1, rest[0].len() as u64);
+                outcome.refused += 1;
+                rest = &rest[1..];
+                continue;
+            }
+            let (now, later) = rest.split_at(fitting);
+            self.write_records(&mut state, now)?;
+            outcome.accepted += now.len() as u64;
+            rest = later;
+            // The reader may be waiting for these while this waits for room.
+            self.changed.notify_all();
+        }
+        drop(state);
+        self.changed.notify_all();
+        Ok(outcome)
+    }
+
+    /// Writes `payloads` (which fit the buffer) to the newest segments, one
+    /// write per segment, starting a new segment when one is full.
+    fn write_records(&self, state: &mut State, payloads: &[&[u8]]) -> Result<(), BufferError> {
+        let mut rest = payloads;
+        while !rest.is_empty() {
+            let active = state
+                .segments
+                .back()
+                .expect("there is always an active segment");
+            let room = self.config.segment_bytes.saturating_sub(active.len);
+            let mut fitting = count_fitting(rest, room);
+            if fitting == 0 {
+                if active.len > segment::HEADER_LEN {
+                    self.roll(state)?;
+                    continue;
+                }
+                // A record larger than a segment gets one of its own.
+                fitting = 1;
+            }
+            let (now, later) = rest.split_at(fitting);
+            self.write_to_active(state, now)?;
+            rest = later;
+        }
+        self.sync_per_policy(state)
+    }
+
+    fn write_to_active(&self, state: &mut State, payloads: &[&[u8]]) -> Result<(), BufferError> {
+        let mut frames = Vec::with_capacity(
+            payloads
+                .iter()
+                .map(|p| frame::framed_len(p.len()) as usize)
+                .sum(),
+        );
+        for payload in payloads {
+            frame::encode(payload, &mut frames);
+        }
+        let active = state.segments.back_mut().expect("an active segment");
+        if let Err(source) = state.writer.write_all(&frames) {
+            // What part of the write landed is not a whole record: cut it
+            // back so the next write starts on a boundary.
+            let _ = state.writer.set_len(active.len);
+            return Err(BufferError::Io {
+                path: active.path.clone(),
+                source,
+            });
+        }
+        let count = payloads.len() as u64;
+        let bytes: u64 = payloads.iter().map(|p| p.len() as u64).sum();
+        active.len += frames.len() as u64;
+        active.end_seq += count;
+        state.next_seq += count;
+        state.disk_bytes += frames.len() as u64;
+        state.stats.appended.add(count, bytes);
+        state.stats.held.add(count, bytes);
+        state.dirty = true;
+        Ok(())
+    }
+
+    /// Closes the newest segment and starts the next.
+    fn roll(&self, state: &mut State) -> Result<(), BufferError> {
+        if self.config.fsync != Fsync::Never {
+            self.sync_state(state)?;
+        }
+        let (path, file) =
+            segment::create(&self.dir, state.next_seq).map_err(|source| BufferError::Io {
+                path: self.dir.clone(),
+                source,
+            })?;
+        state.writer = file;
+        state.disk_bytes += segment::HEADER_LEN;
+        state.segments.push_back(SegmentMeta {
+            first_seq: state.next_seq,
+            end_seq: state.next_seq,
+            len: segment::HEADER_LEN,
+            path,
+        });
+        if self.config.fsync != Fsync::Never {
+            sync_dir(&self.dir);
+        }
+        Ok(())
+    }
+
+    /// Under `drop_oldest`: deletes the oldest segment, not the one being
+    /// written, moving the mark past it. Its records not yet acknowledged
+    /// count as dropped; any of them in flight that are acknowledged later
+    /// move back to acknowledged (see [`DiskBuffer::ack`]).
+    fn drop_oldest_segment(&self, state: &mut State) -> bool {
+        if state.segments.len() < 2 {
+            return false;
+        }
+        let oldest = state.segments.pop_front().expect("two segments");
+        // Read batches never span segments, so every range acknowledged
+        // above the mark lies wholly inside a segment or wholly outside it.
+        let within: Vec<Range<u64>> = state
+            .acked_above
+            .range(..oldest.end_seq)
+            .map(|(start, end)| *start..*end)
+            .collect();
+        let mut dropped = Counts::default();
+        let scanned = segment::scan(
+            &oldest.path,
+            oldest.first_seq,
+            self.config.max_record,
+            |seq, len| {
+                if seq >= state.mark && !within.iter().any(|r| r.contains(&seq)) {
+                    dropped.add(1, len as u64);
+                }
+            },
+        );
+        if scanned.is_err() {
+            // The file is gone from under us: count by number, bytes unknown.
+            let acked: u64 = within.iter().map(|r| r.end - r.start).sum();
+            dropped = Counts {
+                records: oldest.end_seq - state.mark.max(oldest.first_seq) - acked,
+                bytes: 0,
+            };
+        }
+        for range in &within {
+            state.acked_above.remove(&range.start);
+        }
+        state
+            .stats
+            .dropped_oldest
+            .add(dropped.records, dropped.bytes);
+        state.stats.held.sub(dropped.records, dropped.bytes);
+        state.disk_bytes -= oldest.len;
+        let _ = fs::remove_file(&oldest.path);
+        self.advance_mark(state, oldest.end_seq);
+        if let Err(e) = self.store_mark(state) {
+            eprintln!("weir: {e}");
+        }
+        true
+    }
+
+    /// Waits for a change (records, room, close), releasing the lock.
+    fn wait<'a>(&self, state: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        self.changed
+            .wait_timeout(state, Duration::from_millis(100))
+            .map(|(guard, _)| guard)
+            .unwrap_or_else(|e| e.into_inner().0)
+    }
+
+    /// Reads up to `max_records` records (and about `max_bytes` of payload,
+    /// at least one record) from where the last read stopped, waiting up to
+    /// `wait` for the first. An empty result: nothing arrived in time, or the
+    /// buffer is closed and read through.
+    pub fn read(
+        &self,
+        max_records: usize,
+        max_bytes: usize,
+        wait: Duration,
+    ) -> Result<Vec<Entry>, BufferError> {
+        let mut cursor = self.cursor.lock().unwrap_or_else(|e| e.into_inner());
+        let deadline = Instant::now() + wait;
+        let mut entries = Vec::new();
+        let mut bytes = 0;
+        loop {
+            // Where to read: the segment holding the cursor, as far as written.
+            let target = {
+                let mut state = self.lock_state();
+                loop {
+                    // Records below the mark were dropped meanwhile.
+                    if cursor.seq < state.mark {
+                        cursor.seq = state.mark;
+                        cursor.at = None;
+                    }
+                    if cursor.seq < state.next_seq || !entries.is_empty() || state.closed {
+                        break;
+                    }
+                    let now = Instant::now();
+                    if now >= deadline {
+                        break;
+                    }
+                    state = self
+                        .changed
+                        .wait_timeout(state, deadline - now)
+                        .map(|(guard, _)| guard)
+                        .unwrap_or_else(|e| e.into_inner().0);
+                }
+                if cursor.seq >= state.next_seq {
+                    return Ok(entries);
+                }
+                let segment = state
+                    .segments
+                    .iter()
+                    .find(|s| s.end_seq > cursor.seq)
+                    .expect("a segment holds every record below next_seq");
+                (
+                    segment.first_seq,
+                    segment.end_seq,
+                    segment.len,
+                    segment.path.clone(),
+                )
+            };
+            let (first_seq, end_seq, len, path) = target;
+            if cursor.seq < first_seq {
+                // Records lost with damage cut at open: skip the gap.
+                cursor.seq = first_seq;
+                cursor.at = None;
+            }
+            let offset = match cursor.at {
+                Some((segment_first, offset)) if segment_first == first_seq => offset,
+                _ => self.locate(&path, first_seq, cursor.seq)?,
+            };
+            let read = self.read_segment(
+                &mut cursor,
+                &path,
+                (first_seq, end_seq),
+                offset..len,
+                (max_records - entries.len(), max_bytes.saturating_sub(bytes)),
+                &mut entries,
+            )?;
+            bytes += read;
+            // A batch never spans segments (see drop_oldest_segment).
+            if !entries.is_empty() {
+                return Ok(entries);
+            }
+        }
+    }
+
+    /// The offset of record `seq` in a segment, found by walking its frames.
+    fn locate(&self, path: &Path, first_seq: u64, seq: u64) -> Result<u64, BufferError> {
+        let io_err = |source| BufferError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut input =
+            io::BufReader::new(segment::open_at(path, segment::HEADER_LEN).map_err(io_err)?);
+        let mut offset = segment::HEADER_LEN;
+        let mut payload = Vec::new();
+        for _ in first_seq..seq {
+            match frame::read_next(&mut input, self.config.max_record, &mut payload)
+                .map_err(io_err)?
+            {
+                Next::Record => offset += frame::framed_len(payload.len()),
+                // Checked at open or written since: reading will find it.
+                Next::End | Next::Corrupt(_) => break,
+            }
+        }
+        Ok(offset)
+    }
+
+    /// Reads records of one segment from `range.start` (record
+    /// `cursor.seq`) up to `range.end`, within `limits` (records, bytes);
+    /// returns the payload bytes read.
+    fn read_segment(
+        &self,
+        cursor: &mut Cursor,
+        path: &Path,
+        (first_seq, end_seq): (u64, u64),
+        range: Range<u64>,
+        (max_records, max_bytes): (usize, usize),
+        entries: &mut Vec<Entry>,
+    ) -> Result<usize, BufferError> {
+        let io_err = |source| BufferError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let file = File::open(path).map_err(io_err)?;
+        let available = range.end - range.start;
+        let mut want = available.min(max_bytes.max(CHUNK) as u64) as usize;
+        let mut chunk = std::mem::take(&mut cursor.chunk);
+        loop {
+            chunk.resize(want, 0);
+            let got = read_full_at(&file, &mut chunk, range.start).map_err(io_err)?;
+            chunk.truncate(got);
+            // A first record longer than the chunk is read whole.
+            match record_len_at(&chunk) {
+                Some(len)
+                    if len > chunk.len() as u64
+                        && len <= available
+                        && len <= frame::framed_len(self.config.max_record as usize) =>
+                {
+                    want = len as usize;
+                }
+                _ => break,
+            }
+        }
+        let whole_range = chunk.len() as u64 == available;
+        let mut input = &chunk[..];
+        let mut offset = range.start;
+        let mut bytes = 0;
+        let mut payload = Vec::new();
+        while entries.len() < max_records && bytes < max_bytes && cursor.seq < end_seq {
+            let before = input.len();
+            let damage = match frame::read_next(&mut input, self.config.max_record, &mut payload)
+                .map_err(io_err)?
+            {
+                Next::Record => {
+                    offset += (before - input.len()) as u64;
+                    bytes += payload.len();
+                    entries.push(Entry {
+                        seq: cursor.seq,
+                        payload: std::mem::take(&mut payload),
+                    });
+                    cursor.seq += 1;
+                    continue;
+                }
+                // The rest is past this chunk: the next read goes on.
+                Next::End | Next::Corrupt(frame::Corruption::Torn { .. }) if !whole_range => break,
+                Next::End => frame::Corruption::Torn {
+                    missing: range.end - offset,
+                },
+                Next::Corrupt(damage) => damage,
+            };
+            // Damaged since it was written or checked: the rest of this
+            // segment is cut, counted by number (its bytes cannot be trusted).
+            let skipped = end_seq - cursor.seq;
+            let mut state = self.lock_state();
+            state.stats.cut_read.add(skipped, 0);
+            state.stats.held.records -= skipped;
+            drop(state);
+            eprintln!(
+                "weir: disk buffer {}: damaged record at offset {offset} ({damage}); \
+                 {skipped} records skipped",
+                path.display()
+            );
+            cursor.seq = end_seq;
+            break;
+        }
+        cursor.at = (cursor.seq < end_seq).then_some((first_seq, offset));
+        cursor.chunk = chunk;
+        Ok(bytes)
+    }
+
+    /// Acknowledges the records `range` (read earlier) holding
+    /// `payload_bytes`: the sink has them. Ranges may come in any order.
+    pub fn ack(&self, range: Range<u64>, payload_bytes: u64) -> Result<(), BufferError> {
+        if range.is_empty() {
+            return Ok(());
+        }
+        let mut state = self.lock_state();
+        let count = range.end - range.start;
+        if range.end <= state.mark {
+            // Dropped (drop_oldest) while in flight, delivered after all.
+            state.stats.dropped_oldest.sub(count, payload_bytes);
+            state.stats.acked.add(count, payload_bytes);
+            return Ok(());
+        }
+        state.stats.acked.add(count, payload_bytes);
+        state.stats.held.sub(count, payload_bytes);
+        if range.start > state.mark {
+            state.acked_above.insert(range.start, range.end);
+            return Ok(());
+        }
+        self.advance_mark(&mut state, range.end);
+        self.store_mark(&mut state)?;
+        drop(state);
+        self.changed.notify_all();
+        Ok(())
+    }
+
+    /// Moves the mark to `mark`, deleting the segments wholly below it.
+    fn advance_mark(&self, state: &mut State, mark: u64) {
+        let mut mark = state.mark.max(mark);
+        while let Some(end) = state.acked_above.remove(&mark) {
+            mark = end;
+        }
+        state.mark = mark;
+        while state.segments.len() > 1 && state.segments[0].end_seq <= state.mark {
+            let done = state.segments.pop_front().expect("checked");
+            state.disk_bytes -= done.len;
+            let _ = fs::remove_file(&done.path);
+        }
+    }
+
+    fn store_mark(&self, state: &mut State) -> Result<(), BufferError> {
+        let sync = self.config.fsync == Fsync::Always;
+        let mark = state.mark;
+        state
+            .ack_file
+            .store(mark, sync)
+            .map_err(|source| BufferError::Io {
+                path: self.dir.join("ack"),
+                source,
+            })?;
+        state.dirty |= !sync;
+        self.sync_per_policy(state)
+    }
+
+    /// Syncs if the policy's interval has passed since the last sync.
+    pub fn sync_if_due(&self) -> Result<(), BufferError> {
+        let mut state = self.lock_state();
+        self.sync_per_policy(&mut state)
+    }
+
+    fn sync_per_policy(&self, state: &mut State) -> Result<(), BufferError> {
+        let due = match self.config.fsync {
+            Fsync::Always => true,
+            Fsync::Every(interval) => state.last_sync.elapsed() >= interval,
+            Fsync::Never => false,
+        };
+        if due && state.dirty {
+            self.sync_state(state)?;
+        }
+        Ok(())
+    }
+
+    fn sync_state(&self, state: &mut State) -> Result<(), BufferError> {
+        let path = &state.segments.back().expect("an active segment").path;
+        state.writer.sync_data().map_err(|source| BufferError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        state.ack_file.sync().map_err(|source| BufferError::Io {
+            path: self.dir.join("ack"),
+            source,
+        })?;
+        state.dirty = false;
+        state.last_sync = Instant::now();
+        Ok(())
+    }
+
+    /// Ends appends and waits: readers get what is left, then empty reads.
+    /// Syncs unless the policy is never to.
+    pub fn close(&self) -> Result<(), BufferError> {
+        let mut state = self.lock_state();
+        state.closed = true;
+        if self.config.fsync != Fsync::Never && state.dirty {
+            self.sync_state(&mut state)?;
+        }
+        drop(state);
+        self.changed.notify_all();
+        Ok(())
+    }
+
+    fn lock_state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// How many of `payloads`, from the first, fit in `room` bytes framed.
+fn count_fitting(payloads: &[&[u8]], room: u64) -> usize {
+    let mut used = 0;
+    payloads
+        .iter()
+        .take_while(|p| {
+            used += frame::framed_len(p.len());
+            used <= room
+        })
+        .count()
+}
+
+/// The framed length of the record starting at `bytes`, from its header.
+fn record_len_at(bytes: &[u8]) -> Option<u64> {
+    let len = u32::from_le_bytes(bytes.get(..4)?.try_into().ok()?);
+    Some(frame::framed_len(len as usize))
+}
+
+fn read_full_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read_at(&mut buf[filled..], offset + filled as u64) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+/// Makes a new or deleted segment's name durable.
+fn sync_dir(dir: &Path) {
+    if let Ok(handle) = File::open(dir) {
+        let _ = handle.sync_all();
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,5 @@
+//! weir's node agent (DESIGN.md, component 3): what the monitors wrote and
+//! what the host sends goes through sources, transforms and a buffer per
+//! sink to the sinks, delivered in order and acknowledged end to end.
+
+pub mod buffer;
