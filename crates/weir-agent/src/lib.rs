@@ -3,3 +3,4 @@
 //! sink to the sinks, delivered in order and acknowledged end to end.
 
 pub mod buffer;
+pub mod record;

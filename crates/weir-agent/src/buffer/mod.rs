@@ -1,4 +1,163 @@
 //! Buffers between the pipeline and each sink: records wait here until the
 //! sink has acknowledged them.
 
+mod acks;
 pub mod disk;
+pub mod memory;
+
+use std::io;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+/// What an append does when the buffer is at its size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WhenFull {
+    /// Wait for the sink to acknowledge enough.
+    Block,
+    /// Refuse the records being appended (counted).
+    DropNewest,
+    /// Drop the oldest records (whole segments on disk), counted, to make room.
+    DropOldest,
+}
+
+/// Records and their payload bytes.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    pub records: u64,
+    pub bytes: u64,
+}
+
+impl Counts {
+    fn add(&mut self, records: u64, bytes: u64) {
+        self.records += records;
+        self.bytes += bytes;
+    }
+
+    fn sub(&mut self, records: u64, bytes: u64) {
+        self.records -= records;
+        self.bytes -= bytes;
+    }
+}
+
+/// The buffer's account since it was opened. It balances:
+/// `recovered + appended = acked + dropped_oldest + cut_read + held`, where
+/// `held` is what waits on disk; `dropped_newest` were never appended.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct BufferStats {
+    /// Unacknowledged records found on disk at open.
+    pub recovered: Counts,
+    pub appended: Counts,
+    pub acked: Counts,
+    pub held: Counts,
+    pub dropped_newest: Counts,
+    pub dropped_oldest: Counts,
+    /// Damaged records found by a read after open (bytes only: a damaged
+    /// record's own length cannot be trusted; the records skipped are known
+    /// from the sequence numbers).
+    pub cut_read: Counts,
+    /// Bytes cut at open, and the records that were lost with them where the
+    /// numbering shows it.
+    pub cut_at_open: Counts,
+}
+
+/// A record read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub seq: u64,
+    pub payload: Vec<u8>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BufferError {
+    #[error("the disk buffer at {dir} is in use by another process")]
+    InUse { dir: PathBuf },
+    #[error("a record of {len} bytes is over the buffer's limit of {max} bytes")]
+    TooLarge { len: usize, max: u32 },
+    #[error("the buffer is closed")]
+    Closed,
+    #[error("disk buffer {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// What an append did with the records it was given.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub accepted: u64,
+    /// Refused for room (`drop_newest`, or `drop_oldest` when deleting old
+    /// segments cannot make room).
+    pub refused: u64,
+}
+
+/// A sink's buffer, in memory or on disk: one producer appends, one consumer
+/// reads and acknowledges.
+#[derive(Debug)]
+pub enum Buffer {
+    Memory(memory::MemoryBuffer),
+    Disk(disk::DiskBuffer),
+}
+
+impl Buffer {
+    pub fn append(&self, payloads: &[&[u8]]) -> Result<Appended, BufferError> {
+        match self {
+            Buffer::Memory(b) => b.append(payloads),
+            Buffer::Disk(b) => b.append(payloads),
+        }
+    }
+
+    pub fn read(
+        &self,
+        max_records: usize,
+        max_bytes: usize,
+        wait: std::time::Duration,
+    ) -> Result<Vec<Entry>, BufferError> {
+        match self {
+            Buffer::Memory(b) => b.read(max_records, max_bytes, wait),
+            Buffer::Disk(b) => b.read(max_records, max_bytes, wait),
+        }
+    }
+
+    pub fn ack(&self, range: std::ops::Range<u64>, payload_bytes: u64) -> Result<(), BufferError> {
+        match self {
+            Buffer::Memory(b) => b.ack(range, payload_bytes),
+            Buffer::Disk(b) => b.ack(range, payload_bytes),
+        }
+    }
+
+    pub fn stats(&self) -> BufferStats {
+        match self {
+            Buffer::Memory(b) => b.stats(),
+            Buffer::Disk(b) => b.stats(),
+        }
+    }
+
+    /// Whether a record appended is on disk, so a source may checkpoint past
+    /// it before the sink acknowledges it.
+    pub fn is_durable(&self) -> bool {
+        matches!(self, Buffer::Disk(_))
+    }
+
+    /// Ends appends; the reader gets what is left.
+    pub fn close(&self) -> Result<(), BufferError> {
+        match self {
+            Buffer::Memory(b) => {
+                b.close();
+                Ok(())
+            }
+            Buffer::Disk(b) => b.close(),
+        }
+    }
+
+    /// Syncs a disk buffer whose fsync interval has passed.
+    pub fn sync_if_due(&self) -> Result<(), BufferError> {
+        match self {
+            Buffer::Memory(_) => Ok(()),
+            Buffer::Disk(b) => b.sync_if_due(),
+        }
+    }
+}

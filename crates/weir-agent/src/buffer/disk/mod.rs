@@ -26,7 +26,7 @@ mod ack;
 pub mod frame;
 mod segment;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::ops::Range;
@@ -38,9 +38,12 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use super::{Appended, BufferError, BufferStats, Counts, Entry, WhenFull};
+
 use self::ack::AckFile;
 use self::frame::Next;
 use self::segment::Damage;
+use super::acks::{Acked, Acks};
 
 /// When appended records and the acknowledgement mark are forced to disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,18 +55,6 @@ pub enum Fsync {
     Every(Duration),
     /// Never: the kernel writes back in its own time.
     Never,
-}
-
-/// What an append does when the buffer is at its size.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum WhenFull {
-    /// Wait for the sink to acknowledge enough.
-    Block,
-    /// Refuse the records being appended (counted).
-    DropNewest,
-    /// Delete the oldest segments (their records counted) to make room.
-    DropOldest,
 }
 
 #[derive(Debug, Clone)]
@@ -90,46 +81,6 @@ impl Default for DiskConfig {
     }
 }
 
-/// Records and their payload bytes.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct Counts {
-    pub records: u64,
-    pub bytes: u64,
-}
-
-impl Counts {
-    fn add(&mut self, records: u64, bytes: u64) {
-        self.records += records;
-        self.bytes += bytes;
-    }
-
-    fn sub(&mut self, records: u64, bytes: u64) {
-        self.records -= records;
-        self.bytes -= bytes;
-    }
-}
-
-/// The buffer's account since it was opened. It balances:
-/// `recovered + appended = acked + dropped_oldest + cut_read + held`, where
-/// `held` is what waits on disk; `dropped_newest` were never appended.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct BufferStats {
-    /// Unacknowledged records found on disk at open.
-    pub recovered: Counts,
-    pub appended: Counts,
-    pub acked: Counts,
-    pub held: Counts,
-    pub dropped_newest: Counts,
-    pub dropped_oldest: Counts,
-    /// Damaged records found by a read after open (bytes only: a damaged
-    /// record's own length cannot be trusted; the records skipped are known
-    /// from the sequence numbers).
-    pub cut_read: Counts,
-    /// Bytes cut at open, and the records that were lost with them where the
-    /// numbering shows it.
-    pub cut_at_open: Counts,
-}
-
 /// Damage found and cut at open.
 #[derive(Debug, Clone, Serialize)]
 pub struct Cut {
@@ -151,38 +102,6 @@ pub struct Recovery {
     pub mark_lost: bool,
 }
 
-/// A record read back.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
-    pub seq: u64,
-    pub payload: Vec<u8>,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum BufferError {
-    #[error("the disk buffer at {dir} is in use by another process")]
-    InUse { dir: PathBuf },
-    #[error("a record of {len} bytes is over the buffer's limit of {max} bytes")]
-    TooLarge { len: usize, max: u32 },
-    #[error("the disk buffer is closed")]
-    Closed,
-    #[error("disk buffer {path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-}
-
-/// What an append did with the records it was given.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Appended {
-    pub accepted: u64,
-    /// Refused for room (`drop_newest`, or `drop_oldest` when deleting old
-    /// segments cannot make room).
-    pub refused: u64,
-}
-
 #[derive(Debug)]
 struct SegmentMeta {
     first_seq: u64,
@@ -199,10 +118,8 @@ struct State {
     segments: VecDeque<SegmentMeta>,
     writer: File,
     next_seq: u64,
-    /// Every record below is acknowledged (or dropped).
-    mark: u64,
-    /// Acknowledged ranges above the mark, by start.
-    acked_above: BTreeMap<u64, u64>,
+    /// What the sink has acknowledged (or was dropped).
+    acks: Acks,
     disk_bytes: u64,
     ack_file: AckFile,
     /// Written since the last sync.
@@ -378,8 +295,7 @@ impl DiskBuffer {
                 segments,
                 writer,
                 next_seq,
-                mark,
-                acked_above: BTreeMap::new(),
+                acks: Acks::new(mark),
                 disk_bytes,
                 ack_file,
                 dirty: true,
@@ -431,10 +347,9 @@ impl DiskBuffer {
             if fitting == 0 {
                 // The newest segment, all acknowledged, is freed by moving on.
                 let active = state.segments.back().expect("an active segment");
-                if active.end_seq > active.first_seq && active.end_seq <= state.mark {
+                if active.end_seq > active.first_seq && active.end_seq <= state.acks.mark() {
                     self.roll(&mut state)?;
-                    let mark = state.mark;
-                    self.advance_mark(&mut state, mark);
+                    self.delete_acknowledged(&mut state);
                     continue;
                 }
                 if state.segments.len() > 1 || active.end_seq > active.first_seq {
@@ -561,34 +476,27 @@ impl DiskBuffer {
             return false;
         }
         let oldest = state.segments.pop_front().expect("two segments");
-        // Read batches never span segments, so every range acknowledged
-        // above the mark lies wholly inside a segment or wholly outside it.
-        let within: Vec<Range<u64>> = state
-            .acked_above
-            .range(..oldest.end_seq)
-            .map(|(start, end)| *start..*end)
-            .collect();
+        let mark = state.acks.mark();
+        let acks = &state.acks;
         let mut dropped = Counts::default();
         let scanned = segment::scan(
             &oldest.path,
             oldest.first_seq,
             self.config.max_record,
             |seq, len| {
-                if seq >= state.mark && !within.iter().any(|r| r.contains(&seq)) {
+                if seq >= mark && !acks.is_acked(seq) {
                     dropped.add(1, len as u64);
                 }
             },
         );
         if scanned.is_err() {
             // The file is gone from under us: count by number, bytes unknown.
-            let acked: u64 = within.iter().map(|r| r.end - r.start).sum();
             dropped = Counts {
-                records: oldest.end_seq - state.mark.max(oldest.first_seq) - acked,
+                records: (mark.max(oldest.first_seq)..oldest.end_seq)
+                    .filter(|seq| !acks.is_acked(*seq))
+                    .count() as u64,
                 bytes: 0,
             };
-        }
-        for range in &within {
-            state.acked_above.remove(&range.start);
         }
         state
             .stats
@@ -597,7 +505,8 @@ impl DiskBuffer {
         state.stats.held.sub(dropped.records, dropped.bytes);
         state.disk_bytes -= oldest.len;
         let _ = fs::remove_file(&oldest.path);
-        self.advance_mark(state, oldest.end_seq);
+        state.acks.advance_to(oldest.end_seq);
+        self.delete_acknowledged(state);
         if let Err(e) = self.store_mark(state) {
             eprintln!("weir: {e}");
         }
@@ -632,8 +541,8 @@ impl DiskBuffer {
                 let mut state = self.lock_state();
                 loop {
                     // Records below the mark were dropped meanwhile.
-                    if cursor.seq < state.mark {
-                        cursor.seq = state.mark;
+                    if cursor.seq < state.acks.mark() {
+                        cursor.seq = state.acks.mark();
                         cursor.at = None;
                     }
                     if cursor.seq < state.next_seq || !entries.is_empty() || state.closed {
@@ -803,33 +712,29 @@ impl DiskBuffer {
         }
         let mut state = self.lock_state();
         let count = range.end - range.start;
-        if range.end <= state.mark {
-            // Dropped (drop_oldest) while in flight, delivered after all.
-            state.stats.dropped_oldest.sub(count, payload_bytes);
-            state.stats.acked.add(count, payload_bytes);
-            return Ok(());
-        }
         state.stats.acked.add(count, payload_bytes);
-        state.stats.held.sub(count, payload_bytes);
-        if range.start > state.mark {
-            state.acked_above.insert(range.start, range.end);
-            return Ok(());
+        match state.acks.ack(range) {
+            Acked::BelowMark => {
+                // Dropped (drop_oldest) while in flight, delivered after all.
+                state.stats.dropped_oldest.sub(count, payload_bytes);
+                return Ok(());
+            }
+            Acked::Above => {
+                state.stats.held.sub(count, payload_bytes);
+                return Ok(());
+            }
+            Acked::MarkMoved => state.stats.held.sub(count, payload_bytes),
         }
-        self.advance_mark(&mut state, range.end);
+        self.delete_acknowledged(&mut state);
         self.store_mark(&mut state)?;
         drop(state);
         self.changed.notify_all();
         Ok(())
     }
 
-    /// Moves the mark to `mark`, deleting the segments wholly below it.
-    fn advance_mark(&self, state: &mut State, mark: u64) {
-        let mut mark = state.mark.max(mark);
-        while let Some(end) = state.acked_above.remove(&mark) {
-            mark = end;
-        }
-        state.mark = mark;
-        while state.segments.len() > 1 && state.segments[0].end_seq <= state.mark {
+    /// Deletes the segments wholly below the mark, all but the newest.
+    fn delete_acknowledged(&self, state: &mut State) {
+        while state.segments.len() > 1 && state.segments[0].end_seq <= state.acks.mark() {
             let done = state.segments.pop_front().expect("checked");
             state.disk_bytes -= done.len;
             let _ = fs::remove_file(&done.path);
@@ -838,7 +743,7 @@ impl DiskBuffer {
 
     fn store_mark(&self, state: &mut State) -> Result<(), BufferError> {
         let sync = self.config.fsync == Fsync::Always;
-        let mark = state.mark;
+        let mark = state.acks.mark();
         state
             .ack_file
             .store(mark, sync)

@@ -1,0 +1,337 @@
+//! The memory buffer: records wait in a bounded queue until the sink has
+//! acknowledged them. Nothing survives a restart; the sources' checkpoints,
+//! which follow the sink's acknowledgements, are what make that safe.
+
+use std::collections::VecDeque;
+use std::ops::Range;
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use super::acks::{Acked, Acks};
+use super::{Appended, BufferError, BufferStats, Entry, WhenFull};
+
+/// Memory a held record takes beyond its payload (the queue slot and the
+/// allocation), counted against the bound so it bounds memory, not payload.
+const RECORD_OVERHEAD: u64 = 48;
+
+#[derive(Debug, Clone)]
+pub struct MemoryConfig {
+    /// Bytes the held records may take, overhead included.
+    pub max_bytes: u64,
+    pub when_full: WhenFull,
+}
+
+#[derive(Debug)]
+struct State {
+    /// Records from the mark on, in order: `records[i]` has sequence number
+    /// `first_seq + i`. Some may be acknowledged already, out of order.
+    records: VecDeque<Vec<u8>>,
+    first_seq: u64,
+    /// Memory taken, as counted against the bound.
+    used: u64,
+    next_read: u64,
+    acks: Acks,
+    stats: BufferStats,
+    closed: bool,
+}
+
+/// A bounded queue of records for one sink; one producer, one consumer.
+#[derive(Debug)]
+pub struct MemoryBuffer {
+    config: MemoryConfig,
+    state: Mutex<State>,
+    changed: Condvar,
+}
+
+fn cost(payload: &[u8]) -> u64 {
+    payload.len() as u64 + RECORD_OVERHEAD
+}
+
+impl MemoryBuffer {
+    pub fn new(config: MemoryConfig) -> MemoryBuffer {
+        MemoryBuffer {
+            config,
+            state: Mutex::new(State {
+                records: VecDeque::new(),
+                first_seq: 0,
+                used: 0,
+                next_read: 0,
+                acks: Acks::new(0),
+                stats: BufferStats::default(),
+                closed: false,
+            }),
+            changed: Condvar::new(),
+        }
+    }
+
+    pub fn stats(&self) -> BufferStats {
+        self.lock().stats
+    }
+
+    /// Appends `payloads`, as the policy for a full buffer allows. Under
+    /// [`WhenFull::Block`] it waits for room.
+    pub fn append(&self, payloads: &[&[u8]]) -> Result<Appended, BufferError> {
+        let mut state = self.lock();
+        let mut outcome = Appended::default();
+        for payload in payloads {
+            loop {
+                if state.closed {
+                    return Err(BufferError::Closed);
+                }
+                let fits = state.used + cost(payload) <= self.config.max_bytes;
+                if fits {
+                    state.used += cost(payload);
+                    state.records.push_back(payload.to_vec());
+                    state.stats.appended.add(1, payload.len() as u64);
+                    state.stats.held.add(1, payload.len() as u64);
+                    outcome.accepted += 1;
+                    break;
+                }
+                let can_make_room = !state.records.is_empty();
+                match self.config.when_full {
+                    WhenFull::Block if can_make_room => {
+                        // The reader may be waiting for what was just added.
+                        self.changed.notify_all();
+                        state = self
+                            .changed
+                            .wait_timeout(state, Duration::from_millis(100))
+                            .map(|(guard, _)| guard)
+                            .unwrap_or_else(|e| e.into_inner().0);
+                        continue;
+                    }
+                    WhenFull::DropOldest if can_make_room => {
+                        drop_oldest(&mut state);
+                        continue;
+                    }
+                    // Refused: the policy says so, or the record is larger
+                    // than the whole buffer.
+                    _ => {
+                        state.stats.dropped_newest.add(1, payload.len() as u64);
+                        outcome.refused += 1;
+                        break;
+                    }
+                }
+            }
+        }
+        drop(state);
+        self.changed.notify_all();
+        Ok(outcome)
+    }
+
+    /// Reads up to `max_records` records (and about `max_bytes` of payload,
+    /// at least one record) from where the last read stopped, waiting up to
+    /// `wait` for the first. Empty: nothing came in time, or closed and read
+    /// through.
+    pub fn read(
+        &self,
+        max_records: usize,
+        max_bytes: usize,
+        wait: Duration,
+    ) -> Result<Vec<Entry>, BufferError> {
+        let deadline = Instant::now() + wait;
+        let mut state = self.lock();
+        loop {
+            // Records below the mark were dropped meanwhile.
+            state.next_read = state.next_read.max(state.first_seq);
+            let end = state.first_seq + state.records.len() as u64;
+            if state.next_read < end || state.closed {
+                break;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            state = self
+                .changed
+                .wait_timeout(state, deadline - now)
+                .map(|(guard, _)| guard)
+                .unwrap_or_else(|e| e.into_inner().0);
+        }
+        let mut entries = Vec::new();
+        let mut bytes = 0;
+        let first = (state.next_read - state.first_seq) as usize;
+        for (index, payload) in state.records.iter().enumerate().skip(first) {
+            if entries.len() >= max_records || (bytes >= max_bytes && !entries.is_empty()) {
+                break;
+            }
+            bytes += payload.len();
+            entries.push(Entry {
+                seq: state.first_seq + index as u64,
+                payload: payload.clone(),
+            });
+        }
+        state.next_read += entries.len() as u64;
+        Ok(entries)
+    }
+
+    /// Acknowledges the records `range` holding `payload_bytes`, in any order.
+    pub fn ack(&self, range: Range<u64>, payload_bytes: u64) -> Result<(), BufferError> {
+        if range.is_empty() {
+            return Ok(());
+        }
+        let mut state = self.lock();
+        let count = range.end - range.start;
+        state.stats.acked.add(count, payload_bytes);
+        match state.acks.ack(range) {
+            Acked::BelowMark => {
+                state.stats.dropped_oldest.sub(count, payload_bytes);
+                return Ok(());
+            }
+            Acked::Above => {
+                state.stats.held.sub(count, payload_bytes);
+                return Ok(());
+            }
+            Acked::MarkMoved => state.stats.held.sub(count, payload_bytes),
+        }
+        release_below_mark(&mut state);
+        drop(state);
+        self.changed.notify_all();
+        Ok(())
+    }
+
+    /// Ends appends; readers get what is left, then empty reads.
+    pub fn close(&self) {
+        self.lock().closed = true;
+        self.changed.notify_all();
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Drops the oldest record, counting it unless it was acknowledged already.
+fn drop_oldest(state: &mut State) {
+    let seq = state.first_seq;
+    let payload = state.records.pop_front().expect("callers check");
+    state.first_seq += 1;
+    state.used -= cost(&payload);
+    if !state.acks.is_acked(seq) {
+        state.stats.dropped_oldest.add(1, payload.len() as u64);
+        state.stats.held.sub(1, payload.len() as u64);
+    }
+    state.acks.advance_to(seq + 1);
+    release_below_mark(state);
+}
+
+/// Frees the records below the mark.
+fn release_below_mark(state: &mut State) {
+    while state.first_seq < state.acks.mark() {
+        let Some(payload) = state.records.pop_front() else {
+            break;
+        };
+        state.used -= cost(&payload);
+        state.first_seq += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::buffer::Counts;
+
+    fn buffer(max_bytes: u64, when_full: WhenFull) -> MemoryBuffer {
+        MemoryBuffer::new(MemoryConfig {
+            max_bytes,
+            when_full,
+        })
+    }
+
+    fn payloads(range: Range<u64>) -> Vec<Vec<u8>> {
+        range
+            .map(|i| format!("record {i:04}").into_bytes())
+            .collect()
+    }
+
+    fn append(buffer: &MemoryBuffer, payloads: &[Vec<u8>]) -> Appended {
+        let refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
+        buffer.append(&refs).unwrap()
+    }
+
+    fn balanced(stats: &BufferStats) -> bool {
+        stats.appended.records
+            == stats.acked.records + stats.dropped_oldest.records + stats.held.records
+            && stats.appended.bytes
+                == stats.acked.bytes + stats.dropped_oldest.bytes + stats.held.bytes
+    }
+
+    #[test]
+    fn records_come_out_in_order_and_leave_when_acknowledged() {
+        let buffer = buffer(1 << 20, WhenFull::Block);
+        append(&buffer, &payloads(0..10));
+        let first = buffer.read(4, usize::MAX, Duration::ZERO).unwrap();
+        let second = buffer.read(100, usize::MAX, Duration::ZERO).unwrap();
+        assert_eq!(
+            first.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            [0, 1, 2, 3]
+        );
+        assert_eq!(second.len(), 6);
+        assert_eq!(second[0].payload, b"record 0004");
+        buffer.ack(4..10, 6 * 11).unwrap();
+        assert_eq!(buffer.stats().held.records, 4, "0..4 still waits");
+        buffer.ack(0..4, 4 * 11).unwrap();
+        let stats = buffer.stats();
+        assert_eq!(stats.held, Counts::default());
+        assert!(balanced(&stats));
+        assert_eq!(buffer.lock().used, 0, "the memory is given back");
+    }
+
+    #[test]
+    fn drop_oldest_keeps_the_newest_and_counts_the_rest() {
+        // Room for 10 records of 11 bytes.
+        let buffer = buffer(10 * (11 + RECORD_OVERHEAD), WhenFull::DropOldest);
+        let in_flight = {
+            append(&buffer, &payloads(0..3));
+            buffer.read(3, usize::MAX, Duration::ZERO).unwrap()
+        };
+        append(&buffer, &payloads(3..25));
+        let stats = buffer.stats();
+        assert_eq!(stats.dropped_oldest.records, 15);
+        let rest = buffer.read(100, usize::MAX, Duration::ZERO).unwrap();
+        assert_eq!(rest.first().map(|e| e.seq), Some(15));
+        assert_eq!(rest.len(), 10);
+        assert!(balanced(&stats));
+        // The batch that was in flight is delivered after all.
+        buffer
+            .ack(0..3, in_flight.iter().map(|e| e.payload.len() as u64).sum())
+            .unwrap();
+        let stats = buffer.stats();
+        assert_eq!(stats.dropped_oldest.records, 12);
+        assert!(balanced(&stats));
+    }
+
+    #[test]
+    fn drop_newest_refuses_what_does_not_fit() {
+        let buffer = buffer(5 * (11 + RECORD_OVERHEAD), WhenFull::DropNewest);
+        let outcome = append(&buffer, &payloads(0..8));
+        assert_eq!((outcome.accepted, outcome.refused), (5, 3));
+        assert_eq!(
+            buffer.stats().dropped_newest,
+            Counts {
+                records: 3,
+                bytes: 33
+            }
+        );
+    }
+
+    #[test]
+    fn block_waits_until_the_reader_acknowledges() {
+        let buffer = std::sync::Arc::new(buffer(4 * (11 + RECORD_OVERHEAD), WhenFull::Block));
+        let writer = {
+            let buffer = std::sync::Arc::clone(&buffer);
+            std::thread::spawn(move || append(&buffer, &payloads(0..50)))
+        };
+        let mut seen = Vec::new();
+        while seen.len() < 50 {
+            let batch = buffer.read(3, usize::MAX, Duration::from_secs(5)).unwrap();
+            assert!(!batch.is_empty(), "stalled at {}", seen.len());
+            let bytes = batch.iter().map(|e| e.payload.len() as u64).sum();
+            buffer
+                .ack(batch[0].seq..batch[batch.len() - 1].seq + 1, bytes)
+                .unwrap();
+            seen.extend(batch.iter().map(|e| e.seq));
+        }
+        assert_eq!(writer.join().unwrap().accepted, 50);
+        assert_eq!(seen, (0..50).collect::<Vec<_>>());
+    }
+}

@@ -1,0 +1,376 @@
+//! The log record that flows through the agent (DESIGN.md, "Data model"),
+//! and its compact binary form, in which buffers hold it.
+//!
+//! The binary form: a version byte, a flags byte, the two timestamps as
+//! little-endian i64, then the optional fields the flags announce and
+//! length-prefixed (LEB128) strings and bytes. Decoding checks every length
+//! against what is left, so a damaged payload is an error, never a panic.
+
+use std::fmt;
+
+/// Where a record came from within its source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+    #[default]
+    Other,
+}
+
+impl Stream {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+            Stream::Other => "other",
+        }
+    }
+
+    fn code(self) -> u8 {
+        match self {
+            Stream::Stdout => 0,
+            Stream::Stderr => 1,
+            Stream::Other => 2,
+        }
+    }
+
+    fn from_code(code: u8) -> Option<Stream> {
+        match code {
+            0 => Some(Stream::Stdout),
+            1 => Some(Stream::Stderr),
+            2 => Some(Stream::Other),
+            _ => None,
+        }
+    }
+}
+
+/// A value of an attribute parsed out of a record.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Str(String),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Str(s) => f.write_str(s),
+            Value::Int(i) => write!(f, "{i}"),
+            Value::Float(x) => write!(f, "{x}"),
+            Value::Bool(b) => write!(f, "{b}"),
+        }
+    }
+}
+
+/// One log record.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct LogRecord {
+    /// When it happened (ns since the Unix epoch, UTC).
+    pub time_ns: i64,
+    /// When weir first saw it.
+    pub observed_ns: i64,
+    pub stream: Stream,
+    /// RFC 5424 severity, 0 (emergency) to 7 (debug).
+    pub severity: Option<u8>,
+    /// The record as written: bytes, not forced to UTF-8.
+    pub body: Vec<u8>,
+    /// Who wrote it: node, container name and id, labels, pid, file path.
+    pub resource: Vec<(String, String)>,
+    /// Fields parsed out of the body by transforms.
+    pub attributes: Vec<(String, Value)>,
+    pub trace_id: Option<[u8; 16]>,
+    pub span_id: Option<[u8; 8]>,
+    /// The body is the start of a line cut at the maximum size.
+    pub partial: bool,
+}
+
+const VERSION: u8 = 1;
+const HAS_SEVERITY: u8 = 1 << 2;
+const HAS_TRACE: u8 = 1 << 3;
+const HAS_SPAN: u8 = 1 << 4;
+const PARTIAL: u8 = 1 << 5;
+const STREAM_MASK: u8 = 0b11;
+
+/// Why a payload is not a record.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("record payload, byte {offset}: {what}")]
+pub struct DecodeError {
+    pub offset: usize,
+    pub what: &'static str,
+}
+
+impl LogRecord {
+    /// Appends the binary form to `out`.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        let mut flags = self.stream.code();
+        if self.severity.is_some() {
+            flags |= HAS_SEVERITY;
+        }
+        if self.trace_id.is_some() {
+            flags |= HAS_TRACE;
+        }
+        if self.span_id.is_some() {
+            flags |= HAS_SPAN;
+        }
+        if self.partial {
+            flags |= PARTIAL;
+        }
+        out.push(VERSION);
+        out.push(flags);
+        out.extend_from_slice(&self.time_ns.to_le_bytes());
+        out.extend_from_slice(&self.observed_ns.to_le_bytes());
+        if let Some(severity) = self.severity {
+            out.push(severity);
+        }
+        if let Some(trace) = &self.trace_id {
+            out.extend_from_slice(trace);
+        }
+        if let Some(span) = &self.span_id {
+            out.extend_from_slice(span);
+        }
+        put_bytes(out, &self.body);
+        put_len(out, self.resource.len());
+        for (key, value) in &self.resource {
+            put_bytes(out, key.as_bytes());
+            put_bytes(out, value.as_bytes());
+        }
+        put_len(out, self.attributes.len());
+        for (key, value) in &self.attributes {
+            put_bytes(out, key.as_bytes());
+            match value {
+                Value::Str(s) => {
+                    out.push(0);
+                    put_bytes(out, s.as_bytes());
+                }
+                Value::Int(i) => {
+                    out.push(1);
+                    out.extend_from_slice(&i.to_le_bytes());
+                }
+                Value::Float(x) => {
+                    out.push(2);
+                    out.extend_from_slice(&x.to_le_bytes());
+                }
+                Value::Bool(b) => {
+                    out.push(3);
+                    out.push(u8::from(*b));
+                }
+            }
+        }
+    }
+
+    /// Reads a record back from its binary form.
+    pub fn decode(bytes: &[u8]) -> Result<LogRecord, DecodeError> {
+        let mut input = Input { bytes, at: 0 };
+        if input.byte()? != VERSION {
+            return Err(input.error("unknown version"));
+        }
+        let flags = input.byte()?;
+        let stream =
+            Stream::from_code(flags & STREAM_MASK).ok_or_else(|| input.error("unknown stream"))?;
+        let time_ns = i64::from_le_bytes(input.array()?);
+        let observed_ns = i64::from_le_bytes(input.array()?);
+        let severity = if flags & HAS_SEVERITY != 0 {
+            Some(input.byte()?)
+        } else {
+            None
+        };
+        let trace_id = if flags & HAS_TRACE != 0 {
+            Some(input.array()?)
+        } else {
+            None
+        };
+        let span_id = if flags & HAS_SPAN != 0 {
+            Some(input.array()?)
+        } else {
+            None
+        };
+        let body = input.bytes()?.to_vec();
+        let count = input.len()?;
+        let mut resource = Vec::with_capacity(count.min(64));
+        for _ in 0..count {
+            resource.push((input.string()?, input.string()?));
+        }
+        let count = input.len()?;
+        let mut attributes = Vec::with_capacity(count.min(64));
+        for _ in 0..count {
+            let key = input.string()?;
+            let value = match input.byte()? {
+                0 => Value::Str(input.string()?),
+                1 => Value::Int(i64::from_le_bytes(input.array()?)),
+                2 => Value::Float(f64::from_le_bytes(input.array()?)),
+                3 => Value::Bool(input.byte()? != 0),
+                _ => return Err(input.error("unknown attribute type")),
+            };
+            attributes.push((key, value));
+        }
+        if input.at != bytes.len() {
+            return Err(input.error("bytes after the record"));
+        }
+        Ok(LogRecord {
+            time_ns,
+            observed_ns,
+            stream,
+            severity,
+            body,
+            resource,
+            attributes,
+            trace_id,
+            span_id,
+            partial: flags & PARTIAL != 0,
+        })
+    }
+
+    /// The value of resource key `key`.
+    pub fn resource(&self, key: &str) -> Option<&str> {
+        self.resource
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+fn put_len(out: &mut Vec<u8>, mut len: usize) {
+    loop {
+        let byte = (len & 0x7f) as u8;
+        len >>= 7;
+        if len == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    put_len(out, bytes.len());
+    out.extend_from_slice(bytes);
+}
+
+struct Input<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Input<'a> {
+    fn error(&self, what: &'static str) -> DecodeError {
+        DecodeError {
+            offset: self.at,
+            what,
+        }
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        if self.bytes.len() - self.at < n {
+            return Err(self.error("ends early"));
+        }
+        let taken = &self.bytes[self.at..self.at + n];
+        self.at += n;
+        Ok(taken)
+    }
+
+    fn byte(&mut self) -> Result<u8, DecodeError> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
+        Ok(self.take(N)?.try_into().expect("took N bytes"))
+    }
+
+    fn len(&mut self) -> Result<usize, DecodeError> {
+        let mut len = 0usize;
+        for shift in (0..64).step_by(7) {
+            let byte = self.byte()?;
+            len |= usize::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                // A length can never exceed what is left to read.
+                if len > self.bytes.len() - self.at {
+                    return Err(self.error("a length past the end"));
+                }
+                return Ok(len);
+            }
+        }
+        Err(self.error("a length of more than 64 bits"))
+    }
+
+    fn bytes(&mut self) -> Result<&'a [u8], DecodeError> {
+        let len = self.len()?;
+        self.take(len)
+    }
+
+    fn string(&mut self) -> Result<String, DecodeError> {
+        let at = self.at;
+        let bytes = self.bytes()?;
+        String::from_utf8(bytes.to_vec()).map_err(|_| DecodeError {
+            offset: at,
+            what: "a key or value that is not UTF-8",
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn value() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            ".*".prop_map(Value::Str),
+            any::<i64>().prop_map(Value::Int),
+            any::<f64>()
+                .prop_filter("NaN is not equal to itself", |x| !x.is_nan())
+                .prop_map(Value::Float),
+            any::<bool>().prop_map(Value::Bool),
+        ]
+    }
+
+    fn record() -> impl Strategy<Value = LogRecord> {
+        (
+            (any::<i64>(), any::<i64>(), 0u8..3, prop::option::of(0u8..8)),
+            prop::collection::vec(any::<u8>(), 0..300),
+            prop::collection::vec((".{0,10}", ".{0,20}"), 0..4),
+            prop::collection::vec((".{0,10}", value()), 0..4),
+            (
+                prop::option::of(any::<[u8; 16]>()),
+                prop::option::of(any::<[u8; 8]>()),
+                any::<bool>(),
+            ),
+        )
+            .prop_map(
+                |((time_ns, observed_ns, stream, severity), body, resource, attributes, ids)| {
+                    LogRecord {
+                        time_ns,
+                        observed_ns,
+                        stream: Stream::from_code(stream).unwrap(),
+                        severity,
+                        body,
+                        resource,
+                        attributes,
+                        trace_id: ids.0,
+                        span_id: ids.1,
+                        partial: ids.2,
+                    }
+                },
+            )
+    }
+
+    proptest! {
+        #[test]
+        fn round_trips(record in record()) {
+            let mut bytes = Vec::new();
+            record.encode(&mut bytes);
+            prop_assert_eq!(LogRecord::decode(&bytes).unwrap(), record);
+        }
+
+        #[test]
+        fn a_cut_or_extended_payload_is_an_error(record in record(), cut in any::<prop::sample::Index>()) {
+            let mut bytes = Vec::new();
+            record.encode(&mut bytes);
+            let cut = cut.index(bytes.len());
+            prop_assert!(LogRecord::decode(&bytes[..cut]).is_err());
+            bytes.push(0);
+            prop_assert!(LogRecord::decode(&bytes).is_err());
+        }
+    }
+}
