@@ -3,4 +3,7 @@
 //! sink to the sinks, delivered in order and acknowledged end to end.
 
 pub mod buffer;
+pub mod delivery;
+pub mod metrics;
 pub mod record;
+pub mod sink;

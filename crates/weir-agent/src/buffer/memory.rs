@@ -189,6 +189,10 @@ impl MemoryBuffer {
         Ok(())
     }
 
+    pub fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
+
     /// Ends appends; readers get what is left, then empty reads.
     pub fn close(&self) {
         self.lock().closed = true;

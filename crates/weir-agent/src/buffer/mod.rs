@@ -142,6 +142,14 @@ impl Buffer {
         matches!(self, Buffer::Disk(_))
     }
 
+    /// Appends have ended (see [`Buffer::close`]).
+    pub fn is_closed(&self) -> bool {
+        match self {
+            Buffer::Memory(b) => b.is_closed(),
+            Buffer::Disk(b) => b.is_closed(),
+        }
+    }
+
     /// Ends appends; the reader gets what is left.
     pub fn close(&self) -> Result<(), BufferError> {
         match self {

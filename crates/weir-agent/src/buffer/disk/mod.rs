@@ -788,7 +788,11 @@ impl DiskBuffer {
         Ok(())
     }
 
-    /// Ends appends and waits: readers get what is left, then empty reads.
+    pub fn is_closed(&self) -> bool {
+        self.lock_state().closed
+    }
+
+    /// Ends appends: readers get what is left, then empty reads.
     /// Syncs unless the policy is never to.
     pub fn close(&self) -> Result<(), BufferError> {
         let mut state = self.lock_state();

@@ -1,0 +1,77 @@
+//! The counters each component keeps for `/metrics` and `/health`: plain
+//! atomics, written on the hot path without locks and read by the
+//! operations endpoint.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use weir_gate::bucket::monotonic_ns;
+
+/// One counter pair: records and their bytes.
+#[derive(Debug, Default)]
+pub struct Tally {
+    pub records: AtomicU64,
+    pub bytes: AtomicU64,
+}
+
+impl Tally {
+    pub fn add(&self, records: u64, bytes: u64) {
+        self.records.fetch_add(records, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> (u64, u64) {
+        (
+            self.records.load(Ordering::Relaxed),
+            self.bytes.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// What one sink's delivery has done.
+#[derive(Debug, Default)]
+pub struct SinkMetrics {
+    /// Acknowledged by the destination.
+    pub delivered: Tally,
+    pub batches: AtomicU64,
+    pub retries: AtomicU64,
+    /// Permanently refused, or given up on, and written to the dead-letter file.
+    pub dead_lettered: Tally,
+    /// Buffer payloads that were not records (damage the checksum missed).
+    pub undecodable: Tally,
+    pub in_flight: AtomicU64,
+    /// When the destination last acknowledged a batch (monotonic ns), or
+    /// when delivery started.
+    pub last_progress_ns: AtomicU64,
+    /// Observed time (ns since the epoch) of the oldest record not yet
+    /// acknowledged, 0 when none waits.
+    pub oldest_unacked_observed_ns: AtomicU64,
+}
+
+impl SinkMetrics {
+    pub fn new() -> SinkMetrics {
+        let metrics = SinkMetrics::default();
+        metrics.note_progress();
+        metrics
+    }
+
+    pub fn note_progress(&self) {
+        self.last_progress_ns
+            .store(monotonic_ns(), Ordering::Relaxed);
+    }
+
+    /// Seconds since the last acknowledgement.
+    pub fn seconds_without_progress(&self) -> f64 {
+        let last = self.last_progress_ns.load(Ordering::Relaxed);
+        monotonic_ns().saturating_sub(last) as f64 / 1e9
+    }
+}
+
+/// What one source has read.
+#[derive(Debug, Default)]
+pub struct SourceMetrics {
+    pub read: Tally,
+    /// Lines that could not be parsed in the source's format, kept as they are.
+    pub malformed: Tally,
+    /// Records the buffers refused (full, drop_newest).
+    pub refused: Tally,
+}

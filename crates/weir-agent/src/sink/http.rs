@@ -1,0 +1,228 @@
+//! A sink that POSTs NDJSON batches over HTTP/1.1, optionally gzipped,
+//! with configured headers and authentication.
+//!
+//! Responses are classified the way the destination means them: 2xx
+//! delivered; 408, 429 and 5xx retryable (honouring `Retry-After` in
+//! seconds); any other status permanent (the batch itself was refused);
+//! connection errors and timeouts retryable.
+
+use std::io::Write;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::header::{HeaderName, HeaderValue};
+use hyper::{Request, StatusCode, Uri};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio::runtime::Runtime;
+
+use super::{SendError, Sink, ndjson};
+use crate::record::LogRecord;
+
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// `http://host:port/path`.
+    pub uri: Uri,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub gzip: bool,
+    /// The whole exchange, connecting included.
+    pub timeout: Duration,
+}
+
+pub struct HttpSink {
+    config: HttpConfig,
+    runtime: Runtime,
+    /// The connection kept between batches.
+    sender: Option<hyper::client::conn::http1::SendRequest<Full<Bytes>>>,
+    body: Vec<u8>,
+}
+
+impl std::fmt::Debug for HttpSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpSink")
+            .field("uri", &self.config.uri)
+            .finish()
+    }
+}
+
+impl HttpSink {
+    pub fn new(config: HttpConfig) -> std::io::Result<HttpSink> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .build()?;
+        Ok(HttpSink {
+            config,
+            runtime,
+            sender: None,
+            body: Vec::new(),
+        })
+    }
+
+    fn encode(&mut self, records: &[LogRecord]) -> Result<Bytes, SendError> {
+        self.body.clear();
+        for record in records {
+            ndjson::encode(record, &mut self.body);
+        }
+        if !self.config.gzip {
+            return Ok(Bytes::copy_from_slice(&self.body));
+        }
+        let mut gz = flate2::write::GzEncoder::new(
+            Vec::with_capacity(self.body.len() / 4),
+            flate2::Compression::fast(),
+        );
+        gz.write_all(&self.body)
+            .and_then(|()| gz.finish())
+            .map(Bytes::from)
+            .map_err(|e| SendError::retryable(format!("compressing the batch: {e}")))
+    }
+}
+
+impl Sink for HttpSink {
+    fn send(&mut self, records: &[LogRecord]) -> Result<(), SendError> {
+        let body = self.encode(records)?;
+        let config = self.config.clone();
+        let mut sender = self.sender.take();
+        let outcome = self.runtime.block_on(async {
+            tokio::time::timeout(config.timeout, exchange(&config, &mut sender, body))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(SendError::retryable(format!(
+                        "no answer from {} within {:?}",
+                        config.uri, config.timeout
+                    )))
+                })
+        });
+        // A connection that failed or timed out is not used again.
+        if outcome.is_ok() {
+            self.sender = sender;
+        }
+        outcome
+    }
+}
+
+async fn exchange(
+    config: &HttpConfig,
+    sender: &mut Option<hyper::client::conn::http1::SendRequest<Full<Bytes>>>,
+    body: Bytes,
+) -> Result<(), SendError> {
+    let ready = match sender.as_mut() {
+        Some(s) => s.ready().await.is_ok(),
+        None => false,
+    };
+    if !ready {
+        *sender = Some(connect(&config.uri).await?);
+    }
+    let sender = sender.as_mut().expect("connected above");
+    let mut request = Request::post(config.uri.clone())
+        .header(hyper::header::HOST, authority(&config.uri))
+        .header(hyper::header::CONTENT_TYPE, "application/x-ndjson");
+    if config.gzip {
+        request = request.header(hyper::header::CONTENT_ENCODING, "gzip");
+    }
+    for (name, value) in &config.headers {
+        request = request.header(name, value);
+    }
+    let request = request
+        .body(Full::new(body))
+        .map_err(|e| SendError::permanent(format!("building the request: {e}")))?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| SendError::retryable(format!("sending to {}: {e}", config.uri)))?;
+    let status = response.status();
+    let retry_after = response
+        .headers()
+        .get(hyper::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    // Read the body through so the connection can carry the next request.
+    let text = response
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    classify(status, retry_after, &text, &config.uri)
+}
+
+fn classify(
+    status: StatusCode,
+    retry_after: Option<Duration>,
+    body: &[u8],
+    uri: &Uri,
+) -> Result<(), SendError> {
+    if status.is_success() {
+        return Ok(());
+    }
+    let said = String::from_utf8_lossy(&body[..body.len().min(200)]);
+    let reason = format!("{uri} answered {status}: {}", said.trim());
+    if status == StatusCode::REQUEST_TIMEOUT
+        || status == StatusCode::TOO_MANY_REQUESTS
+        || status.is_server_error()
+    {
+        Err(SendError::Retryable {
+            reason,
+            retry_after,
+        })
+    } else {
+        Err(SendError::Permanent { reason })
+    }
+}
+
+async fn connect(
+    uri: &Uri,
+) -> Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>, SendError> {
+    if uri.scheme_str() != Some("http") {
+        return Err(SendError::permanent(format!(
+            "{uri}: only http:// is supported so far"
+        )));
+    }
+    let host = uri.host().unwrap_or("127.0.0.1");
+    let port = uri.port_u16().unwrap_or(80);
+    let stream = TcpStream::connect((host, port))
+        .await
+        .map_err(|e| SendError::retryable(format!("connecting to {uri}: {e}")))?;
+    let _ = stream.set_nodelay(true);
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| SendError::retryable(format!("connecting to {uri}: {e}")))?;
+    tokio::spawn(async move {
+        // Ends when the sender is dropped or the server closes.
+        let _ = connection.await;
+    });
+    Ok(sender)
+}
+
+fn authority(uri: &Uri) -> String {
+    uri.authority()
+        .map(|a| a.as_str().to_owned())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_are_classified_as_the_destination_means_them() {
+        let uri: Uri = "http://127.0.0.1:1/x".parse().unwrap();
+        assert_eq!(classify(StatusCode::OK, None, b"", &uri), Ok(()));
+        for retryable in [408, 429, 500, 502, 503] {
+            let status = StatusCode::from_u16(retryable).unwrap();
+            assert!(matches!(
+                classify(status, Some(Duration::from_secs(3)), b"busy", &uri),
+                Err(SendError::Retryable { retry_after: Some(d), .. }) if d == Duration::from_secs(3)
+            ));
+        }
+        for permanent in [400, 401, 404, 413] {
+            let status = StatusCode::from_u16(permanent).unwrap();
+            assert!(matches!(
+                classify(status, None, b"bad", &uri),
+                Err(SendError::Permanent { .. })
+            ));
+        }
+    }
+}

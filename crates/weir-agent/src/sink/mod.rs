@@ -1,0 +1,49 @@
+//! Sinks: where a pipeline's records end up. Each runs on its own delivery
+//! thread (see [`crate::delivery`]), which hands it one batch at a time and
+//! takes its word on whether the batch arrived.
+
+pub mod blackhole;
+pub mod console;
+pub mod file;
+pub mod http;
+pub mod ndjson;
+
+use std::time::Duration;
+
+use crate::record::LogRecord;
+
+/// Why a batch did not arrive.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// Worth trying again: the destination is down, slow or busy.
+    #[error("{reason}")]
+    Retryable {
+        reason: String,
+        /// The destination asked to wait this long (`Retry-After`).
+        retry_after: Option<Duration>,
+    },
+    /// Trying again cannot help: the destination refused the batch itself.
+    #[error("{reason}")]
+    Permanent { reason: String },
+}
+
+impl SendError {
+    pub fn retryable(reason: impl Into<String>) -> SendError {
+        SendError::Retryable {
+            reason: reason.into(),
+            retry_after: None,
+        }
+    }
+
+    pub fn permanent(reason: impl Into<String>) -> SendError {
+        SendError::Permanent {
+            reason: reason.into(),
+        }
+    }
+}
+
+/// A destination for batches of records.
+pub trait Sink: Send {
+    /// Delivers `records`, in order; `Ok` once the destination has them.
+    fn send(&mut self, records: &[LogRecord]) -> Result<(), SendError>;
+}
