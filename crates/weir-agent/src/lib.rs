@@ -7,3 +7,4 @@ pub mod delivery;
 pub mod metrics;
 pub mod record;
 pub mod sink;
+pub mod source;

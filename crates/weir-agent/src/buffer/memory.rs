@@ -189,6 +189,15 @@ impl MemoryBuffer {
         Ok(())
     }
 
+    pub fn next_seq(&self) -> u64 {
+        let state = self.lock();
+        state.first_seq + state.records.len() as u64
+    }
+
+    pub fn acked_below(&self) -> u64 {
+        self.lock().acks.mark()
+    }
+
     pub fn is_closed(&self) -> bool {
         self.lock().closed
     }

@@ -142,6 +142,23 @@ impl Buffer {
         matches!(self, Buffer::Disk(_))
     }
 
+    /// One past the sequence number of the last record appended.
+    pub fn next_seq(&self) -> u64 {
+        match self {
+            Buffer::Memory(b) => b.next_seq(),
+            Buffer::Disk(b) => b.next_seq(),
+        }
+    }
+
+    /// Every record below this sequence number has been acknowledged by the
+    /// sink (or dropped, counted).
+    pub fn acked_below(&self) -> u64 {
+        match self {
+            Buffer::Memory(b) => b.acked_below(),
+            Buffer::Disk(b) => b.acked_below(),
+        }
+    }
+
     /// Appends have ended (see [`Buffer::close`]).
     pub fn is_closed(&self) -> bool {
         match self {

@@ -788,6 +788,14 @@ impl DiskBuffer {
         Ok(())
     }
 
+    pub fn next_seq(&self) -> u64 {
+        self.lock_state().next_seq
+    }
+
+    pub fn acked_below(&self) -> u64 {
+        self.lock_state().acks.mark()
+    }
+
     pub fn is_closed(&self) -> bool {
         self.lock_state().closed
     }

@@ -1,0 +1,378 @@
+//! The `file` source: tails the files its globs match, following rotation
+//! by rename (the file is known by its inode, not its name) and by
+//! copy-truncate (a file shorter than the offset read starts over), picking
+//! up new files, and reading a deleted file to its end before letting go.
+//!
+//! Each file's checkpoint moves only past records every sink downstream has
+//! acknowledged, or that a disk buffer holds (end-to-end acknowledgement):
+//! after a crash, reading resumes there, so nothing acknowledged is read
+//! twice and nothing unacknowledged is skipped.
+
+pub mod checkpoint;
+pub mod format;
+
+use std::collections::{HashMap, VecDeque};
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use self::checkpoint::{Checkpoints, Entry, FileId, Fingerprint};
+pub use self::format::Format;
+use self::format::LineParser;
+use super::Output;
+use crate::metrics::SourceMetrics;
+use crate::record::LogRecord;
+
+#[derive(Debug, Clone)]
+pub struct FileSourceConfig {
+    pub include: Vec<String>,
+    pub exclude: Vec<glob::Pattern>,
+    pub format: Format,
+    /// Files found at the first start without a checkpoint: read from the
+    /// beginning, or only what is written from now on.
+    pub start_at_end: bool,
+    /// Largest record; longer lines go out in partial pieces.
+    pub max_record: usize,
+    /// How often idle files are looked at again.
+    pub poll: Duration,
+    pub checkpoint_path: PathBuf,
+}
+
+/// Bytes read from one file before the others get their turn.
+const READ_CHUNK: usize = 256 << 10;
+/// How often the checkpoints are written while they move.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+/// A file at its end that no glob matches any more (rotated away, or
+/// deleted) is let go after it has been quiet this long.
+const LET_GO_AFTER: Duration = Duration::from_secs(5);
+
+/// A file being read.
+struct Tailed {
+    id: FileId,
+    path: PathBuf,
+    file: File,
+    fingerprint: Fingerprint,
+    /// Bytes read and turned into records (or into the open fragment).
+    offset: u64,
+    /// The offset where the current line starts; bytes after it wait for
+    /// their newline.
+    partial: Vec<u8>,
+    parser: LineParser,
+    /// Offsets handed to the buffers, oldest first, waiting for
+    /// acknowledgement: (offset after, end sequence number per buffer).
+    pending: VecDeque<(u64, Vec<u64>)>,
+    /// The offset acknowledged: what the checkpoint says.
+    committed: u64,
+    last_data: Instant,
+    /// A glob matched it at the last look.
+    matched: bool,
+}
+
+/// Starts the source on its own thread; it runs until `stop` is set.
+pub fn start(
+    name: &str,
+    config: FileSourceConfig,
+    output: Output,
+    metrics: Arc<SourceMetrics>,
+    stop: Arc<AtomicBool>,
+) -> io::Result<JoinHandle<()>> {
+    let checkpoints = Checkpoints::load(&config.checkpoint_path)?;
+    let name = name.to_owned();
+    thread::Builder::new()
+        .name(format!("weir-src-{name}"))
+        .spawn(move || {
+            let mut tail = Tail {
+                name,
+                config,
+                output,
+                metrics,
+                checkpoints,
+                files: HashMap::new(),
+                first_scan: true,
+                records: Vec::new(),
+            };
+            tail.run(&stop);
+        })
+}
+
+struct Tail {
+    name: String,
+    config: FileSourceConfig,
+    output: Output,
+    metrics: Arc<SourceMetrics>,
+    checkpoints: Checkpoints,
+    files: HashMap<FileId, Tailed>,
+    first_scan: bool,
+    records: Vec<LogRecord>,
+}
+
+impl Tail {
+    fn run(&mut self, stop: &AtomicBool) {
+        let mut last_scan = None::<Instant>;
+        let mut last_checkpoint = Instant::now();
+        while !stop.load(Ordering::Relaxed) {
+            if last_scan.is_none_or(|t| t.elapsed() >= self.config.poll) {
+                self.scan();
+                last_scan = Some(Instant::now());
+            }
+            let mut progressed = false;
+            let ids: Vec<FileId> = self.files.keys().copied().collect();
+            for id in ids {
+                progressed |= self.read_some(id);
+            }
+            self.commit_acknowledged();
+            if last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
+                self.store_checkpoints();
+                last_checkpoint = Instant::now();
+            }
+            self.let_go_of_finished_files();
+            if !progressed {
+                thread::sleep(self.config.poll.min(Duration::from_millis(100)));
+            }
+        }
+        self.commit_acknowledged();
+        self.store_checkpoints();
+    }
+
+    /// Looks for files the globs match, opening the new ones.
+    fn scan(&mut self) {
+        for tailed in self.files.values_mut() {
+            tailed.matched = false;
+        }
+        for pattern in &self.config.include.clone() {
+            let paths = match glob::glob(pattern) {
+                Ok(paths) => paths,
+                Err(e) => {
+                    eprintln!("weir: source {}: pattern {pattern}: {e}", self.name);
+                    continue;
+                }
+            };
+            for path in paths.flatten() {
+                if self.config.exclude.iter().any(|p| p.matches_path(&path)) {
+                    continue;
+                }
+                if let Err(e) = self.track(&path) {
+                    eprintln!("weir: source {}: {}: {e}", self.name, path.display());
+                }
+            }
+        }
+        self.first_scan = false;
+    }
+
+    fn track(&mut self, path: &Path) -> io::Result<()> {
+        let meta = std::fs::metadata(path)?;
+        if !meta.is_file() {
+            return Ok(());
+        }
+        let id = (meta.dev(), meta.ino());
+        if let Some(tailed) = self.files.get_mut(&id) {
+            tailed.matched = true;
+            // Renamed (rotated): the same file under its new name.
+            tailed.path = path.to_path_buf();
+            return Ok(());
+        }
+        let file = File::open(path)?;
+        let mut head = vec![0u8; checkpoint::FINGERPRINT_BYTES];
+        let got = read_at_most(&file, &mut head, 0)?;
+        head.truncate(got);
+        let offset = match self.checkpoints.resume(id, &head) {
+            Some(offset) if offset <= meta.len() => offset,
+            // Truncated since the checkpoint: start over.
+            Some(_) => 0,
+            None if self.first_scan && self.config.start_at_end => meta.len(),
+            None => 0,
+        };
+        self.files.insert(
+            id,
+            Tailed {
+                id,
+                path: path.to_path_buf(),
+                file,
+                fingerprint: Fingerprint::of(&head),
+                offset,
+                partial: Vec::new(),
+                parser: LineParser::new(self.config.format, self.config.max_record),
+                pending: VecDeque::new(),
+                committed: offset,
+                last_data: Instant::now(),
+                matched: true,
+            },
+        );
+        Ok(())
+    }
+
+    /// Reads what one file has beyond its offset, up to a chunk; returns
+    /// whether anything was read.
+    fn read_some(&mut self, id: FileId) -> bool {
+        let Some(tailed) = self.files.get_mut(&id) else {
+            return false;
+        };
+        let size = match tailed.file.metadata() {
+            Ok(meta) => meta.len(),
+            Err(_) => return false,
+        };
+        let read_to = tailed.offset + tailed.partial.len() as u64;
+        if size < read_to {
+            // Copy-truncate: the file was emptied under us; start over.
+            eprintln!(
+                "weir: source {}: {} was truncated; reading it from the start",
+                self.name,
+                tailed.path.display()
+            );
+            tailed.offset = 0;
+            tailed.partial.clear();
+            tailed.pending.clear();
+            tailed.committed = 0;
+            tailed.parser = LineParser::new(self.config.format, self.config.max_record);
+            return true;
+        }
+        if size == read_to {
+            return false;
+        }
+        let want = ((size - read_to) as usize).min(READ_CHUNK);
+        let start = tailed.partial.len();
+        tailed.partial.resize(start + want, 0);
+        let got = match read_at_most(&tailed.file, &mut tailed.partial[start..], read_to) {
+            Ok(got) => got,
+            Err(e) => {
+                tailed.partial.truncate(start);
+                eprintln!("weir: source {}: {}: {e}", self.name, tailed.path.display());
+                return false;
+            }
+        };
+        tailed.partial.truncate(start + got);
+        tailed.last_data = Instant::now();
+        if (tailed.fingerprint.len as usize) < checkpoint::FINGERPRINT_BYTES {
+            // The file was shorter than a fingerprint: take it again now.
+            let mut head = vec![0u8; checkpoint::FINGERPRINT_BYTES];
+            if let Ok(got) = read_at_most(&tailed.file, &mut head, 0) {
+                tailed.fingerprint = Fingerprint::of(&head[..got]);
+            }
+        }
+        let observed = now_ns();
+        // Whole lines go to the parser; a line without its newline waits,
+        // unless it is already longer than a record can be.
+        let mut consumed = 0;
+        let mut malformed = 0u64;
+        let mut malformed_bytes = 0u64;
+        let mut line_bytes = 0u64;
+        let mut lines = 0u64;
+        while let Some(end) = memchr_newline(&tailed.partial[consumed..]) {
+            let line = &tailed.partial[consumed..consumed + end];
+            if !tailed.parser.parse(line, observed, &mut self.records) {
+                malformed += 1;
+                malformed_bytes += line.len() as u64;
+            }
+            lines += 1;
+            line_bytes += line.len() as u64 + 1;
+            consumed += end + 1;
+        }
+        let rest = tailed.partial.len() - consumed;
+        if rest > self.config.max_record + 1024 {
+            // A line longer than any record: what there is goes out (as
+            // partial pieces of a plain record) rather than growing forever.
+            let line = &tailed.partial[consumed..];
+            let mut piece = LineParser::new(format::Format::Plain, self.config.max_record);
+            piece.parse(line, observed, &mut self.records);
+            if let Some(last) = self.records.last_mut() {
+                last.partial = true;
+            }
+            line_bytes += line.len() as u64;
+            consumed = tailed.partial.len();
+        }
+        tailed.partial.drain(..consumed);
+        tailed.offset += consumed as u64;
+        self.metrics.read.add(lines, line_bytes);
+        if malformed > 0 {
+            self.metrics.malformed.add(malformed, malformed_bytes);
+        }
+        let path = tailed.path.to_string_lossy().into_owned();
+        for record in &mut self.records {
+            record
+                .resource
+                .push(("log.file.path".to_owned(), path.clone()));
+        }
+        let records = std::mem::take(&mut self.records);
+        let ends = self.output.emit(&records, &self.metrics);
+        self.records = records;
+        self.records.clear();
+        let tailed = self.files.get_mut(&id).expect("still tracked");
+        tailed.pending.push_back((tailed.offset, ends));
+        true
+    }
+
+    /// Moves each file's committed offset past what every buffer has
+    /// acknowledged (or holds durably).
+    fn commit_acknowledged(&mut self) {
+        let acked = self.output.acknowledged();
+        for tailed in self.files.values_mut() {
+            while let Some((offset, ends)) = tailed.pending.front() {
+                if ends.iter().zip(&acked).all(|(end, acked)| acked >= end) {
+                    tailed.committed = *offset;
+                    tailed.pending.pop_front();
+                } else {
+                    break;
+                }
+            }
+            self.checkpoints.set(Entry {
+                dev: tailed.id.0,
+                ino: tailed.id.1,
+                fingerprint: tailed.fingerprint,
+                offset: tailed.committed,
+                path: tailed.path.clone(),
+            });
+        }
+    }
+
+    fn store_checkpoints(&mut self) {
+        // Files no longer on disk need no checkpoint.
+        let files = &self.files;
+        self.checkpoints.retain(|id| files.contains_key(&id));
+        if let Err(e) = self.checkpoints.store() {
+            eprintln!("weir: source {}: writing checkpoints: {e}", self.name);
+        }
+    }
+
+    /// Closes files that no glob matches any more, once read to their end,
+    /// quiet, and acknowledged.
+    fn let_go_of_finished_files(&mut self) {
+        self.files.retain(|_, tailed| {
+            let at_end = tailed
+                .file
+                .metadata()
+                .is_ok_and(|m| m.len() == tailed.offset + tailed.partial.len() as u64);
+            tailed.matched
+                || !at_end
+                || !tailed.pending.is_empty()
+                || tailed.last_data.elapsed() < LET_GO_AFTER
+        });
+    }
+}
+
+fn memchr_newline(bytes: &[u8]) -> Option<usize> {
+    bytes.iter().position(|b| *b == b'\n')
+}
+
+fn read_at_most(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read_at(&mut buf[filled..], offset + filled as u64) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+fn now_ns() -> i64 {
+    weir_monitor::format::timestamp::Timestamp::now()
+        .as_nanos()
+        .clamp(0, i64::MAX as i128) as i64
+}
