@@ -3,8 +3,12 @@
 //! sink to the sinks, delivered in order and acknowledged end to end.
 
 pub mod buffer;
+pub mod config;
 pub mod delivery;
 pub mod metrics;
+pub mod ops;
+pub mod pipeline;
+pub mod receiver;
 pub mod record;
 pub mod sink;
 pub mod source;

@@ -2,18 +2,16 @@
 //! records arrive in the order sent, with no gap, and a record arrives twice
 //! only in a retry of the batch that failed.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use common::{Answer, Receiver};
 use weir_agent::buffer::Buffer;
 use weir_agent::buffer::WhenFull;
 use weir_agent::buffer::memory::{MemoryBuffer, MemoryConfig};
 use weir_agent::delivery::{self, Backoff, DeliveryConfig};
 use weir_agent::metrics::SinkMetrics;
+use weir_agent::receiver::{Answer, Receiver};
 use weir_agent::record::LogRecord;
 use weir_agent::sink::Sink;
 use weir_agent::sink::http::{HttpConfig, HttpSink};
@@ -98,7 +96,8 @@ fn ordered_delivery_keeps_order_through_failures_and_timeouts() {
         } else {
             Answer::Accept
         }
-    }));
+    }))
+    .unwrap();
     let count = 5000;
     let buffer = deliver_through(&receiver, count, 1);
     let stats = buffer.stats();
@@ -139,7 +138,8 @@ fn concurrent_delivery_delivers_everything_once_acknowledged() {
         } else {
             Answer::Accept
         }
-    }));
+    }))
+    .unwrap();
     let count = 3000;
     let buffer = deliver_through(&receiver, count, 4);
     assert_eq!(buffer.stats().acked.records, count as u64);

@@ -114,7 +114,7 @@ fn hex_into(bytes: &[u8], out: &mut Vec<u8>) {
 }
 
 /// Standard base64 with padding (RFC 4648 §4).
-fn base64_into(bytes: &[u8], out: &mut Vec<u8>) {
+pub fn base64_into(bytes: &[u8], out: &mut Vec<u8>) {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     for chunk in bytes.chunks(3) {
         let n = chunk

@@ -55,6 +55,18 @@ impl AckFile {
     }
 }
 
+/// The mark a file holds, read without opening it for writing.
+pub fn read_mark(path: &Path) -> io::Result<Option<u64>> {
+    let file = File::open(path)?;
+    let mut bytes = [0u8; 2 * SLOT_LEN];
+    let got = super::read_full_at(&file, &mut bytes, 0)?;
+    Ok(bytes[..got]
+        .chunks_exact(SLOT_LEN)
+        .filter_map(decode_slot)
+        .max_by_key(|(generation, _)| *generation)
+        .map(|(_, mark)| mark))
+}
+
 fn encode_slot(generation: u64, mark: u64) -> [u8; SLOT_LEN] {
     let mut slot = [0u8; SLOT_LEN];
     slot[..8].copy_from_slice(MAGIC);

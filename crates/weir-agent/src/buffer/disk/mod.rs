@@ -45,6 +45,64 @@ use self::frame::Next;
 use self::segment::Damage;
 use super::acks::{Acked, Acks};
 
+/// One segment as [`inspect`] found it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SegmentReport {
+    pub path: PathBuf,
+    pub first_seq: u64,
+    pub records: u64,
+    pub bytes: u64,
+    /// What is wrong with it: where the valid part ends and why.
+    pub damage: Option<(u64, String)>,
+}
+
+/// What a buffer directory holds, read without changing anything.
+#[derive(Debug, Clone, Serialize)]
+pub struct Inspection {
+    /// The acknowledgement mark, if the mark file is readable.
+    pub mark: Option<u64>,
+    pub segments: Vec<SegmentReport>,
+    /// Files set aside as damaged by an earlier open.
+    pub set_aside: Vec<PathBuf>,
+}
+
+/// Reads a buffer directory through and checks every record, changing
+/// nothing (it may be done while the agent runs).
+pub fn inspect(dir: &Path, max_record: u32) -> io::Result<Inspection> {
+    let mut names: Vec<(u64, PathBuf)> = Vec::new();
+    let mut set_aside = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(first) = segment::parse_name(&name) {
+            names.push((first, entry.path()));
+        } else if name.ends_with(".damaged") {
+            set_aside.push(entry.path());
+        }
+    }
+    names.sort();
+    let mut segments = Vec::new();
+    for (first_seq, path) in names {
+        let scan = segment::scan(&path, first_seq, max_record, |_, _| {})?;
+        segments.push(SegmentReport {
+            path,
+            first_seq,
+            records: scan.records,
+            bytes: scan.file_len,
+            damage: scan.damage.map(|d| (scan.valid_len, d.to_string())),
+        });
+    }
+    let mark = match fs::metadata(dir.join("ack")) {
+        Ok(_) => ack::read_mark(&dir.join("ack"))?,
+        Err(_) => None,
+    };
+    Ok(Inspection {
+        mark,
+        segments,
+        set_aside,
+    })
+}
+
 /// When appended records and the acknowledgement mark are forced to disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fsync {

@@ -1,5 +1,6 @@
-//! A real HTTP receiver on loopback for sink tests: it records every batch
-//! it is sent and answers as the test scripts it (fail, stall, accept).
+//! A scripted HTTP receiver on loopback, for tests and benchmarks of the
+//! http sink: it records every request's lines and answers as scripted
+//! (accept, fail with 503, or stall before accepting).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -30,27 +31,35 @@ pub struct Received {
     pub answer: Answer,
 }
 
+/// A running receiver; it serves until the process ends.
 pub struct Receiver {
     pub addr: SocketAddr,
     pub received: Arc<Mutex<Vec<Received>>>,
 }
 
 impl Receiver {
-    pub fn start(script: Script) -> Receiver {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let addr = listener.local_addr().unwrap();
+    /// Listens on a free loopback port.
+    pub fn start(script: Script) -> std::io::Result<Receiver> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
         let received = Arc::new(Mutex::new(Vec::new()));
         let seen = Arc::clone(&received);
         std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
-                .unwrap();
+            else {
+                return;
+            };
             runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
+                    return;
+                };
                 loop {
-                    let (stream, _) = listener.accept().await.unwrap();
+                    let Ok((stream, _)) = listener.accept().await else {
+                        continue;
+                    };
                     let (script, seen) = (Arc::clone(&script), Arc::clone(&seen));
                     tokio::spawn(async move {
                         let service = service_fn(move |request: Request<hyper::body::Incoming>| {
@@ -64,9 +73,11 @@ impl Receiver {
                                     .lines()
                                     .map(str::to_owned)
                                     .collect();
-                                let n = seen.lock().unwrap().len();
+                                let n = seen.lock().unwrap_or_else(|e| e.into_inner()).len();
                                 let answer = script(n);
-                                seen.lock().unwrap().push(Received { lines, answer });
+                                seen.lock()
+                                    .unwrap_or_else(|e| e.into_inner())
+                                    .push(Received { lines, answer });
                                 let status = match answer {
                                     Answer::Accept => StatusCode::OK,
                                     Answer::Fail => StatusCode::SERVICE_UNAVAILABLE,
@@ -89,10 +100,14 @@ impl Receiver {
                 }
             });
         });
-        Receiver { addr, received }
+        Ok(Receiver { addr, received })
     }
 
+    /// Every request so far, in the order they came.
     pub fn requests(&self) -> Vec<Received> {
-        self.received.lock().unwrap().clone()
+        self.received
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }

@@ -1,0 +1,785 @@
+//! The agent's configuration file (`weir agent -c weir.toml`): named sources
+//! and sinks wired by name, checked whole before anything starts. Every
+//! error names the file, the line and column, the key, and what is expected.
+//!
+//! ```toml
+//! data_dir = "/var/lib/weir/agent"     # buffers, checkpoints, dead letters
+//!
+//! [api]
+//! address = "127.0.0.1:9595"          # /metrics and /health
+//! stall_after = "60s"                 # unhealthy: no progress while data waits
+//!
+//! [sources.pods]
+//! type = "file"
+//! include = ["/var/log/pods/**/*.log"]
+//! format = "cri"                      # cri | docker | plain
+//! start_at = "beginning"              # or "end", for files found at first start
+//!
+//! [sinks.collector]
+//! type = "http"                       # http | file | console | blackhole
+//! inputs = ["pods"]
+//! uri = "http://127.0.0.1:8080/ingest"
+//! ordering = "ordered"                # or "concurrent", with concurrency = N
+//! buffer = { type = "disk", max_size = "1GiB", when_full = "block", fsync = "100ms" }
+//! ```
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+use weir_gate::units::{parse_duration, parse_size};
+
+use crate::buffer::WhenFull;
+use crate::buffer::disk::Fsync;
+use crate::source::file::Format;
+
+/// Largest configuration file read.
+const MAX_FILE_BYTES: u64 = 1 << 20;
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}:{column}: {message}")]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+}
+
+/// The checked configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentConfig {
+    pub path: PathBuf,
+    pub data_dir: PathBuf,
+    pub api: Option<ApiConfig>,
+    pub sources: BTreeMap<String, SourceConfig>,
+    pub sinks: BTreeMap<String, SinkConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiConfig {
+    pub address: SocketAddr,
+    pub stall_after: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum SourceConfig {
+    File {
+        include: Vec<String>,
+        exclude: Vec<String>,
+        format: Format,
+        start_at_end: bool,
+        max_record: usize,
+        poll: Duration,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SinkConfig {
+    pub inputs: Vec<String>,
+    pub kind: SinkKind,
+    pub max_records: usize,
+    pub max_bytes: usize,
+    pub batch_timeout: Duration,
+    pub concurrency: usize,
+    pub retry_initial: Duration,
+    pub retry_max: Duration,
+    pub max_retry_age: Option<Duration>,
+    pub buffer: BufferConfig,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum SinkKind {
+    Blackhole,
+    Console {
+        stderr: bool,
+    },
+    File {
+        path: PathBuf,
+    },
+    Http {
+        uri: hyper::Uri,
+        headers: Vec<(String, String)>,
+        gzip: bool,
+        timeout: Duration,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct BufferConfig {
+    pub disk: bool,
+    pub max_size: u64,
+    pub when_full: WhenFull,
+    pub fsync: Fsync,
+}
+
+// What the file says, with where it says it.
+
+type S<T> = Spanned<T>;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    data_dir: Option<S<String>>,
+    api: Option<RawApi>,
+    #[serde(default)]
+    sources: BTreeMap<S<String>, RawSource>,
+    #[serde(default)]
+    sinks: BTreeMap<S<String>, RawSink>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApi {
+    enabled: Option<bool>,
+    address: Option<S<String>>,
+    stall_after: Option<S<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSource {
+    r#type: S<String>,
+    include: Option<S<Vec<String>>>,
+    exclude: Option<Vec<String>>,
+    format: Option<S<String>>,
+    start_at: Option<S<String>>,
+    max_record: Option<S<String>>,
+    poll: Option<S<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSink {
+    r#type: S<String>,
+    inputs: Option<S<Vec<S<String>>>>,
+    // file
+    path: Option<S<String>>,
+    // console
+    stream: Option<S<String>>,
+    // http
+    uri: Option<S<String>>,
+    headers: Option<BTreeMap<String, String>>,
+    gzip: Option<bool>,
+    timeout: Option<S<String>>,
+    auth: Option<RawAuth>,
+    // delivery
+    ordering: Option<S<String>>,
+    concurrency: Option<S<i64>>,
+    batch: Option<RawBatch>,
+    retry: Option<RawRetry>,
+    buffer: Option<RawBuffer>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuth {
+    bearer: Option<String>,
+    user: Option<String>,
+    password: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBatch {
+    max_records: Option<S<i64>>,
+    max_bytes: Option<S<String>>,
+    timeout: Option<S<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRetry {
+    initial: Option<S<String>>,
+    max: Option<S<String>>,
+    max_age: Option<S<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBuffer {
+    r#type: Option<S<String>>,
+    max_size: Option<S<String>>,
+    when_full: Option<S<String>>,
+    fsync: Option<S<String>>,
+}
+
+/// Turns spans into `file:line:column` errors.
+struct Checker<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl Checker<'_> {
+    fn error(&self, at: usize, message: String) -> ConfigError {
+        let before = &self.text[..at.min(self.text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+        ConfigError::Invalid {
+            path: self.path.to_path_buf(),
+            line,
+            column,
+            message,
+        }
+    }
+
+    fn duration(&self, key: &str, value: &S<String>) -> Result<Duration, ConfigError> {
+        parse_duration(value.get_ref()).map_err(|e| {
+            self.error(
+                value.span().start,
+                format!("{key} = {:?}: {e}", value.get_ref()),
+            )
+        })
+    }
+
+    fn size(&self, key: &str, value: &S<String>) -> Result<u64, ConfigError> {
+        parse_size(value.get_ref()).map_err(|e| {
+            self.error(
+                value.span().start,
+                format!("{key} = {:?}: {e}", value.get_ref()),
+            )
+        })
+    }
+
+    fn choice<T: Copy>(
+        &self,
+        key: &str,
+        value: &S<String>,
+        choices: &[(&str, T)],
+    ) -> Result<T, ConfigError> {
+        choices
+            .iter()
+            .find(|(name, _)| name == value.get_ref())
+            .map(|(_, v)| *v)
+            .ok_or_else(|| {
+                let names: Vec<String> = choices.iter().map(|(n, _)| format!("{n:?}")).collect();
+                self.error(
+                    value.span().start,
+                    format!(
+                        "{key} = {:?}: expected one of {}",
+                        value.get_ref(),
+                        names.join(", ")
+                    ),
+                )
+            })
+    }
+
+    fn positive(&self, key: &str, value: &S<i64>, max: i64) -> Result<usize, ConfigError> {
+        let n = *value.get_ref();
+        if n < 1 || n > max {
+            return Err(self.error(
+                value.span().start,
+                format!("{key} = {n}: expected a whole number from 1 to {max}"),
+            ));
+        }
+        Ok(n as usize)
+    }
+}
+
+impl AgentConfig {
+    /// Reads and checks a configuration file.
+    pub fn load(path: &Path) -> Result<AgentConfig, ConfigError> {
+        use std::io::Read;
+        let read_error = |source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut text = String::new();
+        std::fs::File::open(path)
+            .and_then(|f| f.take(MAX_FILE_BYTES + 1).read_to_string(&mut text))
+            .map_err(read_error)?;
+        if text.len() as u64 > MAX_FILE_BYTES {
+            return Err(ConfigError::Read {
+                path: path.to_path_buf(),
+                source: std::io::Error::other(format!("larger than {MAX_FILE_BYTES} bytes")),
+            });
+        }
+        AgentConfig::parse(path, &text)
+    }
+
+    /// Checks the text of a configuration read from `path`.
+    pub fn parse(path: &Path, text: &str) -> Result<AgentConfig, ConfigError> {
+        let checker = Checker { path, text };
+        let raw: RawFile = toml::from_str(text).map_err(|e| {
+            let at = e.span().map_or(0, |s| s.start);
+            checker.error(at, e.message().trim().to_owned())
+        })?;
+        let data_dir = raw.data_dir.map_or_else(
+            || PathBuf::from("/var/lib/weir/agent"),
+            |d| d.into_inner().into(),
+        );
+        let api = match raw.api {
+            Some(RawApi {
+                enabled: Some(false),
+                ..
+            }) => None,
+            api => {
+                let api = api.unwrap_or(RawApi {
+                    enabled: None,
+                    address: None,
+                    stall_after: None,
+                });
+                let address = match &api.address {
+                    Some(a) => a.get_ref().parse().map_err(|_| {
+                        checker.error(
+                            a.span().start,
+                            format!(
+                                "api.address = {:?}: expected an address and port, like \"127.0.0.1:9595\"",
+                                a.get_ref()
+                            ),
+                        )
+                    })?,
+                    None => SocketAddr::from(([127, 0, 0, 1], 9595)),
+                };
+                let stall_after = match &api.stall_after {
+                    Some(d) => checker.duration("api.stall_after", d)?,
+                    None => Duration::from_secs(60),
+                };
+                Some(ApiConfig {
+                    address,
+                    stall_after,
+                })
+            }
+        };
+        let mut sources = BTreeMap::new();
+        for (name, source) in raw.sources {
+            let key = format!("sources.{}", name.get_ref());
+            let config = check_source(&checker, &key, source, name.span().start)?;
+            sources.insert(name.into_inner(), config);
+        }
+        let mut sinks = BTreeMap::new();
+        for (name, sink) in raw.sinks {
+            let key = format!("sinks.{}", name.get_ref());
+            let config = check_sink(&checker, &key, sink, name.span().start, &sources)?;
+            sinks.insert(name.into_inner(), config);
+        }
+        if sinks.is_empty() {
+            return Err(checker.error(0, "no [sinks.NAME]: records would go nowhere".into()));
+        }
+        Ok(AgentConfig {
+            path: path.to_path_buf(),
+            data_dir,
+            api,
+            sources,
+            sinks,
+        })
+    }
+}
+
+fn check_source(
+    checker: &Checker<'_>,
+    key: &str,
+    raw: RawSource,
+    at: usize,
+) -> Result<SourceConfig, ConfigError> {
+    checker.choice(&format!("{key}.type"), &raw.r#type, &[("file", ())])?;
+    let include = raw.include.ok_or_else(|| {
+        checker.error(
+            at,
+            format!("{key}: a file source needs include = [\"GLOB\", ...]"),
+        )
+    })?;
+    if include.get_ref().is_empty() {
+        return Err(checker.error(
+            include.span().start,
+            format!("{key}.include: expected at least one glob"),
+        ));
+    }
+    for pattern in include.get_ref() {
+        glob::Pattern::new(pattern).map_err(|e| {
+            checker.error(
+                include.span().start,
+                format!("{key}.include: {pattern:?} is not a glob: {e}"),
+            )
+        })?;
+    }
+    let format = match &raw.format {
+        Some(f) => checker.choice(
+            &format!("{key}.format"),
+            f,
+            &[
+                ("cri", Format::Cri),
+                ("docker", Format::Docker),
+                ("plain", Format::Plain),
+            ],
+        )?,
+        None => Format::Cri,
+    };
+    let start_at_end = match &raw.start_at {
+        Some(s) => checker.choice(
+            &format!("{key}.start_at"),
+            s,
+            &[("beginning", false), ("end", true)],
+        )?,
+        None => false,
+    };
+    let max_record = match &raw.max_record {
+        Some(s) => checker.size(&format!("{key}.max_record"), s)?,
+        None => 1 << 20,
+    };
+    let poll = match &raw.poll {
+        Some(d) => checker.duration(&format!("{key}.poll"), d)?,
+        None => Duration::from_millis(250),
+    };
+    Ok(SourceConfig::File {
+        include: include.into_inner(),
+        exclude: raw.exclude.unwrap_or_default(),
+        format,
+        start_at_end,
+        max_record: max_record.clamp(1, 64 << 20) as usize,
+        poll,
+    })
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Blackhole,
+    Console,
+    File,
+    Http,
+}
+
+fn check_sink(
+    checker: &Checker<'_>,
+    key: &str,
+    raw: RawSink,
+    at: usize,
+    sources: &BTreeMap<String, SourceConfig>,
+) -> Result<SinkConfig, ConfigError> {
+    let kind = checker.choice(
+        &format!("{key}.type"),
+        &raw.r#type,
+        &[
+            ("blackhole", Kind::Blackhole),
+            ("console", Kind::Console),
+            ("file", Kind::File),
+            ("http", Kind::Http),
+        ],
+    )?;
+    let inputs = raw.inputs.ok_or_else(|| {
+        checker.error(
+            at,
+            format!("{key}: a sink needs inputs = [\"SOURCE\", ...]"),
+        )
+    })?;
+    if inputs.get_ref().is_empty() {
+        return Err(checker.error(
+            inputs.span().start,
+            format!("{key}.inputs: expected at least one source name"),
+        ));
+    }
+    for input in inputs.get_ref() {
+        if !sources.contains_key(input.get_ref()) {
+            let known: Vec<&str> = sources.keys().map(String::as_str).collect();
+            return Err(checker.error(
+                input.span().start,
+                format!(
+                    "{key}.inputs: no source named {:?} (sources: {})",
+                    input.get_ref(),
+                    if known.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+            ));
+        }
+    }
+    let needs = |value: &Option<S<String>>, what: &str| {
+        value.clone().ok_or_else(|| {
+            checker.error(
+                at,
+                format!("{key}: a {} sink needs {what}", raw.r#type.get_ref()),
+            )
+        })
+    };
+    let kind = match kind {
+        Kind::Blackhole => SinkKind::Blackhole,
+        Kind::Console => SinkKind::Console {
+            stderr: match &raw.stream {
+                Some(s) => checker.choice(
+                    &format!("{key}.stream"),
+                    s,
+                    &[("stdout", false), ("stderr", true)],
+                )?,
+                None => false,
+            },
+        },
+        Kind::File => SinkKind::File {
+            path: needs(&raw.path, "path = \"FILE\"")?.into_inner().into(),
+        },
+        Kind::Http => {
+            let uri_text = needs(&raw.uri, "uri = \"http://HOST:PORT/PATH\"")?;
+            let uri: hyper::Uri = uri_text.get_ref().parse().map_err(|e| {
+                checker.error(
+                    uri_text.span().start,
+                    format!("{key}.uri = {:?}: {e}", uri_text.get_ref()),
+                )
+            })?;
+            if uri.scheme_str() != Some("http") || uri.host().is_none() {
+                return Err(checker.error(
+                    uri_text.span().start,
+                    format!(
+                        "{key}.uri = {:?}: expected http://HOST[:PORT]/PATH (https is not supported yet)",
+                        uri_text.get_ref()
+                    ),
+                ));
+            }
+            let mut headers: Vec<(String, String)> = raw
+                .headers
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .collect();
+            if let Some(auth) = &raw.auth {
+                headers.push((
+                    "authorization".into(),
+                    match (&auth.bearer, &auth.user, &auth.password) {
+                        (Some(token), None, None) => format!("Bearer {token}"),
+                        (None, Some(user), password) => {
+                            let pair = format!("{user}:{}", password.as_deref().unwrap_or(""));
+                            let mut encoded = Vec::new();
+                            crate::sink::ndjson::base64_into(pair.as_bytes(), &mut encoded);
+                            format!("Basic {}", String::from_utf8_lossy(&encoded))
+                        }
+                        _ => {
+                            return Err(checker.error(
+                                at,
+                                format!("{key}.auth: expected {{ bearer = \"TOKEN\" }} or {{ user = \"U\", password = \"P\" }}"),
+                            ));
+                        }
+                    },
+                ));
+            }
+            for (name, value) in &headers {
+                if hyper::header::HeaderName::from_bytes(name.as_bytes()).is_err()
+                    || hyper::header::HeaderValue::from_str(value).is_err()
+                {
+                    return Err(checker.error(
+                        at,
+                        format!("{key}.headers: {name:?} is not a valid HTTP header"),
+                    ));
+                }
+            }
+            SinkKind::Http {
+                uri,
+                headers,
+                gzip: raw.gzip.unwrap_or(false),
+                timeout: match &raw.timeout {
+                    Some(d) => checker.duration(&format!("{key}.timeout"), d)?,
+                    None => Duration::from_secs(30),
+                },
+            }
+        }
+    };
+    let concurrency = match (&raw.ordering, &raw.concurrency) {
+        (Some(o), c) => {
+            let concurrent = checker.choice(
+                &format!("{key}.ordering"),
+                o,
+                &[("ordered", false), ("concurrent", true)],
+            )?;
+            match (concurrent, c) {
+                (false, Some(c)) => {
+                    return Err(checker.error(
+                        c.span().start,
+                        format!("{key}.concurrency: only for ordering = \"concurrent\""),
+                    ));
+                }
+                (false, None) => 1,
+                (true, Some(c)) => checker.positive(&format!("{key}.concurrency"), c, 64)?,
+                (true, None) => 4,
+            }
+        }
+        (None, Some(c)) => {
+            return Err(checker.error(
+                c.span().start,
+                format!("{key}.concurrency: set ordering = \"concurrent\" too"),
+            ));
+        }
+        (None, None) => 1,
+    };
+    let batch = raw.batch.unwrap_or(RawBatch {
+        max_records: None,
+        max_bytes: None,
+        timeout: None,
+    });
+    let retry = raw.retry.unwrap_or(RawRetry {
+        initial: None,
+        max: None,
+        max_age: None,
+    });
+    let buffer = raw.buffer.unwrap_or(RawBuffer {
+        r#type: None,
+        max_size: None,
+        when_full: None,
+        fsync: None,
+    });
+    let disk = match &buffer.r#type {
+        Some(t) => checker.choice(
+            &format!("{key}.buffer.type"),
+            t,
+            &[("memory", false), ("disk", true)],
+        )?,
+        None => false,
+    };
+    let fsync = match (&buffer.fsync, disk) {
+        (Some(f), false) => {
+            return Err(checker.error(
+                f.span().start,
+                format!("{key}.buffer.fsync: only for type = \"disk\""),
+            ));
+        }
+        (Some(f), true) => match f.get_ref().as_str() {
+            "always" => Fsync::Always,
+            "never" => Fsync::Never,
+            _ => Fsync::Every(checker.duration(&format!("{key}.buffer.fsync"), f).map_err(|_| {
+                checker.error(
+                    f.span().start,
+                    format!(
+                        "{key}.buffer.fsync = {:?}: expected \"always\", \"never\" or an interval like \"100ms\"",
+                        f.get_ref()
+                    ),
+                )
+            })?),
+        },
+        (None, _) => Fsync::Every(Duration::from_millis(100)),
+    };
+    Ok(SinkConfig {
+        inputs: inputs.into_inner().into_iter().map(S::into_inner).collect(),
+        kind,
+        max_records: match &batch.max_records {
+            Some(n) => checker.positive(&format!("{key}.batch.max_records"), n, 1_000_000)?,
+            None => 1000,
+        },
+        max_bytes: match &batch.max_bytes {
+            Some(s) => checker.size(&format!("{key}.batch.max_bytes"), s)?.max(1) as usize,
+            None => 1 << 20,
+        },
+        batch_timeout: match &batch.timeout {
+            Some(d) => checker.duration(&format!("{key}.batch.timeout"), d)?,
+            None => Duration::from_secs(1),
+        },
+        concurrency,
+        retry_initial: match &retry.initial {
+            Some(d) => checker.duration(&format!("{key}.retry.initial"), d)?,
+            None => Duration::from_millis(100),
+        },
+        retry_max: match &retry.max {
+            Some(d) => checker.duration(&format!("{key}.retry.max"), d)?,
+            None => Duration::from_secs(30),
+        },
+        max_retry_age: retry
+            .max_age
+            .as_ref()
+            .map(|d| checker.duration(&format!("{key}.retry.max_age"), d))
+            .transpose()?,
+        buffer: BufferConfig {
+            disk,
+            max_size: match &buffer.max_size {
+                Some(s) => checker.size(&format!("{key}.buffer.max_size"), s)?,
+                None if disk => 1 << 30,
+                None => 64 << 20,
+            },
+            when_full: match &buffer.when_full {
+                Some(w) => checker.choice(
+                    &format!("{key}.buffer.when_full"),
+                    w,
+                    &[
+                        ("block", WhenFull::Block),
+                        ("drop_newest", WhenFull::DropNewest),
+                        ("drop_oldest", WhenFull::DropOldest),
+                    ],
+                )?,
+                None => WhenFull::Block,
+            },
+            fsync,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<AgentConfig, String> {
+        AgentConfig::parse(Path::new("weir.toml"), text).map_err(|e| e.to_string())
+    }
+
+    const GOOD: &str = r#"
+data_dir = "/tmp/weir"
+
+[sources.pods]
+type = "file"
+include = ["/var/log/pods/**/*.log"]
+
+[sinks.out]
+type = "http"
+inputs = ["pods"]
+uri = "http://127.0.0.1:8080/ingest"
+ordering = "concurrent"
+concurrency = 2
+auth = { bearer = "s3cret" }
+buffer = { type = "disk", max_size = "10MiB", fsync = "always" }
+"#;
+
+    #[test]
+    fn a_good_file_is_read_with_its_defaults() {
+        let config = parse(GOOD).unwrap();
+        let sink = &config.sinks["out"];
+        assert_eq!(sink.concurrency, 2);
+        assert_eq!(sink.max_records, 1000);
+        assert_eq!(sink.buffer.fsync, Fsync::Always);
+        assert_eq!(sink.buffer.max_size, 10 << 20);
+        let SinkKind::Http { headers, .. } = &sink.kind else {
+            panic!()
+        };
+        assert_eq!(headers[0], ("authorization".into(), "Bearer s3cret".into()));
+        assert_eq!(
+            config.api.unwrap().address,
+            "127.0.0.1:9595".parse().unwrap(),
+            "only loopback by default"
+        );
+    }
+
+    #[test]
+    fn errors_name_the_line_the_key_and_what_is_expected() {
+        let cases = [
+            (
+                GOOD.replace("inputs = [\"pods\"]", "inputs = [\"podz\"]"),
+                "weir.toml:10:11: sinks.out.inputs: no source named \"podz\" (sources: pods)",
+            ),
+            (
+                GOOD.replace("ordering = \"concurrent\"", "ordering = \"sometimes\""),
+                "weir.toml:12:12: sinks.out.ordering = \"sometimes\": expected one of \"ordered\", \"concurrent\"",
+            ),
+            (
+                GOOD.replace("max_size = \"10MiB\"", "max_size = \"ten\""),
+                "weir.toml:15:38: sinks.out.buffer.max_size = \"ten\": \"ten\" is not a size",
+            ),
+            (
+                GOOD.replace("uri =", "url ="),
+                "weir.toml:11:1: unknown field `url`",
+            ),
+            (
+                GOOD.replace("http://127.0.0.1:8080/ingest", "ftp://x/y"),
+                "weir.toml:11:7: sinks.out.uri = \"ftp://x/y\": expected http://",
+            ),
+        ];
+        for (text, expected) in cases {
+            let err = parse(&text).unwrap_err();
+            assert!(err.starts_with(expected), "{err}\n expected: {expected}");
+        }
+    }
+}

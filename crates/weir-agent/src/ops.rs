@@ -1,0 +1,269 @@
+//! The operations endpoint: `/metrics` in the Prometheus text format and
+//! `/health`, which answers 503 when a sink has made no progress for the
+//! configured time while records wait for it, so a hang is visible.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+
+use crate::buffer::{Buffer, Counts};
+use crate::metrics::{SinkMetrics, SourceMetrics};
+
+/// What the endpoint reports on.
+#[derive(Debug, Clone, Default)]
+pub struct Registry {
+    pub sources: Vec<(String, Arc<SourceMetrics>)>,
+    pub sinks: Vec<(String, Arc<SinkMetrics>, Arc<Buffer>)>,
+    pub stall_after: Duration,
+}
+
+impl Registry {
+    /// The Prometheus text exposition of every counter.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let mut family = |name: &str, kind: &str, help: &str, samples: Vec<(String, f64)>| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (labels, value) in samples {
+                let _ = writeln!(out, "{name}{{{labels}}} {value}");
+            }
+        };
+        let source = |n: &str| format!("source=\"{n}\"");
+        let sink = |n: &str| format!("sink=\"{n}\"");
+        family(
+            "weir_source_records_total",
+            "counter",
+            "Records read by each source.",
+            self.sources
+                .iter()
+                .map(|(n, m)| (source(n), m.read.get().0 as f64))
+                .collect(),
+        );
+        family(
+            "weir_source_bytes_total",
+            "counter",
+            "Bytes read by each source.",
+            self.sources
+                .iter()
+                .map(|(n, m)| (source(n), m.read.get().1 as f64))
+                .collect(),
+        );
+        family(
+            "weir_source_malformed_records_total",
+            "counter",
+            "Lines not in the source's format, kept as plain records.",
+            self.sources
+                .iter()
+                .map(|(n, m)| (source(n), m.malformed.get().0 as f64))
+                .collect(),
+        );
+        family(
+            "weir_sink_records_total",
+            "counter",
+            "Records each sink's destination acknowledged.",
+            self.sinks
+                .iter()
+                .map(|(n, m, _)| (sink(n), m.delivered.get().0 as f64))
+                .collect(),
+        );
+        family(
+            "weir_sink_bytes_total",
+            "counter",
+            "Body bytes each sink's destination acknowledged.",
+            self.sinks
+                .iter()
+                .map(|(n, m, _)| (sink(n), m.delivered.get().1 as f64))
+                .collect(),
+        );
+        family(
+            "weir_sink_retries_total",
+            "counter",
+            "Batches sent again after a retryable failure.",
+            self.sinks
+                .iter()
+                .map(|(n, m, _)| (sink(n), m.retries.load(Ordering::Relaxed) as f64))
+                .collect(),
+        );
+        family(
+            "weir_sink_batches_in_flight",
+            "gauge",
+            "Batches sent and not yet acknowledged.",
+            self.sinks
+                .iter()
+                .map(|(n, m, _)| (sink(n), m.in_flight.load(Ordering::Relaxed) as f64))
+                .collect(),
+        );
+        let mut dropped = Vec::new();
+        for (n, m, buffer) in &self.sinks {
+            let stats = buffer.stats();
+            let reasons: [(&str, Counts); 4] = [
+                ("buffer_full_newest", stats.dropped_newest),
+                ("buffer_full_oldest", stats.dropped_oldest),
+                ("buffer_damaged", sum(stats.cut_read, stats.cut_at_open)),
+                (
+                    "sink_rejected",
+                    Counts {
+                        records: m.dead_lettered.get().0,
+                        bytes: m.dead_lettered.get().1,
+                    },
+                ),
+            ];
+            for (reason, counts) in reasons {
+                dropped.push((
+                    format!("sink=\"{n}\",reason=\"{reason}\""),
+                    counts.records as f64,
+                ));
+            }
+        }
+        family(
+            "weir_dropped_records_total",
+            "counter",
+            "Records not delivered, by reason (sink_rejected ones are in the dead-letter file).",
+            dropped,
+        );
+        family(
+            "weir_buffer_records",
+            "gauge",
+            "Records waiting in each sink's buffer.",
+            self.sinks
+                .iter()
+                .map(|(n, _, b)| (sink(n), b.stats().held.records as f64))
+                .collect(),
+        );
+        family(
+            "weir_buffer_bytes",
+            "gauge",
+            "Payload bytes waiting in each sink's buffer.",
+            self.sinks
+                .iter()
+                .map(|(n, _, b)| (sink(n), b.stats().held.bytes as f64))
+                .collect(),
+        );
+        let now_ns = weir_monitor::format::timestamp::Timestamp::now().as_nanos() as f64;
+        family(
+            "weir_buffer_oldest_record_age_seconds",
+            "gauge",
+            "Age of the oldest record not yet acknowledged (0 when none waits).",
+            self.sinks
+                .iter()
+                .map(|(n, m, _)| {
+                    let observed = m.oldest_unacked_observed_ns.load(Ordering::Relaxed);
+                    let age = if observed == 0 {
+                        0.0
+                    } else {
+                        ((now_ns - observed as f64) / 1e9).max(0.0)
+                    };
+                    (sink(n), age)
+                })
+                .collect(),
+        );
+        out
+    }
+
+    /// Sinks that made no progress for `stall_after` while records wait.
+    pub fn stalled(&self) -> Vec<String> {
+        self.sinks
+            .iter()
+            .filter(|(_, m, b)| {
+                b.stats().held.records > 0
+                    && m.seconds_without_progress() >= self.stall_after.as_secs_f64()
+            })
+            .map(|(n, m, _)| format!("{n}: no progress for {:.0} s", m.seconds_without_progress()))
+            .collect()
+    }
+}
+
+fn sum(a: Counts, b: Counts) -> Counts {
+    Counts {
+        records: a.records + b.records,
+        bytes: a.bytes + b.bytes,
+    }
+}
+
+/// Serves the endpoint at `address` on a thread of its own.
+pub fn serve(address: SocketAddr, registry: Arc<Registry>) -> std::io::Result<JoinHandle<()>> {
+    let listener = std::net::TcpListener::bind(address)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {address}: {e}")))?;
+    listener.set_nonblocking(true)?;
+    thread::Builder::new()
+        .name("weir-ops".into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_io()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    eprintln!("weir: operations endpoint: {e}");
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
+                    return;
+                };
+                loop {
+                    let Ok((stream, _)) = listener.accept().await else {
+                        continue;
+                    };
+                    let registry = Arc::clone(&registry);
+                    tokio::spawn(async move {
+                        let service = service_fn(move |request: Request<hyper::body::Incoming>| {
+                            let registry = Arc::clone(&registry);
+                            async move {
+                                Ok::<_, std::convert::Infallible>(answer(
+                                    &registry,
+                                    request.uri().path(),
+                                ))
+                            }
+                        });
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await;
+                    });
+                }
+            });
+        })
+}
+
+fn answer(registry: &Registry, path: &str) -> Response<Full<Bytes>> {
+    let (status, content_type, body) = match path {
+        "/metrics" => (
+            StatusCode::OK,
+            "text/plain; version=0.0.4",
+            registry.render(),
+        ),
+        "/health" => {
+            let stalled = registry.stalled();
+            if stalled.is_empty() {
+                (StatusCode::OK, "text/plain", "ok\n".to_owned())
+            } else {
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "text/plain",
+                    format!("stalled: {}\n", stalled.join("; ")),
+                )
+            }
+        }
+        _ => (
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "not found: try /metrics or /health\n".to_owned(),
+        ),
+    };
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(content_type),
+    );
+    response
+}
