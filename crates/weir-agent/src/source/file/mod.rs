@@ -1,7 +1,9 @@
 //! The `file` source: tails the files its globs match, following rotation
 //! by rename (the file is known by its inode, not its name) and by
-//! copy-truncate (a file shorter than the offset read starts over), picking
-//! up new files, and reading a deleted file to its end before letting go.
+//! copy-truncate (a file shorter than the offset read starts over, and a new
+//! file that begins as a file already read does is its copy: it is read on
+//! from the offset the original was read to), picking up new files, and
+//! reading a deleted file to its end before letting go.
 //!
 //! Each file's checkpoint moves only past records every sink downstream has
 //! acknowledged, or that a disk buffer holds (end-to-end acknowledgement):
@@ -43,10 +45,17 @@ pub struct FileSourceConfig {
     pub checkpoint_path: PathBuf,
 }
 
-/// Bytes read from one file before the others get their turn.
-const READ_CHUNK: usize = 256 << 10;
-/// How often the checkpoints are written while they move.
-const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+/// Bytes read from one file before the others get their turn, and handed
+/// to the buffers at once: after a crash at most this much is read again.
+const READ_CHUNK: usize = 64 << 10;
+/// How often the checkpoints are synced to disk while they move.
+const CHECKPOINT_SYNC_EVERY: Duration = Duration::from_secs(1);
+/// Bytes two files must share at their start for one to count as the
+/// other's copy (fewer could be a common header line).
+const MIN_COPY_MATCH: u32 = 64;
+/// How long a truncated file's place is remembered for its copy.
+const REMEMBER_TRUNCATED: Duration = Duration::from_secs(60);
+
 /// A file at its end that no glob matches any more (rotated away, or
 /// deleted) is let go after it has been quiet this long.
 const LET_GO_AFTER: Duration = Duration::from_secs(5);
@@ -93,6 +102,7 @@ pub fn start(
                 metrics,
                 checkpoints,
                 files: HashMap::new(),
+                truncated: Vec::new(),
                 first_scan: true,
                 records: Vec::new(),
             };
@@ -107,6 +117,9 @@ struct Tail {
     metrics: Arc<SourceMetrics>,
     checkpoints: Checkpoints,
     files: HashMap<FileId, Tailed>,
+    /// Files found truncated: their start and where they had been read to,
+    /// so the copy copy-truncate made can go on from there.
+    truncated: Vec<(Fingerprint, u64, Instant)>,
     first_scan: bool,
     records: Vec<LogRecord>,
 }
@@ -125,10 +138,15 @@ impl Tail {
             for id in ids {
                 progressed |= self.read_some(id);
             }
-            self.commit_acknowledged();
-            if last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
-                self.store_checkpoints();
-                last_checkpoint = Instant::now();
+            let moved = self.commit_acknowledged();
+            // Stored as soon as they move, so a crash re-reads little; synced
+            // once a second, for a power cut.
+            let sync_due = last_checkpoint.elapsed() >= CHECKPOINT_SYNC_EVERY;
+            if moved || sync_due {
+                self.store_checkpoints(sync_due);
+                if sync_due {
+                    last_checkpoint = Instant::now();
+                }
             }
             self.let_go_of_finished_files();
             if !progressed {
@@ -136,7 +154,7 @@ impl Tail {
             }
         }
         self.commit_acknowledged();
-        self.store_checkpoints();
+        self.store_checkpoints(true);
     }
 
     /// Looks for files the globs match, opening the new ones.
@@ -184,8 +202,11 @@ impl Tail {
             Some(offset) if offset <= meta.len() => offset,
             // Truncated since the checkpoint: start over.
             Some(_) => 0,
-            None if self.first_scan && self.config.start_at_end => meta.len(),
-            None => 0,
+            None => match self.copied_from(&head) {
+                Some(offset) => offset.min(meta.len()),
+                None if self.first_scan && self.config.start_at_end => meta.len(),
+                None => 0,
+            },
         };
         self.files.insert(
             id,
@@ -206,6 +227,29 @@ impl Tail {
         Ok(())
     }
 
+    /// Where to start a new file that is the copy of one read already (it
+    /// begins with the same bytes): where the original was read to.
+    fn copied_from(&mut self, head: &[u8]) -> Option<u64> {
+        self.truncated
+            .retain(|(_, _, when)| when.elapsed() < REMEMBER_TRUNCATED);
+        let same_start = |fingerprint: &Fingerprint| {
+            fingerprint.len >= MIN_COPY_MATCH
+                && head.len() >= fingerprint.len as usize
+                && Fingerprint::of(&head[..fingerprint.len as usize]) == *fingerprint
+        };
+        self.files
+            .values()
+            .filter(|t| same_start(&t.fingerprint))
+            .map(|t| t.offset)
+            .chain(
+                self.truncated
+                    .iter()
+                    .filter(|(f, _, _)| same_start(f))
+                    .map(|(_, offset, _)| *offset),
+            )
+            .max()
+    }
+
     /// Reads what one file has beyond its offset, up to a chunk; returns
     /// whether anything was read.
     fn read_some(&mut self, id: FileId) -> bool {
@@ -217,13 +261,16 @@ impl Tail {
             Err(_) => return false,
         };
         let read_to = tailed.offset + tailed.partial.len() as u64;
-        if size < read_to {
+        if size < read_to || !starts_as_before(tailed) {
             // Copy-truncate: the file was emptied under us; start over.
             eprintln!(
                 "weir: source {}: {} was truncated; reading it from the start",
                 self.name,
                 tailed.path.display()
             );
+            self.truncated
+                .push((tailed.fingerprint, tailed.offset, Instant::now()));
+            tailed.fingerprint = Fingerprint::of(&[]);
             tailed.offset = 0;
             tailed.partial.clear();
             tailed.pending.clear();
@@ -308,11 +355,14 @@ impl Tail {
 
     /// Moves each file's committed offset past what every buffer has
     /// acknowledged (or holds durably).
-    fn commit_acknowledged(&mut self) {
+    /// Returns whether any moved.
+    fn commit_acknowledged(&mut self) -> bool {
         let acked = self.output.acknowledged();
+        let mut moved = false;
         for tailed in self.files.values_mut() {
             while let Some((offset, ends)) = tailed.pending.front() {
                 if ends.iter().zip(&acked).all(|(end, acked)| acked >= end) {
+                    moved |= tailed.committed != *offset;
                     tailed.committed = *offset;
                     tailed.pending.pop_front();
                 } else {
@@ -327,13 +377,14 @@ impl Tail {
                 path: tailed.path.clone(),
             });
         }
+        moved
     }
 
-    fn store_checkpoints(&mut self) {
+    fn store_checkpoints(&mut self, sync: bool) {
         // Files no longer on disk need no checkpoint.
         let files = &self.files;
         self.checkpoints.retain(|id| files.contains_key(&id));
-        if let Err(e) = self.checkpoints.store() {
+        if let Err(e) = self.checkpoints.store(sync) {
             eprintln!("weir: source {}: writing checkpoints: {e}", self.name);
         }
     }
@@ -351,6 +402,20 @@ impl Tail {
                 || !tailed.pending.is_empty()
                 || tailed.last_data.elapsed() < LET_GO_AFTER
         });
+    }
+}
+
+/// Whether the file still begins with the bytes it began with: a file
+/// truncated and written again past the offset read is caught here.
+fn starts_as_before(tailed: &Tailed) -> bool {
+    let len = tailed.fingerprint.len as usize;
+    if len == 0 {
+        return true;
+    }
+    let mut head = [0u8; checkpoint::FINGERPRINT_BYTES];
+    match read_at_most(&tailed.file, &mut head[..len], 0) {
+        Ok(got) => got == len && Fingerprint::of(&head[..len]) == tailed.fingerprint,
+        Err(_) => true,
     }
 }
 

@@ -1,0 +1,183 @@
+//! Shared helpers: scratch directories, an agent process, numbered lines.
+
+#![allow(dead_code)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+pub use weir_agent::receiver::{Answer, Receiver};
+
+pub const WEIR: &str = env!("CARGO_BIN_EXE_weir");
+
+/// A directory removed when dropped.
+pub struct Scratch {
+    pub path: PathBuf,
+}
+
+impl Scratch {
+    pub fn new(name: &str) -> Scratch {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "weir-agent-test-{}-{}-{name}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = fs::remove_dir_all(&path);
+        fs::create_dir_all(&path).expect("creating a scratch directory");
+        Scratch { path }
+    }
+
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.path);
+    }
+}
+
+/// A running `weir agent`.
+pub struct Agent {
+    pub child: Child,
+    pub stderr: PathBuf,
+}
+
+impl Agent {
+    /// Writes `config` to the scratch directory and starts the agent on it.
+    pub fn start(dir: &Scratch, config: &str) -> Agent {
+        let path = dir.join("weir.toml");
+        fs::write(&path, config).unwrap();
+        let stderr = dir.join(&format!("agent-{}.stderr", now_ms()));
+        let child = Command::new(WEIR)
+            .args(["agent", "-c"])
+            .arg(&path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&stderr).unwrap())
+            .spawn()
+            .expect("starting weir agent");
+        Agent { child, stderr }
+    }
+
+    /// SIGTERM, then waits; returns the exit code and what it said.
+    pub fn stop(mut self) -> (Option<i32>, String) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let status = self.child.wait().unwrap();
+        (status.code(), self.said())
+    }
+
+    /// SIGKILL: no chance to write anything more.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn said(&self) -> String {
+        fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+}
+
+fn now_ms() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
+/// Line number `i`, 60 bytes with its newline.
+pub fn line(i: usize) -> String {
+    format!("line {i:09} {}\n", "x".repeat(44))
+}
+
+/// The line number in the body of a record the http sink sent.
+pub fn seq_of(ndjson: &str) -> usize {
+    let at = ndjson.find("\"body\":\"line ").expect("a record") + 13;
+    ndjson[at..at + 9].parse().unwrap()
+}
+
+/// The http sink's timeout in [`http_config`].
+pub const SINK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Every line number the receiver accepted (answered 200 within the sink's
+/// timeout), in order.
+pub fn accepted(receiver: &Receiver) -> Vec<usize> {
+    receiver
+        .requests()
+        .iter()
+        .filter(|r| match r.answer {
+            Answer::Accept => true,
+            Answer::Stall(pause) => pause < SINK_TIMEOUT,
+            Answer::Fail => false,
+        })
+        .flat_map(|r| r.lines.iter().map(|l| seq_of(l)))
+        .collect()
+}
+
+/// Waits until the receiver has accepted every line of `0..total`; on
+/// timeout, fails naming the first missing lines and what the agent said.
+pub fn wait_for_all(receiver: &Receiver, total: usize, limit: Duration, agent: &Agent) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let mut seen = accepted(receiver);
+        seen.sort_unstable();
+        seen.dedup();
+        if seen.len() >= total {
+            return;
+        }
+        if Instant::now() >= deadline {
+            let missing: Vec<usize> = (0..total)
+                .filter(|i| seen.binary_search(i).is_err())
+                .take(10)
+                .collect();
+            panic!(
+                "{} of {total} lines arrived; first missing: {missing:?}\nthe agent said:\n{}",
+                seen.len(),
+                agent.said()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits until `done` holds, failing with `what` after `limit`.
+pub fn wait_for(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A configuration tailing `pattern` into the receiver.
+pub fn http_config(data_dir: &Path, pattern: &str, receiver: &Receiver, extra: &str) -> String {
+    format!(
+        r#"
+data_dir = "{data}"
+[api]
+enabled = false
+
+[sources.app]
+type = "file"
+include = ["{pattern}"]
+format = "plain"
+poll = "50ms"
+
+[sinks.out]
+type = "http"
+inputs = ["app"]
+uri = "http://{addr}/ingest"
+timeout = "2s"
+batch = {{ max_records = 500, timeout = "20ms" }}
+retry = {{ initial = "5ms", max = "50ms" }}
+{extra}
+"#,
+        data = data_dir.display(),
+        addr = receiver.addr,
+    )
+}

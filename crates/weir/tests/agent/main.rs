@@ -1,0 +1,6 @@
+//! End-to-end tests of `weir agent`: the real binary tailing real files into
+//! a real HTTP receiver on loopback.
+
+mod common;
+mod crash;
+mod tail;

@@ -1,0 +1,150 @@
+//! Tailing: every line arrives once and in order, through rotation by
+//! rename and by copy-truncate at a high rate, and a restart resumes from
+//! the acknowledged checkpoint.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::common::*;
+
+#[test]
+fn a_restart_resumes_from_the_acknowledged_checkpoint() {
+    let dir = Scratch::new("resume");
+    let receiver = Receiver::start(Arc::new(|_| Answer::Accept)).unwrap();
+    let log = dir.join("app.log");
+    let first: String = (0..20_000).map(line).collect();
+    fs::write(&log, &first).unwrap();
+    let config = http_config(&dir.join("data"), log.to_str().unwrap(), &receiver, "");
+    let agent = Agent::start(&dir, &config);
+    wait_for(Duration::from_secs(30), "the first 20000 lines", || {
+        accepted(&receiver).len() >= 20_000
+    });
+    // The checkpoint follows the acknowledgements, written at least once a
+    // second; stopping writes it too.
+    let (code, said) = agent.stop();
+    assert_eq!(code, Some(0), "{said}");
+    let checkpoint = fs::read_to_string(dir.join("data/checkpoints/app.json")).unwrap();
+    assert!(
+        checkpoint.contains(&format!("\"offset\": {}", first.len())),
+        "{checkpoint}"
+    );
+    // Written while the agent was down: only these come after the restart.
+    let mut file = OpenOptions::new().append(true).open(&log).unwrap();
+    let more: String = (20_000..20_010).map(line).collect();
+    file.write_all(more.as_bytes()).unwrap();
+    let agent = Agent::start(&dir, &config);
+    wait_for(Duration::from_secs(30), "the 10 new lines", || {
+        accepted(&receiver).len() >= 20_010
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let (code, said) = agent.stop();
+    assert_eq!(code, Some(0), "{said}");
+    assert_eq!(accepted(&receiver), (0..20_010).collect::<Vec<_>>());
+}
+
+/// Writes `total` lines to `log`, rotating every `every` lines with
+/// `rotate`, as fast as it can.
+fn write_rotating(
+    log: &std::path::Path,
+    total: usize,
+    every: usize,
+    rotate: fn(&std::path::Path, usize),
+) {
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    let mut batch = String::new();
+    for i in 0..total {
+        batch.push_str(&line(i));
+        if batch.len() > 16 << 10 {
+            file.write_all(batch.as_bytes()).unwrap();
+            batch.clear();
+        }
+        if (i + 1) % every == 0 {
+            file.write_all(batch.as_bytes()).unwrap();
+            batch.clear();
+            rotate(log, (i + 1) / every);
+            file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log)
+                .unwrap();
+        }
+    }
+    file.write_all(batch.as_bytes()).unwrap();
+}
+
+fn rotated_name(log: &std::path::Path, n: usize) -> std::path::PathBuf {
+    let mut name = log.as_os_str().to_owned();
+    name.push(format!(".{n}"));
+    name.into()
+}
+
+fn check_rotation(
+    name: &str,
+    pattern_suffix: &str,
+    rotate: fn(&std::path::Path, usize),
+    duplicates_allowed: bool,
+) {
+    let dir = Scratch::new(name);
+    let receiver = Receiver::start(Arc::new(|_| Answer::Accept)).unwrap();
+    let log = dir.join("app.log");
+    fs::write(&log, "").unwrap();
+    let pattern = format!("{}{pattern_suffix}", log.display());
+    let agent = Agent::start(
+        &dir,
+        &http_config(&dir.join("data"), &pattern, &receiver, ""),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let total = 200_000;
+    write_rotating(&log, total, 20_000, rotate);
+    wait_for_all(&receiver, total, Duration::from_secs(20), &agent);
+    let (code, said) = agent.stop();
+    assert_eq!(code, Some(0), "{said}");
+    let got = accepted(&receiver);
+    let mut unique = got.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique, (0..total).collect::<Vec<_>>(), "no line lost");
+    if !duplicates_allowed {
+        assert_eq!(got.len(), total, "no line twice");
+    }
+}
+
+#[test]
+fn rotation_by_rename_at_a_high_rate_loses_no_line() {
+    // The glob matches the rotated names too, as with any poller: a file
+    // written and renamed away between two looks is found under its new name.
+    check_rotation(
+        "rename",
+        "*",
+        |log, n| fs::rename(log, rotated_name(log, n)).unwrap(),
+        false,
+    );
+}
+
+#[test]
+fn rotation_by_copy_truncate_at_a_high_rate_loses_no_line() {
+    // The copy matches the glob too: it is read on from where the original
+    // was read to, so the lines not yet read when it was truncated are not
+    // lost. What the original was read to after the copy was made and before
+    // it was truncated is read twice (once from each), so lines may repeat.
+    check_rotation(
+        "copytruncate",
+        "*",
+        |log, n| {
+            fs::copy(log, rotated_name(log, n)).unwrap();
+            OpenOptions::new()
+                .write(true)
+                .open(log)
+                .unwrap()
+                .set_len(0)
+                .unwrap();
+        },
+        true,
+    );
+}
