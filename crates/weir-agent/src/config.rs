@@ -15,9 +15,13 @@
 //! format = "cri"                      # cri | docker | plain
 //! start_at = "beginning"              # or "end", for files found at first start
 //!
+//! [transforms.parsed]
+//! type = "json"                       # json | logfmt | severity | fields | filter | throttle
+//! inputs = ["pods"]
+//!
 //! [sinks.collector]
 //! type = "http"                       # http | file | console | blackhole
-//! inputs = ["pods"]
+//! inputs = ["parsed"]
 //! uri = "http://127.0.0.1:8080/ingest"
 //! ordering = "ordered"                # or "concurrent", with concurrency = N
 //! buffer = { type = "disk", max_size = "1GiB", when_full = "block", fsync = "100ms" }
@@ -35,6 +39,8 @@ use weir_gate::units::{parse_duration, parse_size};
 use crate::buffer::WhenFull;
 use crate::buffer::disk::Fsync;
 use crate::source::file::Format;
+use crate::transform::expr::{Expr, Operand};
+use crate::transform::{SeveritySource, Transform};
 
 /// Largest configuration file read.
 const MAX_FILE_BYTES: u64 = 1 << 20;
@@ -64,7 +70,23 @@ pub struct AgentConfig {
     pub data_dir: PathBuf,
     pub api: Option<ApiConfig>,
     pub sources: BTreeMap<String, SourceConfig>,
+    pub transforms: BTreeMap<String, TransformConfig>,
     pub sinks: BTreeMap<String, SinkConfig>,
+}
+
+/// A transform and the components it reads from.
+#[derive(Debug, Clone)]
+pub struct TransformConfig {
+    pub inputs: Vec<String>,
+    pub transform: Transform,
+    /// The table as written, to tell a changed transform on reload.
+    pub text: String,
+}
+
+impl PartialEq for TransformConfig {
+    fn eq(&self, other: &Self) -> bool {
+        self.inputs == other.inputs && self.text == other.text
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -136,7 +158,25 @@ struct RawFile {
     #[serde(default)]
     sources: BTreeMap<S<String>, RawSource>,
     #[serde(default)]
+    transforms: BTreeMap<S<String>, RawTransform>,
+    #[serde(default)]
     sinks: BTreeMap<S<String>, RawSink>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTransform {
+    r#type: S<String>,
+    inputs: Option<S<Vec<S<String>>>>,
+    body_from: Option<String>,
+    from: Option<String>,
+    pattern: Option<S<String>>,
+    add: Option<BTreeMap<String, String>>,
+    remove: Option<Vec<String>>,
+    condition: Option<S<String>>,
+    key: Option<S<String>>,
+    limit: Option<S<i64>>,
+    window: Option<S<String>>,
 }
 
 #[derive(Deserialize)]
@@ -358,10 +398,31 @@ impl AgentConfig {
             let config = check_source(&checker, &key, source, name.span().start)?;
             sources.insert(name.into_inner(), config);
         }
+        let mut names: BTreeMap<String, &'static str> =
+            sources.keys().map(|n| (n.clone(), "source")).collect();
+        for name in raw.transforms.keys() {
+            if names.insert(name.get_ref().clone(), "transform").is_some() {
+                return Err(checker.error(
+                    name.span().start,
+                    format!(
+                        "transforms.{0}: a source is named {0:?} too",
+                        name.get_ref()
+                    ),
+                ));
+            }
+        }
+        let mut transforms = BTreeMap::new();
+        for (name, transform) in raw.transforms {
+            let key = format!("transforms.{}", name.get_ref());
+            let at = name.span().start;
+            let config = check_transform(&checker, &key, transform, at, &names)?;
+            transforms.insert(name.into_inner(), config);
+        }
+        check_acyclic(&checker, &transforms)?;
         let mut sinks = BTreeMap::new();
         for (name, sink) in raw.sinks {
             let key = format!("sinks.{}", name.get_ref());
-            let config = check_sink(&checker, &key, sink, name.span().start, &sources)?;
+            let config = check_sink(&checker, &key, sink, name.span().start, &names)?;
             sinks.insert(name.into_inner(), config);
         }
         if sinks.is_empty() {
@@ -372,6 +433,7 @@ impl AgentConfig {
             data_dir,
             api,
             sources,
+            transforms,
             sinks,
         })
     }
@@ -455,7 +517,7 @@ fn check_sink(
     key: &str,
     raw: RawSink,
     at: usize,
-    sources: &BTreeMap<String, SourceConfig>,
+    names: &BTreeMap<String, &'static str>,
 ) -> Result<SinkConfig, ConfigError> {
     let kind = checker.choice(
         &format!("{key}.type"),
@@ -467,35 +529,7 @@ fn check_sink(
             ("http", Kind::Http),
         ],
     )?;
-    let inputs = raw.inputs.ok_or_else(|| {
-        checker.error(
-            at,
-            format!("{key}: a sink needs inputs = [\"SOURCE\", ...]"),
-        )
-    })?;
-    if inputs.get_ref().is_empty() {
-        return Err(checker.error(
-            inputs.span().start,
-            format!("{key}.inputs: expected at least one source name"),
-        ));
-    }
-    for input in inputs.get_ref() {
-        if !sources.contains_key(input.get_ref()) {
-            let known: Vec<&str> = sources.keys().map(String::as_str).collect();
-            return Err(checker.error(
-                input.span().start,
-                format!(
-                    "{key}.inputs: no source named {:?} (sources: {})",
-                    input.get_ref(),
-                    if known.is_empty() {
-                        "none".to_owned()
-                    } else {
-                        known.join(", ")
-                    }
-                ),
-            ));
-        }
-    }
+    let inputs = check_inputs(checker, key, raw.inputs, at, names)?;
     let needs = |value: &Option<S<String>>, what: &str| {
         value.clone().ok_or_else(|| {
             checker.error(
@@ -657,7 +691,7 @@ fn check_sink(
         (None, _) => Fsync::Every(Duration::from_millis(100)),
     };
     Ok(SinkConfig {
-        inputs: inputs.into_inner().into_iter().map(S::into_inner).collect(),
+        inputs,
         kind,
         max_records: match &batch.max_records {
             Some(n) => checker.positive(&format!("{key}.batch.max_records"), n, 1_000_000)?,
@@ -709,6 +743,204 @@ fn check_sink(
     })
 }
 
+/// Checks that `inputs` is present and names sources or transforms.
+fn check_inputs(
+    checker: &Checker<'_>,
+    key: &str,
+    inputs: Option<S<Vec<S<String>>>>,
+    at: usize,
+    names: &BTreeMap<String, &'static str>,
+) -> Result<Vec<String>, ConfigError> {
+    let inputs = inputs.ok_or_else(|| {
+        checker.error(
+            at,
+            format!("{key}: needs inputs = [\"SOURCE or TRANSFORM\", ...]"),
+        )
+    })?;
+    if inputs.get_ref().is_empty() {
+        return Err(checker.error(
+            inputs.span().start,
+            format!("{key}.inputs: expected at least one source or transform name"),
+        ));
+    }
+    for input in inputs.get_ref() {
+        if !names.contains_key(input.get_ref()) {
+            let known: Vec<&str> = names.keys().map(String::as_str).collect();
+            return Err(checker.error(
+                input.span().start,
+                format!(
+                    "{key}.inputs: no source or transform named {:?} (there are: {})",
+                    input.get_ref(),
+                    if known.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+            ));
+        }
+    }
+    Ok(inputs.into_inner().into_iter().map(S::into_inner).collect())
+}
+
+fn check_transform(
+    checker: &Checker<'_>,
+    key: &str,
+    raw: RawTransform,
+    at: usize,
+    names: &BTreeMap<String, &'static str>,
+) -> Result<TransformConfig, ConfigError> {
+    #[derive(Clone, Copy)]
+    enum Kind {
+        Json,
+        Logfmt,
+        Severity,
+        Fields,
+        Filter,
+        Throttle,
+    }
+    let kind = checker.choice(
+        &format!("{key}.type"),
+        &raw.r#type,
+        &[
+            ("json", Kind::Json),
+            ("logfmt", Kind::Logfmt),
+            ("severity", Kind::Severity),
+            ("fields", Kind::Fields),
+            ("filter", Kind::Filter),
+            ("throttle", Kind::Throttle),
+        ],
+    )?;
+    let inputs = check_inputs(checker, key, raw.inputs, at, names)?;
+    let text = format!(
+        "{:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?}",
+        raw.r#type.get_ref(),
+        raw.body_from,
+        raw.from,
+        raw.pattern.as_ref().map(|p| p.get_ref()),
+        raw.add,
+        raw.remove,
+        raw.condition.as_ref().map(|c| c.get_ref()),
+        raw.key.as_ref().map(|k| k.get_ref()),
+        raw.limit.as_ref().map(|l| *l.get_ref()),
+        raw.window.as_ref().map(|w| w.get_ref()),
+    );
+    let transform = match kind {
+        Kind::Json => Transform::Json {
+            body_from: raw.body_from,
+        },
+        Kind::Logfmt => Transform::Logfmt {
+            body_from: raw.body_from,
+        },
+        Kind::Severity => match (raw.from, raw.pattern) {
+            (Some(from), None) => Transform::Severity(SeveritySource::Attribute(from)),
+            (None, Some(pattern)) => {
+                let regex = regex::Regex::new(pattern.get_ref()).map_err(|e| {
+                    checker.error(
+                        pattern.span().start,
+                        format!("{key}.pattern: not a regular expression: {e}"),
+                    )
+                })?;
+                Transform::Severity(SeveritySource::Pattern(regex))
+            }
+            _ => {
+                return Err(checker.error(
+                    at,
+                    format!(
+                        "{key}: a severity transform needs from = \"ATTRIBUTE\" or pattern = \"REGEX\" (one of them)"
+                    ),
+                ));
+            }
+        },
+        Kind::Fields => Transform::Fields {
+            add: raw.add.unwrap_or_default().into_iter().collect(),
+            remove: raw.remove.unwrap_or_default(),
+        },
+        Kind::Filter => {
+            let condition = raw.condition.ok_or_else(|| {
+                checker.error(
+                    at,
+                    format!("{key}: a filter needs condition = \"EXPRESSION\""),
+                )
+            })?;
+            let expr = Expr::parse(condition.get_ref()).map_err(|e| {
+                // The column inside the expression, counted from its opening quote.
+                checker.error(
+                    condition.span().start + e.column,
+                    format!("{key}.condition: {}", e.what),
+                )
+            })?;
+            Transform::Filter(expr)
+        }
+        Kind::Throttle => {
+            let field = raw.key.ok_or_else(|| {
+                checker.error(at, format!("{key}: a throttle needs key = \"FIELD\""))
+            })?;
+            let key_field = match Expr::parse(field.get_ref()) {
+                Ok(Expr::Truthy(Operand::Field(f))) => f,
+                _ => {
+                    return Err(checker.error(
+                        field.span().start,
+                        format!(
+                            "{key}.key = {:?}: expected a field (body, stream, severity, attributes.KEY, resource.KEY)",
+                            field.get_ref()
+                        ),
+                    ));
+                }
+            };
+            let limit = raw.limit.ok_or_else(|| {
+                checker.error(at, format!("{key}: a throttle needs limit = RECORDS"))
+            })?;
+            Transform::Throttle {
+                key: key_field,
+                limit: checker.positive(&format!("{key}.limit"), &limit, i64::MAX)? as u64,
+                window: match &raw.window {
+                    Some(w) => checker.duration(&format!("{key}.window"), w)?,
+                    None => Duration::from_secs(1),
+                },
+            }
+        }
+    };
+    Ok(TransformConfig {
+        inputs,
+        transform,
+        text,
+    })
+}
+
+/// Refuses transforms that read, through others, from themselves.
+fn check_acyclic(
+    checker: &Checker<'_>,
+    transforms: &BTreeMap<String, TransformConfig>,
+) -> Result<(), ConfigError> {
+    fn visit<'a>(
+        name: &'a str,
+        transforms: &'a BTreeMap<String, TransformConfig>,
+        path: &mut Vec<&'a str>,
+    ) -> Option<String> {
+        if let Some(start) = path.iter().position(|p| *p == name) {
+            let mut cycle: Vec<&str> = path[start..].to_vec();
+            cycle.push(name);
+            return Some(cycle.join(" -> "));
+        }
+        let transform = transforms.get(name)?;
+        path.push(name);
+        for input in &transform.inputs {
+            if let Some(cycle) = visit(input, transforms, path) {
+                return Some(cycle);
+            }
+        }
+        path.pop();
+        None
+    }
+    for name in transforms.keys() {
+        if let Some(cycle) = visit(name, transforms, &mut Vec::new()) {
+            return Err(checker.error(0, format!("transforms read from themselves: {cycle}")));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -758,7 +990,7 @@ buffer = { type = "disk", max_size = "10MiB", fsync = "always" }
         let cases = [
             (
                 GOOD.replace("inputs = [\"pods\"]", "inputs = [\"podz\"]"),
-                "weir.toml:10:11: sinks.out.inputs: no source named \"podz\" (sources: pods)",
+                "weir.toml:10:11: sinks.out.inputs: no source or transform named \"podz\" (there are: pods)",
             ),
             (
                 GOOD.replace("ordering = \"concurrent\"", "ordering = \"sometimes\""),
@@ -781,5 +1013,46 @@ buffer = { type = "disk", max_size = "10MiB", fsync = "always" }
             let err = parse(&text).unwrap_err();
             assert!(err.starts_with(expected), "{err}\n expected: {expected}");
         }
+    }
+
+    #[test]
+    fn transforms_are_checked_and_may_not_read_from_themselves() {
+        let base = r#"
+[sources.pods]
+type = "file"
+include = ["/x/*.log"]
+
+[transforms.parsed]
+type = "json"
+inputs = ["pods"]
+
+[transforms.errors]
+type = "filter"
+inputs = ["parsed"]
+condition = "severity <= 3 &&"
+
+[sinks.out]
+type = "console"
+inputs = ["errors"]
+"#;
+        let err = parse(base).unwrap_err();
+        assert!(
+            err.starts_with(
+                "weir.toml:13:30: transforms.errors.condition: expected a field or a value"
+            ),
+            "{err}"
+        );
+        let fixed = base.replace("severity <= 3 &&", "severity <= 3");
+        let config = parse(&fixed).unwrap();
+        assert_eq!(config.transforms["errors"].inputs, ["parsed"]);
+        let cyclic = fixed.replace(
+            "inputs = [\"pods\"]\n\n[transforms.errors]",
+            "inputs = [\"errors\"]\n\n[transforms.errors]",
+        );
+        let err = parse(&cyclic).unwrap_err();
+        assert!(
+            err.contains("transforms read from themselves: errors -> parsed -> errors"),
+            "{err}"
+        );
     }
 }

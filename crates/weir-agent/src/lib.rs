@@ -12,3 +12,4 @@ pub mod receiver;
 pub mod record;
 pub mod sink;
 pub mod source;
+pub mod transform;

@@ -17,11 +17,13 @@ use hyper_util::rt::TokioIo;
 
 use crate::buffer::{Buffer, Counts};
 use crate::metrics::{SinkMetrics, SourceMetrics};
+use crate::transform::TransformMetrics;
 
 /// What the endpoint reports on.
 #[derive(Debug, Clone, Default)]
 pub struct Registry {
     pub sources: Vec<(String, Arc<SourceMetrics>)>,
+    pub transforms: Vec<(String, Arc<TransformMetrics>)>,
     pub sinks: Vec<(String, Arc<SinkMetrics>, Arc<Buffer>)>,
     pub stall_after: Duration,
 }
@@ -63,6 +65,49 @@ impl Registry {
             self.sources
                 .iter()
                 .map(|(n, m)| (source(n), m.malformed.get().0 as f64))
+                .collect(),
+        );
+        family(
+            "weir_transform_records_total",
+            "counter",
+            "Records into each transform.",
+            self.transforms
+                .iter()
+                .map(|(n, m)| {
+                    (
+                        format!("transform=\"{n}\""),
+                        m.records_in.load(Ordering::Relaxed) as f64,
+                    )
+                })
+                .collect(),
+        );
+        family(
+            "weir_transform_dropped_records_total",
+            "counter",
+            "Records a transform left out, by reason: filtered (not wanted) or throttled (over its limit).",
+            self.transforms
+                .iter()
+                .flat_map(|(n, m)| {
+                    [
+                        (
+                            format!("transform=\"{n}\",reason=\"filtered\""),
+                            m.filtered.get().0 as f64,
+                        ),
+                        (
+                            format!("transform=\"{n}\",reason=\"throttled\""),
+                            m.throttled.get().0 as f64,
+                        ),
+                    ]
+                })
+                .collect(),
+        );
+        family(
+            "weir_transform_unparsed_records_total",
+            "counter",
+            "Records whose body was not in the format a parse transform expects (kept as they were).",
+            self.transforms
+                .iter()
+                .map(|(n, m)| (format!("transform=\"{n}\""), m.unparsed.get().0 as f64))
                 .collect(),
         );
         family(

@@ -21,8 +21,9 @@ use crate::sink::blackhole::Blackhole;
 use crate::sink::console::Console;
 use crate::sink::file::FileSink;
 use crate::sink::http::{HttpConfig, HttpSink};
-use crate::source::Output;
 use crate::source::file::{self, FileSourceConfig};
+use crate::source::{Output, Route};
+use crate::transform::{Stage, TransformMetrics};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -102,13 +103,23 @@ pub fn start(config: &AgentConfig) -> Result<Running, StartError> {
         .map_err(io(format!("sink {name}")))?;
         sinks.push(handle);
     }
+    let transform_metrics: BTreeMap<String, Arc<TransformMetrics>> = config
+        .transforms
+        .keys()
+        .map(|name| (name.clone(), Arc::new(TransformMetrics::default())))
+        .collect();
+    registry.transforms = transform_metrics
+        .iter()
+        .map(|(n, m)| (n.clone(), Arc::clone(m)))
+        .collect();
     let mut sources = Vec::new();
     for (name, source) in &config.sources {
-        let fed: Vec<Arc<Buffer>> = config
-            .sinks
+        // The sinks this source reaches, directly or through transforms.
+        let mut reached = Vec::new();
+        let routes = routes_from(name, config, &transform_metrics, &mut reached);
+        let fed: Vec<Arc<Buffer>> = reached
             .iter()
-            .filter(|(_, sink)| sink.inputs.iter().any(|i| i == name))
-            .map(|(sink, _)| Arc::clone(&buffers[sink]))
+            .map(|sink| Arc::clone(&buffers[sink]))
             .collect();
         let metrics = Arc::new(SourceMetrics::default());
         registry.sources.push((name.clone(), Arc::clone(&metrics)));
@@ -138,7 +149,7 @@ pub fn start(config: &AgentConfig) -> Result<Running, StartError> {
         let handle = file::start(
             name,
             file_config,
-            Output::new(fed),
+            Output::new(fed, routes),
             metrics,
             Arc::clone(&sources_stop),
         )
@@ -195,6 +206,40 @@ impl Running {
             }
         }
     }
+}
+
+/// The routes from component `from` on: straight to the sinks that name
+/// it, and through the transforms that do. `reached` collects the sinks, in
+/// the order their buffers are numbered in the routes.
+fn routes_from(
+    from: &str,
+    config: &AgentConfig,
+    metrics: &BTreeMap<String, Arc<TransformMetrics>>,
+    reached: &mut Vec<String>,
+) -> Vec<Route> {
+    let mut routes = Vec::new();
+    for (sink, sink_config) in &config.sinks {
+        if sink_config.inputs.iter().any(|i| i == from) {
+            let index = match reached.iter().position(|s| s == sink) {
+                Some(index) => index,
+                None => {
+                    reached.push(sink.clone());
+                    reached.len() - 1
+                }
+            };
+            routes.push(Route::Sink(index));
+        }
+    }
+    for (name, transform) in &config.transforms {
+        if transform.inputs.iter().any(|i| i == from) {
+            routes.push(Route::Transform {
+                stage: Stage::new(transform.transform.clone()),
+                metrics: Arc::clone(&metrics[name]),
+                next: routes_from(name, config, metrics, reached),
+            });
+        }
+    }
+    routes
 }
 
 fn open_buffer(data_dir: &Path, name: &str, sink: &SinkConfig) -> Result<Buffer, StartError> {

@@ -40,7 +40,12 @@ pub struct Receiver {
 impl Receiver {
     /// Listens on a free loopback port.
     pub fn start(script: Script) -> std::io::Result<Receiver> {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        Receiver::start_on(0, script)
+    }
+
+    /// Listens on loopback port `port` (0: any free one).
+    pub fn start_on(port: u16, script: Script) -> std::io::Result<Receiver> {
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port))?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let received = Arc::new(Mutex::new(Vec::new()));

@@ -3,4 +3,7 @@
 
 mod common;
 mod crash;
+mod ops;
+mod outage;
 mod tail;
+mod transforms;

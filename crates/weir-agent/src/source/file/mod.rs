@@ -345,9 +345,7 @@ impl Tail {
                 .push(("log.file.path".to_owned(), path.clone()));
         }
         let records = std::mem::take(&mut self.records);
-        let ends = self.output.emit(&records, &self.metrics);
-        self.records = records;
-        self.records.clear();
+        let ends = self.output.emit(records, &self.metrics);
         let tailed = self.files.get_mut(&id).expect("still tracked");
         tailed.pending.push_back((tailed.offset, ends));
         true

@@ -1,0 +1,104 @@
+//! The operations endpoint: /metrics counts what went through, and /health
+//! turns 503, naming the sink, when a sink makes no progress while records
+//! wait: a hang is visible.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use crate::common::*;
+
+/// GET `path` from the endpoint; returns the status code and the body.
+fn get(port: u16, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connecting to the endpoint");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response[9..12].parse().unwrap();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn metric(text: &str, name_and_labels: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name_and_labels)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name_and_labels} in:\n{text}"))
+}
+
+#[test]
+fn metrics_count_the_records_and_health_names_a_stalled_sink() {
+    let dir = Scratch::new("ops");
+    // Accepts until told to refuse, then fails everything: the sink stalls.
+    let refuse = Arc::new(AtomicBool::new(false));
+    let refusing = Arc::clone(&refuse);
+    let receiver = Receiver::start(Arc::new(move |_| {
+        if refusing.load(Ordering::Relaxed) {
+            Answer::Fail
+        } else {
+            Answer::Accept
+        }
+    }))
+    .unwrap();
+    let log = dir.join("app.log");
+    let lines: String = (0..1000).map(line).collect();
+    std::fs::write(&log, &lines).unwrap();
+    let port = free_port();
+    let config = http_config(&dir.join("data"), log.to_str().unwrap(), &receiver, "").replace(
+        "[api]\nenabled = false",
+        &format!("[api]\naddress = \"127.0.0.1:{port}\"\nstall_after = \"1s\""),
+    );
+    let agent = Agent::start(&dir, &config);
+    wait_for(Duration::from_secs(20), "the first batches", || {
+        accepted(&receiver).len() >= 1000
+    });
+    let (status, body) = get(port, "/metrics");
+    assert_eq!(status, 200);
+    assert_eq!(
+        metric(&body, "weir_source_records_total{source=\"app\"}"),
+        1000.0
+    );
+    assert_eq!(
+        metric(&body, "weir_sink_records_total{sink=\"out\"}"),
+        1000.0
+    );
+    assert_eq!(get(port, "/health").0, 200, "healthy while it delivers");
+    // More lines, which the receiver now refuses with 503: retried, stalled.
+    refuse.store(true, Ordering::Relaxed);
+    let more: String = (1000..1100).map(line).collect();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&log)
+        .unwrap()
+        .write_all(more.as_bytes())
+        .unwrap();
+    wait_for(
+        Duration::from_secs(20),
+        "/health to report the stall",
+        || get(port, "/health").0 == 503,
+    );
+    let (_, said) = get(port, "/health");
+    assert!(said.contains("out: no progress"), "{said}");
+    let (_, body) = get(port, "/metrics");
+    assert!(metric(&body, "weir_sink_retries_total{sink=\"out\"}") > 0.0);
+    assert_eq!(metric(&body, "weir_buffer_records{sink=\"out\"}"), 100.0);
+    assert!(metric(&body, "weir_buffer_oldest_record_age_seconds{sink=\"out\"}") > 0.0);
+    assert_eq!(get(port, "/nope").0, 404);
+    agent.kill();
+}
