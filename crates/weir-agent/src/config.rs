@@ -724,7 +724,7 @@ fn check_sink(
             max_size: match &buffer.max_size {
                 Some(s) => checker.size(&format!("{key}.buffer.max_size"), s)?,
                 None if disk => 1 << 30,
-                None => 64 << 20,
+                None => 16 << 20,
             },
             when_full: match &buffer.when_full {
                 Some(w) => checker.choice(

@@ -3,6 +3,7 @@
 //! (accept, fail with 503, or stall before accepting).
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -34,7 +35,16 @@ pub struct Received {
 /// A running receiver; it serves until the process ends.
 pub struct Receiver {
     pub addr: SocketAddr,
-    pub received: Arc<Mutex<Vec<Received>>>,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    received: Mutex<Vec<Received>>,
+    requests: AtomicUsize,
+    /// Lines (newlines) received in accepted requests.
+    lines: AtomicU64,
+    /// Keep every request's lines (tests), or only count them (benchmarks).
+    keep: bool,
 }
 
 impl Receiver {
@@ -45,11 +55,26 @@ impl Receiver {
 
     /// Listens on loopback port `port` (0: any free one).
     pub fn start_on(port: u16, script: Script) -> std::io::Result<Receiver> {
+        Receiver::listen(port, script, true)
+    }
+
+    /// Accepts everything and only counts lines: for benchmarks, where
+    /// keeping millions of lines would cost more than the sink being measured.
+    pub fn counting() -> std::io::Result<Receiver> {
+        Receiver::listen(0, Arc::new(|_| Answer::Accept), false)
+    }
+
+    fn listen(port: u16, script: Script, keep: bool) -> std::io::Result<Receiver> {
         let listener = std::net::TcpListener::bind(("127.0.0.1", port))?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
-        let received = Arc::new(Mutex::new(Vec::new()));
-        let seen = Arc::clone(&received);
+        let shared = Arc::new(Shared {
+            received: Mutex::new(Vec::new()),
+            requests: AtomicUsize::new(0),
+            lines: AtomicU64::new(0),
+            keep,
+        });
+        let seen = Arc::clone(&shared);
         std::thread::spawn(move || {
             let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -74,15 +99,22 @@ impl Receiver {
                                     Ok(body) => body.to_bytes(),
                                     Err(_) => Bytes::new(),
                                 };
-                                let lines = String::from_utf8_lossy(&body)
-                                    .lines()
-                                    .map(str::to_owned)
-                                    .collect();
-                                let n = seen.lock().unwrap_or_else(|e| e.into_inner()).len();
+                                let n = seen.requests.fetch_add(1, Ordering::SeqCst);
                                 let answer = script(n);
-                                seen.lock()
-                                    .unwrap_or_else(|e| e.into_inner())
-                                    .push(Received { lines, answer });
+                                if answer != Answer::Fail {
+                                    let count = body.iter().filter(|b| **b == b'\n').count();
+                                    seen.lines.fetch_add(count as u64, Ordering::SeqCst);
+                                }
+                                if seen.keep {
+                                    let lines = String::from_utf8_lossy(&body)
+                                        .lines()
+                                        .map(str::to_owned)
+                                        .collect();
+                                    seen.received
+                                        .lock()
+                                        .unwrap_or_else(|e| e.into_inner())
+                                        .push(Received { lines, answer });
+                                }
                                 let status = match answer {
                                     Answer::Accept => StatusCode::OK,
                                     Answer::Fail => StatusCode::SERVICE_UNAVAILABLE,
@@ -105,12 +137,18 @@ impl Receiver {
                 }
             });
         });
-        Ok(Receiver { addr, received })
+        Ok(Receiver { addr, shared })
     }
 
-    /// Every request so far, in the order they came.
+    /// Lines in the requests not refused so far.
+    pub fn lines(&self) -> u64 {
+        self.shared.lines.load(Ordering::SeqCst)
+    }
+
+    /// Every request so far, in the order they came (none when counting).
     pub fn requests(&self) -> Vec<Received> {
-        self.received
+        self.shared
+            .received
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()

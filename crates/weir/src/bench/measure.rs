@@ -165,6 +165,16 @@ pub fn readable_within(fd: RawFd, timeout: Duration) -> io::Result<bool> {
     Ok(rc > 0)
 }
 
+/// A live process's own CPU time so far.
+pub fn cpu_of(pid: u32) -> Option<CpuTimes> {
+    read_self_cpu(pid as libc::pid_t).ok()
+}
+
+/// A live process's peak resident set so far, in KiB.
+pub fn peak_rss_kib(pid: u32) -> Option<u64> {
+    read_vm_hwm(pid as libc::pid_t)
+}
+
 /// `VmHWM` (peak resident set) in KiB, or None once the process is a zombie.
 fn read_vm_hwm(pid: libc::pid_t) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;

@@ -197,7 +197,12 @@ struct Cursor {
     seq: u64,
     /// The segment being read and the offset of record `seq` in it.
     at: Option<(u64, u64)>,
+    /// The segment being read, open.
+    file: Option<(u64, File)>,
+    /// Bytes read ahead from that segment, and the offset they start at: a
+    /// batch smaller than a chunk leaves the rest here for the next.
     chunk: Vec<u8>,
+    chunk_start: u64,
 }
 
 /// A durable buffer of records for one sink. One producer appends, one
@@ -365,7 +370,9 @@ impl DiskBuffer {
             cursor: Mutex::new(Cursor {
                 seq: mark,
                 at: None,
+                file: None,
                 chunk: Vec::new(),
+                chunk_start: 0,
             }),
             config,
             _lock: lock,
@@ -695,28 +702,46 @@ impl DiskBuffer {
             path: path.to_path_buf(),
             source,
         };
-        let file = File::open(path).map_err(io_err)?;
-        let available = range.end - range.start;
-        let mut want = available.min(max_bytes.max(CHUNK) as u64) as usize;
-        let mut chunk = std::mem::take(&mut cursor.chunk);
-        loop {
-            chunk.resize(want, 0);
-            let got = read_full_at(&file, &mut chunk, range.start).map_err(io_err)?;
-            chunk.truncate(got);
-            // A first record longer than the chunk is read whole.
-            match record_len_at(&chunk) {
-                Some(len)
-                    if len > chunk.len() as u64
-                        && len <= available
-                        && len <= frame::framed_len(self.config.max_record as usize) =>
-                {
-                    want = len as usize;
-                }
-                _ => break,
-            }
+        if cursor
+            .file
+            .as_ref()
+            .is_none_or(|(first, _)| *first != first_seq)
+        {
+            cursor.file = Some((first_seq, File::open(path).map_err(io_err)?));
+            cursor.chunk.clear();
         }
-        let whole_range = chunk.len() as u64 == available;
-        let mut input = &chunk[..];
+        let available = range.end - range.start;
+        let mut chunk = std::mem::take(&mut cursor.chunk);
+        // What was read ahead serves if it holds a whole record at the start.
+        let cached = range.start >= cursor.chunk_start
+            && range.start < cursor.chunk_start + chunk.len() as u64
+            && record_len_at(&chunk[(range.start - cursor.chunk_start) as usize..])
+                .is_some_and(|len| range.start + len <= cursor.chunk_start + chunk.len() as u64);
+        if !cached {
+            let file = &cursor.file.as_ref().expect("opened above").1;
+            let mut want = available.min(max_bytes.max(CHUNK) as u64) as usize;
+            loop {
+                chunk.resize(want, 0);
+                let got = read_full_at(file, &mut chunk, range.start).map_err(io_err)?;
+                chunk.truncate(got);
+                // A first record longer than the chunk is read whole.
+                match record_len_at(&chunk) {
+                    Some(len)
+                        if len > chunk.len() as u64
+                            && len <= available
+                            && len <= frame::framed_len(self.config.max_record as usize) =>
+                    {
+                        want = len as usize;
+                    }
+                    _ => break,
+                }
+            }
+            cursor.chunk_start = range.start;
+        }
+        let from = (range.start - cursor.chunk_start) as usize;
+        let to = chunk.len().min((range.end - cursor.chunk_start) as usize);
+        let whole_range = (to - from) as u64 == available;
+        let mut input = &chunk[from..to];
         let mut offset = range.start;
         let mut bytes = 0;
         let mut payload = Vec::new();
@@ -757,7 +782,9 @@ impl DiskBuffer {
             cursor.seq = end_seq;
             break;
         }
-        cursor.at = (cursor.seq < end_seq).then_some((first_seq, offset));
+        // Kept at the segment's end too: the newest segment grows, and the
+        // next read goes on from here rather than walking it from the start.
+        cursor.at = Some((first_seq, offset));
         cursor.chunk = chunk;
         Ok(bytes)
     }
