@@ -36,4 +36,20 @@ fuzz_target!(|input: (Vec<Vec<u8>>, &[u8])| {
             Next::End | Next::Corrupt(_) => break,
         }
     }
+    // Parsing in place agrees with reading, frame by frame.
+    let mut rest = &bytes[..];
+    let mut streamed = &bytes[..];
+    loop {
+        let parsed = frame::parse(rest, MAX);
+        let read = frame::read_next(&mut streamed, MAX, &mut payload).unwrap();
+        match (parsed, read) {
+            (frame::Parsed::Record(p, len), Next::Record) => {
+                assert_eq!(p, &payload[..]);
+                rest = &rest[len..];
+            }
+            (frame::Parsed::Record(..), other) => panic!("parse found a record, read_next {other:?}"),
+            (_, Next::Record) => panic!("read_next found a record, parse did not"),
+            _ => break,
+        }
+    }
 });

@@ -1,6 +1,7 @@
-//! One record on disk: `length: u32 LE | crc: u32 LE | payload`. The CRC-32C
-//! covers the length bytes and the payload, so a torn write, a flipped bit
-//! or a length read from garbage is caught before the payload is used.
+//! One record on disk: `crc: u32 LE | length: u32 LE | payload`. The CRC-32C
+//! covers the length bytes and the payload, which lie side by side so one
+//! pass checks both: a torn write, a flipped bit or a length read from
+//! garbage is caught before the payload is used.
 
 use std::io::{self, Read};
 
@@ -11,9 +12,44 @@ pub fn encode(payload: &[u8], out: &mut Vec<u8>) {
     let len = u32::try_from(payload.len())
         .expect("callers bound payloads by the maximum record size")
         .to_le_bytes();
+    let start = out.len();
+    out.extend_from_slice(&[0; 4]);
     out.extend_from_slice(&len);
-    out.extend_from_slice(&checksum(len, payload).to_le_bytes());
     out.extend_from_slice(payload);
+    let crc = crc32c::crc32c(&out[start + 4..]);
+    out[start..start + 4].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// What [`parse`] found at the start of some bytes.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Parsed<'a> {
+    /// A valid record, and the bytes its frame takes.
+    Record(&'a [u8], usize),
+    /// The bytes end before the frame does.
+    Incomplete,
+    Corrupt(Corruption),
+}
+
+/// Reads the frame at the start of `bytes` in place: the fast path of a
+/// reader that has a whole chunk in memory.
+pub fn parse(bytes: &[u8], max_len: u32) -> Parsed<'_> {
+    if bytes.len() < HEADER_LEN {
+        return Parsed::Incomplete;
+    }
+    let stored = u32::from_le_bytes(bytes[..4].try_into().expect("4 bytes"));
+    let len = u32::from_le_bytes(bytes[4..8].try_into().expect("4 bytes"));
+    if len > max_len {
+        return Parsed::Corrupt(Corruption::TooLong { len, max: max_len });
+    }
+    let end = HEADER_LEN + len as usize;
+    if bytes.len() < end {
+        return Parsed::Incomplete;
+    }
+    let computed = crc32c::crc32c(&bytes[4..end]);
+    if computed != stored {
+        return Parsed::Corrupt(Corruption::Checksum { stored, computed });
+    }
+    Parsed::Record(&bytes[HEADER_LEN..end], end)
 }
 
 /// Bytes a frame of `payload_len` bytes takes.
@@ -59,9 +95,9 @@ pub fn read_next(input: &mut impl Read, max_len: u32, payload: &mut Vec<u8>) -> 
             missing: (HEADER_LEN - got) as u64,
         }));
     }
-    let len_bytes: [u8; 4] = header[..4].try_into().expect("4 bytes");
+    let stored = u32::from_le_bytes(header[..4].try_into().expect("4 bytes"));
+    let len_bytes: [u8; 4] = header[4..].try_into().expect("4 bytes");
     let len = u32::from_le_bytes(len_bytes);
-    let stored = u32::from_le_bytes(header[4..].try_into().expect("4 bytes"));
     if len > max_len {
         return Ok(Next::Corrupt(Corruption::TooLong { len, max: max_len }));
     }
@@ -144,17 +180,28 @@ mod tests {
             );
         }
         let mut wild = good.clone();
-        wild[3] = 0x7f;
+        wild[7] = 0x7f;
         assert!(matches!(
             read_next(&mut &wild[..], 1024, &mut payload).unwrap(),
             Next::Corrupt(Corruption::TooLong { .. })
         ));
         // A length changed to another plausible value fails the checksum.
         let mut shorter = good;
-        shorter[0] -= 1;
+        shorter[4] -= 1;
         assert!(matches!(
             read_next(&mut &shorter[..], 1024, &mut payload).unwrap(),
             Next::Corrupt(Corruption::Checksum { .. })
         ));
+    }
+
+    #[test]
+    fn parsing_in_place_agrees_with_reading() {
+        let bytes = frames(&[b"one", b"two!"]);
+        assert_eq!(parse(&bytes, 1024), Parsed::Record(b"one", 11));
+        assert_eq!(parse(&bytes[11..], 1024), Parsed::Record(b"two!", 12));
+        assert_eq!(parse(&bytes[11..20], 1024), Parsed::Incomplete);
+        let mut flipped = bytes.clone();
+        flipped[9] ^= 1;
+        assert!(matches!(parse(&flipped, 1024), Parsed::Corrupt(Corruption::Checksum { .. })));
     }
 }

@@ -33,7 +33,7 @@ use std::ops::Range;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -185,7 +185,22 @@ struct State {
     last_sync: Instant,
     stats: BufferStats,
     closed: bool,
+    /// The newest appends, as written: a reader that keeps up with the
+    /// writer takes them from here rather than reading the file back.
+    recent: VecDeque<Recent>,
+    recent_bytes: usize,
 }
+
+/// One append's frames, kept after writing them.
+#[derive(Debug)]
+struct Recent {
+    segment: u64,
+    offset: u64,
+    frames: Arc<Vec<u8>>,
+}
+
+/// Bytes of recent appends kept for the reader.
+const RECENT_BYTES: usize = 4 << 20;
 
 /// Bytes read from a segment at a time, at least.
 const CHUNK: usize = 256 << 10;
@@ -365,6 +380,8 @@ impl DiskBuffer {
                 last_sync: Instant::now(),
                 stats,
                 closed: false,
+                recent: VecDeque::new(),
+                recent_bytes: 0,
             }),
             changed: Condvar::new(),
             cursor: Mutex::new(Cursor {
@@ -498,6 +515,7 @@ impl DiskBuffer {
         }
         let count = payloads.len() as u64;
         let bytes: u64 = payloads.iter().map(|p| p.len() as u64).sum();
+        let (segment, offset) = (active.first_seq, active.len);
         active.len += frames.len() as u64;
         active.end_seq += count;
         state.next_seq += count;
@@ -505,6 +523,16 @@ impl DiskBuffer {
         state.stats.appended.add(count, bytes);
         state.stats.held.add(count, bytes);
         state.dirty = true;
+        state.recent_bytes += frames.len();
+        state.recent.push_back(Recent {
+            segment,
+            offset,
+            frames: Arc::new(frames),
+        });
+        while state.recent_bytes > RECENT_BYTES && state.recent.len() > 1 {
+            let old = state.recent.pop_front().expect("more than one");
+            state.recent_bytes -= old.frames.len();
+        }
         Ok(())
     }
 
@@ -712,60 +740,81 @@ impl DiskBuffer {
         }
         let available = range.end - range.start;
         let mut chunk = std::mem::take(&mut cursor.chunk);
-        // What was read ahead serves if it holds a whole record at the start.
-        let cached = range.start >= cursor.chunk_start
-            && range.start < cursor.chunk_start + chunk.len() as u64
-            && record_len_at(&chunk[(range.start - cursor.chunk_start) as usize..])
-                .is_some_and(|len| range.start + len <= cursor.chunk_start + chunk.len() as u64);
-        if !cached {
-            let file = &cursor.file.as_ref().expect("opened above").1;
-            let mut want = available.min(max_bytes.max(CHUNK) as u64) as usize;
-            loop {
-                chunk.resize(want, 0);
-                let got = read_full_at(file, &mut chunk, range.start).map_err(io_err)?;
-                chunk.truncate(got);
-                // A first record longer than the chunk is read whole.
-                match record_len_at(&chunk) {
-                    Some(len)
-                        if len > chunk.len() as u64
-                            && len <= available
-                            && len <= frame::framed_len(self.config.max_record as usize) =>
-                    {
-                        want = len as usize;
-                    }
-                    _ => break,
-                }
+        // The newest appends are still in memory: no need to read them back.
+        let recent = {
+            let state = self.lock_state();
+            state
+                .recent
+                .iter()
+                .find(|r| {
+                    r.segment == first_seq
+                        && r.offset <= range.start
+                        && range.start < r.offset + r.frames.len() as u64
+                })
+                .map(|r| (r.offset, Arc::clone(&r.frames)))
+        };
+        let (view, whole_range): (&[u8], bool) = match &recent {
+            Some((block_offset, frames)) => {
+                let from = (range.start - block_offset) as usize;
+                let to = frames.len().min((range.end - block_offset) as usize);
+                (&frames[from..to], (to - from) as u64 == available)
             }
-            cursor.chunk_start = range.start;
-        }
-        let from = (range.start - cursor.chunk_start) as usize;
-        let to = chunk.len().min((range.end - cursor.chunk_start) as usize);
-        let whole_range = (to - from) as u64 == available;
-        let mut input = &chunk[from..to];
+            None => {
+                // What was read ahead serves if it holds a whole record at the start.
+                let cached = range.start >= cursor.chunk_start
+                    && range.start < cursor.chunk_start + chunk.len() as u64
+                    && record_len_at(&chunk[(range.start - cursor.chunk_start) as usize..])
+                        .is_some_and(|len| {
+                            range.start + len <= cursor.chunk_start + chunk.len() as u64
+                        });
+                if !cached {
+                    let file = &cursor.file.as_ref().expect("opened above").1;
+                    let mut want = available.min(max_bytes.max(CHUNK) as u64) as usize;
+                    loop {
+                        chunk.resize(want, 0);
+                        let got = read_full_at(file, &mut chunk, range.start).map_err(io_err)?;
+                        chunk.truncate(got);
+                        // A first record longer than the chunk is read whole.
+                        match record_len_at(&chunk) {
+                            Some(len)
+                                if len > chunk.len() as u64
+                                    && len <= available
+                                    && len <= frame::framed_len(self.config.max_record as usize) =>
+                            {
+                                want = len as usize;
+                            }
+                            _ => break,
+                        }
+                    }
+                    cursor.chunk_start = range.start;
+                }
+                let from = (range.start - cursor.chunk_start) as usize;
+                let to = chunk.len().min((range.end - cursor.chunk_start) as usize);
+                (&chunk[from..to], (to - from) as u64 == available)
+            }
+        };
+        let mut at = 0;
         let mut offset = range.start;
         let mut bytes = 0;
-        let mut payload = Vec::new();
         while entries.len() < max_records && bytes < max_bytes && cursor.seq < end_seq {
-            let before = input.len();
-            let damage = match frame::read_next(&mut input, self.config.max_record, &mut payload)
-                .map_err(io_err)?
-            {
-                Next::Record => {
-                    offset += (before - input.len()) as u64;
+            let damage = match frame::parse(&view[at..], self.config.max_record) {
+                frame::Parsed::Record(payload, len) => {
+                    at += len;
+                    offset += len as u64;
                     bytes += payload.len();
                     entries.push(Entry {
                         seq: cursor.seq,
-                        payload: std::mem::take(&mut payload),
+                        payload: payload.to_vec(),
                     });
                     cursor.seq += 1;
                     continue;
                 }
                 // The rest is past this chunk: the next read goes on.
-                Next::End | Next::Corrupt(frame::Corruption::Torn { .. }) if !whole_range => break,
-                Next::End => frame::Corruption::Torn {
+                frame::Parsed::Incomplete if !whole_range => break,
+                frame::Parsed::Incomplete => frame::Corruption::Torn {
                     missing: range.end - offset,
                 },
-                Next::Corrupt(damage) => damage,
+                frame::Parsed::Corrupt(damage) => damage,
             };
             // Damaged since it was written or checked: the rest of this
             // segment is cut, counted by number (its bytes cannot be trusted).
