@@ -25,7 +25,7 @@ fn a_restart_resumes_from_the_acknowledged_checkpoint() {
     // second; stopping writes it too.
     let (code, said) = agent.stop();
     assert_eq!(code, Some(0), "{said}");
-    let checkpoint = fs::read_to_string(dir.join("data/checkpoints/app.json")).unwrap();
+    let checkpoint = newest_checkpoint(&dir.join("data/checkpoints/app.json"));
     assert!(
         checkpoint.contains(&format!("\"offset\": {}", first.len())),
         "{checkpoint}"
@@ -42,6 +42,21 @@ fn a_restart_resumes_from_the_acknowledged_checkpoint() {
     let (code, said) = agent.stop();
     assert_eq!(code, Some(0), "{said}");
     assert_eq!(accepted(&receiver), (0..20_010).collect::<Vec<_>>());
+}
+
+/// The newer of a source's two checkpoint files (`NAME.0`, `NAME.1`), by the
+/// generation in their last line.
+fn newest_checkpoint(base: &std::path::Path) -> String {
+    (0..2)
+        .filter_map(|slot| fs::read_to_string(format!("{}.{slot}", base.display())).ok())
+        .max_by_key(|text| {
+            text.rsplit("generation=")
+                .next()
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or(0)
+        })
+        .expect("a checkpoint file")
 }
 
 /// Writes `total` lines to `log`, rotating every `every` lines with

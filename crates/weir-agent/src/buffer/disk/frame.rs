@@ -202,6 +202,9 @@ mod tests {
         assert_eq!(parse(&bytes[11..20], 1024), Parsed::Incomplete);
         let mut flipped = bytes.clone();
         flipped[9] ^= 1;
-        assert!(matches!(parse(&flipped, 1024), Parsed::Corrupt(Corruption::Checksum { .. })));
+        assert!(matches!(
+            parse(&flipped, 1024),
+            Parsed::Corrupt(Corruption::Checksum { .. })
+        ));
     }
 }

@@ -779,7 +779,8 @@ impl DiskBuffer {
                             Some(len)
                                 if len > chunk.len() as u64
                                     && len <= available
-                                    && len <= frame::framed_len(self.config.max_record as usize) =>
+                                    && len
+                                        <= frame::framed_len(self.config.max_record as usize) =>
                             {
                                 want = len as usize;
                             }

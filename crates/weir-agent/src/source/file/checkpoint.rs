@@ -1,12 +1,18 @@
 //! Where each tailed file was read up to, as far as the sinks have
 //! acknowledged it. Files are known by device and inode, with a checksum of
-//! their first bytes so a reused inode is not taken for the old file. The
-//! whole set is written to a temporary file and renamed over the old one, so
-//! a crash leaves the old set or the new one, never a mix.
+//! their first bytes so a reused inode is not taken for the old file.
+//!
+//! The set is JSON, written in turn to two files (`NAME.0`, `NAME.1`), each
+//! ending in a line with a generation number and a CRC-32C of the JSON: a
+//! write torn by a crash leaves the other file whole, and loading takes the
+//! valid one with the higher generation. Writing in place, rather than
+//! renaming a new file over the old, matters: the checkpoints move with every
+//! read, and on ext4 a rename over a file forces its data out to the disk.
 
 use std::collections::HashMap;
 use std::fs;
-use std::io::{self, Write};
+use std::io;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -55,32 +61,84 @@ struct OnDisk {
 pub struct Checkpoints {
     path: PathBuf,
     entries: HashMap<FileId, Entry>,
+    /// The generation of the newest file written or loaded.
+    generation: u64,
+    /// The two files, opened on the first store.
+    files: Option<[fs::File; 2]>,
+}
+
+/// `NAME.0` or `NAME.1`.
+fn slot_path(path: &Path, slot: u64) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".{slot}"));
+    PathBuf::from(name)
+}
+
+/// The JSON of a slot file and its generation, if its trailer checks out.
+fn read_slot(path: &Path) -> io::Result<Option<(u64, Vec<u8>)>> {
+    let bytes = match fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let text = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
+    let Some(split) = text.iter().rposition(|b| *b == b'\n') else {
+        return Ok(None);
+    };
+    let (json, trailer) = (&text[..split], &text[split + 1..]);
+    let trailer = String::from_utf8_lossy(trailer);
+    let mut generation = None;
+    let mut crc = None;
+    for field in trailer.trim_start_matches('#').split_whitespace() {
+        if let Some(v) = field.strip_prefix("generation=") {
+            generation = v.parse::<u64>().ok();
+        } else if let Some(v) = field.strip_prefix("crc32c=") {
+            crc = u32::from_str_radix(v, 16).ok();
+        }
+    }
+    match (generation, crc) {
+        (Some(generation), Some(crc)) if crc == crc32c::crc32c(json) => {
+            Ok(Some((generation, json.to_vec())))
+        }
+        _ => Ok(None),
+    }
 }
 
 impl Checkpoints {
     /// Loads the checkpoints of a source; a missing file is an empty set, an
     /// unreadable one an error naming it.
     pub fn load(path: &Path) -> io::Result<Checkpoints> {
-        let entries = match fs::read(path) {
-            Ok(bytes) => {
-                let on_disk: OnDisk = serde_json::from_slice(&bytes).map_err(|e| {
+        let mut newest: Option<(u64, Vec<u8>, PathBuf)> = None;
+        for slot in 0..2 {
+            let slot_path = slot_path(path, slot);
+            if let Some((generation, json)) = read_slot(&slot_path)?
+                && newest.as_ref().is_none_or(|(g, _, _)| generation > *g)
+            {
+                newest = Some((generation, json, slot_path));
+            }
+        }
+        let (generation, entries) = match newest {
+            Some((generation, json, slot_path)) => {
+                let on_disk: OnDisk = serde_json::from_slice(&json).map_err(|e| {
                     io::Error::new(
                         io::ErrorKind::InvalidData,
-                        format!("checkpoint file {}: {e}", path.display()),
+                        format!("checkpoint file {}: {e}", slot_path.display()),
                     )
                 })?;
-                on_disk
+                let entries = on_disk
                     .files
                     .into_iter()
                     .map(|e| ((e.dev, e.ino), e))
-                    .collect()
+                    .collect();
+                (generation, entries)
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => HashMap::new(),
-            Err(e) => return Err(e),
+            None => (0, HashMap::new()),
         };
         Ok(Checkpoints {
             path: path.to_path_buf(),
             entries,
+            generation,
+            files: None,
         })
     }
 
@@ -106,26 +164,45 @@ impl Checkpoints {
         self.entries.get(&id)
     }
 
-    /// Writes the set: a temporary file renamed over the old one, synced
-    /// first if `sync` (for a power cut; a crash of the agent alone loses
-    /// nothing the kernel has).
-    pub fn store(&self, sync: bool) -> io::Result<()> {
-        if let Some(dir) = self.path.parent() {
-            fs::create_dir_all(dir)?;
+    /// Writes the set over the older of the two files, synced if `sync`
+    /// (for a power cut; a crash of the agent alone loses nothing the
+    /// kernel has).
+    pub fn store(&mut self, sync: bool) -> io::Result<()> {
+        if self.files.is_none() {
+            if let Some(dir) = self.path.parent() {
+                fs::create_dir_all(dir)?;
+            }
+            let open = |slot| {
+                fs::OpenOptions::new()
+                    .create(true)
+                    .write(true)
+                    .truncate(false)
+                    .open(slot_path(&self.path, slot))
+            };
+            self.files = Some([open(0)?, open(1)?]);
         }
         let mut files: Vec<Entry> = self.entries.values().cloned().collect();
         files.sort_by_key(|e| (e.dev, e.ino));
-        let bytes =
+        let mut bytes =
             serde_json::to_vec_pretty(&OnDisk { version: 1, files }).map_err(io::Error::other)?;
-        let mut tmp = self.path.as_os_str().to_owned();
-        tmp.push(".tmp");
-        let tmp = PathBuf::from(tmp);
-        let mut file = fs::File::create(&tmp)?;
-        file.write_all(&bytes)?;
+        self.generation += 1;
+        let trailer = format!(
+            "\n# generation={} crc32c={:08x}\n",
+            self.generation,
+            crc32c::crc32c(&bytes)
+        );
+        bytes.extend_from_slice(trailer.as_bytes());
+        let file = &self.files.as_ref().expect("opened above")[(self.generation % 2) as usize];
+        file.write_all_at(&bytes, 0)?;
+        // Shorter than before: cut the old tail (never to zero, which ext4
+        // would also flush).
+        if file.metadata()?.len() > bytes.len() as u64 {
+            file.set_len(bytes.len() as u64)?;
+        }
         if sync {
             file.sync_data()?;
         }
-        fs::rename(&tmp, &self.path)
+        Ok(())
     }
 }
 
@@ -157,9 +234,31 @@ mod tests {
             "inode reused"
         );
         assert_eq!(loaded.resume((1, 43), b"first line\n"), None);
-        fs::write(&path, b"{not json").unwrap();
-        let err = Checkpoints::load(&path).unwrap_err();
-        assert!(err.to_string().contains("source.json"), "{err}");
+        // A torn newer file: the older one is used.
+        let mut newer = checkpoints_with(&path, 99);
+        newer.store(false).unwrap();
+        let newer_slot = slot_path(&path, newer.generation % 2);
+        let mut torn = fs::read(&newer_slot).unwrap();
+        torn.truncate(torn.len() / 2);
+        fs::write(&newer_slot, &torn).unwrap();
+        assert_eq!(
+            Checkpoints::load(&path)
+                .unwrap()
+                .resume((1, 42), b"first line\n"),
+            Some(11)
+        );
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn checkpoints_with(path: &Path, offset: u64) -> Checkpoints {
+        let mut checkpoints = Checkpoints::load(path).unwrap();
+        checkpoints.set(Entry {
+            dev: 1,
+            ino: 42,
+            fingerprint: Fingerprint::of(b"first line\n"),
+            offset,
+            path: "/x/a.log".into(),
+        });
+        checkpoints
     }
 }
