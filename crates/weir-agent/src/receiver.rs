@@ -19,6 +19,8 @@ pub type Script = Arc<dyn Fn(usize) -> Answer + Send + Sync>;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Answer {
     Accept,
+    /// 400: the batch itself is refused, for good.
+    Reject,
     /// 503 with `Retry-After: 0`.
     Fail,
     /// Accept, but only after this long.
@@ -28,8 +30,10 @@ pub enum Answer {
 /// One request as the receiver saw it.
 #[derive(Debug, Clone)]
 pub struct Received {
+    /// The body's lines, gunzipped if it came with `Content-Encoding: gzip`.
     pub lines: Vec<String>,
     pub answer: Answer,
+    pub headers: Vec<(String, String)>,
 }
 
 /// A running receiver; it serves until the process ends.
@@ -95,13 +99,27 @@ impl Receiver {
                         let service = service_fn(move |request: Request<hyper::body::Incoming>| {
                             let (script, seen) = (Arc::clone(&script), Arc::clone(&seen));
                             async move {
+                                let headers: Vec<(String, String)> = request
+                                    .headers()
+                                    .iter()
+                                    .map(|(k, v)| {
+                                        (
+                                            k.as_str().to_owned(),
+                                            String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                                        )
+                                    })
+                                    .collect();
+                                let gzipped = headers
+                                    .iter()
+                                    .any(|(k, v)| k == "content-encoding" && v == "gzip");
                                 let body = match request.into_body().collect().await {
                                     Ok(body) => body.to_bytes(),
                                     Err(_) => Bytes::new(),
                                 };
+                                let body = if gzipped { gunzip(&body) } else { body };
                                 let n = seen.requests.fetch_add(1, Ordering::SeqCst);
                                 let answer = script(n);
-                                if answer != Answer::Fail {
+                                if matches!(answer, Answer::Accept | Answer::Stall(_)) {
                                     let count = body.iter().filter(|b| **b == b'\n').count();
                                     seen.lines.fetch_add(count as u64, Ordering::SeqCst);
                                 }
@@ -113,11 +131,16 @@ impl Receiver {
                                     seen.received
                                         .lock()
                                         .unwrap_or_else(|e| e.into_inner())
-                                        .push(Received { lines, answer });
+                                        .push(Received {
+                                            lines,
+                                            answer,
+                                            headers,
+                                        });
                                 }
                                 let status = match answer {
                                     Answer::Accept => StatusCode::OK,
                                     Answer::Fail => StatusCode::SERVICE_UNAVAILABLE,
+                                    Answer::Reject => StatusCode::BAD_REQUEST,
                                     Answer::Stall(pause) => {
                                         tokio::time::sleep(pause).await;
                                         StatusCode::OK
@@ -152,5 +175,15 @@ impl Receiver {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+}
+
+/// A gzipped body, decompressed (empty if it is not gzip).
+fn gunzip(body: &[u8]) -> Bytes {
+    use std::io::Read;
+    let mut out = Vec::new();
+    match flate2::read::GzDecoder::new(body).read_to_end(&mut out) {
+        Ok(_) => Bytes::from(out),
+        Err(_) => Bytes::new(),
     }
 }

@@ -32,7 +32,28 @@ fn seq_of(line: &str) -> usize {
     line[at..at + 6].parse().unwrap()
 }
 
+/// How the http sink is set up in a test.
+#[derive(Default)]
+struct Setup {
+    gzip: bool,
+    headers: Vec<(hyper::header::HeaderName, hyper::header::HeaderValue)>,
+}
+
+fn dead_letter_path(test: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("weir-dl-{}-{test}.ndjson", std::process::id()))
+}
+
 fn deliver_through(receiver: &Receiver, count: usize, concurrency: usize) -> Arc<Buffer> {
+    deliver_with(receiver, count, concurrency, "default", Setup::default())
+}
+
+fn deliver_with(
+    receiver: &Receiver,
+    count: usize,
+    concurrency: usize,
+    test: &str,
+    setup: Setup,
+) -> Arc<Buffer> {
     let buffer = Arc::new(Buffer::Memory(MemoryBuffer::new(MemoryConfig {
         max_bytes: 64 << 20,
         when_full: WhenFull::Block,
@@ -42,7 +63,7 @@ fn deliver_through(receiver: &Receiver, count: usize, concurrency: usize) -> Arc
     buffer.append(&refs).unwrap();
     buffer.close().unwrap();
     let uri: hyper::Uri = format!("http://{}/ingest", receiver.addr).parse().unwrap();
-    let dead_letter = std::env::temp_dir().join(format!("weir-dl-{}.ndjson", std::process::id()));
+    let dead_letter = dead_letter_path(test);
     let config = DeliveryConfig {
         max_records: 100,
         max_bytes: 1 << 20,
@@ -58,8 +79,8 @@ fn deliver_through(receiver: &Receiver, count: usize, concurrency: usize) -> Arc
     let factory: delivery::SinkFactory = Box::new(move || {
         let sink = HttpSink::new(HttpConfig {
             uri: uri.clone(),
-            headers: Vec::new(),
-            gzip: false,
+            headers: setup.headers.clone(),
+            gzip: setup.gzip,
             timeout: Duration::from_millis(300),
         })?;
         Ok(Box::new(sink) as Box<dyn Sink>)
@@ -155,4 +176,85 @@ fn concurrent_delivery_delivers_everything_once_acknowledged() {
         (0..count).collect::<Vec<_>>(),
         "each once, none missing"
     );
+}
+
+#[test]
+fn a_refused_batch_goes_to_the_dead_letter_file_with_the_reason() {
+    // The second request is refused for good (400); the rest are accepted.
+    let receiver = Receiver::start(Arc::new(|n| {
+        if n == 1 {
+            Answer::Reject
+        } else {
+            Answer::Accept
+        }
+    }))
+    .unwrap();
+    let dead_letter = dead_letter_path("refused");
+    let _ = std::fs::remove_file(&dead_letter);
+    let buffer = deliver_with(&receiver, 300, 1, "refused", Setup::default());
+    assert_eq!(
+        buffer.stats().acked.records,
+        300,
+        "a dead-lettered batch is acknowledged too"
+    );
+    let refused = &receiver.requests()[1];
+    assert_eq!(refused.answer, Answer::Reject);
+    let text = std::fs::read_to_string(&dead_letter).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines.len(),
+        refused.lines.len(),
+        "every refused record, once"
+    );
+    for (dead, sent) in lines.iter().zip(&refused.lines) {
+        assert_eq!(seq_of(dead), seq_of(sent));
+        assert!(
+            dead.contains("\"weir_dead_letter\":{\"sink\":\"test\",\"reason\":\"http://"),
+            "{dead}"
+        );
+        assert!(dead.contains("400 Bad Request"), "{dead}");
+    }
+    let accepted: usize = receiver
+        .requests()
+        .iter()
+        .filter(|r| r.answer == Answer::Accept)
+        .map(|r| r.lines.len())
+        .sum();
+    assert_eq!(
+        accepted + lines.len(),
+        300,
+        "delivered + dead-lettered = sent"
+    );
+    let _ = std::fs::remove_file(&dead_letter);
+}
+
+#[test]
+fn gzip_and_headers_reach_the_destination() {
+    let receiver = Receiver::start(Arc::new(|_| Answer::Accept)).unwrap();
+    let setup = Setup {
+        gzip: true,
+        headers: vec![(
+            hyper::header::AUTHORIZATION,
+            hyper::header::HeaderValue::from_static("Bearer s3cret"),
+        )],
+    };
+    deliver_with(&receiver, 500, 1, "gzip", setup);
+    let requests = receiver.requests();
+    let lines: Vec<usize> = requests
+        .iter()
+        .flat_map(|r| r.lines.iter().map(|l| seq_of(l)))
+        .collect();
+    assert_eq!(lines, (0..500).collect::<Vec<_>>(), "gunzipped, every line");
+    for request in &requests {
+        let header = |name: &str| {
+            request
+                .headers
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(header("content-encoding"), Some("gzip"));
+        assert_eq!(header("authorization"), Some("Bearer s3cret"));
+        assert_eq!(header("content-type"), Some("application/x-ndjson"));
+    }
 }

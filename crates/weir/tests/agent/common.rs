@@ -113,7 +113,7 @@ pub fn accepted(receiver: &Receiver) -> Vec<usize> {
         .filter(|r| match r.answer {
             Answer::Accept => true,
             Answer::Stall(pause) => pause < SINK_TIMEOUT,
-            Answer::Fail => false,
+            Answer::Fail | Answer::Reject => false,
         })
         .flat_map(|r| r.lines.iter().map(|l| seq_of(l)))
         .collect()
