@@ -19,6 +19,9 @@ use crate::buffer::{Buffer, Counts};
 use crate::metrics::{SinkMetrics, SourceMetrics};
 use crate::transform::TransformMetrics;
 
+/// The registry the endpoint reads, replaced whole on a reload.
+pub type SharedRegistry = Arc<std::sync::Mutex<Arc<Registry>>>;
+
 /// What the endpoint reports on.
 #[derive(Debug, Clone, Default)]
 pub struct Registry {
@@ -234,7 +237,7 @@ fn sum(a: Counts, b: Counts) -> Counts {
 }
 
 /// Serves the endpoint at `address` on a thread of its own.
-pub fn serve(address: SocketAddr, registry: Arc<Registry>) -> std::io::Result<JoinHandle<()>> {
+pub fn serve(address: SocketAddr, registry: SharedRegistry) -> std::io::Result<JoinHandle<()>> {
     let listener = std::net::TcpListener::bind(address)
         .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {address}: {e}")))?;
     listener.set_nonblocking(true)?;
@@ -262,7 +265,8 @@ pub fn serve(address: SocketAddr, registry: Arc<Registry>) -> std::io::Result<Jo
                     let registry = Arc::clone(&registry);
                     tokio::spawn(async move {
                         let service = service_fn(move |request: Request<hyper::body::Incoming>| {
-                            let registry = Arc::clone(&registry);
+                            let registry =
+                                Arc::clone(&registry.lock().unwrap_or_else(|e| e.into_inner()));
                             async move {
                                 Ok::<_, std::convert::Infallible>(answer(
                                     &registry,

@@ -4,8 +4,8 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -15,7 +15,7 @@ use crate::buffer::{Buffer, BufferError};
 use crate::config::{AgentConfig, SinkConfig, SinkKind, SourceConfig};
 use crate::delivery::{self, Backoff, DeliveryConfig, SinkFactory};
 use crate::metrics::{SinkMetrics, SourceMetrics};
-use crate::ops::{self, Registry};
+use crate::ops::{self, Registry, SharedRegistry};
 use crate::sink::Sink;
 use crate::sink::blackhole::Blackhole;
 use crate::sink::console::Console;
@@ -41,171 +41,336 @@ pub enum StartError {
     },
 }
 
+/// A sink at work: its buffer and the delivery scheduler draining it.
+struct SinkRuntime {
+    config: SinkConfig,
+    buffer: Arc<Buffer>,
+    metrics: Arc<SinkMetrics>,
+    stop: Arc<AtomicBool>,
+    handle: JoinHandle<()>,
+}
+
+/// A source at work, and the slot through which a reload hands it new
+/// routes without stopping it.
+struct SourceRuntime {
+    config: SourceConfig,
+    metrics: Arc<SourceMetrics>,
+    stop: Arc<AtomicBool>,
+    handle: JoinHandle<()>,
+    next_output: Arc<Mutex<Option<Output>>>,
+}
+
 /// A running agent.
 pub struct Running {
-    sources_stop: Arc<AtomicBool>,
-    sources: Vec<JoinHandle<()>>,
-    sinks_stop: Arc<AtomicBool>,
-    sinks: Vec<JoinHandle<()>>,
-    buffers: BTreeMap<String, Arc<Buffer>>,
-    pub registry: Arc<Registry>,
+    config: AgentConfig,
+    sinks: BTreeMap<String, SinkRuntime>,
+    sources: BTreeMap<String, SourceRuntime>,
+    transform_metrics: BTreeMap<String, Arc<TransformMetrics>>,
+    registry: SharedRegistry,
 }
 
 /// Starts everything `config` describes.
 pub fn start(config: &AgentConfig) -> Result<Running, StartError> {
-    let io = |what: String| move |source| StartError::Io { what, source };
-    std::fs::create_dir_all(&config.data_dir)
-        .map_err(io(format!("data_dir {}", config.data_dir.display())))?;
-    let mut buffers = BTreeMap::new();
-    for (name, sink) in &config.sinks {
-        let buffer = open_buffer(&config.data_dir, name, sink)?;
-        buffers.insert(name.clone(), Arc::new(buffer));
-    }
-    let sources_stop = Arc::new(AtomicBool::new(false));
-    let sinks_stop = Arc::new(AtomicBool::new(false));
-    let mut registry = Registry {
-        stall_after: config
-            .api
-            .as_ref()
-            .map_or(Duration::from_secs(60), |a| a.stall_after),
-        ..Registry::default()
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::Io {
+        what: format!("data_dir {}", config.data_dir.display()),
+        source,
+    })?;
+    let mut running = Running {
+        config: AgentConfig {
+            sources: BTreeMap::new(),
+            transforms: BTreeMap::new(),
+            sinks: BTreeMap::new(),
+            ..config.clone()
+        },
+        sinks: BTreeMap::new(),
+        sources: BTreeMap::new(),
+        transform_metrics: BTreeMap::new(),
+        registry: Arc::new(Mutex::new(Arc::new(Registry::default()))),
     };
-    let mut sinks = Vec::new();
-    for (name, sink) in &config.sinks {
-        let metrics = Arc::new(SinkMetrics::new());
-        let buffer = Arc::clone(&buffers[name]);
-        registry
-            .sinks
-            .push((name.clone(), Arc::clone(&metrics), Arc::clone(&buffer)));
-        let delivery = DeliveryConfig {
-            max_records: sink.max_records,
-            max_bytes: sink.max_bytes,
-            timeout: sink.batch_timeout,
-            concurrency: sink.concurrency,
-            backoff: Backoff {
-                initial: sink.retry_initial,
-                cap: sink.retry_max,
-            },
-            max_retry_age: sink.max_retry_age,
-            dead_letter: config
-                .data_dir
-                .join("dead-letter")
-                .join(format!("{name}.ndjson")),
-        };
-        let handle = delivery::start(
-            name,
-            buffer,
-            factory(&sink.kind),
-            delivery,
-            metrics,
-            Arc::clone(&sinks_stop),
-        )
-        .map_err(io(format!("sink {name}")))?;
-        sinks.push(handle);
-    }
-    let transform_metrics: BTreeMap<String, Arc<TransformMetrics>> = config
-        .transforms
-        .keys()
-        .map(|name| (name.clone(), Arc::new(TransformMetrics::default())))
-        .collect();
-    registry.transforms = transform_metrics
-        .iter()
-        .map(|(n, m)| (n.clone(), Arc::clone(m)))
-        .collect();
-    let mut sources = Vec::new();
-    for (name, source) in &config.sources {
-        // The sinks this source reaches, directly or through transforms.
-        let mut reached = Vec::new();
-        let routes = routes_from(name, config, &transform_metrics, &mut reached);
-        let fed: Vec<Arc<Buffer>> = reached
-            .iter()
-            .map(|sink| Arc::clone(&buffers[sink]))
-            .collect();
-        let metrics = Arc::new(SourceMetrics::default());
-        registry.sources.push((name.clone(), Arc::clone(&metrics)));
-        let SourceConfig::File {
-            include,
-            exclude,
-            format,
-            start_at_end,
-            max_record,
-            poll,
-        } = source;
-        let file_config = FileSourceConfig {
-            include: include.clone(),
-            exclude: exclude
-                .iter()
-                .filter_map(|p| glob::Pattern::new(p).ok())
-                .collect(),
-            format: *format,
-            start_at_end: *start_at_end,
-            max_record: *max_record,
-            poll: *poll,
-            checkpoint_path: config
-                .data_dir
-                .join("checkpoints")
-                .join(format!("{name}.json")),
-        };
-        let handle = file::start(
-            name,
-            file_config,
-            Output::new(fed, routes),
-            metrics,
-            Arc::clone(&sources_stop),
-        )
-        .map_err(io(format!("source {name}")))?;
-        sources.push(handle);
-    }
-    let registry = Arc::new(registry);
+    running.apply(config, Duration::ZERO)?;
     if let Some(api) = &config.api {
-        ops::serve(api.address, Arc::clone(&registry))
-            .map_err(io("the operations endpoint".to_owned()))?;
+        ops::serve(api.address, Arc::clone(&running.registry)).map_err(|source| {
+            StartError::Io {
+                what: "the operations endpoint".to_owned(),
+                source,
+            }
+        })?;
     }
-    Ok(Running {
-        sources_stop,
-        sources,
-        sinks_stop,
-        sinks,
-        buffers,
-        registry,
-    })
+    Ok(running)
 }
 
 impl Running {
+    /// What /metrics and /health report on now.
+    pub fn registry(&self) -> Arc<Registry> {
+        Arc::clone(&self.registry.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Moves to `new`: components whose configuration is the same keep
+    /// running; a changed sink keeps its buffer (if the buffer's own
+    /// settings did not change) and starts delivering again from the oldest
+    /// record not acknowledged; a source that stays gets its new routes
+    /// between two reads. A sink that goes away, or whose buffer changes, is
+    /// given `drain` to deliver what it holds. The data directory and the
+    /// operations endpoint stay as they were started.
+    pub fn reload(&mut self, new: &AgentConfig, drain: Duration) -> Result<(), StartError> {
+        self.apply(new, drain)
+    }
+
+    fn apply(&mut self, new: &AgentConfig, drain: Duration) -> Result<(), StartError> {
+        let data_dir = self.config.data_dir.clone();
+        // Sources that go or change stop first, so nothing is appended to a
+        // buffer that is about to be retired.
+        let leaving: Vec<String> = self
+            .sources
+            .iter()
+            .filter(|(name, source)| new.sources.get(*name) != Some(&source.config))
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in leaving {
+            let source = self.sources.remove(&name).expect("listed above");
+            source.stop.store(true, Ordering::Relaxed);
+            let _ = source.handle.join();
+        }
+        // Sinks.
+        let names: Vec<String> = self.sinks.keys().cloned().collect();
+        for name in names {
+            let Some(wanted) = new.sinks.get(&name) else {
+                let old = self.sinks.remove(&name).expect("listed above");
+                retire(&name, old, drain);
+                continue;
+            };
+            if *wanted == self.sinks[&name].config {
+                continue;
+            }
+            let old = self.sinks.remove(&name).expect("listed above");
+            let buffer = if old.config.buffer == wanted.buffer {
+                // Same buffer: stop delivering, send again what was in flight.
+                old.stop.store(true, Ordering::Relaxed);
+                let _ = old.handle.join();
+                old.buffer.rewind();
+                old.buffer
+            } else {
+                retire(&name, old, drain);
+                Arc::new(open_buffer(&data_dir, &name, wanted)?)
+            };
+            let runtime = start_sink(&data_dir, &name, wanted, buffer)?;
+            self.sinks.insert(name, runtime);
+        }
+        for (name, wanted) in &new.sinks {
+            if !self.sinks.contains_key(name) {
+                let buffer = Arc::new(open_buffer(&data_dir, name, wanted)?);
+                let runtime = start_sink(&data_dir, name, wanted, buffer)?;
+                self.sinks.insert(name.clone(), runtime);
+            }
+        }
+        // Transforms keep their counters across a reload.
+        self.transform_metrics
+            .retain(|name, _| new.transforms.contains_key(name));
+        for name in new.transforms.keys() {
+            self.transform_metrics
+                .entry(name.clone())
+                .or_insert_with(|| Arc::new(TransformMetrics::default()));
+        }
+        // Sources: new routes for those that stay, a start for the others.
+        for (name, wanted) in &new.sources {
+            let output = self.output_for(name, new);
+            match self.sources.get(name) {
+                Some(source) => {
+                    *source.next_output.lock().unwrap_or_else(|e| e.into_inner()) = Some(output);
+                }
+                None => {
+                    let runtime = start_source(&data_dir, name, wanted, output)?;
+                    self.sources.insert(name.clone(), runtime);
+                }
+            }
+        }
+        self.config = AgentConfig {
+            data_dir,
+            api: self.config.api.clone(),
+            ..new.clone()
+        };
+        *self.registry.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(self.build_registry());
+        Ok(())
+    }
+
+    /// The routes from source `name` through the transforms of `config` to
+    /// the running sinks' buffers.
+    fn output_for(&self, name: &str, config: &AgentConfig) -> Output {
+        let mut reached = Vec::new();
+        let routes = routes_from(name, config, &self.transform_metrics, &mut reached);
+        let fed = reached
+            .iter()
+            .map(|sink| Arc::clone(&self.sinks[sink].buffer))
+            .collect();
+        Output::new(fed, routes)
+    }
+
+    fn build_registry(&self) -> Registry {
+        Registry {
+            sources: self
+                .sources
+                .iter()
+                .map(|(n, s)| (n.clone(), Arc::clone(&s.metrics)))
+                .collect(),
+            transforms: self
+                .transform_metrics
+                .iter()
+                .map(|(n, m)| (n.clone(), Arc::clone(m)))
+                .collect(),
+            sinks: self
+                .sinks
+                .iter()
+                .map(|(n, s)| (n.clone(), Arc::clone(&s.metrics), Arc::clone(&s.buffer)))
+                .collect(),
+            stall_after: self
+                .config
+                .api
+                .as_ref()
+                .map_or(Duration::from_secs(60), |a| a.stall_after),
+        }
+    }
+
     /// Stops reading, gives the sinks up to `drain` to deliver what is
     /// buffered, then stops them. What a disk buffer still holds is sent
     /// after the next start; what a memory buffer holds is reported lost.
     pub fn stop(self, drain: Duration) {
-        self.sources_stop.store(true, Ordering::Relaxed);
-        for handle in self.sources {
-            let _ = handle.join();
+        for source in self.sources.values() {
+            source.stop.store(true, Ordering::Relaxed);
         }
-        for buffer in self.buffers.values() {
-            let _ = buffer.close();
+        for (_, source) in self.sources {
+            let _ = source.handle.join();
+        }
+        for sink in self.sinks.values() {
+            let _ = sink.buffer.close();
         }
         let deadline = Instant::now() + drain;
-        while Instant::now() < deadline && self.sinks.iter().any(|h| !h.is_finished()) {
+        while Instant::now() < deadline && self.sinks.values().any(|s| !s.handle.is_finished()) {
             std::thread::sleep(Duration::from_millis(20));
         }
-        self.sinks_stop.store(true, Ordering::Relaxed);
-        for handle in self.sinks {
-            let _ = handle.join();
-        }
-        for (name, buffer) in &self.buffers {
-            let held = buffer.stats().held;
-            if held.records > 0 {
-                let fate = if buffer.is_durable() {
-                    "kept in its disk buffer for the next start"
-                } else {
-                    "lost with its memory buffer"
-                };
-                eprintln!(
-                    "weir: sink {name}: {} records ({} bytes) not delivered at exit, {fate}",
-                    held.records, held.bytes
-                );
-            }
+        for (name, sink) in self.sinks {
+            sink.stop.store(true, Ordering::Relaxed);
+            let _ = sink.handle.join();
+            report_undelivered(&name, &sink.buffer, "at exit");
         }
     }
+}
+
+/// Closes a sink's buffer, gives its delivery `drain` to empty it, stops it.
+fn retire(name: &str, sink: SinkRuntime, drain: Duration) {
+    let _ = sink.buffer.close();
+    let deadline = Instant::now() + drain;
+    while Instant::now() < deadline && !sink.handle.is_finished() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    sink.stop.store(true, Ordering::Relaxed);
+    let _ = sink.handle.join();
+    report_undelivered(name, &sink.buffer, "when it was reconfigured");
+}
+
+fn report_undelivered(name: &str, buffer: &Buffer, when: &str) {
+    let held = buffer.stats().held;
+    if held.records > 0 {
+        let fate = if buffer.is_durable() {
+            "kept in its disk buffer for the next start"
+        } else {
+            "lost with its memory buffer"
+        };
+        eprintln!(
+            "weir: sink {name}: {} records ({} bytes) not delivered {when}, {fate}",
+            held.records, held.bytes
+        );
+    }
+}
+
+fn start_sink(
+    data_dir: &Path,
+    name: &str,
+    sink: &SinkConfig,
+    buffer: Arc<Buffer>,
+) -> Result<SinkRuntime, StartError> {
+    let metrics = Arc::new(SinkMetrics::new());
+    let stop = Arc::new(AtomicBool::new(false));
+    let delivery = DeliveryConfig {
+        max_records: sink.max_records,
+        max_bytes: sink.max_bytes,
+        timeout: sink.batch_timeout,
+        concurrency: sink.concurrency,
+        backoff: Backoff {
+            initial: sink.retry_initial,
+            cap: sink.retry_max,
+        },
+        max_retry_age: sink.max_retry_age,
+        dead_letter: data_dir.join("dead-letter").join(format!("{name}.ndjson")),
+    };
+    let handle = delivery::start(
+        name,
+        Arc::clone(&buffer),
+        factory(&sink.kind),
+        delivery,
+        Arc::clone(&metrics),
+        Arc::clone(&stop),
+    )
+    .map_err(|source| StartError::Io {
+        what: format!("sink {name}"),
+        source,
+    })?;
+    Ok(SinkRuntime {
+        config: sink.clone(),
+        buffer,
+        metrics,
+        stop,
+        handle,
+    })
+}
+
+fn start_source(
+    data_dir: &Path,
+    name: &str,
+    source: &SourceConfig,
+    output: Output,
+) -> Result<SourceRuntime, StartError> {
+    let metrics = Arc::new(SourceMetrics::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let next_output = Arc::new(Mutex::new(None));
+    let SourceConfig::File {
+        include,
+        exclude,
+        format,
+        start_at_end,
+        max_record,
+        poll,
+    } = source;
+    let file_config = FileSourceConfig {
+        include: include.clone(),
+        exclude: exclude
+            .iter()
+            .filter_map(|p| glob::Pattern::new(p).ok())
+            .collect(),
+        format: *format,
+        start_at_end: *start_at_end,
+        max_record: *max_record,
+        poll: *poll,
+        checkpoint_path: data_dir.join("checkpoints").join(format!("{name}.json")),
+    };
+    let handle = file::start(
+        name,
+        file_config,
+        output,
+        Arc::clone(&next_output),
+        Arc::clone(&metrics),
+        Arc::clone(&stop),
+    )
+    .map_err(|source| StartError::Io {
+        what: format!("source {name}"),
+        source,
+    })?;
+    Ok(SourceRuntime {
+        config: source.clone(),
+        metrics,
+        stop,
+        handle,
+        next_output,
+    })
 }
 
 /// The routes from component `from` on: straight to the sinks that name

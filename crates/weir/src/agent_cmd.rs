@@ -1,7 +1,8 @@
 //! `weir agent -c weir.toml`: runs the node pipeline until SIGTERM or
 //! SIGINT; SIGHUP reads the file again and, if it changed and is valid,
-//! restarts the pipeline with it (disk buffers keep what waits; memory
-//! buffers are given the drain time to deliver first).
+//! applies it: components whose configuration did not change keep running,
+//! a changed sink keeps its buffer, and a source that stays takes its new
+//! routes between two reads.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -77,28 +78,15 @@ pub fn run(args: AgentArgs) -> i32 {
         match AgentConfig::load(&args.config) {
             Err(e) => eprintln!("weir: reload refused, still running the old configuration: {e}"),
             Ok(new) if new == config => eprintln!("weir: reload: nothing changed"),
-            Ok(new) => {
-                eprintln!("weir: reload: restarting the pipeline with the new configuration");
-                running.stop(args.drain_timeout);
-                match pipeline::start(&new) {
-                    Ok(started) => {
-                        running = started;
-                        config = new;
-                    }
-                    Err(e) => {
-                        eprintln!(
-                            "weir: reload failed ({e}); starting the old configuration again"
-                        );
-                        match pipeline::start(&config) {
-                            Ok(started) => running = started,
-                            Err(e) => {
-                                eprintln!("weir: cannot start again: {e}");
-                                return 1;
-                            }
-                        }
-                    }
+            Ok(new) => match running.reload(&new, args.drain_timeout) {
+                Ok(()) => {
+                    eprintln!("weir: reload: applied; unchanged components kept running");
+                    config = new;
                 }
-            }
+                Err(e) => eprintln!(
+                    "weir: reload: {e}; the components not yet changed keep the old configuration"
+                ),
+            },
         }
     }
 }

@@ -198,6 +198,11 @@ impl MemoryBuffer {
         self.lock().acks.mark()
     }
 
+    pub fn rewind(&self) {
+        let mut state = self.lock();
+        state.next_read = state.first_seq;
+    }
+
     pub fn is_closed(&self) -> bool {
         self.lock().closed
     }

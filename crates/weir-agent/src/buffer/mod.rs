@@ -159,6 +159,15 @@ impl Buffer {
         }
     }
 
+    /// Reads again from the oldest record not acknowledged: for a new
+    /// delivery taking over from one stopped with batches in flight.
+    pub fn rewind(&self) {
+        match self {
+            Buffer::Memory(b) => b.rewind(),
+            Buffer::Disk(b) => b.rewind(),
+        }
+    }
+
     /// Appends have ended (see [`Buffer::close`]).
     pub fn is_closed(&self) -> bool {
         match self {

@@ -24,6 +24,10 @@ pub enum Route {
     },
 }
 
+/// Each buffer a read went to, with the sequence number after what it got:
+/// the read is safe once every one [`Output::holds`] it.
+pub type Handed = Vec<(Arc<Buffer>, u64)>;
+
 /// A source's routes and the buffers they end in.
 #[derive(Debug)]
 pub struct Output {
@@ -42,12 +46,22 @@ impl Output {
     }
 
     /// Sends `records` down every route (waiting where a buffer blocks when
-    /// full); returns, per buffer, the sequence number after what it got.
-    pub fn emit(&mut self, records: Vec<LogRecord>, metrics: &SourceMetrics) -> Vec<u64> {
+    /// full); returns each buffer with the sequence number after what it got.
+    pub fn emit(&mut self, records: Vec<LogRecord>, metrics: &SourceMetrics) -> Handed {
         let mut routes = std::mem::take(&mut self.routes);
         self.walk(&mut routes, records, metrics);
         self.routes = routes;
-        self.buffers.iter().map(|b| b.next_seq()).collect()
+        self.buffers
+            .iter()
+            .map(|b| (Arc::clone(b), b.next_seq()))
+            .collect()
+    }
+
+    /// Whether everything `buffer` got before sequence number `end` is
+    /// safe: acknowledged by its sink, held on disk, or no longer the
+    /// source's to keep (the sink was removed and its buffer closed).
+    pub fn holds(buffer: &Buffer, end: u64) -> bool {
+        buffer.is_durable() || buffer.is_closed() || buffer.acked_below() >= end
     }
 
     fn walk(&mut self, routes: &mut [Route], records: Vec<LogRecord>, metrics: &SourceMetrics) {
@@ -100,20 +114,5 @@ impl Output {
                 eprintln!("weir: appending to a buffer: {e}");
             }
         }
-    }
-
-    /// Per buffer, the sequence number below which everything was
-    /// acknowledged by the sink, or is held durably (a disk buffer).
-    pub fn acknowledged(&self) -> Vec<u64> {
-        self.buffers
-            .iter()
-            .map(|b| {
-                if b.is_durable() {
-                    u64::MAX
-                } else {
-                    b.acked_below()
-                }
-            })
-            .collect()
     }
 }

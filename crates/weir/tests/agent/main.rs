@@ -5,5 +5,6 @@ mod common;
 mod crash;
 mod ops;
 mod outage;
+mod reload;
 mod tail;
 mod transforms;

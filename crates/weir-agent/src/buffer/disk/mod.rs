@@ -931,6 +931,13 @@ impl DiskBuffer {
         self.lock_state().acks.mark()
     }
 
+    pub fn rewind(&self) {
+        let mark = self.lock_state().acks.mark();
+        let mut cursor = self.cursor.lock().unwrap_or_else(|e| e.into_inner());
+        cursor.seq = mark;
+        cursor.at = None;
+    }
+
     pub fn is_closed(&self) -> bool {
         self.lock_state().closed
     }

@@ -18,15 +18,15 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use self::checkpoint::{Checkpoints, Entry, FileId, Fingerprint};
 pub use self::format::Format;
 use self::format::LineParser;
-use super::Output;
+use super::{Handed, Output};
 use crate::metrics::SourceMetrics;
 use crate::record::LogRecord;
 
@@ -73,8 +73,9 @@ struct Tailed {
     partial: Vec<u8>,
     parser: LineParser,
     /// Offsets handed to the buffers, oldest first, waiting for
-    /// acknowledgement: (offset after, end sequence number per buffer).
-    pending: VecDeque<(u64, Vec<u64>)>,
+    /// acknowledgement: (offset after, each buffer with the sequence number
+    /// after what it got).
+    pending: VecDeque<(u64, Handed)>,
     /// The offset acknowledged: what the checkpoint says.
     committed: u64,
     last_data: Instant,
@@ -83,10 +84,13 @@ struct Tailed {
 }
 
 /// Starts the source on its own thread; it runs until `stop` is set.
+/// A reload hands the source new routes through `next_output`; it takes
+/// them between two reads.
 pub fn start(
     name: &str,
     config: FileSourceConfig,
     output: Output,
+    next_output: Arc<Mutex<Option<Output>>>,
     metrics: Arc<SourceMetrics>,
     stop: Arc<AtomicBool>,
 ) -> io::Result<JoinHandle<()>> {
@@ -99,6 +103,7 @@ pub fn start(
                 name,
                 config,
                 output,
+                next_output,
                 metrics,
                 checkpoints,
                 files: HashMap::new(),
@@ -114,6 +119,7 @@ struct Tail {
     name: String,
     config: FileSourceConfig,
     output: Output,
+    next_output: Arc<Mutex<Option<Output>>>,
     metrics: Arc<SourceMetrics>,
     checkpoints: Checkpoints,
     files: HashMap<FileId, Tailed>,
@@ -129,6 +135,14 @@ impl Tail {
         let mut last_scan = None::<Instant>;
         let mut last_checkpoint = Instant::now();
         while !stop.load(Ordering::Relaxed) {
+            if let Some(output) = self
+                .next_output
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take()
+            {
+                self.output = output;
+            }
             if last_scan.is_none_or(|t| t.elapsed() >= self.config.poll) {
                 self.scan();
                 last_scan = Some(Instant::now());
@@ -355,11 +369,10 @@ impl Tail {
     /// acknowledged (or holds durably).
     /// Returns whether any moved.
     fn commit_acknowledged(&mut self) -> bool {
-        let acked = self.output.acknowledged();
         let mut moved = false;
         for tailed in self.files.values_mut() {
             while let Some((offset, ends)) = tailed.pending.front() {
-                if ends.iter().zip(&acked).all(|(end, acked)| acked >= end) {
+                if ends.iter().all(|(buffer, end)| Output::holds(buffer, *end)) {
                     moved |= tailed.committed != *offset;
                     tailed.committed = *offset;
                     tailed.pending.pop_front();

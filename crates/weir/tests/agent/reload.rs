@@ -1,0 +1,111 @@
+//! SIGHUP: a bad file is refused and the agent runs on; a changed sink keeps
+//! what its buffer holds (nothing buffered is lost by a reload), the source
+//! keeps reading, and a new sink starts.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::common::*;
+
+fn config(dir: &Scratch, log: &std::path::Path, uri: &str, extra_sink: &str) -> String {
+    format!(
+        r#"
+data_dir = "{data}"
+[api]
+enabled = false
+[sources.app]
+type = "file"
+include = ["{log}"]
+format = "plain"
+poll = "50ms"
+[sinks.out]
+type = "http"
+inputs = ["app"]
+uri = "{uri}"
+timeout = "2s"
+batch = {{ max_records = 500, timeout = "20ms" }}
+retry = {{ initial = "20ms", max = "100ms" }}
+{extra_sink}
+"#,
+        data = dir.join("data").display(),
+        log = log.display(),
+    )
+}
+
+fn hup(agent: &Agent) {
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(agent.child.id() as i32, libc::SIGHUP) };
+}
+
+#[test]
+fn a_reload_keeps_what_is_buffered_and_the_source_reading() {
+    let dir = Scratch::new("reload");
+    // The first destination refuses everything: records wait in the buffer.
+    let down = Receiver::start(Arc::new(|_| Answer::Fail)).unwrap();
+    let up = Receiver::start(Arc::new(|_| Answer::Accept)).unwrap();
+    let log = dir.join("app.log");
+    let first: String = (0..5000).map(line).collect();
+    std::fs::write(&log, &first).unwrap();
+    let agent = Agent::start(
+        &dir,
+        &config(&dir, &log, &format!("http://{}/x", down.addr), ""),
+    );
+    wait_for(
+        Duration::from_secs(20),
+        "retries against the refusing destination",
+        || down.requests().len() >= 3,
+    );
+    // A broken file is refused; the agent runs on.
+    std::fs::write(dir.join("weir.toml"), "[sinks.out]\ntype = \"nope\"\n").unwrap();
+    hup(&agent);
+    wait_for(Duration::from_secs(10), "the refusal", || {
+        agent.said().contains("reload refused")
+    });
+    // The sink now points at a destination that accepts, and a file sink
+    // is added: what the buffer held is delivered, nothing lost.
+    let copy = dir.join("copy.ndjson");
+    let extra = format!(
+        "[sinks.copy]\ntype = \"file\"\ninputs = [\"app\"]\npath = \"{}\"\n",
+        copy.display()
+    );
+    std::fs::write(
+        dir.join("weir.toml"),
+        config(&dir, &log, &format!("http://{}/x", up.addr), &extra),
+    )
+    .unwrap();
+    hup(&agent);
+    wait_for(Duration::from_secs(10), "the reload", || {
+        agent.said().contains("reload: applied")
+    });
+    // The source kept running: lines written after the reload arrive too.
+    let more: String = (5000..6000).map(line).collect();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&log)
+        .unwrap()
+        .write_all(more.as_bytes())
+        .unwrap();
+    wait_for_all(&up, 6000, Duration::from_secs(30), &agent);
+    wait_for(Duration::from_secs(10), "the new file sink", || {
+        std::fs::read_to_string(&copy).is_ok_and(|t| t.lines().count() == 1000)
+    });
+    let (code, said) = agent.stop();
+    assert_eq!(code, Some(0), "{said}");
+    let got = accepted(&up);
+    let mut unique = got.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(
+        unique,
+        (0..6000).collect::<Vec<_>>(),
+        "nothing lost by the reload"
+    );
+    // The new sink only sees what was read after it started.
+    let copied: Vec<usize> = std::fs::read_to_string(&copy)
+        .unwrap()
+        .lines()
+        .map(seq_of)
+        .collect();
+    assert_eq!(copied, (5000..6000).collect::<Vec<_>>());
+}
