@@ -142,6 +142,8 @@ pub enum SinkKind {
 pub struct BufferConfig {
     pub disk: bool,
     pub max_size: u64,
+    /// Disk only: a segment is closed past this size.
+    pub segment_size: u64,
     pub when_full: WhenFull,
     pub fsync: Fsync,
 }
@@ -251,6 +253,7 @@ struct RawRetry {
 struct RawBuffer {
     r#type: Option<S<String>>,
     max_size: Option<S<String>>,
+    segment_size: Option<S<String>>,
     when_full: Option<S<String>>,
     fsync: Option<S<String>>,
 }
@@ -657,6 +660,7 @@ fn check_sink(
     let buffer = raw.buffer.unwrap_or(RawBuffer {
         r#type: None,
         max_size: None,
+        segment_size: None,
         when_full: None,
         fsync: None,
     });
@@ -737,6 +741,18 @@ fn check_sink(
                     ],
                 )?,
                 None => WhenFull::Block,
+            },
+            segment_size: match (&buffer.segment_size, disk) {
+                (Some(size), true) => checker
+                    .size(&format!("{key}.buffer.segment_size"), size)?
+                    .max(4096),
+                (Some(size), false) => {
+                    return Err(checker.error(
+                        size.span().start,
+                        format!("{key}.buffer.segment_size: only for type = \"disk\""),
+                    ));
+                }
+                (None, _) => 32 << 20,
             },
             fsync,
         },

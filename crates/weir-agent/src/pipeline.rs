@@ -420,6 +420,7 @@ fn open_buffer(data_dir: &Path, name: &str, sink: &SinkConfig) -> Result<Buffer,
         &dir,
         DiskConfig {
             max_bytes: config.max_size,
+            segment_bytes: config.segment_size,
             fsync: config.fsync,
             when_full: config.when_full,
             ..DiskConfig::default()

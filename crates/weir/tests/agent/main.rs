@@ -2,6 +2,7 @@
 //! a real HTTP receiver on loopback.
 
 mod common;
+mod corruption;
 mod crash;
 mod ops;
 mod outage;

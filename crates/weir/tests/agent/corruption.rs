@@ -1,0 +1,147 @@
+//! Damaged disk buffers: bytes flipped in a segment and a segment cut
+//! short. The agent starts anyway, says what it cut, counts it, and
+//! delivers the rest.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::common::*;
+
+fn config(dir: &Scratch, log: &std::path::Path, port: u16, api: u16) -> String {
+    format!(
+        r#"
+data_dir = "{data}"
+[api]
+address = "127.0.0.1:{api}"
+[sources.app]
+type = "file"
+include = ["{log}"]
+format = "plain"
+poll = "50ms"
+[sinks.out]
+type = "http"
+inputs = ["app"]
+uri = "http://127.0.0.1:{port}/x"
+timeout = "2s"
+batch = {{ max_records = 500, timeout = "20ms" }}
+retry = {{ initial = "20ms", max = "100ms" }}
+buffer = {{ type = "disk", fsync = "never", segment_size = "256KiB" }}
+"#,
+        data = dir.join("data").display(),
+        log = log.display(),
+    )
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn metric(port: u16, name: &str) -> f64 {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name}"))
+}
+
+#[test]
+fn a_damaged_disk_buffer_is_cut_counted_and_the_rest_delivered() {
+    let dir = Scratch::new("corruption");
+    let log = dir.join("app.log");
+    let total = 40_000;
+    let lines: String = (0..total).map(line).collect();
+    std::fs::write(&log, &lines).unwrap();
+    // The destination is down: everything stays in the disk buffer.
+    let port = free_port();
+    let agent = Agent::start(&dir, &config(&dir, &log, port, free_port()));
+    let buffer = dir.join("data/buffers/out");
+    wait_for(
+        Duration::from_secs(20),
+        "the buffer to hold every line",
+        || {
+            std::fs::read_dir(&buffer).is_ok_and(|d| {
+                d.filter_map(Result::ok)
+                    .filter(|e| e.file_name().to_string_lossy().ends_with(".wal"))
+                    .map(|e| e.metadata().unwrap().len())
+                    .sum::<u64>()
+                    > (total as u64) * 60
+            })
+        },
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    agent.kill();
+    let mut segments: Vec<_> = std::fs::read_dir(&buffer)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "wal"))
+        .collect();
+    segments.sort();
+    let with_records: Vec<_> = segments
+        .iter()
+        .filter(|p| std::fs::metadata(p).unwrap().len() > 1000)
+        .collect();
+    assert!(with_records.len() >= 3, "{} segments", with_records.len());
+    // Flip a byte in the middle of a segment that has another after it: the
+    // records lost are known from where the next one starts.
+    let victim = with_records[0];
+    let mut bytes = std::fs::read(victim).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x5a;
+    std::fs::write(victim, &bytes).unwrap();
+    let verify = std::process::Command::new(WEIR)
+        .args(["buffer", "verify"])
+        .arg(&buffer)
+        .output()
+        .unwrap();
+    assert_eq!(verify.status.code(), Some(1), "verify finds the damage");
+    assert!(String::from_utf8_lossy(&verify.stdout).contains("checksum mismatch"));
+    // Now the destination is up.
+    let receiver = Receiver::start_on(port, Arc::new(|_| Answer::Accept)).unwrap();
+    let api = free_port();
+    let agent = Agent::start(&dir, &config(&dir, &log, port, api));
+    wait_for(Duration::from_secs(30), "the undamaged records", || {
+        let got = accepted(&receiver).len() as f64;
+        got > 0.0
+            && got
+                + metric(
+                    api,
+                    "weir_dropped_records_total{sink=\"out\",reason=\"buffer_damaged\"}",
+                )
+                >= total as f64
+    });
+    let cut = metric(
+        api,
+        "weir_dropped_records_total{sink=\"out\",reason=\"buffer_damaged\"}",
+    );
+    let said = agent.said();
+    let (code, _) = agent.stop();
+    assert_eq!(code, Some(0));
+    assert!(
+        said.contains("cut ") && said.contains("damaged bytes"),
+        "{said}"
+    );
+    let got = accepted(&receiver);
+    let mut unique = got.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert!(cut > 0.0, "the damage was counted");
+    assert_eq!(
+        unique.len() as f64 + cut,
+        total as f64,
+        "delivered + cut = written"
+    );
+    assert!(unique.windows(2).all(|w| w[0] < w[1]));
+}
