@@ -105,6 +105,10 @@ pub enum SourceConfig {
         max_record: usize,
         poll: Duration,
     },
+    /// The logs `weir run` writes into `dir`, with whose they are (from
+    /// their `.meta.json` sidecars) and the gate's loss markers as records
+    /// of their own.
+    Monitor { dir: PathBuf, poll: Duration },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -193,6 +197,7 @@ struct RawApi {
 #[serde(deny_unknown_fields)]
 struct RawSource {
     r#type: S<String>,
+    dir: Option<S<String>>,
     include: Option<S<Vec<String>>>,
     exclude: Option<Vec<String>>,
     format: Option<S<String>>,
@@ -448,7 +453,33 @@ fn check_source(
     raw: RawSource,
     at: usize,
 ) -> Result<SourceConfig, ConfigError> {
-    checker.choice(&format!("{key}.type"), &raw.r#type, &[("file", ())])?;
+    let monitor = checker.choice(
+        &format!("{key}.type"),
+        &raw.r#type,
+        &[("file", false), ("monitor", true)],
+    )?;
+    let poll = match &raw.poll {
+        Some(d) => checker.duration(&format!("{key}.poll"), d)?,
+        None => Duration::from_millis(250),
+    };
+    if monitor {
+        let dir = raw.dir.ok_or_else(|| {
+            checker.error(
+                at,
+                format!("{key}: a monitor source needs dir = \"DIRECTORY\" (where weir run writes its logs)"),
+            )
+        })?;
+        return Ok(SourceConfig::Monitor {
+            dir: PathBuf::from(dir.into_inner()),
+            poll,
+        });
+    }
+    if let Some(dir) = &raw.dir {
+        return Err(checker.error(
+            dir.span().start,
+            format!("{key}.dir: only for type = \"monitor\"; a file source takes include = [...]"),
+        ));
+    }
     let include = raw.include.ok_or_else(|| {
         checker.error(
             at,
@@ -492,10 +523,6 @@ fn check_source(
     let max_record = match &raw.max_record {
         Some(s) => checker.size(&format!("{key}.max_record"), s)?,
         None => 1 << 20,
-    };
-    let poll = match &raw.poll {
-        Some(d) => checker.duration(&format!("{key}.poll"), d)?,
-        None => Duration::from_millis(250),
     };
     Ok(SourceConfig::File {
         include: include.into_inner(),

@@ -332,25 +332,42 @@ fn start_source(
     let metrics = Arc::new(SourceMetrics::default());
     let stop = Arc::new(AtomicBool::new(false));
     let next_output = Arc::new(Mutex::new(None));
-    let SourceConfig::File {
-        include,
-        exclude,
-        format,
-        start_at_end,
-        max_record,
-        poll,
-    } = source;
-    let file_config = FileSourceConfig {
-        include: include.clone(),
-        exclude: exclude
-            .iter()
-            .filter_map(|p| glob::Pattern::new(p).ok())
-            .collect(),
-        format: *format,
-        start_at_end: *start_at_end,
-        max_record: *max_record,
-        poll: *poll,
-        checkpoint_path: data_dir.join("checkpoints").join(format!("{name}.json")),
+    let file_config = match source {
+        SourceConfig::File {
+            include,
+            exclude,
+            format,
+            start_at_end,
+            max_record,
+            poll,
+        } => FileSourceConfig {
+            include: include.clone(),
+            exclude: exclude
+                .iter()
+                .filter_map(|p| glob::Pattern::new(p).ok())
+                .collect(),
+            format: *format,
+            start_at_end: *start_at_end,
+            max_record: *max_record,
+            poll: *poll,
+            checkpoint_path: data_dir.join("checkpoints").join(format!("{name}.json")),
+            monitor: false,
+        },
+        // weir run's logs: CRI, rotated by rename to NAME.log.N, gzipped
+        // ones skipped (their lines were read before they were compressed).
+        SourceConfig::Monitor { dir, poll } => {
+            let dir = glob::Pattern::escape(&dir.to_string_lossy());
+            FileSourceConfig {
+                include: vec![format!("{dir}/*.log"), format!("{dir}/*.log.[0-9]*")],
+                exclude: vec![glob::Pattern::new("*.gz").expect("a valid pattern")],
+                format: crate::source::file::Format::Cri,
+                start_at_end: false,
+                max_record: 1 << 20,
+                poll: *poll,
+                checkpoint_path: data_dir.join("checkpoints").join(format!("{name}.json")),
+                monitor: true,
+            }
+        }
     };
     let handle = file::start(
         name,

@@ -18,6 +18,7 @@ pub mod format;
 pub mod framing;
 pub mod gate;
 mod loss;
+pub mod meta;
 pub mod node_share;
 pub mod reader;
 pub mod ring;

@@ -10,6 +10,8 @@ use weir_gate::Budget;
 use weir_gate::config::{self, AppRequest, GateFile};
 use weir_gate::policy::PolicyKind;
 use weir_monitor::config::{GateConfig, RotationConfig};
+use weir_monitor::format::timestamp::Timestamp;
+use weir_monitor::meta::ContainerMeta;
 use weir_monitor::node_share::NodeConfig;
 use weir_monitor::{LogFormat, RunConfig, StdinMode};
 
@@ -161,7 +163,7 @@ impl RunArgs {
         }))
     }
 
-    fn into_config(self) -> Result<(RunConfig, bool), String> {
+    fn into_config(self) -> Result<(RunConfig, bool, String), String> {
         if self.max_line == 0 || self.max_line > MAX_LINE_LIMIT {
             return Err(format!(
                 "--max-line must be between 1 byte and {MAX_LINE_LIMIT} bytes"
@@ -199,19 +201,33 @@ impl RunArgs {
         };
         config.drain_timeout = self.drain_timeout;
         config.max_latency = self.max_latency;
-        Ok((config, self.summary))
+        Ok((config, self.summary, name))
     }
 }
 
 /// Runs the monitor and returns weir's exit code: the child's.
 pub fn run(args: RunArgs) -> i32 {
-    let (config, print_summary) = match args.into_config() {
+    let labels = args.labels.iter().cloned().collect();
+    let (config, print_summary, name) = match args.into_config() {
         Ok(parsed) => parsed,
         Err(message) => {
             eprintln!("weir run: {message}");
             return 2;
         }
     };
+    // Whose log this is, for readers of the log files (the agent).
+    let meta = ContainerMeta {
+        name,
+        labels,
+        monitor_pid: std::process::id(),
+        started: String::from_utf8_lossy(&Timestamp::now().to_rfc3339()).into_owned(),
+    };
+    if let Err(e) = weir_monitor::meta::write(&config.log_path, &meta) {
+        eprintln!(
+            "weir run: cannot write {} ({e}); the log is written without it",
+            weir_monitor::meta::path_for(&config.log_path).display()
+        );
+    }
     match weir_monitor::run(&config) {
         Ok(summary) => {
             if print_summary {

@@ -4,6 +4,7 @@
 mod common;
 mod corruption;
 mod crash;
+mod monitor;
 mod ops;
 mod outage;
 mod reload;

@@ -12,6 +12,7 @@
 
 pub mod checkpoint;
 pub mod format;
+mod monitor;
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
@@ -43,6 +44,9 @@ pub struct FileSourceConfig {
     /// How often idle files are looked at again.
     pub poll: Duration,
     pub checkpoint_path: PathBuf,
+    /// The files are `weir run`'s logs: say whose they are, and turn its
+    /// loss markers into loss records.
+    pub monitor: bool,
 }
 
 /// Bytes read from one file before the others get their turn, and handed
@@ -107,6 +111,7 @@ pub fn start(
                 metrics,
                 checkpoints,
                 files: HashMap::new(),
+                owners: monitor::Owners::default(),
                 truncated: Vec::new(),
                 first_scan: true,
                 records: Vec::new(),
@@ -123,6 +128,7 @@ struct Tail {
     metrics: Arc<SourceMetrics>,
     checkpoints: Checkpoints,
     files: HashMap<FileId, Tailed>,
+    owners: monitor::Owners,
     /// Files found truncated: their start and where they had been read to,
     /// so the copy copy-truncate made can go on from there.
     truncated: Vec<(Fingerprint, u64, Instant)>,
@@ -209,6 +215,9 @@ impl Tail {
             return Ok(());
         }
         let file = File::open(path)?;
+        if self.config.monitor {
+            self.owners.forget(path);
+        }
         let mut head = vec![0u8; checkpoint::FINGERPRINT_BYTES];
         let got = read_at_most(&file, &mut head, 0)?;
         head.truncate(got);
@@ -353,7 +362,15 @@ impl Tail {
             self.metrics.malformed.add(malformed, malformed_bytes);
         }
         let path = tailed.path.to_string_lossy().into_owned();
+        let owner = self
+            .config
+            .monitor
+            .then(|| self.owners.resource_of(&tailed.path));
         for record in &mut self.records {
+            if let Some(owner) = &owner {
+                record.resource.extend(owner.iter().cloned());
+                monitor::mark_loss(record);
+            }
             record
                 .resource
                 .push(("log.file.path".to_owned(), path.clone()));
