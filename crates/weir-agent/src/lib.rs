@@ -8,6 +8,7 @@ pub mod delivery;
 pub mod metrics;
 pub mod ops;
 pub mod pipeline;
+mod read_at;
 pub mod receiver;
 pub mod record;
 pub mod sink;

@@ -76,6 +76,34 @@ impl Acks {
     }
 }
 
+/// Notes an acknowledgement of `range` (`payload_bytes`) in `acks` and in
+/// the account `stats`; returns whether the mark moved, so the buffer can
+/// let go of what is below it.
+pub fn account(
+    acks: &mut Acks,
+    stats: &mut super::BufferStats,
+    range: Range<u64>,
+    payload_bytes: u64,
+) -> bool {
+    let count = range.end - range.start;
+    stats.acked.add(count, payload_bytes);
+    match acks.ack(range) {
+        Acked::BelowMark => {
+            // Dropped (drop_oldest) while in flight, delivered after all.
+            stats.dropped_oldest.sub(count, payload_bytes);
+            false
+        }
+        Acked::Above => {
+            stats.held.sub(count, payload_bytes);
+            false
+        }
+        Acked::MarkMoved => {
+            stats.held.sub(count, payload_bytes);
+            true
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,7 +7,7 @@ use std::ops::Range;
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::acks::{Acked, Acks};
+use super::acks::{self, Acks};
 use super::{Appended, BufferError, BufferStats, Entry, WhenFull};
 
 /// Memory a held record takes beyond its payload (the queue slot and the
@@ -170,18 +170,12 @@ impl MemoryBuffer {
             return Ok(());
         }
         let mut state = self.lock();
-        let count = range.end - range.start;
-        state.stats.acked.add(count, payload_bytes);
-        match state.acks.ack(range) {
-            Acked::BelowMark => {
-                state.stats.dropped_oldest.sub(count, payload_bytes);
-                return Ok(());
-            }
-            Acked::Above => {
-                state.stats.held.sub(count, payload_bytes);
-                return Ok(());
-            }
-            Acked::MarkMoved => state.stats.held.sub(count, payload_bytes),
+        let moved = {
+            let state = &mut *state;
+            acks::account(&mut state.acks, &mut state.stats, range, payload_bytes)
+        };
+        if !moved {
+            return Ok(());
         }
         release_below_mark(&mut state);
         drop(state);

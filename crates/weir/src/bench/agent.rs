@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use super::gate_report::median;
 use super::measure::{self, CpuTimes};
 use super::workdir::WorkDir;
 
@@ -310,20 +311,6 @@ fn delivered(port: u16) -> Option<u64> {
         .find_map(|l| l.strip_prefix("weir_sink_records_total{sink=\"out\"} "))
         .and_then(|v| v.trim().parse::<f64>().ok())
         .map(|v| v as u64)
-}
-
-fn median(values: &[f64]) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let n = sorted.len();
-    if n == 0 {
-        return 0.0;
-    }
-    if n % 2 == 1 {
-        sorted[n / 2]
-    } else {
-        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
-    }
 }
 
 fn targets(variants: &[Variant], one_core: bool) -> Vec<Target> {

@@ -154,30 +154,48 @@ pub fn wait_for(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
-/// A configuration tailing `pattern` into the receiver.
-pub fn http_config(data_dir: &Path, pattern: &str, receiver: &Receiver, extra: &str) -> String {
+/// An agent configuration: `data_dir`, the operations endpoint on `api`
+/// (or none), and the source, transform and sink tables.
+pub fn config(data_dir: &Path, api: Option<u16>, tables: &str) -> String {
+    let api = match api {
+        Some(port) => format!("address = \"127.0.0.1:{port}\""),
+        None => "enabled = false".to_owned(),
+    };
     format!(
-        r#"
-data_dir = "{data}"
-[api]
-enabled = false
+        "data_dir = \"{}\"\n[api]\n{api}\n{tables}",
+        data_dir.display()
+    )
+}
 
-[sources.app]
-type = "file"
-include = ["{pattern}"]
-format = "plain"
-poll = "50ms"
+/// Source `app`: plain lines of the files `pattern` matches.
+pub fn tail_source(pattern: &str) -> String {
+    format!(
+        "[sources.app]\ntype = \"file\"\ninclude = [\"{pattern}\"]\nformat = \"plain\"\npoll = \"50ms\"\n"
+    )
+}
 
-[sinks.out]
+/// Sink `out`: NDJSON over http to `uri`, fed by `input`, small batches,
+/// quick retries, and `extra` keys.
+pub fn http_sink(input: &str, uri: &str, extra: &str) -> String {
+    format!(
+        r#"[sinks.out]
 type = "http"
-inputs = ["app"]
-uri = "http://{addr}/ingest"
+inputs = ["{input}"]
+uri = "{uri}"
 timeout = "2s"
 batch = {{ max_records = 500, timeout = "20ms" }}
 retry = {{ initial = "5ms", max = "50ms" }}
 {extra}
-"#,
-        data = data_dir.display(),
-        addr = receiver.addr,
+"#
+    )
+}
+
+/// A configuration tailing `pattern` into the receiver.
+pub fn http_config(data_dir: &Path, pattern: &str, receiver: &Receiver, extra: &str) -> String {
+    let uri = format!("http://{}/ingest", receiver.addr);
+    config(
+        data_dir,
+        None,
+        &(tail_source(pattern) + &http_sink("app", &uri, extra)),
     )
 }

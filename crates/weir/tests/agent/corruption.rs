@@ -9,28 +9,17 @@ use std::time::Duration;
 
 use crate::common::*;
 
-fn config(dir: &Scratch, log: &std::path::Path, port: u16, api: u16) -> String {
-    format!(
-        r#"
-data_dir = "{data}"
-[api]
-address = "127.0.0.1:{api}"
-[sources.app]
-type = "file"
-include = ["{log}"]
-format = "plain"
-poll = "50ms"
-[sinks.out]
-type = "http"
-inputs = ["app"]
-uri = "http://127.0.0.1:{port}/x"
-timeout = "2s"
-batch = {{ max_records = 500, timeout = "20ms" }}
-retry = {{ initial = "20ms", max = "100ms" }}
-buffer = {{ type = "disk", fsync = "never", segment_size = "256KiB" }}
-"#,
-        data = dir.join("data").display(),
-        log = log.display(),
+fn agent_config(dir: &Scratch, log: &std::path::Path, port: u16, api: u16) -> String {
+    let uri = format!("http://127.0.0.1:{port}/x");
+    config(
+        &dir.join("data"),
+        Some(api),
+        &(tail_source(log.to_str().unwrap())
+            + &http_sink(
+                "app",
+                &uri,
+                "buffer = { type = \"disk\", fsync = \"never\", segment_size = \"256KiB\" }",
+            )),
     )
 }
 
@@ -65,7 +54,7 @@ fn a_damaged_disk_buffer_is_cut_counted_and_the_rest_delivered() {
     std::fs::write(&log, &lines).unwrap();
     // The destination is down: everything stays in the disk buffer.
     let port = free_port();
-    let agent = Agent::start(&dir, &config(&dir, &log, port, free_port()));
+    let agent = Agent::start(&dir, &agent_config(&dir, &log, port, free_port()));
     let buffer = dir.join("data/buffers/out");
     wait_for(
         Duration::from_secs(20),
@@ -111,7 +100,7 @@ fn a_damaged_disk_buffer_is_cut_counted_and_the_rest_delivered() {
     // Now the destination is up.
     let receiver = Receiver::start_on(port, Arc::new(|_| Answer::Accept)).unwrap();
     let api = free_port();
-    let agent = Agent::start(&dir, &config(&dir, &log, port, api));
+    let agent = Agent::start(&dir, &agent_config(&dir, &log, port, api));
     wait_for(Duration::from_secs(30), "the undamaged records", || {
         let got = accepted(&receiver).len() as f64;
         got > 0.0

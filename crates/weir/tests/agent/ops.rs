@@ -60,10 +60,11 @@ fn metrics_count_the_records_and_health_names_a_stalled_sink() {
     let lines: String = (0..1000).map(line).collect();
     std::fs::write(&log, &lines).unwrap();
     let port = free_port();
-    let config = http_config(&dir.join("data"), log.to_str().unwrap(), &receiver, "").replace(
-        "[api]\nenabled = false",
-        &format!("[api]\naddress = \"127.0.0.1:{port}\"\nstall_after = \"1s\""),
-    );
+    let uri = format!("http://{}/ingest", receiver.addr);
+    let tables = tail_source(log.to_str().unwrap()) + &http_sink("app", &uri, "");
+    // /health calls a sink stalled after a second without progress.
+    let config = config(&dir.join("data"), Some(port), &tables)
+        .replace("[api]\n", "[api]\nstall_after = \"1s\"\n");
     let agent = Agent::start(&dir, &config);
     wait_for(Duration::from_secs(20), "the first batches", || {
         accepted(&receiver).len() >= 1000

@@ -29,27 +29,16 @@ fn a_minute_long_outage_loses_nothing_and_memory_stays_bounded() {
         .port();
     let log = dir.join("app.log");
     std::fs::write(&log, "").unwrap();
-    let config = format!(
-        r#"
-data_dir = "{data}"
-[api]
-enabled = false
-[sources.app]
-type = "file"
-include = ["{log}"]
-format = "plain"
-poll = "50ms"
-[sinks.out]
-type = "http"
-inputs = ["app"]
-uri = "http://127.0.0.1:{port}/ingest"
-timeout = "2s"
-batch = {{ max_records = 1000, timeout = "20ms" }}
-retry = {{ initial = "50ms", max = "1s" }}
-buffer = {{ type = "memory", max_size = "4MiB", when_full = "block" }}
-"#,
-        data = dir.join("data").display(),
-        log = log.display(),
+    let uri = format!("http://127.0.0.1:{port}/ingest");
+    let config = config(
+        &dir.join("data"),
+        None,
+        &(tail_source(log.to_str().unwrap())
+            + &http_sink(
+                "app",
+                &uri,
+                "buffer = { type = \"memory\", max_size = \"4MiB\", when_full = \"block\" }",
+            )),
     );
     let agent = Agent::start(&dir, &config);
     // 24 MB of lines over the minute: six times what the buffer may hold.

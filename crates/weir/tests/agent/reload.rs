@@ -8,28 +8,11 @@ use std::time::Duration;
 
 use crate::common::*;
 
-fn config(dir: &Scratch, log: &std::path::Path, uri: &str, extra_sink: &str) -> String {
-    format!(
-        r#"
-data_dir = "{data}"
-[api]
-enabled = false
-[sources.app]
-type = "file"
-include = ["{log}"]
-format = "plain"
-poll = "50ms"
-[sinks.out]
-type = "http"
-inputs = ["app"]
-uri = "{uri}"
-timeout = "2s"
-batch = {{ max_records = 500, timeout = "20ms" }}
-retry = {{ initial = "20ms", max = "100ms" }}
-{extra_sink}
-"#,
-        data = dir.join("data").display(),
-        log = log.display(),
+fn agent_config(dir: &Scratch, log: &std::path::Path, uri: &str, extra_sink: &str) -> String {
+    config(
+        &dir.join("data"),
+        None,
+        &(tail_source(log.to_str().unwrap()) + &http_sink("app", uri, "") + extra_sink),
     )
 }
 
@@ -49,7 +32,7 @@ fn a_reload_keeps_what_is_buffered_and_the_source_reading() {
     std::fs::write(&log, &first).unwrap();
     let agent = Agent::start(
         &dir,
-        &config(&dir, &log, &format!("http://{}/x", down.addr), ""),
+        &agent_config(&dir, &log, &format!("http://{}/x", down.addr), ""),
     );
     wait_for(
         Duration::from_secs(20),
@@ -71,7 +54,7 @@ fn a_reload_keeps_what_is_buffered_and_the_source_reading() {
     );
     std::fs::write(
         dir.join("weir.toml"),
-        config(&dir, &log, &format!("http://{}/x", up.addr), &extra),
+        agent_config(&dir, &log, &format!("http://{}/x", up.addr), &extra),
     )
     .unwrap();
     hup(&agent);

@@ -20,16 +20,7 @@ fn json_severity_filter_and_fields_shape_what_a_sink_gets() {
     }
     lines.push_str("not json at all\n");
     std::fs::write(&log, &lines).unwrap();
-    let config = format!(
-        r#"
-data_dir = "{data}"
-[api]
-enabled = false
-[sources.app]
-type = "file"
-include = ["{log}"]
-format = "plain"
-poll = "50ms"
+    let transforms = r#"
 [transforms.parsed]
 type = "json"
 inputs = ["app"]
@@ -44,17 +35,14 @@ condition = "severity <= 3 && attributes.n >= 100"
 [transforms.tagged]
 type = "fields"
 inputs = ["errors"]
-add = {{ env = "test" }}
+add = { env = "test" }
 remove = ["level"]
-[sinks.out]
-type = "http"
-inputs = ["tagged"]
-uri = "http://{addr}/ingest"
-batch = {{ timeout = "20ms" }}
-"#,
-        data = dir.join("data").display(),
-        log = log.display(),
-        addr = receiver.addr,
+"#;
+    let uri = format!("http://{}/ingest", receiver.addr);
+    let config = config(
+        &dir.join("data"),
+        None,
+        &(tail_source(log.to_str().unwrap()) + transforms + &http_sink("tagged", &uri, "")),
     );
     let agent = Agent::start(&dir, &config);
     // Errors are every third line from 1; those with n >= 100: 67 of them.

@@ -29,7 +29,7 @@ impl AckFile {
             .truncate(false)
             .open(path)?;
         let mut bytes = [0u8; 2 * SLOT_LEN];
-        let got = super::read_full_at(&file, &mut bytes, 0)?;
+        let got = crate::read_at::read_full_at(&file, &mut bytes, 0)?;
         let best = bytes[..got]
             .chunks_exact(SLOT_LEN)
             .filter_map(decode_slot)
@@ -59,7 +59,7 @@ impl AckFile {
 pub fn read_mark(path: &Path) -> io::Result<Option<u64>> {
     let file = File::open(path)?;
     let mut bytes = [0u8; 2 * SLOT_LEN];
-    let got = super::read_full_at(&file, &mut bytes, 0)?;
+    let got = crate::read_at::read_full_at(&file, &mut bytes, 0)?;
     Ok(bytes[..got]
         .chunks_exact(SLOT_LEN)
         .filter_map(decode_slot)

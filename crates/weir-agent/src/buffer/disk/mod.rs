@@ -31,7 +31,6 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::ops::Range;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -43,7 +42,8 @@ use super::{Appended, BufferError, BufferStats, Counts, Entry, WhenFull};
 use self::ack::AckFile;
 use self::frame::Next;
 use self::segment::Damage;
-use super::acks::{Acked, Acks};
+use super::acks::{self, Acks};
+use crate::read_at::read_full_at;
 
 /// One segment as [`inspect`] found it.
 #[derive(Debug, Clone, Serialize)]
@@ -846,19 +846,12 @@ impl DiskBuffer {
             return Ok(());
         }
         let mut state = self.lock_state();
-        let count = range.end - range.start;
-        state.stats.acked.add(count, payload_bytes);
-        match state.acks.ack(range) {
-            Acked::BelowMark => {
-                // Dropped (drop_oldest) while in flight, delivered after all.
-                state.stats.dropped_oldest.sub(count, payload_bytes);
-                return Ok(());
-            }
-            Acked::Above => {
-                state.stats.held.sub(count, payload_bytes);
-                return Ok(());
-            }
-            Acked::MarkMoved => state.stats.held.sub(count, payload_bytes),
+        let moved = {
+            let state = &mut *state;
+            acks::account(&mut state.acks, &mut state.stats, range, payload_bytes)
+        };
+        if !moved {
+            return Ok(());
         }
         self.delete_acknowledged(&mut state);
         self.store_mark(&mut state)?;
@@ -976,19 +969,6 @@ fn count_fitting(payloads: &[&[u8]], room: u64) -> usize {
 fn record_len_at(bytes: &[u8]) -> Option<u64> {
     let len = u32::from_le_bytes(bytes.get(..4)?.try_into().ok()?);
     Some(frame::framed_len(len as usize))
-}
-
-fn read_full_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match file.read_at(&mut buf[filled..], offset + filled as u64) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
 }
 
 /// Makes a new or deleted segment's name durable.

@@ -17,7 +17,7 @@ mod monitor;
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -29,6 +29,7 @@ pub use self::format::Format;
 use self::format::LineParser;
 use super::{Handed, Output};
 use crate::metrics::SourceMetrics;
+use crate::read_at::read_full_at;
 use crate::record::LogRecord;
 
 #[derive(Debug, Clone)]
@@ -219,7 +220,7 @@ impl Tail {
             self.owners.forget(path);
         }
         let mut head = vec![0u8; checkpoint::FINGERPRINT_BYTES];
-        let got = read_at_most(&file, &mut head, 0)?;
+        let got = read_full_at(&file, &mut head, 0)?;
         head.truncate(got);
         let offset = match self.checkpoints.resume(id, &head) {
             Some(offset) if offset <= meta.len() => offset,
@@ -307,7 +308,7 @@ impl Tail {
         let want = ((size - read_to) as usize).min(READ_CHUNK);
         let start = tailed.partial.len();
         tailed.partial.resize(start + want, 0);
-        let got = match read_at_most(&tailed.file, &mut tailed.partial[start..], read_to) {
+        let got = match read_full_at(&tailed.file, &mut tailed.partial[start..], read_to) {
             Ok(got) => got,
             Err(e) => {
                 tailed.partial.truncate(start);
@@ -320,7 +321,7 @@ impl Tail {
         if (tailed.fingerprint.len as usize) < checkpoint::FINGERPRINT_BYTES {
             // The file was shorter than a fingerprint: take it again now.
             let mut head = vec![0u8; checkpoint::FINGERPRINT_BYTES];
-            if let Ok(got) = read_at_most(&tailed.file, &mut head, 0) {
+            if let Ok(got) = read_full_at(&tailed.file, &mut head, 0) {
                 tailed.fingerprint = Fingerprint::of(&head[..got]);
             }
         }
@@ -441,7 +442,7 @@ fn starts_as_before(tailed: &Tailed) -> bool {
         return true;
     }
     let mut head = [0u8; checkpoint::FINGERPRINT_BYTES];
-    match read_at_most(&tailed.file, &mut head[..len], 0) {
+    match read_full_at(&tailed.file, &mut head[..len], 0) {
         Ok(got) => got == len && Fingerprint::of(&head[..len]) == tailed.fingerprint,
         Err(_) => true,
     }
@@ -449,19 +450,6 @@ fn starts_as_before(tailed: &Tailed) -> bool {
 
 fn memchr_newline(bytes: &[u8]) -> Option<usize> {
     bytes.iter().position(|b| *b == b'\n')
-}
-
-fn read_at_most(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match file.read_at(&mut buf[filled..], offset + filled as u64) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
 }
 
 fn now_ns() -> i64 {
