@@ -5,41 +5,15 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 pub use weir_agent::receiver::{Answer, Receiver};
 
 pub const WEIR: &str = env!("CARGO_BIN_EXE_weir");
 
-/// A directory removed when dropped.
-pub struct Scratch {
-    pub path: PathBuf,
-}
-
-impl Scratch {
-    pub fn new(name: &str) -> Scratch {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "weir-agent-test-{}-{}-{name}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = fs::remove_dir_all(&path);
-        fs::create_dir_all(&path).expect("creating a scratch directory");
-        Scratch { path }
-    }
-
-    pub fn join(&self, name: &str) -> PathBuf {
-        self.path.join(name)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.path);
-    }
-}
+#[path = "../shared/scratch.rs"]
+mod scratch;
+pub use scratch::Scratch;
 
 /// A running `weir agent`.
 pub struct Agent {
@@ -117,6 +91,51 @@ pub fn accepted(receiver: &Receiver) -> Vec<usize> {
         })
         .flat_map(|r| r.lines.iter().map(|l| seq_of(l)))
         .collect()
+}
+
+/// The distinct values of `values`, sorted.
+pub fn distinct(values: &[usize]) -> Vec<usize> {
+    let mut unique = values.to_vec();
+    unique.sort_unstable();
+    unique.dedup();
+    unique
+}
+
+/// A loopback port nobody listens on (at the moment of asking).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// GET `path` from the agent's operations endpoint on `port`: the status
+/// code and the body.
+pub fn get(port: u16, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream =
+        std::net::TcpStream::connect(("127.0.0.1", port)).expect("connecting to the endpoint");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response[9..12].parse().unwrap();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// The value of the sample `name_and_labels` in a /metrics text.
+pub fn metric(text: &str, name_and_labels: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name_and_labels)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name_and_labels} in:\n{text}"))
 }
 
 /// Waits until the receiver has accepted every line of `0..total`; on

@@ -2,8 +2,6 @@
 //! short. The agent starts anyway, says what it cut, counts it, and
 //! delivers the rest.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,28 +19,6 @@ fn agent_config(dir: &Scratch, log: &std::path::Path, port: u16, api: u16) -> St
                 "buffer = { type = \"disk\", fsync = \"never\", segment_size = \"256KiB\" }",
             )),
     )
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn metric(port: u16, name: &str) -> f64 {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        stream,
-        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut text = String::new();
-    stream.read_to_string(&mut text).unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {name}"))
 }
 
 #[test]
@@ -101,20 +77,13 @@ fn a_damaged_disk_buffer_is_cut_counted_and_the_rest_delivered() {
     let receiver = Receiver::start_on(port, Arc::new(|_| Answer::Accept)).unwrap();
     let api = free_port();
     let agent = Agent::start(&dir, &agent_config(&dir, &log, port, api));
+    const CUT: &str = "weir_dropped_records_total{sink=\"out\",reason=\"buffer_damaged\"}";
+    let cut_so_far = || metric(&get(api, "/metrics").1, CUT);
     wait_for(Duration::from_secs(30), "the undamaged records", || {
         let got = accepted(&receiver).len() as f64;
-        got > 0.0
-            && got
-                + metric(
-                    api,
-                    "weir_dropped_records_total{sink=\"out\",reason=\"buffer_damaged\"}",
-                )
-                >= total as f64
+        got > 0.0 && got + cut_so_far() >= total as f64
     });
-    let cut = metric(
-        api,
-        "weir_dropped_records_total{sink=\"out\",reason=\"buffer_damaged\"}",
-    );
+    let cut = cut_so_far();
     let said = agent.said();
     let (code, _) = agent.stop();
     assert_eq!(code, Some(0));
@@ -122,10 +91,7 @@ fn a_damaged_disk_buffer_is_cut_counted_and_the_rest_delivered() {
         said.contains("cut ") && said.contains("damaged bytes"),
         "{said}"
     );
-    let got = accepted(&receiver);
-    let mut unique = got.clone();
-    unique.sort_unstable();
-    unique.dedup();
+    let unique = distinct(&accepted(&receiver));
     assert!(cut > 0.0, "the damage was counted");
     assert_eq!(
         unique.len() as f64 + cut,

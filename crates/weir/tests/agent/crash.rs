@@ -54,9 +54,7 @@ fn kill_9_with_a_disk_buffer_loses_nothing_and_duplicates_little() {
     let (code, said) = agent.stop();
     assert_eq!(code, Some(0), "{said}");
     let got = accepted(&receiver);
-    let mut unique = got.clone();
-    unique.sort_unstable();
-    unique.dedup();
+    let unique = distinct(&got);
     assert_eq!(unique, (0..total).collect::<Vec<_>>(), "no gap");
     // Sent twice: the batch in flight at each kill (at most 500 records),
     // and, should a kill fall between a source's append to the buffer and

@@ -121,9 +121,7 @@ fn check_rotation(
     let (code, said) = agent.stop();
     assert_eq!(code, Some(0), "{said}");
     let got = accepted(&receiver);
-    let mut unique = got.clone();
-    unique.sort_unstable();
-    unique.dedup();
+    let unique = distinct(&got);
     assert_eq!(unique, (0..total).collect::<Vec<_>>(), "no line lost");
     if !duplicates_allowed {
         assert_eq!(got.len(), total, "no line twice");

@@ -4,9 +4,8 @@
 
 use std::fs;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::Value;
 use weir_monitor::format::cri;
@@ -14,34 +13,9 @@ use weir_monitor::framing::Tag;
 
 pub const WEIR: &str = env!("CARGO_BIN_EXE_weir");
 
-/// A directory removed when dropped.
-pub struct Scratch {
-    pub path: PathBuf,
-}
-
-impl Scratch {
-    pub fn new(name: &str) -> Scratch {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "weir-test-{}-{}-{name}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = fs::remove_dir_all(&path);
-        fs::create_dir_all(&path).expect("creating a scratch directory");
-        Scratch { path }
-    }
-
-    pub fn join(&self, name: &str) -> PathBuf {
-        self.path.join(name)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.path);
-    }
-}
+#[path = "../shared/scratch.rs"]
+mod scratch;
+pub use scratch::Scratch;
 
 /// What a `weir run --summary` returned.
 pub struct RunResult {
