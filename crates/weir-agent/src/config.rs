@@ -133,6 +133,12 @@ pub enum SinkKind {
     },
     File {
         path: PathBuf,
+        /// CRI lines (as the kubelet reads) instead of NDJSON.
+        cri: bool,
+        /// Rotate by renaming past this size (None: never).
+        max_size: Option<u64>,
+        /// Files kept, the live one included.
+        max_files: usize,
     },
     Http {
         uri: hyper::Uri,
@@ -213,6 +219,9 @@ struct RawSink {
     inputs: Option<S<Vec<S<String>>>>,
     // file
     path: Option<S<String>>,
+    format: Option<S<String>>,
+    max_size: Option<S<String>>,
+    max_files: Option<S<i64>>,
     // console
     stream: Option<S<String>>,
     // http
@@ -582,6 +591,23 @@ fn check_sink(
         },
         Kind::File => SinkKind::File {
             path: needs(&raw.path, "path = \"FILE\"")?.into_inner().into(),
+            cri: match &raw.format {
+                Some(f) => checker.choice(
+                    &format!("{key}.format"),
+                    f,
+                    &[("ndjson", false), ("cri", true)],
+                )?,
+                None => false,
+            },
+            max_size: raw
+                .max_size
+                .as_ref()
+                .map(|s| checker.size(&format!("{key}.max_size"), s))
+                .transpose()?,
+            max_files: match &raw.max_files {
+                Some(n) => checker.positive(&format!("{key}.max_files"), n, 1000)?,
+                None => 5,
+            },
         },
         Kind::Http => {
             let uri_text = needs(&raw.uri, "uri = \"http://HOST:PORT/PATH\"")?;

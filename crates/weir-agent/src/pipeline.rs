@@ -19,7 +19,7 @@ use crate::ops::{self, Registry, SharedRegistry};
 use crate::sink::Sink;
 use crate::sink::blackhole::Blackhole;
 use crate::sink::console::Console;
-use crate::sink::file::FileSink;
+use crate::sink::file::{FileOptions, FileSink};
 use crate::sink::http::{HttpConfig, HttpSink};
 use crate::source::file::{self, FileSourceConfig};
 use crate::source::{Output, Route};
@@ -476,9 +476,22 @@ fn factory(kind: &SinkKind) -> SinkFactory {
         SinkKind::Console { stderr } => {
             Box::new(move || Ok(Box::new(Console::new(stderr)) as Box<dyn Sink>))
         }
-        SinkKind::File { path } => {
-            Box::new(move || Ok(Box::new(FileSink::new(&path)) as Box<dyn Sink>))
-        }
+        SinkKind::File {
+            path,
+            cri,
+            max_size,
+            max_files,
+        } => Box::new(move || {
+            let sink = FileSink::new(
+                &path,
+                FileOptions {
+                    cri,
+                    max_size,
+                    max_files,
+                },
+            );
+            Ok(Box::new(sink) as Box<dyn Sink>)
+        }),
         SinkKind::Http {
             uri,
             headers,
