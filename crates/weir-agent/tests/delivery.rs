@@ -36,6 +36,7 @@ fn seq_of(line: &str) -> usize {
 #[derive(Default)]
 struct Setup {
     gzip: bool,
+    max_retry_age: Option<Duration>,
     headers: Vec<(hyper::header::HeaderName, hyper::header::HeaderValue)>,
 }
 
@@ -73,7 +74,7 @@ fn deliver_with(
             initial: Duration::from_millis(1),
             cap: Duration::from_millis(20),
         },
-        max_retry_age: None,
+        max_retry_age: setup.max_retry_age,
         dead_letter,
     };
     let factory: delivery::SinkFactory = Box::new(move || {
@@ -237,6 +238,7 @@ fn gzip_and_headers_reach_the_destination() {
             hyper::header::AUTHORIZATION,
             hyper::header::HeaderValue::from_static("Bearer s3cret"),
         )],
+        ..Setup::default()
     };
     deliver_with(&receiver, 500, 1, "gzip", setup);
     let requests = receiver.requests();
@@ -257,4 +259,29 @@ fn gzip_and_headers_reach_the_destination() {
         assert_eq!(header("authorization"), Some("Bearer s3cret"));
         assert_eq!(header("content-type"), Some("application/x-ndjson"));
     }
+}
+
+#[test]
+fn a_batch_retried_past_its_maximum_age_is_given_up_to_the_dead_letter_file() {
+    // The destination refuses everything with 503, which is worth retrying.
+    let receiver = Receiver::start(Arc::new(|_| Answer::Fail)).unwrap();
+    let dead_letter = dead_letter_path("max-age");
+    let _ = std::fs::remove_file(&dead_letter);
+    let buffer = deliver_with(
+        &receiver,
+        50,
+        1,
+        "max-age",
+        Setup {
+            max_retry_age: Some(Duration::from_millis(200)),
+            ..Setup::default()
+        },
+    );
+    assert_eq!(buffer.stats().acked.records, 50);
+    assert!(receiver.requests().len() > 2, "retried before giving up");
+    let text = std::fs::read_to_string(&dead_letter).unwrap();
+    assert_eq!(text.lines().count(), 50);
+    assert!(text.contains("gave up after"), "{text}");
+    assert!(text.contains("503 Service Unavailable"), "{text}");
+    let _ = std::fs::remove_file(&dead_letter);
 }

@@ -1,6 +1,7 @@
 //! End-to-end tests of `weir agent`: the real binary tailing real files into
 //! a real HTTP receiver on loopback.
 
+mod cli;
 mod common;
 mod corruption;
 mod crash;

@@ -66,6 +66,28 @@ fn metrics_count_the_records_and_health_names_a_stalled_sink() {
     let (_, body) = get(port, "/metrics");
     assert!(metric(&body, "weir_sink_retries_total{sink=\"out\"}") > 0.0);
     assert_eq!(metric(&body, "weir_buffer_records{sink=\"out\"}"), 100.0);
+    // Every record read is delivered, waiting, or dropped with a reason.
+    let dropped: f64 = [
+        "buffer_full_newest",
+        "buffer_full_oldest",
+        "buffer_damaged",
+        "sink_rejected",
+    ]
+    .iter()
+    .map(|reason| {
+        metric(
+            &body,
+            &format!("weir_dropped_records_total{{sink=\"out\",reason=\"{reason}\"}}"),
+        )
+    })
+    .sum();
+    assert_eq!(
+        metric(&body, "weir_source_records_total{source=\"app\"}"),
+        metric(&body, "weir_sink_records_total{sink=\"out\"}")
+            + metric(&body, "weir_buffer_records{sink=\"out\"}")
+            + dropped,
+        "read = delivered + waiting + dropped"
+    );
     assert!(metric(&body, "weir_buffer_oldest_record_age_seconds{sink=\"out\"}") > 0.0);
     assert_eq!(get(port, "/nope").0, 404);
     agent.kill();
