@@ -22,7 +22,7 @@ use crate::sink::console::Console;
 use crate::sink::file::{FileOptions, FileSink};
 use crate::sink::http::{HttpConfig, HttpSink};
 use crate::source::file::{self, FileSourceConfig};
-use crate::source::{Output, Route};
+use crate::source::{Control, Output, Route};
 use crate::transform::{Stage, TransformMetrics};
 
 #[derive(Debug, thiserror::Error)]
@@ -57,7 +57,7 @@ struct SourceRuntime {
     metrics: Arc<SourceMetrics>,
     stop: Arc<AtomicBool>,
     handle: JoinHandle<()>,
-    next_output: Arc<Mutex<Option<Output>>>,
+    control: Arc<Control>,
 }
 
 /// A running agent.
@@ -106,11 +106,11 @@ impl Running {
     }
 
     /// Moves to `new`: components whose configuration is the same keep
-    /// running; a changed sink keeps its buffer (if the buffer's own
-    /// settings did not change) and starts delivering again from the oldest
-    /// record not acknowledged; a source that stays gets its new routes
-    /// between two reads. A sink that goes away, or whose buffer changes, is
-    /// given `drain` to deliver what it holds. The data directory and the
+    /// running; a changed sink keeps its buffer (taking new limits in place,
+    /// or moving its records into a buffer of the other kind) and starts
+    /// delivering again from the oldest record not acknowledged; a source
+    /// that stays gets its new routes between two reads. A sink that goes
+    /// away is given `drain` to deliver what it holds. The data directory and the
     /// operations endpoint stay as they were started.
     pub fn reload(&mut self, new: &AgentConfig, drain: Duration) -> Result<(), StartError> {
         self.apply(new, drain)
@@ -118,8 +118,16 @@ impl Running {
 
     fn apply(&mut self, new: &AgentConfig, drain: Duration) -> Result<(), StartError> {
         let data_dir = self.config.data_dir.clone();
-        // Sources that go or change stop first, so nothing is appended to a
-        // buffer that is about to be retired.
+        // Every source parks between two reads while the sinks change, so
+        // no record goes to a buffer being retired or replaced.
+        for (name, source) in &self.sources {
+            if !source.control.pause(drain.max(Duration::from_secs(1))) {
+                eprintln!(
+                    "weir: reload: source {name} is waiting on a full buffer; it takes the new routes after that"
+                );
+            }
+        }
+        // Sources that go or change stop.
         let leaving: Vec<String> = self
             .sources
             .iter()
@@ -129,6 +137,7 @@ impl Running {
         for name in leaving {
             let source = self.sources.remove(&name).expect("listed above");
             source.stop.store(true, Ordering::Relaxed);
+            source.control.resume(None);
             let _ = source.handle.join();
         }
         // Sinks.
@@ -143,17 +152,39 @@ impl Running {
                 continue;
             }
             let old = self.sinks.remove(&name).expect("listed above");
-            let buffer = if old.config.buffer == wanted.buffer {
-                // Same buffer: stop delivering, send again what was in flight.
-                old.stop.store(true, Ordering::Relaxed);
-                let _ = old.handle.join();
-                old.buffer.rewind();
-                old.buffer
+            // Stop delivering; what was in flight is sent again.
+            old.stop.store(true, Ordering::Relaxed);
+            let _ = old.handle.join();
+            old.buffer.rewind();
+            if old.buffer.reconfigure(&wanted.buffer) {
+                let runtime = start_sink(&data_dir, &name, wanted, old.buffer)?;
+                self.sinks.insert(name, runtime);
+                continue;
+            }
+            // Memory ↔ disk. The new buffer's delivery starts first, so
+            // moving records into it cannot wait on a full buffer forever.
+            let new_buffer = Arc::new(open_buffer(&data_dir, &name, wanted)?);
+            let runtime = start_sink(&data_dir, &name, wanted, Arc::clone(&new_buffer))?;
+            if old.buffer.is_durable() {
+                // Disk to memory: what waits stays on disk, in its directory,
+                // for when the sink has a disk buffer again.
+                let held = old.buffer.stats().held;
+                if held.records > 0 {
+                    eprintln!(
+                        "weir: sink {name}: {} records stay in its disk buffer, sent when it has a disk buffer again",
+                        held.records
+                    );
+                }
             } else {
-                retire(&name, old, drain);
-                Arc::new(open_buffer(&data_dir, &name, wanted)?)
-            };
-            let runtime = start_sink(&data_dir, &name, wanted, buffer)?;
+                let moved = old
+                    .buffer
+                    .transfer_to(&new_buffer, drain.max(Duration::from_secs(1)));
+                if moved > 0 {
+                    eprintln!("weir: sink {name}: {moved} records moved to its disk buffer");
+                }
+                let _ = old.buffer.close();
+                report_undelivered(&name, &old.buffer, "when its buffer was replaced");
+            }
             self.sinks.insert(name, runtime);
         }
         for (name, wanted) in &new.sinks {
@@ -175,9 +206,7 @@ impl Running {
         for (name, wanted) in &new.sources {
             let output = self.output_for(name, new);
             match self.sources.get(name) {
-                Some(source) => {
-                    *source.next_output.lock().unwrap_or_else(|e| e.into_inner()) = Some(output);
-                }
+                Some(source) => source.control.resume(Some(output)),
                 None => {
                     let runtime = start_source(&data_dir, name, wanted, output)?;
                     self.sources.insert(name.clone(), runtime);
@@ -331,7 +360,7 @@ fn start_source(
 ) -> Result<SourceRuntime, StartError> {
     let metrics = Arc::new(SourceMetrics::default());
     let stop = Arc::new(AtomicBool::new(false));
-    let next_output = Arc::new(Mutex::new(None));
+    let control = Arc::new(Control::default());
     let file_config = match source {
         SourceConfig::File {
             include,
@@ -373,7 +402,7 @@ fn start_source(
         name,
         file_config,
         output,
-        Arc::clone(&next_output),
+        Arc::clone(&control),
         Arc::clone(&metrics),
         Arc::clone(&stop),
     )
@@ -386,7 +415,7 @@ fn start_source(
         metrics,
         stop,
         handle,
-        next_output,
+        control,
     })
 }
 

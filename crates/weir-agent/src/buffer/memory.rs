@@ -14,7 +14,7 @@ use super::{Appended, BufferError, BufferStats, Entry, WhenFull};
 /// allocation), counted against the bound so it bounds memory, not payload.
 const RECORD_OVERHEAD: u64 = 48;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub struct MemoryConfig {
     /// Bytes the held records may take, overhead included.
     pub max_bytes: u64,
@@ -38,7 +38,8 @@ struct State {
 /// A bounded queue of records for one sink; one producer, one consumer.
 #[derive(Debug)]
 pub struct MemoryBuffer {
-    config: MemoryConfig,
+    /// Changed in place by [`MemoryBuffer::reconfigure`].
+    config: Mutex<MemoryConfig>,
     state: Mutex<State>,
     changed: Condvar,
 }
@@ -50,7 +51,7 @@ fn cost(payload: &[u8]) -> u64 {
 impl MemoryBuffer {
     pub fn new(config: MemoryConfig) -> MemoryBuffer {
         MemoryBuffer {
-            config,
+            config: Mutex::new(config),
             state: Mutex::new(State {
                 records: VecDeque::new(),
                 first_seq: 0,
@@ -68,6 +69,17 @@ impl MemoryBuffer {
         self.lock().stats
     }
 
+    fn config(&self) -> MemoryConfig {
+        *self.config.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes a new bound and policy, keeping every record held (a smaller
+    /// bound only refuses or makes room on the next append).
+    pub fn reconfigure(&self, config: MemoryConfig) {
+        *self.config.lock().unwrap_or_else(|e| e.into_inner()) = config;
+        self.changed.notify_all();
+    }
+
     /// Appends `payloads`, as the policy for a full buffer allows. Under
     /// [`WhenFull::Block`] it waits for room.
     pub fn append(&self, payloads: &[&[u8]]) -> Result<Appended, BufferError> {
@@ -78,7 +90,7 @@ impl MemoryBuffer {
                 if state.closed {
                     return Err(BufferError::Closed);
                 }
-                let fits = state.used + cost(payload) <= self.config.max_bytes;
+                let fits = state.used + cost(payload) <= self.config().max_bytes;
                 if fits {
                     state.used += cost(payload);
                     state.records.push_back(payload.to_vec());
@@ -88,7 +100,7 @@ impl MemoryBuffer {
                     break;
                 }
                 let can_make_room = !state.records.is_empty();
-                match self.config.when_full {
+                match self.config().when_full {
                     WhenFull::Block if can_make_room => {
                         // The reader may be waiting for what was just added.
                         self.changed.notify_all();

@@ -159,6 +159,54 @@ impl Buffer {
         }
     }
 
+    /// Takes new settings in place, keeping every record, if they are for
+    /// the same kind of buffer; false if the kind changes (memory ↔ disk).
+    pub fn reconfigure(&self, config: &crate::config::BufferConfig) -> bool {
+        match self {
+            Buffer::Memory(b) if !config.disk => {
+                b.reconfigure(memory::MemoryConfig {
+                    max_bytes: config.max_size,
+                    when_full: config.when_full,
+                });
+                true
+            }
+            Buffer::Disk(b) if config.disk => {
+                b.reconfigure(
+                    config.max_size,
+                    config.segment_size,
+                    config.when_full,
+                    config.fsync,
+                );
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Moves what `self` holds, oldest first, into `to` (a buffer of the
+    /// other kind, on a reload), for at most `within`; returns the records
+    /// moved. What is moved is acknowledged here, so it is held once.
+    pub fn transfer_to(&self, to: &Buffer, within: std::time::Duration) -> u64 {
+        let deadline = std::time::Instant::now() + within;
+        self.rewind();
+        let mut moved = 0;
+        while std::time::Instant::now() < deadline {
+            let entries = match self.read(10_000, 8 << 20, std::time::Duration::ZERO) {
+                Ok(entries) if !entries.is_empty() => entries,
+                _ => break,
+            };
+            let refs: Vec<&[u8]> = entries.iter().map(|e| e.payload.as_slice()).collect();
+            if to.append(&refs).is_err() {
+                break;
+            }
+            let bytes = entries.iter().map(|e| e.payload.len() as u64).sum();
+            let range = entries[0].seq..entries[entries.len() - 1].seq + 1;
+            let _ = self.ack(range, bytes);
+            moved += entries.len() as u64;
+        }
+        moved
+    }
+
     /// Reads again from the oldest record not acknowledged: for a new
     /// delivery taking over from one stopped with batches in flight.
     pub fn rewind(&self) {

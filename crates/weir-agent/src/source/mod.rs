@@ -3,12 +3,82 @@
 
 pub mod file;
 
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use crate::buffer::Buffer;
 use crate::metrics::SourceMetrics;
 use crate::record::LogRecord;
 use crate::transform::{Stage, TransformMetrics};
+
+/// How a reload reaches a running source: it parks the source between two
+/// reads, changes what the source's records go to, and lets it go on.
+#[derive(Debug, Default)]
+pub struct Control {
+    state: Mutex<ControlState>,
+    changed: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct ControlState {
+    pause: bool,
+    parked: bool,
+    next_output: Option<Output>,
+}
+
+impl Control {
+    fn lock(&self) -> std::sync::MutexGuard<'_, ControlState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Asks the source to park between two reads and waits up to `within`
+    /// for it to; false if it did not (it may be waiting on a full buffer).
+    pub fn pause(&self, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        let mut state = self.lock();
+        state.pause = true;
+        while !state.parked {
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            state = self
+                .changed
+                .wait_timeout(state, deadline - now)
+                .map(|(guard, _)| guard)
+                .unwrap_or_else(|e| e.into_inner().0);
+        }
+        true
+    }
+
+    /// Lets the source go on, with new routes if `output` is given.
+    pub fn resume(&self, output: Option<Output>) {
+        let mut state = self.lock();
+        if output.is_some() {
+            state.next_output = output;
+        }
+        state.pause = false;
+        drop(state);
+        self.changed.notify_all();
+    }
+
+    /// The source's side, between two reads: parks while asked to, and
+    /// takes new routes when there are some.
+    pub fn between_reads(&self, output: &mut Output) {
+        let mut state = self.lock();
+        if state.pause {
+            state.parked = true;
+            self.changed.notify_all();
+            while state.pause {
+                state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
+            }
+            state.parked = false;
+        }
+        if let Some(next) = state.next_output.take() {
+            *output = next;
+        }
+    }
+}
 
 /// Where a source's records go next.
 #[derive(Debug)]

@@ -115,7 +115,7 @@ pub enum Fsync {
     Never,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub struct DiskConfig {
     /// Bytes on disk the segments may take, all together.
     pub max_bytes: u64,
@@ -225,7 +225,8 @@ struct Cursor {
 #[derive(Debug)]
 pub struct DiskBuffer {
     dir: PathBuf,
-    config: DiskConfig,
+    /// Changed in place by [`DiskBuffer::reconfigure`].
+    config: Mutex<DiskConfig>,
     state: Mutex<State>,
     /// Signalled when records are appended, room is made, or on close.
     changed: Condvar,
@@ -391,7 +392,7 @@ impl DiskBuffer {
                 chunk: Vec::new(),
                 chunk_start: 0,
             }),
-            config,
+            config: Mutex::new(config),
             _lock: lock,
         };
         Ok((buffer, recovery))
@@ -399,6 +400,32 @@ impl DiskBuffer {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    fn config(&self) -> DiskConfig {
+        *self.config.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes new limits, policies and fsync, keeping every record: a reload
+    /// that changes only the buffer's settings loses nothing. The segment
+    /// size applies to segments started from now on.
+    pub fn reconfigure(
+        &self,
+        max_bytes: u64,
+        segment_bytes: u64,
+        when_full: WhenFull,
+        fsync: Fsync,
+    ) {
+        let mut config = self.config.lock().unwrap_or_else(|e| e.into_inner());
+        config.max_bytes = max_bytes;
+        config.segment_bytes = segment_bytes
+            .min(max_bytes / 4)
+            .max(segment::HEADER_LEN + 1);
+        config.when_full = when_full;
+        config.fsync = fsync;
+        drop(config);
+        // Room may have been made.
+        self.changed.notify_all();
     }
 
     pub fn stats(&self) -> BufferStats {
@@ -410,11 +437,11 @@ impl DiskBuffer {
     pub fn append(&self, payloads: &[&[u8]]) -> Result<Appended, BufferError> {
         if let Some(big) = payloads
             .iter()
-            .find(|p| p.len() > self.config.max_record as usize)
+            .find(|p| p.len() > self.config().max_record as usize)
         {
             return Err(BufferError::TooLarge {
                 len: big.len(),
-                max: self.config.max_record,
+                max: self.config().max_record,
             });
         }
         let mut state = self.lock_state();
@@ -424,7 +451,7 @@ impl DiskBuffer {
             if state.closed {
                 return Err(BufferError::Closed);
             }
-            let room = self.config.max_bytes.saturating_sub(state.disk_bytes);
+            let room = self.config().max_bytes.saturating_sub(state.disk_bytes);
             let fitting = count_fitting(rest, room);
             if fitting == 0 {
                 // The newest segment, all acknowledged, is freed by moving on.
@@ -435,7 +462,7 @@ impl DiskBuffer {
                     continue;
                 }
                 if state.segments.len() > 1 || active.end_seq > active.first_seq {
-                    match self.config.when_full {
+                    match self.config().when_full {
                         WhenFull::Block => {
                             state = self.wait(state);
                             continue;
@@ -476,7 +503,7 @@ impl DiskBuffer {
                 .segments
                 .back()
                 .expect("there is always an active segment");
-            let room = self.config.segment_bytes.saturating_sub(active.len);
+            let room = self.config().segment_bytes.saturating_sub(active.len);
             let mut fitting = count_fitting(rest, room);
             if fitting == 0 {
                 if active.len > segment::HEADER_LEN {
@@ -538,7 +565,7 @@ impl DiskBuffer {
 
     /// Closes the newest segment and starts the next.
     fn roll(&self, state: &mut State) -> Result<(), BufferError> {
-        if self.config.fsync != Fsync::Never {
+        if self.config().fsync != Fsync::Never {
             self.sync_state(state)?;
         }
         let (path, file) =
@@ -554,7 +581,7 @@ impl DiskBuffer {
             len: segment::HEADER_LEN,
             path,
         });
-        if self.config.fsync != Fsync::Never {
+        if self.config().fsync != Fsync::Never {
             sync_dir(&self.dir);
         }
         Ok(())
@@ -575,7 +602,7 @@ impl DiskBuffer {
         let scanned = segment::scan(
             &oldest.path,
             oldest.first_seq,
-            self.config.max_record,
+            self.config().max_record,
             |seq, len| {
                 if seq >= mark && !acks.is_acked(seq) {
                     dropped.add(1, len as u64);
@@ -703,7 +730,7 @@ impl DiskBuffer {
         let mut offset = segment::HEADER_LEN;
         let mut payload = Vec::new();
         for _ in first_seq..seq {
-            match frame::read_next(&mut input, self.config.max_record, &mut payload)
+            match frame::read_next(&mut input, self.config().max_record, &mut payload)
                 .map_err(io_err)?
             {
                 Next::Record => offset += frame::framed_len(payload.len()),
@@ -780,7 +807,7 @@ impl DiskBuffer {
                                 if len > chunk.len() as u64
                                     && len <= available
                                     && len
-                                        <= frame::framed_len(self.config.max_record as usize) =>
+                                        <= frame::framed_len(self.config().max_record as usize) =>
                             {
                                 want = len as usize;
                             }
@@ -798,7 +825,7 @@ impl DiskBuffer {
         let mut offset = range.start;
         let mut bytes = 0;
         while entries.len() < max_records && bytes < max_bytes && cursor.seq < end_seq {
-            let damage = match frame::parse(&view[at..], self.config.max_record) {
+            let damage = match frame::parse(&view[at..], self.config().max_record) {
                 frame::Parsed::Record(payload, len) => {
                     at += len;
                     offset += len as u64;
@@ -870,7 +897,7 @@ impl DiskBuffer {
     }
 
     fn store_mark(&self, state: &mut State) -> Result<(), BufferError> {
-        let sync = self.config.fsync == Fsync::Always;
+        let sync = self.config().fsync == Fsync::Always;
         let mark = state.acks.mark();
         state
             .ack_file
@@ -890,7 +917,7 @@ impl DiskBuffer {
     }
 
     fn sync_per_policy(&self, state: &mut State) -> Result<(), BufferError> {
-        let due = match self.config.fsync {
+        let due = match self.config().fsync {
             Fsync::Always => true,
             Fsync::Every(interval) => state.last_sync.elapsed() >= interval,
             Fsync::Never => false,
@@ -940,7 +967,7 @@ impl DiskBuffer {
     pub fn close(&self) -> Result<(), BufferError> {
         let mut state = self.lock_state();
         state.closed = true;
-        if self.config.fsync != Fsync::Never && state.dirty {
+        if self.config().fsync != Fsync::Never && state.dirty {
             self.sync_state(&mut state)?;
         }
         drop(state);

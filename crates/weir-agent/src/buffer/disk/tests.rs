@@ -144,7 +144,7 @@ proptest! {
     fn behaves_as_a_queue_across_restarts(ops in prop::collection::vec(op(), 1..60)) {
         let dir = Scratch::new("model");
         let config = small(WhenFull::Block, u64::MAX);
-        let mut buffer = DiskBuffer::open(&dir.0, config.clone()).unwrap().0;
+        let mut buffer = DiskBuffer::open(&dir.0, config).unwrap().0;
         let mut model = Model::default();
         for op in ops {
             match op {
@@ -188,7 +188,7 @@ proptest! {
                 }
                 Op::Restart => {
                     drop(buffer);
-                    let (reopened, recovery) = DiskBuffer::open(&dir.0, config.clone()).unwrap();
+                    let (reopened, recovery) = DiskBuffer::open(&dir.0, config).unwrap();
                     buffer = reopened;
                     model.restart();
                     prop_assert!(recovery.cuts.is_empty());
@@ -214,7 +214,7 @@ proptest! {
 fn acknowledged_segments_are_deleted_and_stay_acknowledged() {
     let dir = Scratch::new("ack");
     let config = small(WhenFull::Block, u64::MAX);
-    let (buffer, _) = DiskBuffer::open(&dir.0, config.clone()).unwrap();
+    let (buffer, _) = DiskBuffer::open(&dir.0, config).unwrap();
     let payloads: Vec<Vec<u8>> = (0..100).map(|i| payload(i, 60)).collect();
     append_all(&buffer, &payloads);
     let segments = |dir: &Path| {
@@ -251,7 +251,7 @@ fn acknowledged_segments_are_deleted_and_stay_acknowledged() {
 fn acknowledgements_out_of_order_move_the_mark_when_they_join_up() {
     let dir = Scratch::new("concurrent");
     let config = small(WhenFull::Block, u64::MAX);
-    let (buffer, _) = DiskBuffer::open(&dir.0, config.clone()).unwrap();
+    let (buffer, _) = DiskBuffer::open(&dir.0, config).unwrap();
     let payloads: Vec<Vec<u8>> = (0..30).map(|i| payload(i, 10)).collect();
     append_all(&buffer, &payloads);
     let all = read_all(&buffer);
@@ -264,7 +264,7 @@ fn acknowledgements_out_of_order_move_the_mark_when_they_join_up() {
     buffer.ack(10..20, bytes(10..20)).unwrap();
     drop(buffer);
     // 0..10 was not acknowledged: all of 0..30 comes again.
-    let (buffer, recovery) = DiskBuffer::open(&dir.0, config.clone()).unwrap();
+    let (buffer, recovery) = DiskBuffer::open(&dir.0, config).unwrap();
     assert_eq!(recovery.pending.records, 30);
     let all = read_all(&buffer);
     buffer.ack(20..30, bytes(20..30)).unwrap();

@@ -19,15 +19,15 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use self::checkpoint::{Checkpoints, Entry, FileId, Fingerprint};
 pub use self::format::Format;
 use self::format::LineParser;
-use super::{Handed, Output};
+use super::{Control, Handed, Output};
 use crate::metrics::SourceMetrics;
 use crate::read_at::read_full_at;
 use crate::record::LogRecord;
@@ -89,13 +89,13 @@ struct Tailed {
 }
 
 /// Starts the source on its own thread; it runs until `stop` is set.
-/// A reload hands the source new routes through `next_output`; it takes
-/// them between two reads.
+/// A reload parks the source and hands it new routes through `control`,
+/// between two reads.
 pub fn start(
     name: &str,
     config: FileSourceConfig,
     output: Output,
-    next_output: Arc<Mutex<Option<Output>>>,
+    control: Arc<Control>,
     metrics: Arc<SourceMetrics>,
     stop: Arc<AtomicBool>,
 ) -> io::Result<JoinHandle<()>> {
@@ -108,7 +108,7 @@ pub fn start(
                 name,
                 config,
                 output,
-                next_output,
+                control,
                 metrics,
                 checkpoints,
                 files: HashMap::new(),
@@ -125,7 +125,7 @@ struct Tail {
     name: String,
     config: FileSourceConfig,
     output: Output,
-    next_output: Arc<Mutex<Option<Output>>>,
+    control: Arc<Control>,
     metrics: Arc<SourceMetrics>,
     checkpoints: Checkpoints,
     files: HashMap<FileId, Tailed>,
@@ -142,14 +142,7 @@ impl Tail {
         let mut last_scan = None::<Instant>;
         let mut last_checkpoint = Instant::now();
         while !stop.load(Ordering::Relaxed) {
-            if let Some(output) = self
-                .next_output
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .take()
-            {
-                self.output = output;
-            }
+            self.control.between_reads(&mut self.output);
             if last_scan.is_none_or(|t| t.elapsed() >= self.config.poll) {
                 self.scan();
                 last_scan = Some(Instant::now());
