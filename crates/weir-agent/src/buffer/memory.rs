@@ -83,6 +83,8 @@ impl MemoryBuffer {
     /// Appends `payloads`, as the policy for a full buffer allows. Under
     /// [`WhenFull::Block`] it waits for room.
     pub fn append(&self, payloads: &[&[u8]]) -> Result<Appended, BufferError> {
+        // Read once per call, not per record; again after each wait.
+        let mut config = self.config();
         let mut state = self.lock();
         let mut outcome = Appended::default();
         for payload in payloads {
@@ -90,7 +92,7 @@ impl MemoryBuffer {
                 if state.closed {
                     return Err(BufferError::Closed);
                 }
-                let fits = state.used + cost(payload) <= self.config().max_bytes;
+                let fits = state.used + cost(payload) <= config.max_bytes;
                 if fits {
                     state.used += cost(payload);
                     state.records.push_back(payload.to_vec());
@@ -100,7 +102,7 @@ impl MemoryBuffer {
                     break;
                 }
                 let can_make_room = !state.records.is_empty();
-                match self.config().when_full {
+                match config.when_full {
                     WhenFull::Block if can_make_room => {
                         // The reader may be waiting for what was just added.
                         self.changed.notify_all();
@@ -109,6 +111,7 @@ impl MemoryBuffer {
                             .wait_timeout(state, Duration::from_millis(100))
                             .map(|(guard, _)| guard)
                             .unwrap_or_else(|e| e.into_inner().0);
+                        config = self.config();
                         continue;
                     }
                     WhenFull::DropOldest if can_make_room => {
