@@ -85,6 +85,22 @@ impl Registry {
                 .collect(),
         );
         family(
+            "weir_transform_records_out_total",
+            "counter",
+            "Records out of each transform (in, less what it filtered or throttled).",
+            self.transforms
+                .iter()
+                .map(|(n, m)| {
+                    let left_out = m.filtered.get().0 + m.throttled.get().0;
+                    let records_in = m.records_in.load(Ordering::Relaxed);
+                    (
+                        format!("transform=\"{n}\""),
+                        records_in.saturating_sub(left_out) as f64,
+                    )
+                })
+                .collect(),
+        );
+        family(
             "weir_transform_dropped_records_total",
             "counter",
             "Records a transform left out, by reason: filtered (not wanted) or throttled (over its limit).",
@@ -111,6 +127,36 @@ impl Registry {
             self.transforms
                 .iter()
                 .map(|(n, m)| (format!("transform=\"{n}\""), m.unparsed.get().0 as f64))
+                .collect(),
+        );
+        family(
+            "weir_sink_received_records_total",
+            "counter",
+            "Records into each sink's buffer since start (with those found in a disk buffer at start).",
+            self.sinks
+                .iter()
+                .map(|(n, _, b)| {
+                    let stats = b.stats();
+                    (
+                        sink(n),
+                        (stats.appended.records + stats.recovered.records) as f64,
+                    )
+                })
+                .collect(),
+        );
+        family(
+            "weir_sink_received_bytes_total",
+            "counter",
+            "Payload bytes into each sink's buffer since start (as the buffer holds records).",
+            self.sinks
+                .iter()
+                .map(|(n, _, b)| {
+                    let stats = b.stats();
+                    (
+                        sink(n),
+                        (stats.appended.bytes + stats.recovered.bytes) as f64,
+                    )
+                })
                 .collect(),
         );
         family(

@@ -66,6 +66,10 @@ fn metrics_count_the_records_and_health_names_a_stalled_sink() {
     let (_, body) = get(port, "/metrics");
     assert!(metric(&body, "weir_sink_retries_total{sink=\"out\"}") > 0.0);
     assert_eq!(metric(&body, "weir_buffer_records{sink=\"out\"}"), 100.0);
+    assert_eq!(
+        metric(&body, "weir_sink_received_records_total{sink=\"out\"}"),
+        1100.0
+    );
     // Every record read is delivered, waiting, or dropped with a reason.
     let dropped: f64 = [
         "buffer_full_newest",
