@@ -1,12 +1,12 @@
 //! `weir`: capture, budget, ship and collect logs and traces.
 
-mod agent_cmd;
 mod bench;
-mod buffer_cmd;
 mod gate_cmd;
 mod run_cmd;
 mod units;
 
+use std::ffi::OsString;
+use std::os::unix::process::CommandExt;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -26,11 +26,19 @@ struct Cli {
 enum Command {
     /// Run a command and capture its stdout/stderr into CRI (or json-file) logs.
     Run(run_cmd::RunArgs),
-    /// The node agent: tail, buffer and deliver logs as weir.toml says.
-    Agent(agent_cmd::AgentArgs),
-    /// Look at, check or repair a sink's disk buffer.
-    #[command(subcommand)]
-    Buffer(buffer_cmd::BufferCommand),
+    /// The node agent: tail, buffer and deliver logs as weir.toml says
+    /// (run by `weir-agent`; `weir agent --help` there).
+    #[command(disable_help_flag = true)]
+    Agent {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
+    /// Look at, check or repair a sink's disk buffer (run by `weir-agent`).
+    #[command(disable_help_flag = true)]
+    Buffer {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
     /// The node's logging budget: status of the shared gate.
     #[command(subcommand)]
     Gate(gate_cmd::GateCommand),
@@ -45,8 +53,31 @@ fn main() -> ExitCode {
         Command::Run(args) => run_cmd::run(args),
         Command::Gate(command) => gate_cmd::run(command),
         Command::Bench(command) => bench::run(command),
-        Command::Agent(args) => agent_cmd::run(args),
-        Command::Buffer(command) => buffer_cmd::run(command),
+        Command::Agent { args } => hand_over(&["agent"], args),
+        Command::Buffer { args } => hand_over(&["buffer"], args),
     };
     ExitCode::from(code.clamp(0, 255) as u8)
+}
+
+/// Runs `weir-agent COMMAND ARGS…`, the executable beside this one, in this
+/// process's place. The agent's code lives there so that `weir`, which every
+/// container's monitor runs, stays small: memory is per container.
+pub fn hand_over(command: &[&str], args: Vec<OsString>) -> i32 {
+    let agent = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.join("weir-agent")))
+        .filter(|path| path.exists());
+    let Some(agent) = agent else {
+        eprintln!(
+            "weir: weir-agent is not installed beside weir; it runs `weir {}`",
+            command.join(" ")
+        );
+        return 127;
+    };
+    let error = std::process::Command::new(&agent)
+        .args(command)
+        .args(args)
+        .exec();
+    eprintln!("weir: cannot run {}: {error}", agent.display());
+    126
 }

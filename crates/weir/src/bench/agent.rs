@@ -5,7 +5,8 @@
 //! blackhole at ≥ 1 M lines/s on one core, the disk buffer at ≥ 0.7× the
 //! memory buffer's throughput, peak RSS under 64 MiB.
 //!
-//! The agent runs as its own process (`weir agent -c`), pinned to CPU 0
+//! It is part of the `weir-agent` executable (`weir bench agent` hands over
+//! to it). The agent runs as its own process (`weir-agent agent -c`), pinned to CPU 0
 //! with `--one-core` (the default), and is timed from its start to the
 //! moment its /metrics says the sink has had every line acknowledged.
 
@@ -19,9 +20,41 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::gate_report::median;
 use super::measure::{self, CpuTimes};
+use super::stats::median;
 use super::workdir::WorkDir;
+
+#[derive(Debug, clap::Args)]
+pub struct AgentArgs {
+    /// Lines of 100 B in the file.
+    #[arg(long, default_value_t = 2_000_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
+    lines: u64,
+    /// Measured runs per variant (after one warm-up run).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
+    runs: u32,
+    /// Let the agent use every CPU instead of pinning it to CPU 0.
+    #[arg(long)]
+    all_cores: bool,
+    /// Directory for the input file and the agent's data [default: a
+    /// directory under /tmp, removed afterwards].
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
+    /// Print the report as one JSON object on stdout (the table goes to stderr).
+    #[arg(long)]
+    json: bool,
+}
+
+impl AgentArgs {
+    pub fn run(self) -> i32 {
+        run(Options {
+            lines: self.lines,
+            runs: self.runs,
+            one_core: !self.all_cores,
+            work_dir: self.work_dir,
+            json: self.json,
+        })
+    }
+}
 
 pub struct Options {
     pub lines: u64,

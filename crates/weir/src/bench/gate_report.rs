@@ -503,19 +503,7 @@ impl WriterCase {
     }
 }
 
-pub fn median(values: &[f64]) -> f64 {
-    if values.is_empty() {
-        return f64::NAN;
-    }
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let mid = sorted.len() / 2;
-    if sorted.len() % 2 == 1 {
-        sorted[mid]
-    } else {
-        (sorted[mid - 1] + sorted[mid]) / 2.0
-    }
-}
+pub use super::stats::median;
 
 /// One of the targets, checked against this run.
 #[derive(Debug, Clone, Serialize)]

@@ -165,12 +165,15 @@ pub fn readable_within(fd: RawFd, timeout: Duration) -> io::Result<bool> {
     Ok(rc > 0)
 }
 
-/// A live process's own CPU time so far.
+/// A live process's own CPU time so far (for `weir-agent`'s benchmark).
+#[allow(dead_code)]
 pub fn cpu_of(pid: u32) -> Option<CpuTimes> {
     read_self_cpu(pid as libc::pid_t).ok()
 }
 
-/// A live process's peak resident set so far, in KiB.
+/// A live process's peak resident set so far, in KiB (for `weir-agent`'s
+/// benchmark).
+#[allow(dead_code)]
 pub fn peak_rss_kib(pid: u32) -> Option<u64> {
     read_vm_hwm(pid as libc::pid_t)
 }

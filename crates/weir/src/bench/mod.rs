@@ -10,14 +10,14 @@
 //! - `report.rs` computes medians, ratios and the targets of issue 2;
 //! - `writer.c` (built by `writer.rs`) is the application, `workload.rs`
 //!   says how it is driven, `machine.rs` describes the machine;
-//! - `agent.rs` runs the agent benchmark of issue 4 (file tail to
-//!   blackhole and to http, memory and disk buffers);
+//! - `agent.rs` (in the `weir-agent` executable) runs the agent
+//!   benchmark of issue 4 (file tail to blackhole and to http, memory and
+//!   disk buffers);
 //! - `gate.rs` runs the gate benchmark of issue 3 (accuracy of a budget,
 //!   fairness of the node budget, CPU cost of a budget never hit, the
 //!   writer's own throughput under drop and ring) and
 //!   `gate_report.rs` computes its fair shares, ratios and verdicts.
 
-mod agent;
 mod bundle;
 mod capture;
 mod conmon;
@@ -27,6 +27,7 @@ mod machine;
 mod measure;
 mod peers;
 mod report;
+mod stats;
 mod verify;
 mod workdir;
 mod workload;
@@ -51,28 +52,13 @@ pub enum BenchCommand {
     Gate(GateArgs),
     /// The node agent: a file of 100-byte lines tailed into a blackhole and
     /// into an http receiver, each with a memory and a disk buffer; lines/s,
-    /// CPU and peak RSS, with the targets of issue 4.
-    Agent(AgentArgs),
-}
-
-#[derive(Debug, Args)]
-pub struct AgentArgs {
-    /// Lines of 100 B in the file.
-    #[arg(long, default_value_t = 2_000_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
-    lines: u64,
-    /// Measured runs per variant (after one warm-up run).
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
-    runs: u32,
-    /// Let the agent use every CPU instead of pinning it to CPU 0.
-    #[arg(long)]
-    all_cores: bool,
-    /// Directory for the input file and the agent's data [default: a
-    /// directory under /tmp, removed afterwards].
-    #[arg(long)]
-    work_dir: Option<PathBuf>,
-    /// Print the report as one JSON object on stdout (the table goes to stderr).
-    #[arg(long)]
-    json: bool,
+    /// CPU and peak RSS, with the targets of issue 4 (run by `weir-agent`;
+    /// `weir bench agent --help` there).
+    #[command(disable_help_flag = true)]
+    Agent {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -210,13 +196,7 @@ fn print_report<R: serde::Serialize>(
 
 pub fn run(command: BenchCommand) -> i32 {
     match command {
-        BenchCommand::Agent(args) => agent::run(agent::Options {
-            lines: args.lines,
-            runs: args.runs,
-            one_core: !args.all_cores,
-            work_dir: args.work_dir,
-            json: args.json,
-        }),
+        BenchCommand::Agent { args } => crate::hand_over(&["bench", "agent"], args),
         BenchCommand::Gate(args) => {
             let has = |case: &str| args.cases.iter().any(|c| c == case);
             gate::run(gate::Options {

@@ -1,0 +1,7 @@
+//! The parts of `weir bench` the agent's benchmark needs, for the
+//! `weir-agent` executable.
+
+pub mod agent;
+pub mod measure;
+pub mod stats;
+pub mod workdir;
