@@ -5,6 +5,7 @@
 pub mod buffer;
 pub mod config;
 pub mod delivery;
+mod http_server;
 pub mod metrics;
 pub mod ops;
 pub mod pipeline;

@@ -6,16 +6,15 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::thread::{self, JoinHandle};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::service::service_fn;
-use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper::{Response, StatusCode};
 
 use crate::buffer::{Buffer, Counts};
+use crate::http_server;
 use crate::metrics::{SinkMetrics, SourceMetrics};
 use crate::transform::TransformMetrics;
 
@@ -282,51 +281,19 @@ fn sum(a: Counts, b: Counts) -> Counts {
     }
 }
 
+/// Connections the endpoint serves at once (scrapers and health checks).
+const MAX_CONNECTIONS: usize = 16;
+
 /// Serves the endpoint at `address` on a thread of its own.
 pub fn serve(address: SocketAddr, registry: SharedRegistry) -> std::io::Result<JoinHandle<()>> {
     let listener = std::net::TcpListener::bind(address)
         .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {address}: {e}")))?;
     listener.set_nonblocking(true)?;
-    thread::Builder::new()
-        .name("weir-ops".into())
-        .spawn(move || {
-            let runtime = match tokio::runtime::Builder::new_current_thread()
-                .enable_io()
-                .build()
-            {
-                Ok(runtime) => runtime,
-                Err(e) => {
-                    eprintln!("weir: operations endpoint: {e}");
-                    return;
-                }
-            };
-            runtime.block_on(async move {
-                let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
-                    return;
-                };
-                loop {
-                    let Ok((stream, _)) = listener.accept().await else {
-                        continue;
-                    };
-                    let registry = Arc::clone(&registry);
-                    tokio::spawn(async move {
-                        let service = service_fn(move |request: Request<hyper::body::Incoming>| {
-                            let registry =
-                                Arc::clone(&registry.lock().unwrap_or_else(|e| e.into_inner()));
-                            async move {
-                                Ok::<_, std::convert::Infallible>(answer(
-                                    &registry,
-                                    request.uri().path(),
-                                ))
-                            }
-                        });
-                        let _ = hyper::server::conn::http1::Builder::new()
-                            .serve_connection(TokioIo::new(stream), service)
-                            .await;
-                    });
-                }
-            });
-        })
+    http_server::serve(listener, "weir-ops", MAX_CONNECTIONS, move |request| {
+        let registry = Arc::clone(&registry.lock().unwrap_or_else(|e| e.into_inner()));
+        let response = answer(&registry, request.uri().path());
+        async move { response }
+    })
 }
 
 fn answer(registry: &Registry, path: &str) -> Response<Full<Bytes>> {

@@ -7,11 +7,11 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::http_server;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::service::service_fn;
+use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 
 /// How the receiver answers request number `n` (from 0).
 pub type Script = Arc<dyn Fn(usize) -> Answer + Send + Sync>;
@@ -79,87 +79,10 @@ impl Receiver {
             keep,
         });
         let seen = Arc::clone(&shared);
-        std::thread::spawn(move || {
-            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            runtime.block_on(async move {
-                let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
-                    return;
-                };
-                loop {
-                    let Ok((stream, _)) = listener.accept().await else {
-                        continue;
-                    };
-                    let (script, seen) = (Arc::clone(&script), Arc::clone(&seen));
-                    tokio::spawn(async move {
-                        let service = service_fn(move |request: Request<hyper::body::Incoming>| {
-                            let (script, seen) = (Arc::clone(&script), Arc::clone(&seen));
-                            async move {
-                                let headers: Vec<(String, String)> = request
-                                    .headers()
-                                    .iter()
-                                    .map(|(k, v)| {
-                                        (
-                                            k.as_str().to_owned(),
-                                            String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                                        )
-                                    })
-                                    .collect();
-                                let gzipped = headers
-                                    .iter()
-                                    .any(|(k, v)| k == "content-encoding" && v == "gzip");
-                                let body = match request.into_body().collect().await {
-                                    Ok(body) => body.to_bytes(),
-                                    Err(_) => Bytes::new(),
-                                };
-                                let body = if gzipped { gunzip(&body) } else { body };
-                                let n = seen.requests.fetch_add(1, Ordering::SeqCst);
-                                let answer = script(n);
-                                if matches!(answer, Answer::Accept | Answer::Stall(_)) {
-                                    let count = body.iter().filter(|b| **b == b'\n').count();
-                                    seen.lines.fetch_add(count as u64, Ordering::SeqCst);
-                                }
-                                if seen.keep {
-                                    let lines = String::from_utf8_lossy(&body)
-                                        .lines()
-                                        .map(str::to_owned)
-                                        .collect();
-                                    seen.received
-                                        .lock()
-                                        .unwrap_or_else(|e| e.into_inner())
-                                        .push(Received {
-                                            lines,
-                                            answer,
-                                            headers,
-                                        });
-                                }
-                                let status = match answer {
-                                    Answer::Accept => StatusCode::OK,
-                                    Answer::Fail => StatusCode::SERVICE_UNAVAILABLE,
-                                    Answer::Reject => StatusCode::BAD_REQUEST,
-                                    Answer::Stall(pause) => {
-                                        tokio::time::sleep(pause).await;
-                                        StatusCode::OK
-                                    }
-                                };
-                                Response::builder()
-                                    .status(status)
-                                    .header("retry-after", "0")
-                                    .body(Full::new(Bytes::new()))
-                                    .map_err(|e| e.to_string())
-                            }
-                        });
-                        let _ = hyper::server::conn::http1::Builder::new()
-                            .serve_connection(TokioIo::new(stream), service)
-                            .await;
-                    });
-                }
-            });
-        });
+        http_server::serve(listener, "weir-receiver", 64, move |request| {
+            let (script, seen) = (Arc::clone(&script), Arc::clone(&seen));
+            async move { receive(request, &script, &seen).await }
+        })?;
         Ok(Receiver { addr, shared })
     }
 
@@ -186,4 +109,65 @@ fn gunzip(body: &[u8]) -> Bytes {
         Ok(_) => Bytes::from(out),
         Err(_) => Bytes::new(),
     }
+}
+
+/// Records one request and answers it as scripted.
+async fn receive(
+    request: Request<Incoming>,
+    script: &Script,
+    seen: &Shared,
+) -> Response<Full<Bytes>> {
+    let headers: Vec<(String, String)> = request
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_owned(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let gzipped = headers
+        .iter()
+        .any(|(k, v)| k == "content-encoding" && v == "gzip");
+    let body = match request.into_body().collect().await {
+        Ok(body) => body.to_bytes(),
+        Err(_) => Bytes::new(),
+    };
+    let body = if gzipped { gunzip(&body) } else { body };
+    let n = seen.requests.fetch_add(1, Ordering::SeqCst);
+    let answer = script(n);
+    if matches!(answer, Answer::Accept | Answer::Stall(_)) {
+        let count = body.iter().filter(|b| **b == b'\n').count();
+        seen.lines.fetch_add(count as u64, Ordering::SeqCst);
+    }
+    if seen.keep {
+        let lines = String::from_utf8_lossy(&body)
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        seen.received
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Received {
+                lines,
+                answer,
+                headers,
+            });
+    }
+    let status = match answer {
+        Answer::Accept => StatusCode::OK,
+        Answer::Fail => StatusCode::SERVICE_UNAVAILABLE,
+        Answer::Reject => StatusCode::BAD_REQUEST,
+        Answer::Stall(pause) => {
+            tokio::time::sleep(pause).await;
+            StatusCode::OK
+        }
+    };
+    let mut response = Response::new(Full::new(Bytes::new()));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert("retry-after", hyper::header::HeaderValue::from_static("0"));
+    response
 }

@@ -10,7 +10,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Request, StatusCode, Uri};
 use hyper_util::rt::TokioIo;
@@ -19,6 +19,9 @@ use tokio::runtime::Runtime;
 
 use super::{SendError, Sink, ndjson};
 use crate::record::LogRecord;
+
+/// Bytes of a response body read at most (its first 200 name a failure).
+const MAX_RESPONSE_BODY: usize = 64 << 10;
 
 #[derive(Debug, Clone)]
 pub struct HttpConfig {
@@ -114,7 +117,6 @@ async fn exchange(
     if !ready {
         *sender = Some(connect(&config.uri).await?);
     }
-    let sender = sender.as_mut().expect("connected above");
     let mut request = Request::post(config.uri.clone())
         .header(hyper::header::HOST, authority(&config.uri))
         .header(hyper::header::CONTENT_TYPE, "application/x-ndjson");
@@ -128,6 +130,8 @@ async fn exchange(
         .body(Full::new(body))
         .map_err(|e| SendError::permanent(format!("building the request: {e}")))?;
     let response = sender
+        .as_mut()
+        .expect("connected above")
         .send_request(request)
         .await
         .map_err(|e| SendError::retryable(format!("sending to {}: {e}", config.uri)))?;
@@ -138,13 +142,19 @@ async fn exchange(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(Duration::from_secs);
-    // Read the body through so the connection can carry the next request.
-    let text = response
-        .into_body()
+    // Read the body through so the connection can carry the next request;
+    // a body past the limit is not read on (memory stays bounded whatever
+    // the destination sends), and its connection is not used again.
+    let text = match Limited::new(response.into_body(), MAX_RESPONSE_BODY)
         .collect()
         .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
+    {
+        Ok(body) => body.to_bytes(),
+        Err(_) => {
+            *sender = None;
+            Bytes::from_static(b"(a response body over 64 KiB, not read)")
+        }
+    };
     classify(status, retry_after, &text, &config.uri)
 }
 

@@ -1,0 +1,81 @@
+//! A small HTTP/1.1 server on a thread of its own (a current-thread tokio
+//! runtime): the operations endpoint, and the test receiver. Connections
+//! are bounded: past the limit a new one is closed at once. A failing
+//! `accept` (out of file descriptors, say) is retried after a pause rather
+//! than in a busy loop.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+
+/// Serves `listener` (non-blocking already) with `handler` until the
+/// process ends.
+pub fn serve<H, F>(
+    listener: std::net::TcpListener,
+    name: &str,
+    max_connections: usize,
+    handler: H,
+) -> std::io::Result<JoinHandle<()>>
+where
+    H: Fn(Request<Incoming>) -> F + Send + Sync + 'static,
+    F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
+    let name = name.to_owned();
+    let handler = Arc::new(handler);
+    thread::Builder::new().name(name.clone()).spawn(move || {
+        let runtime = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(runtime) => runtime,
+            Err(e) => {
+                eprintln!("weir: {name}: {e}");
+                return;
+            }
+        };
+        runtime.block_on(async move {
+            let listener = match tokio::net::TcpListener::from_std(listener) {
+                Ok(listener) => listener,
+                Err(e) => {
+                    eprintln!("weir: {name}: {e}");
+                    return;
+                }
+            };
+            let open = Arc::new(AtomicUsize::new(0));
+            loop {
+                let stream = match listener.accept().await {
+                    Ok((stream, _)) => stream,
+                    Err(_) => {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                if open.load(Ordering::Relaxed) >= max_connections {
+                    drop(stream);
+                    continue;
+                }
+                open.fetch_add(1, Ordering::Relaxed);
+                let (handler, open) = (Arc::clone(&handler), Arc::clone(&open));
+                tokio::spawn(async move {
+                    let service = service_fn(move |request| {
+                        let response = handler(request);
+                        async move { Ok::<_, std::convert::Infallible>(response.await) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                    open.fetch_sub(1, Ordering::Relaxed);
+                });
+            }
+        });
+    })
+}
