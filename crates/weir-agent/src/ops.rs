@@ -70,6 +70,15 @@ impl Registry {
                 .collect(),
         );
         family(
+            "weir_source_refused_records_total",
+            "counter",
+            "Records a sink's buffer refused from this source: full under drop_newest (also under weir_dropped_records_total), or an error appending.",
+            self.sources
+                .iter()
+                .map(|(n, m)| (source(n), m.refused.get().0 as f64))
+                .collect(),
+        );
+        family(
             "weir_transform_records_total",
             "counter",
             "Records into each transform.",
@@ -197,10 +206,17 @@ impl Registry {
         let mut dropped = Vec::new();
         for (n, m, buffer) in &self.sinks {
             let stats = buffer.stats();
-            let reasons: [(&str, Counts); 4] = [
+            let reasons: [(&str, Counts); 5] = [
                 ("buffer_full_newest", stats.dropped_newest),
                 ("buffer_full_oldest", stats.dropped_oldest),
                 ("buffer_damaged", sum(stats.cut_read, stats.cut_at_open)),
+                (
+                    "undecodable",
+                    Counts {
+                        records: m.undecodable.get().0,
+                        bytes: m.undecodable.get().1,
+                    },
+                ),
                 (
                     "sink_rejected",
                     Counts {

@@ -59,8 +59,12 @@ pub fn write(log: &Path, meta: &ContainerMeta) -> io::Result<()> {
 
 /// Reads the sidecar of `log`; `None` if there is none.
 pub fn read(log: &Path) -> io::Result<Option<ContainerMeta>> {
+    use std::io::Read;
     let path = path_for(log);
-    match fs::read(&path) {
+    let mut bytes = Vec::new();
+    // A sidecar is a few hundred bytes: read no more than 64 KiB of one.
+    let read = fs::File::open(&path).and_then(|f| f.take(64 << 10).read_to_end(&mut bytes));
+    match read.map(|_| bytes) {
         Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
             io::Error::new(
                 io::ErrorKind::InvalidData,

@@ -294,14 +294,23 @@ impl Sender {
                     batch.records.len(),
                     self.dead_letters.path().display()
                 );
-                if let Err(e) = self.dead_letters.write(&batch.records, &reason) {
-                    // Not acknowledged: the records stay in the buffer.
-                    eprintln!(
-                        "weir: sink {}: cannot write the dead-letter file: {e}",
-                        self.name
-                    );
-                    self.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
-                    return;
+                // Until the file takes them, nothing moves on: the batch is
+                // not acknowledged (the buffer keeps it) and nothing newer
+                // is sent, so nothing is dropped unrecorded.
+                let mut attempt = 0u32;
+                while let Err(e) = self.dead_letters.write(&batch.records, &reason) {
+                    if attempt == 0 || attempt.is_power_of_two() {
+                        eprintln!(
+                            "weir: sink {}: cannot write the dead-letter file ({e}); trying again",
+                            self.name
+                        );
+                    }
+                    let delay = self.config.backoff.delay(attempt, None, &mut self.rng);
+                    attempt += 1;
+                    if !self.sleep(delay) {
+                        self.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
+                        return;
+                    }
                 }
                 self.metrics
                     .dead_lettered

@@ -70,11 +70,16 @@ fn metrics_count_the_records_and_health_names_a_stalled_sink() {
         metric(&body, "weir_sink_received_records_total{sink=\"out\"}"),
         1100.0
     );
+    assert_eq!(
+        metric(&body, "weir_source_refused_records_total{source=\"app\"}"),
+        0.0
+    );
     // Every record read is delivered, waiting, or dropped with a reason.
     let dropped: f64 = [
         "buffer_full_newest",
         "buffer_full_oldest",
         "buffer_damaged",
+        "undecodable",
         "sink_rejected",
     ]
     .iter()
