@@ -8,6 +8,11 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use weir_monitor::format::timestamp::Timestamp;
+use weir_monitor::format::{Encoder, LogFormat};
+use weir_monitor::framing::{Record, Tag};
+use weir_monitor::stats::Stream as MonitorStream;
+
 use super::{SendError, Sink, ndjson};
 use crate::record::{LogRecord, Stream};
 
@@ -84,28 +89,36 @@ impl FileSink {
     }
 }
 
-/// Appends `record` as CRI lines: one `F` line per line of its body (a
-/// body holding newlines becomes several lines, as the application's own
-/// output would have), `P` for a partial record.
+/// Appends `record` as CRI lines, through the monitor's own CRI encoder:
+/// one `F` line per line of its body (a body holding newlines becomes
+/// several lines, as the application's own output would have), `P` for a
+/// partial record.
 fn cri_into(record: &LogRecord, out: &mut Vec<u8>) {
-    let time = ndjson::rfc3339(record.time_ns);
-    let stream: &[u8] = match record.stream {
-        Stream::Stderr => b"stderr",
-        Stream::Stdout | Stream::Other => b"stdout",
+    let stream = match record.stream {
+        Stream::Stderr => MonitorStream::Stderr,
+        Stream::Stdout | Stream::Other => MonitorStream::Stdout,
     };
+    let mut encoder = Encoder::new(LogFormat::Cri, stream);
+    encoder.set_time(Timestamp {
+        secs: record.time_ns.div_euclid(1_000_000_000),
+        nanos: record.time_ns.rem_euclid(1_000_000_000) as u32,
+    });
     let mut lines = record.body.split(|b| *b == b'\n').peekable();
     while let Some(line) = lines.next() {
         let last = lines.peek().is_none();
-        out.extend_from_slice(&time);
-        out.push(b' ');
-        out.extend_from_slice(stream);
-        out.extend_from_slice(if last && record.partial {
-            b" P "
+        let tag = if last && record.partial {
+            Tag::Partial
         } else {
-            b" F "
-        });
-        out.extend_from_slice(line);
-        out.push(b'\n');
+            Tag::Full
+        };
+        encoder.encode(
+            &Record {
+                tag,
+                content: line,
+                app_bytes: line.len() as u32 + u32::from(tag == Tag::Full),
+            },
+            out,
+        );
     }
 }
 
