@@ -135,36 +135,46 @@ impl Output {
     }
 
     fn walk(&mut self, routes: &mut [Route], records: Vec<LogRecord>, metrics: &SourceMetrics) {
-        let count = routes.len();
+        // The sinks at this level share one encoding of the records.
+        let sinks: Vec<usize> = routes
+            .iter()
+            .filter_map(|route| match route {
+                Route::Sink(index) => Some(*index),
+                Route::Transform { .. } => None,
+            })
+            .collect();
+        if !sinks.is_empty() && !records.is_empty() {
+            self.append(&sinks, &records, metrics);
+        }
+        // Each transform changes the records: the last takes them, the
+        // others get copies.
+        let transforms = routes.len() - sinks.len();
         let mut records = Some(records);
-        for (i, route) in routes.iter_mut().enumerate() {
-            // The last route takes the records; the others get copies.
-            let mine = if i + 1 == count {
+        let mut seen = 0;
+        for route in routes.iter_mut() {
+            let Route::Transform {
+                stage,
+                metrics: transform_metrics,
+                next,
+            } = route
+            else {
+                continue;
+            };
+            seen += 1;
+            let mut mine = if seen == transforms {
                 records.take().unwrap_or_default()
             } else {
                 records.clone().unwrap_or_default()
             };
-            match route {
-                Route::Sink(index) => self.append(*index, &mine, metrics),
-                Route::Transform {
-                    stage,
-                    metrics: transform_metrics,
-                    next,
-                } => {
-                    let mut mine = mine;
-                    stage.apply(&mut mine, transform_metrics);
-                    if !mine.is_empty() {
-                        self.walk(next, mine, metrics);
-                    }
-                }
+            stage.apply(&mut mine, transform_metrics);
+            if !mine.is_empty() {
+                self.walk(next, mine, metrics);
             }
         }
     }
 
-    fn append(&mut self, index: usize, records: &[LogRecord], metrics: &SourceMetrics) {
-        if records.is_empty() {
-            return;
-        }
+    /// Encodes `records` once and appends them to the buffers `indexes`.
+    fn append(&mut self, indexes: &[usize], records: &[LogRecord], metrics: &SourceMetrics) {
         if self.payloads.len() < records.len() {
             self.payloads.resize_with(records.len(), Vec::new);
         }
@@ -176,12 +186,14 @@ impl Output {
             .iter()
             .map(Vec::as_slice)
             .collect();
-        match self.buffers[index].append(&refs) {
-            Ok(appended) if appended.refused > 0 => metrics.refused.add(appended.refused, 0),
-            Ok(_) => {}
-            Err(e) => {
-                metrics.refused.add(refs.len() as u64, 0);
-                eprintln!("weir: appending to a buffer: {e}");
+        for &index in indexes {
+            match self.buffers[index].append(&refs) {
+                Ok(appended) if appended.refused > 0 => metrics.refused.add(appended.refused, 0),
+                Ok(_) => {}
+                Err(e) => {
+                    metrics.refused.add(refs.len() as u64, 0);
+                    eprintln!("weir: appending to a buffer: {e}");
+                }
             }
         }
     }
