@@ -1,8 +1,9 @@
 //! The `file` source: tails the files its globs match, following rotation
 //! by rename (the file is known by its inode, not its name) and by
-//! copy-truncate (a file shorter than the offset read starts over, and a new
+//! copy-truncate (a file shorter than the offset read, or no longer starting
+//! with the bytes it started with, starts over, and a new
 //! file that begins as a file already read does is its copy: it is read on
-//! from the offset the original was read to), picking up new files, and
+//! from the offset the original was acknowledged to), picking up new files, and
 //! reading a deleted file to its end before letting go.
 //!
 //! Each file's checkpoint moves only past records every sink downstream has
@@ -245,7 +246,7 @@ impl Tail {
     }
 
     /// Where to start a new file that is the copy of one read already (it
-    /// begins with the same bytes): where the original was read to.
+    /// begins with the same bytes): where the original was acknowledged to.
     fn copied_from(&mut self, head: &[u8]) -> Option<u64> {
         self.truncated
             .retain(|(_, _, when)| when.elapsed() < REMEMBER_TRUNCATED);
@@ -257,7 +258,7 @@ impl Tail {
         self.files
             .values()
             .filter(|t| same_start(&t.fingerprint))
-            .map(|t| t.offset)
+            .map(|t| t.committed)
             .chain(
                 self.truncated
                     .iter()
@@ -279,20 +280,7 @@ impl Tail {
         };
         let read_to = tailed.offset + tailed.partial.len() as u64;
         if size < read_to || !starts_as_before(tailed) {
-            // Copy-truncate: the file was emptied under us; start over.
-            eprintln!(
-                "weir: source {}: {} was truncated; reading it from the start",
-                self.name,
-                tailed.path.display()
-            );
-            self.truncated
-                .push((tailed.fingerprint, tailed.offset, Instant::now()));
-            tailed.fingerprint = Fingerprint::of(&[]);
-            tailed.offset = 0;
-            tailed.partial.clear();
-            tailed.pending.clear();
-            tailed.committed = 0;
-            tailed.parser = LineParser::new(self.config.format, self.config.max_record);
+            self.start_over(id);
             return true;
         }
         if size == read_to {
@@ -310,6 +298,15 @@ impl Tail {
             }
         };
         tailed.partial.truncate(start + got);
+        if !starts_as_before(tailed) {
+            // Truncated and written again between the look above and the
+            // read: what was read is new content at the old offset. It is
+            // dropped and read again from the start, and the copy goes on
+            // from the offset reached before it.
+            tailed.partial.truncate(start);
+            self.start_over(id);
+            return true;
+        }
         tailed.last_data = Instant::now();
         if (tailed.fingerprint.len as usize) < checkpoint::FINGERPRINT_BYTES {
             // The file was shorter than a fingerprint: take it again now.
@@ -374,6 +371,30 @@ impl Tail {
         let tailed = self.files.get_mut(&id).expect("still tracked");
         tailed.pending.push_back((tailed.offset, ends));
         true
+    }
+
+    /// Copy-truncate: the file was emptied under us. Its place is
+    /// remembered for its copy, and it is read again from the start.
+    fn start_over(&mut self, id: FileId) {
+        let Some(tailed) = self.files.get_mut(&id) else {
+            return;
+        };
+        eprintln!(
+            "weir: source {}: {} was truncated; reading it from the start",
+            self.name,
+            tailed.path.display()
+        );
+        // The copy goes on from what was acknowledged, not from what was
+        // read: what was in flight may come twice, but a crash before it is
+        // acknowledged cannot lose it.
+        self.truncated
+            .push((tailed.fingerprint, tailed.committed, Instant::now()));
+        tailed.fingerprint = Fingerprint::of(&[]);
+        tailed.offset = 0;
+        tailed.partial.clear();
+        tailed.pending.clear();
+        tailed.committed = 0;
+        tailed.parser = LineParser::new(self.config.format, self.config.max_record);
     }
 
     /// Moves each file's committed offset past what every buffer has
