@@ -332,6 +332,22 @@ impl Checker<'_> {
             })
     }
 
+    /// Source and sink names name files and directories under `data_dir`
+    /// (checkpoints, buffers, dead letters): letters, digits, `_` and `-`.
+    fn file_name(&self, key: &str, name: &S<String>) -> Result<(), ConfigError> {
+        let text = name.get_ref();
+        let fits = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+        if text.is_empty() || text.len() > 64 || !text.chars().all(fits) {
+            return Err(self.error(
+                name.span().start,
+                format!(
+                    "{key}: expected a name of 1 to 64 letters, digits, '_' or '-' (it names files under data_dir)"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     fn positive(&self, key: &str, value: &S<i64>, max: i64) -> Result<usize, ConfigError> {
         let n = *value.get_ref();
         if n < 1 || n > max {
@@ -412,6 +428,7 @@ impl AgentConfig {
         let mut sources = BTreeMap::new();
         for (name, source) in raw.sources {
             let key = format!("sources.{}", name.get_ref());
+            checker.file_name(&key, &name)?;
             let config = check_source(&checker, &key, source, name.span().start)?;
             sources.insert(name.into_inner(), config);
         }
@@ -439,6 +456,7 @@ impl AgentConfig {
         let mut sinks = BTreeMap::new();
         for (name, sink) in raw.sinks {
             let key = format!("sinks.{}", name.get_ref());
+            checker.file_name(&key, &name)?;
             let config = check_sink(&checker, &key, sink, name.span().start, &names)?;
             sinks.insert(name.into_inner(), config);
         }
@@ -1076,6 +1094,10 @@ buffer = { type = "disk", max_size = "10MiB", fsync = "always" }
             (
                 GOOD.replace("http://127.0.0.1:8080/ingest", "ftp://x/y"),
                 "weir.toml:11:7: sinks.out.uri = \"ftp://x/y\": expected http://",
+            ),
+            (
+                GOOD.replace("[sinks.out]", "[sinks.\"../out\"]"),
+                "weir.toml:8:8: sinks.../out: expected a name of 1 to 64 letters, digits, '_' or '-'",
             ),
         ];
         for (text, expected) in cases {

@@ -24,6 +24,8 @@ pub type SharedRegistry = Arc<std::sync::Mutex<Arc<Registry>>>;
 /// What the endpoint reports on.
 #[derive(Debug, Clone, Default)]
 pub struct Registry {
+    /// Each source's lanes, by their labels: `source="app"`, and
+    /// `source="app",lane="SINK"` for the lane of a sink that waits.
     pub sources: Vec<(String, Arc<SourceMetrics>)>,
     pub transforms: Vec<(String, Arc<TransformMetrics>)>,
     pub sinks: Vec<(String, Arc<SinkMetrics>, Arc<Buffer>)>,
@@ -40,7 +42,6 @@ impl Registry {
                 let _ = writeln!(out, "{name}{{{labels}}} {value}");
             }
         };
-        let source = |n: &str| format!("source=\"{n}\"");
         let sink = |n: &str| format!("sink=\"{n}\"");
         family(
             "weir_source_records_total",
@@ -48,7 +49,7 @@ impl Registry {
             "Records read by each source.",
             self.sources
                 .iter()
-                .map(|(n, m)| (source(n), m.read.get().0 as f64))
+                .map(|(n, m)| (n.clone(), m.read.get().0 as f64))
                 .collect(),
         );
         family(
@@ -57,7 +58,7 @@ impl Registry {
             "Bytes read by each source.",
             self.sources
                 .iter()
-                .map(|(n, m)| (source(n), m.read.get().1 as f64))
+                .map(|(n, m)| (n.clone(), m.read.get().1 as f64))
                 .collect(),
         );
         family(
@@ -66,7 +67,7 @@ impl Registry {
             "Lines not in the source's format, kept as plain records.",
             self.sources
                 .iter()
-                .map(|(n, m)| (source(n), m.malformed.get().0 as f64))
+                .map(|(n, m)| (n.clone(), m.malformed.get().0 as f64))
                 .collect(),
         );
         family(
@@ -75,7 +76,7 @@ impl Registry {
             "Records a sink's buffer refused from this source: full under drop_newest (also under weir_dropped_records_total), or an error appending.",
             self.sources
                 .iter()
-                .map(|(n, m)| (source(n), m.refused.get().0 as f64))
+                .map(|(n, m)| (n.clone(), m.refused.get().0 as f64))
                 .collect(),
         );
         family(

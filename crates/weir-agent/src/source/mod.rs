@@ -6,6 +6,7 @@ pub mod file;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use self::file::checkpoint::Entry;
 use crate::buffer::Buffer;
 use crate::metrics::SourceMetrics;
 use crate::record::LogRecord;
@@ -24,6 +25,8 @@ struct ControlState {
     pause: bool,
     parked: bool,
     next_output: Option<Output>,
+    /// Where the source had read to when it parked, file by file.
+    positions: Option<Vec<Entry>>,
 }
 
 impl Control {
@@ -51,6 +54,17 @@ impl Control {
         true
     }
 
+    /// Where a parked source had read to: a reader that splits off it
+    /// starts there. None when it did not park.
+    pub fn read_positions(&self) -> Option<Vec<Entry>> {
+        let state = self.lock();
+        if state.parked {
+            state.positions.clone()
+        } else {
+            None
+        }
+    }
+
     /// Lets the source go on, with new routes if `output` is given.
     pub fn resume(&self, output: Option<Output>) {
         let mut state = self.lock();
@@ -62,17 +76,19 @@ impl Control {
         self.changed.notify_all();
     }
 
-    /// The source's side, between two reads: parks while asked to, and
-    /// takes new routes when there are some.
-    pub fn between_reads(&self, output: &mut Output) {
+    /// The source's side, between two reads: parks while asked to (saying
+    /// where it has read to), and takes new routes when there are some.
+    pub fn between_reads(&self, output: &mut Output, positions: impl FnOnce() -> Vec<Entry>) {
         let mut state = self.lock();
         if state.pause {
+            state.positions = Some(positions());
             state.parked = true;
             self.changed.notify_all();
             while state.pause {
                 state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
             }
             state.parked = false;
+            state.positions = None;
         }
         if let Some(next) = state.next_output.take() {
             *output = next;

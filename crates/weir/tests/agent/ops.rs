@@ -39,7 +39,10 @@ fn metrics_count_the_records_and_health_names_a_stalled_sink() {
     let (status, body) = get(port, "/metrics");
     assert_eq!(status, 200);
     assert_eq!(
-        metric(&body, "weir_source_records_total{source=\"app\"}"),
+        metric(
+            &body,
+            "weir_source_records_total{source=\"app\",lane=\"out\"}"
+        ),
         1000.0
     );
     assert_eq!(
@@ -71,7 +74,10 @@ fn metrics_count_the_records_and_health_names_a_stalled_sink() {
         1100.0
     );
     assert_eq!(
-        metric(&body, "weir_source_refused_records_total{source=\"app\"}"),
+        metric(
+            &body,
+            "weir_source_refused_records_total{source=\"app\",lane=\"out\"}"
+        ),
         0.0
     );
     // Every record read is delivered, waiting, or dropped with a reason.
@@ -91,7 +97,10 @@ fn metrics_count_the_records_and_health_names_a_stalled_sink() {
     })
     .sum();
     assert_eq!(
-        metric(&body, "weir_source_records_total{source=\"app\"}"),
+        metric(
+            &body,
+            "weir_source_records_total{source=\"app\",lane=\"out\"}"
+        ),
         metric(&body, "weir_sink_records_total{sink=\"out\"}")
             + metric(&body, "weir_buffer_records{sink=\"out\"}")
             + dropped,

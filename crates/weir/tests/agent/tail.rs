@@ -25,7 +25,7 @@ fn a_restart_resumes_from_the_acknowledged_checkpoint() {
     // second; stopping writes it too.
     let (code, said) = agent.stop();
     assert_eq!(code, Some(0), "{said}");
-    let checkpoint = newest_checkpoint(&dir.join("data/checkpoints/app.json"));
+    let checkpoint = newest_checkpoint(&dir.join("data/checkpoints/app.for-out.json"));
     assert!(
         checkpoint.contains(&format!("\"offset\": {}", first.len())),
         "{checkpoint}"

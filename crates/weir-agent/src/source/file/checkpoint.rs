@@ -164,6 +164,43 @@ impl Checkpoints {
         self.entries.get(&id)
     }
 
+    /// Whether `path` has checkpoints written (either of its two files).
+    pub fn exist(path: &Path) -> bool {
+        (0..2).any(|slot| slot_path(path, slot).exists())
+    }
+
+    /// Writes the checkpoints stored at `from` to `to`, synced: a reader
+    /// that splits off another starts where that one was acknowledged to.
+    pub fn copy(from: &Path, to: &Path) -> io::Result<()> {
+        let mut copy = Checkpoints::load(from)?;
+        copy.path = to.to_path_buf();
+        copy.files = None;
+        copy.store(true)
+    }
+
+    /// Writes `entries` as the checkpoints at `path`, synced.
+    pub fn write(path: &Path, entries: Vec<Entry>) -> io::Result<()> {
+        Checkpoints {
+            path: path.to_path_buf(),
+            entries: entries.into_iter().map(|e| ((e.dev, e.ino), e)).collect(),
+            generation: 0,
+            files: None,
+        }
+        .store(true)
+    }
+
+    /// Deletes the checkpoints at `path`, so a reader started there later
+    /// does not resume from a place long past.
+    pub fn remove(path: &Path) -> io::Result<()> {
+        for slot in 0..2 {
+            match fs::remove_file(slot_path(path, slot)) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
     /// Writes the set over the older of the two files, synced if `sync`
     /// (for a power cut; a crash of the agent alone loses nothing the
     /// kernel has).

@@ -143,7 +143,9 @@ impl Tail {
         let mut last_scan = None::<Instant>;
         let mut last_checkpoint = Instant::now();
         while !stop.load(Ordering::Relaxed) {
-            self.control.between_reads(&mut self.output);
+            let files = &self.files;
+            self.control
+                .between_reads(&mut self.output, || read_positions(files));
             if last_scan.is_none_or(|t| t.elapsed() >= self.config.poll) {
                 self.scan();
                 last_scan = Some(Instant::now());
@@ -446,6 +448,24 @@ impl Tail {
                 || tailed.last_data.elapsed() < LET_GO_AFTER
         });
     }
+}
+
+/// Where each file has been read to: past the last read handed to the
+/// buffers, acknowledged or not.
+fn read_positions(files: &HashMap<FileId, Tailed>) -> Vec<Entry> {
+    files
+        .values()
+        .map(|tailed| Entry {
+            dev: tailed.id.0,
+            ino: tailed.id.1,
+            fingerprint: tailed.fingerprint,
+            offset: tailed
+                .pending
+                .back()
+                .map_or(tailed.committed, |(end, _)| *end),
+            path: tailed.path.clone(),
+        })
+        .collect()
 }
 
 /// Whether the file still begins with the bytes it began with: a file

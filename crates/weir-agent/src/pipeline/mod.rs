@@ -9,6 +9,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+mod lanes;
+
+use self::lanes::{Lane, LaneKey};
 use crate::buffer::disk::{DiskBuffer, DiskConfig};
 use crate::buffer::memory::{MemoryBuffer, MemoryConfig};
 use crate::buffer::{Buffer, BufferError};
@@ -21,6 +24,7 @@ use crate::sink::blackhole::Blackhole;
 use crate::sink::console::Console;
 use crate::sink::file::{FileOptions, FileSink};
 use crate::sink::http::{HttpConfig, HttpSink};
+use crate::source::file::checkpoint::{Checkpoints, Entry};
 use crate::source::file::{self, FileSourceConfig};
 use crate::source::{Control, Output, Route};
 use crate::transform::{Stage, TransformMetrics};
@@ -50,14 +54,28 @@ struct SinkRuntime {
     handle: JoinHandle<()>,
 }
 
-/// A source at work, and the slot through which a reload hands it new
-/// routes without stopping it.
+/// A source at work: a reader for each of its lanes.
 struct SourceRuntime {
     config: SourceConfig,
+    lanes: BTreeMap<LaneKey, LaneRuntime>,
+}
+
+/// One lane of a source: its reader, what it feeds, and the slot through
+/// which a reload hands it new routes without stopping it.
+struct LaneRuntime {
+    sinks: Vec<String>,
     metrics: Arc<SourceMetrics>,
     stop: Arc<AtomicBool>,
     handle: JoinHandle<()>,
     control: Arc<Control>,
+}
+
+impl LaneRuntime {
+    fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.control.resume(None);
+        let _ = self.handle.join();
+    }
 }
 
 /// A running agent.
@@ -118,13 +136,16 @@ impl Running {
 
     fn apply(&mut self, new: &AgentConfig, drain: Duration) -> Result<(), StartError> {
         let data_dir = self.config.data_dir.clone();
-        // Every source parks between two reads while the sinks change, so
-        // no record goes to a buffer being retired or replaced.
+        // Every lane parks between two reads while the sinks change, so no
+        // record goes to a buffer being retired or replaced.
         for (name, source) in &self.sources {
-            if !source.control.pause(drain.max(Duration::from_secs(1))) {
-                eprintln!(
-                    "weir: reload: source {name} is waiting on a full buffer; it takes the new routes after that"
-                );
+            for (key, lane) in &source.lanes {
+                if !lane.control.pause(drain.max(Duration::from_secs(1))) {
+                    eprintln!(
+                        "weir: reload: source {} is waiting on a full buffer; it takes the new routes after that",
+                        lanes::display(name, key)
+                    );
+                }
             }
         }
         // Sources that go or change stop.
@@ -136,9 +157,9 @@ impl Running {
             .collect();
         for name in leaving {
             let source = self.sources.remove(&name).expect("listed above");
-            source.stop.store(true, Ordering::Relaxed);
-            source.control.resume(None);
-            let _ = source.handle.join();
+            for lane in source.lanes.into_values() {
+                lane.stop();
+            }
         }
         // Sinks.
         let names: Vec<String> = self.sinks.keys().cloned().collect();
@@ -202,16 +223,10 @@ impl Running {
                 .entry(name.clone())
                 .or_insert_with(|| Arc::new(TransformMetrics::default()));
         }
-        // Sources: new routes for those that stay, a start for the others.
+        // Sources: new routes for the lanes that stay, a start for the
+        // others.
         for (name, wanted) in &new.sources {
-            let output = self.output_for(name, new);
-            match self.sources.get(name) {
-                Some(source) => source.control.resume(Some(output)),
-                None => {
-                    let runtime = start_source(&data_dir, name, wanted, output)?;
-                    self.sources.insert(name.clone(), runtime);
-                }
-            }
+            self.apply_lanes(&data_dir, name, wanted, new)?;
         }
         self.config = AgentConfig {
             data_dir,
@@ -222,11 +237,85 @@ impl Running {
         Ok(())
     }
 
-    /// The routes from source `name` through the transforms of `config` to
-    /// the running sinks' buffers.
-    fn output_for(&self, name: &str, config: &AgentConfig) -> Output {
+    /// Brings source `name`'s lanes to what `config` asks: a lane that
+    /// stays takes its new routes, a new lane starts (reading on from where
+    /// the lane that fed its sink before was acknowledged to), and a lane
+    /// no longer wanted stops and forgets its checkpoints.
+    fn apply_lanes(
+        &mut self,
+        data_dir: &Path,
+        name: &str,
+        wanted: &SourceConfig,
+        config: &AgentConfig,
+    ) -> Result<(), StartError> {
         let mut reached = Vec::new();
-        let routes = routes_from(name, config, &self.transform_metrics, &mut reached);
+        routes_from(name, config, &self.transform_metrics, &mut reached, &|_| {
+            true
+        });
+        let lanes = lanes::partition(&reached, config);
+        let mut running = match self.sources.remove(name) {
+            Some(source) => source.lanes,
+            None => BTreeMap::new(),
+        };
+        // New lanes are placed while the running ones are still parked.
+        for lane in lanes.iter().filter(|l| !running.contains_key(&l.key)) {
+            let checkpoints = lanes::checkpoint_path(data_dir, name, &lane.key);
+            if Checkpoints::exist(&checkpoints) {
+                continue;
+            }
+            let placed = match seed_for(data_dir, name, lane, &running) {
+                Some(Seed::Read(positions)) => Checkpoints::write(&checkpoints, positions),
+                Some(Seed::Acknowledged(from)) => Checkpoints::copy(&from, &checkpoints),
+                None => Ok(()),
+            };
+            placed.map_err(|source| StartError::Io {
+                what: format!("checkpoints of source {}", lanes::display(name, &lane.key)),
+                source,
+            })?;
+        }
+        let mut started = BTreeMap::new();
+        for lane in &lanes {
+            let output = self.output_for(name, config, &lane.sinks);
+            if let Some(mut runtime) = running.remove(&lane.key) {
+                runtime.control.resume(Some(output));
+                runtime.sinks = lane.sinks.clone();
+                started.insert(lane.key.clone(), runtime);
+                continue;
+            }
+            let checkpoints = lanes::checkpoint_path(data_dir, name, &lane.key);
+            let mut runtime = start_lane(name, &lane.key, wanted, checkpoints, output)?;
+            runtime.sinks = lane.sinks.clone();
+            started.insert(lane.key.clone(), runtime);
+        }
+        for (key, lane) in running {
+            lane.stop();
+            forget_checkpoints(data_dir, name, &key);
+        }
+        if !started.contains_key(&None) {
+            // Left from when one lane read for every sink.
+            forget_checkpoints(data_dir, name, &None);
+        }
+        self.sources.insert(
+            name.to_owned(),
+            SourceRuntime {
+                config: wanted.clone(),
+                lanes: started,
+            },
+        );
+        Ok(())
+    }
+
+    /// The routes from source `name` through the transforms of `config` to
+    /// the buffers of the running sinks among `sinks`.
+    fn output_for(&self, name: &str, config: &AgentConfig, sinks: &[String]) -> Output {
+        let mut reached = Vec::new();
+        let routes = routes_from(
+            name,
+            config,
+            &self.transform_metrics,
+            &mut reached,
+            &|sink| sinks.iter().any(|s| s == sink),
+        );
         let fed = reached
             .iter()
             .map(|sink| Arc::clone(&self.sinks[sink].buffer))
@@ -239,7 +328,15 @@ impl Running {
             sources: self
                 .sources
                 .iter()
-                .map(|(n, s)| (n.clone(), Arc::clone(&s.metrics)))
+                .flat_map(|(name, source)| {
+                    source.lanes.iter().map(move |(key, lane)| {
+                        let labels = match key {
+                            None => format!("source=\"{name}\""),
+                            Some(sink) => format!("source=\"{name}\",lane=\"{sink}\""),
+                        };
+                        (labels, Arc::clone(&lane.metrics))
+                    })
+                })
                 .collect(),
             transforms: self
                 .transform_metrics
@@ -263,11 +360,15 @@ impl Running {
     /// buffered, then stops them. What a disk buffer still holds is sent
     /// after the next start; what a memory buffer holds is reported lost.
     pub fn stop(self, drain: Duration) {
-        for source in self.sources.values() {
-            source.stop.store(true, Ordering::Relaxed);
+        for lane in self.sources.values().flat_map(|s| s.lanes.values()) {
+            lane.stop.store(true, Ordering::Relaxed);
         }
-        for (_, source) in self.sources {
-            let _ = source.handle.join();
+        for lane in self
+            .sources
+            .into_values()
+            .flat_map(|s| s.lanes.into_values())
+        {
+            let _ = lane.handle.join();
         }
         for sink in self.sinks.values() {
             let _ = sink.buffer.close();
@@ -352,12 +453,55 @@ fn start_sink(
     })
 }
 
-fn start_source(
+/// Where a new lane starts reading.
+enum Seed {
+    /// Where a parked lane had read to.
+    Read(Vec<Entry>),
+    /// Where a lane's sinks had acknowledged (what was in flight comes
+    /// twice): the checkpoints at this path.
+    Acknowledged(PathBuf),
+}
+
+/// Where a new lane of a running source starts: where the lane that fed
+/// its sink before had read to (what it read is in the sink's buffer
+/// already), or for a sink new to the source, where any lane had read to:
+/// it gets what is read from now on. A lane that did not park (it waits
+/// on a full buffer) gives its acknowledged place instead. A source that
+/// starts goes on from its shared lane's checkpoints, left from when one
+/// lane read for every sink; with none, the lane starts as `start_at` says.
+fn seed_for(
     data_dir: &Path,
     name: &str,
+    lane: &Lane,
+    running: &BTreeMap<LaneKey, LaneRuntime>,
+) -> Option<Seed> {
+    let fed_before = running
+        .iter()
+        .find(|(_, l)| l.sinks.iter().any(|s| lane.sinks.contains(s)));
+    if let Some((key, other)) = fed_before.or_else(|| running.iter().next()) {
+        return Some(match other.control.read_positions() {
+            Some(positions) => Seed::Read(positions),
+            None => Seed::Acknowledged(lanes::checkpoint_path(data_dir, name, key)),
+        });
+    }
+    let shared = lanes::checkpoint_path(data_dir, name, &None);
+    Checkpoints::exist(&shared).then_some(Seed::Acknowledged(shared))
+}
+
+fn forget_checkpoints(data_dir: &Path, name: &str, key: &LaneKey) {
+    let path = lanes::checkpoint_path(data_dir, name, key);
+    if let Err(e) = Checkpoints::remove(&path) {
+        eprintln!("weir: removing {}: {e}", path.display());
+    }
+}
+
+fn start_lane(
+    name: &str,
+    key: &LaneKey,
     source: &SourceConfig,
+    checkpoint_path: PathBuf,
     output: Output,
-) -> Result<SourceRuntime, StartError> {
+) -> Result<LaneRuntime, StartError> {
     let metrics = Arc::new(SourceMetrics::default());
     let stop = Arc::new(AtomicBool::new(false));
     let control = Arc::new(Control::default());
@@ -379,7 +523,7 @@ fn start_source(
             start_at_end: *start_at_end,
             max_record: *max_record,
             poll: *poll,
-            checkpoint_path: data_dir.join("checkpoints").join(format!("{name}.json")),
+            checkpoint_path,
             monitor: false,
         },
         // weir run's logs: CRI, rotated by rename to NAME.log.N, gzipped
@@ -393,13 +537,13 @@ fn start_source(
                 start_at_end: false,
                 max_record: 1 << 20,
                 poll: *poll,
-                checkpoint_path: data_dir.join("checkpoints").join(format!("{name}.json")),
+                checkpoint_path,
                 monitor: true,
             }
         }
     };
     let handle = file::start(
-        name,
+        &lanes::display(name, key),
         file_config,
         output,
         Arc::clone(&control),
@@ -407,11 +551,11 @@ fn start_source(
         Arc::clone(&stop),
     )
     .map_err(|source| StartError::Io {
-        what: format!("source {name}"),
+        what: format!("source {}", lanes::display(name, key)),
         source,
     })?;
-    Ok(SourceRuntime {
-        config: source.clone(),
+    Ok(LaneRuntime {
+        sinks: Vec::new(),
         metrics,
         stop,
         handle,
@@ -427,10 +571,11 @@ fn routes_from(
     config: &AgentConfig,
     metrics: &BTreeMap<String, Arc<TransformMetrics>>,
     reached: &mut Vec<String>,
+    wanted: &dyn Fn(&str) -> bool,
 ) -> Vec<Route> {
     let mut routes = Vec::new();
     for (sink, sink_config) in &config.sinks {
-        if sink_config.inputs.iter().any(|i| i == from) {
+        if sink_config.inputs.iter().any(|i| i == from) && wanted(sink) {
             let index = match reached.iter().position(|s| s == sink) {
                 Some(index) => index,
                 None => {
@@ -443,11 +588,15 @@ fn routes_from(
     }
     for (name, transform) in &config.transforms {
         if transform.inputs.iter().any(|i| i == from) {
-            routes.push(Route::Transform {
-                stage: Stage::new(transform.transform.clone()),
-                metrics: Arc::clone(&metrics[name]),
-                next: routes_from(name, config, metrics, reached),
-            });
+            let next = routes_from(name, config, metrics, reached, wanted);
+            // A transform that leads to none of the wanted sinks is left out.
+            if !next.is_empty() {
+                routes.push(Route::Transform {
+                    stage: Stage::new(transform.transform.clone()),
+                    metrics: Arc::clone(&metrics[name]),
+                    next,
+                });
+            }
         }
     }
     routes
