@@ -74,4 +74,15 @@ pub struct SourceMetrics {
     pub malformed: Tally,
     /// Records the buffers refused (full, drop_newest).
     pub refused: Tally,
+    /// Datagrams received while the pipeline was behind, which a datagram
+    /// listener cannot push back on.
+    pub shed: Tally,
+    /// Messages longer than the maximum, cut there (what was kept is read).
+    pub cut: Tally,
+    /// Connections closed at once because the listener had its maximum open.
+    pub refused_connections: AtomicU64,
+    /// Connections closed after being quiet longer than the read timeout.
+    pub timed_out_connections: AtomicU64,
+    /// Streams closed because their framing was broken.
+    pub broken_streams: AtomicU64,
 }

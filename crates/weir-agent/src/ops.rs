@@ -80,6 +80,45 @@ impl Registry {
                 .collect(),
         );
         family(
+            "weir_source_shed_records_total",
+            "counter",
+            "Datagrams a listener received while the pipeline was behind, and could not pass on.",
+            self.sources
+                .iter()
+                .map(|(n, m)| (n.clone(), m.shed.get().0 as f64))
+                .collect(),
+        );
+        family(
+            "weir_source_cut_records_total",
+            "counter",
+            "Messages longer than the listener's max_message, cut there.",
+            self.sources
+                .iter()
+                .map(|(n, m)| (n.clone(), m.cut.get().0 as f64))
+                .collect(),
+        );
+        family(
+            "weir_source_connections_closed_total",
+            "counter",
+            "Connections a listener closed: over max_connections, quiet past read_timeout, or with broken framing.",
+            self.sources
+                .iter()
+                .flat_map(|(n, m)| {
+                    [
+                        ("max_connections", &m.refused_connections),
+                        ("read_timeout", &m.timed_out_connections),
+                        ("broken_framing", &m.broken_streams),
+                    ]
+                    .map(|(reason, count)| {
+                        (
+                            format!("{n},reason=\"{reason}\""),
+                            count.load(Ordering::Relaxed) as f64,
+                        )
+                    })
+                })
+                .collect(),
+        );
+        family(
             "weir_transform_records_total",
             "counter",
             "Records into each transform.",

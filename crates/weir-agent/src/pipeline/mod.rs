@@ -26,6 +26,7 @@ use crate::sink::file::{FileOptions, FileSink};
 use crate::sink::http::{HttpConfig, HttpSink};
 use crate::source::file::checkpoint::{Checkpoints, Entry};
 use crate::source::file::{self, FileSourceConfig};
+use crate::source::syslog;
 use crate::source::{Control, Output, Route};
 use crate::transform::{Stage, TransformMetrics};
 
@@ -252,7 +253,17 @@ impl Running {
         routes_from(name, config, &self.transform_metrics, &mut reached, &|_| {
             true
         });
-        let lanes = lanes::partition(&reached, config);
+        // Only a source that can read again what it read has lanes; a
+        // listener has one reader, and a sink that waits holds back its
+        // senders.
+        let lanes = if wanted.rereads() {
+            lanes::partition(&reached, config)
+        } else {
+            vec![Lane {
+                key: None,
+                sinks: reached,
+            }]
+        };
         let mut running = match self.sources.remove(name) {
             Some(source) => source.lanes,
             None => BTreeMap::new(),
@@ -505,7 +516,44 @@ fn start_lane(
     let metrics = Arc::new(SourceMetrics::default());
     let stop = Arc::new(AtomicBool::new(false));
     let control = Arc::new(Control::default());
-    let file_config = match source {
+    let display = lanes::display(name, key);
+    let started = match (source, file_source_config(source, checkpoint_path)) {
+        (SourceConfig::Syslog(config), _) => syslog::start(
+            &display,
+            config.clone(),
+            output,
+            Arc::clone(&control),
+            Arc::clone(&metrics),
+            Arc::clone(&stop),
+        ),
+        (_, Some(config)) => file::start(
+            &display,
+            config,
+            output,
+            Arc::clone(&control),
+            Arc::clone(&metrics),
+            Arc::clone(&stop),
+        ),
+        (SourceConfig::File { .. } | SourceConfig::Monitor { .. }, None) => {
+            unreachable!("a file source has a file configuration")
+        }
+    };
+    let handle = started.map_err(|source| StartError::Io {
+        what: format!("source {display}"),
+        source,
+    })?;
+    Ok(LaneRuntime {
+        sinks: Vec::new(),
+        metrics,
+        stop,
+        handle,
+        control,
+    })
+}
+
+/// How a source that reads files reads them; None for the others.
+fn file_source_config(source: &SourceConfig, checkpoint_path: PathBuf) -> Option<FileSourceConfig> {
+    let config = match source {
         SourceConfig::File {
             include,
             exclude,
@@ -541,26 +589,9 @@ fn start_lane(
                 monitor: true,
             }
         }
+        SourceConfig::Syslog(_) => return None,
     };
-    let handle = file::start(
-        &lanes::display(name, key),
-        file_config,
-        output,
-        Arc::clone(&control),
-        Arc::clone(&metrics),
-        Arc::clone(&stop),
-    )
-    .map_err(|source| StartError::Io {
-        what: format!("source {}", lanes::display(name, key)),
-        source,
-    })?;
-    Ok(LaneRuntime {
-        sinks: Vec::new(),
-        metrics,
-        stop,
-        handle,
-        control,
-    })
+    Some(config)
 }
 
 /// The routes from component `from` on: straight to the sinks that name

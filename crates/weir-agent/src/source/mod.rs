@@ -2,6 +2,8 @@
 //! a source's records through transforms to the buffers of its sinks.
 
 pub mod file;
+pub mod net;
+pub mod syslog;
 
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};

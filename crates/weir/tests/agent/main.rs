@@ -10,5 +10,6 @@ mod monitor;
 mod ops;
 mod outage;
 mod reload;
+mod syslog;
 mod tail;
 mod transforms;

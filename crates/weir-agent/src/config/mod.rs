@@ -32,6 +32,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod listen;
+
 use serde::Deserialize;
 use toml::Spanned;
 use weir_gate::units::{parse_duration, parse_size};
@@ -39,6 +41,7 @@ use weir_gate::units::{parse_duration, parse_size};
 use crate::buffer::WhenFull;
 use crate::buffer::disk::Fsync;
 use crate::source::file::Format;
+use crate::source::syslog::SyslogConfig;
 use crate::transform::expr::{Expr, Operand};
 use crate::transform::{SeveritySource, Transform};
 
@@ -109,6 +112,19 @@ pub enum SourceConfig {
     /// their `.meta.json` sidecars) and the gate's loss markers as records
     /// of their own.
     Monitor { dir: PathBuf, poll: Duration },
+    /// Syslog messages from the network or a Unix socket.
+    Syslog(SyslogConfig),
+}
+
+impl SourceConfig {
+    /// Whether the source reads files, which it can read again from a
+    /// checkpoint (and so give each sink a reader of its own).
+    pub fn rereads(&self) -> bool {
+        matches!(
+            self,
+            SourceConfig::File { .. } | SourceConfig::Monitor { .. }
+        )
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -210,6 +226,13 @@ struct RawSource {
     start_at: Option<S<String>>,
     max_record: Option<S<String>>,
     poll: Option<S<String>>,
+    // listeners
+    mode: Option<S<String>>,
+    address: Option<S<String>>,
+    path: Option<S<String>>,
+    max_message: Option<S<String>>,
+    max_connections: Option<S<i64>>,
+    read_timeout: Option<S<String>>,
 }
 
 #[derive(Deserialize)]
@@ -480,11 +503,15 @@ fn check_source(
     raw: RawSource,
     at: usize,
 ) -> Result<SourceConfig, ConfigError> {
-    let monitor = checker.choice(
-        &format!("{key}.type"),
-        &raw.r#type,
-        &[("file", false), ("monitor", true)],
-    )?;
+    let monitor = match raw.r#type.get_ref().as_str() {
+        "syslog" => return listen::check_syslog(checker, key, &raw),
+        _ => checker.choice(
+            &format!("{key}.type"),
+            &raw.r#type,
+            &[("file", false), ("monitor", true), ("syslog", false)],
+        )?,
+    };
+    listen::refuse_listener_keys(checker, key, &raw)?;
     let poll = match &raw.poll {
         Some(d) => checker.duration(&format!("{key}.poll"), d)?,
         None => Duration::from_millis(250),

@@ -1,0 +1,162 @@
+//! The keys of sources that listen on the network or a Unix socket:
+//! where (loopback unless told otherwise), and the limits every listener
+//! keeps.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use super::{Checker, ConfigError, RawSource, SourceConfig};
+use crate::source::net::{Endpoint, Limits};
+use crate::source::syslog::{self, Mode, SyslogConfig};
+
+/// `[sources.NAME] type = "syslog"`: `mode` tcp (default), udp or unix;
+/// `address` (default 127.0.0.1:5514) or, for unix, `path`.
+pub(super) fn check_syslog(
+    checker: &Checker<'_>,
+    key: &str,
+    raw: &RawSource,
+) -> Result<SourceConfig, ConfigError> {
+    refuse_file_keys(checker, key, raw)?;
+    let mode = match &raw.mode {
+        Some(mode) => checker.choice(
+            &format!("{key}.mode"),
+            mode,
+            &[("tcp", Mode::Tcp), ("udp", Mode::Udp), ("unix", Mode::Unix)],
+        )?,
+        None => Mode::Tcp,
+    };
+    let endpoint = match mode {
+        Mode::Unix => {
+            if let Some(address) = &raw.address {
+                return Err(checker.error(
+                    address.span().start,
+                    format!("{key}.address: mode = \"unix\" listens on path = \"SOCKET\""),
+                ));
+            }
+            let path = raw.path.as_ref().ok_or_else(|| {
+                checker.error(
+                    raw.r#type.span().start,
+                    format!("{key}: mode = \"unix\" needs path = \"SOCKET\""),
+                )
+            })?;
+            Endpoint::Unix(PathBuf::from(path.get_ref()))
+        }
+        Mode::Tcp | Mode::Udp => {
+            if let Some(path) = &raw.path {
+                return Err(checker.error(
+                    path.span().start,
+                    format!("{key}.path: only for mode = \"unix\"; tcp and udp take address"),
+                ));
+            }
+            Endpoint::Inet(address(checker, key, raw, syslog::DEFAULT_PORT)?)
+        }
+    };
+    Ok(SourceConfig::Syslog(SyslogConfig {
+        mode,
+        endpoint,
+        limits: limits(checker, key, raw)?,
+    }))
+}
+
+/// `address = "HOST:PORT"`, by default on loopback.
+fn address(
+    checker: &Checker<'_>,
+    key: &str,
+    raw: &RawSource,
+    default_port: u16,
+) -> Result<SocketAddr, ConfigError> {
+    let Some(address) = &raw.address else {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], default_port)));
+    };
+    address.get_ref().parse().map_err(|_| {
+        checker.error(
+            address.span().start,
+            format!(
+                "{key}.address = {:?}: expected an address and port, like \"127.0.0.1:{default_port}\"",
+                address.get_ref()
+            ),
+        )
+    })
+}
+
+fn limits(checker: &Checker<'_>, key: &str, raw: &RawSource) -> Result<Limits, ConfigError> {
+    let mut limits = Limits::default();
+    if let Some(size) = &raw.max_message {
+        let bytes = checker.size(&format!("{key}.max_message"), size)?;
+        limits.max_message = bytes.clamp(1, 64 << 20) as usize;
+    }
+    if let Some(count) = &raw.max_connections {
+        limits.max_connections =
+            checker.positive(&format!("{key}.max_connections"), count, 1 << 16)?;
+    }
+    if let Some(timeout) = &raw.read_timeout {
+        limits.read_timeout = checker.duration(&format!("{key}.read_timeout"), timeout)?;
+    }
+    Ok(limits)
+}
+
+/// A file or monitor source given a listener's keys.
+pub(super) fn refuse_listener_keys(
+    checker: &Checker<'_>,
+    key: &str,
+    raw: &RawSource,
+) -> Result<(), ConfigError> {
+    let strings = [
+        ("mode", &raw.mode),
+        ("address", &raw.address),
+        ("path", &raw.path),
+        ("max_message", &raw.max_message),
+        ("read_timeout", &raw.read_timeout),
+    ];
+    for (name, value) in strings {
+        if let Some(value) = value {
+            return Err(not_for(checker, key, name, value.span().start, raw));
+        }
+    }
+    if let Some(value) = &raw.max_connections {
+        return Err(not_for(
+            checker,
+            key,
+            "max_connections",
+            value.span().start,
+            raw,
+        ));
+    }
+    Ok(())
+}
+
+/// A listener given a file source's keys.
+fn refuse_file_keys(checker: &Checker<'_>, key: &str, raw: &RawSource) -> Result<(), ConfigError> {
+    let strings = [
+        ("dir", &raw.dir),
+        ("format", &raw.format),
+        ("start_at", &raw.start_at),
+        ("max_record", &raw.max_record),
+        ("poll", &raw.poll),
+    ];
+    for (name, value) in strings {
+        if let Some(value) = value {
+            return Err(not_for(checker, key, name, value.span().start, raw));
+        }
+    }
+    if let Some(include) = &raw.include {
+        return Err(not_for(checker, key, "include", include.span().start, raw));
+    }
+    Ok(())
+}
+
+fn not_for(
+    checker: &Checker<'_>,
+    key: &str,
+    name: &str,
+    at: usize,
+    raw: &RawSource,
+) -> ConfigError {
+    checker.error(
+        at,
+        format!(
+            "{key}.{name}: not a key of a {} source",
+            raw.r#type.get_ref()
+        ),
+    )
+}

@@ -1,0 +1,237 @@
+//! What the network sources share: their listeners run as tasks on a
+//! thread of their own (a current-thread tokio runtime), and hand decoded
+//! records over a bounded channel to an emitter thread, which appends them
+//! to the sinks' buffers. Appending may wait on a full buffer
+//! (`when_full = "block"`); the channel then fills, and a stream
+//! listener stops reading, so the wait reaches the sender as TCP
+//! back-pressure instead of growing memory. A datagram listener cannot
+//! push back: what it receives while the channel is full is counted as
+//! shed and never silently lost.
+
+use std::future::Future;
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Control, Output};
+use crate::metrics::SourceMetrics;
+use crate::record::LogRecord;
+
+/// Where a listener listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    Inet(std::net::SocketAddr),
+    Unix(PathBuf),
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Endpoint::Inet(address) => write!(f, "{address}"),
+            Endpoint::Unix(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
+/// The bounds every listener keeps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// The largest message or request body; longer ones are cut or refused.
+    pub max_message: usize,
+    /// Connections open at once; past it a new one is closed at once.
+    pub max_connections: usize,
+    /// A connection quiet this long is closed.
+    pub read_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_message: 64 << 10,
+            max_connections: 256,
+            read_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Batches waiting for the emitter; with the batches a listener builds
+/// (one read's worth), this bounds what waits in memory.
+const WAITING_BATCHES: usize = 64;
+
+struct Batch {
+    records: Vec<LogRecord>,
+    /// Told once the records are in the buffers.
+    appended: Option<oneshot::Sender<()>>,
+}
+
+/// A listener's way into the pipeline.
+#[derive(Clone)]
+pub struct Emitter {
+    batches: mpsc::Sender<Batch>,
+    pub metrics: Arc<SourceMetrics>,
+    /// The source's name, for messages.
+    pub name: Arc<str>,
+}
+
+impl Emitter {
+    /// Hands `records` on, waiting while the pipeline is behind; false
+    /// once the source is stopping.
+    pub async fn send(&self, records: Vec<LogRecord>) -> bool {
+        let batch = Batch {
+            records,
+            appended: None,
+        };
+        self.batches.send(batch).await.is_ok()
+    }
+
+    /// Hands `records` on and waits until they are in the sinks' buffers,
+    /// for protocols that acknowledge what they received.
+    pub async fn send_and_wait(&self, records: Vec<LogRecord>) -> bool {
+        let (appended, done) = oneshot::channel();
+        let batch = Batch {
+            records,
+            appended: Some(appended),
+        };
+        self.batches.send(batch).await.is_ok() && done.await.is_ok()
+    }
+
+    /// Hands `records` on if the pipeline has room now; otherwise they are
+    /// counted as shed. For datagrams, which cannot be pushed back on.
+    pub fn offer(&self, records: Vec<LogRecord>, bytes: u64) {
+        let count = records.len() as u64;
+        let batch = Batch {
+            records,
+            appended: None,
+        };
+        if self.batches.try_send(batch).is_err() {
+            self.metrics.shed.add(count, bytes);
+        }
+    }
+}
+
+/// Counts the connections a listener has open, and refuses past its limit.
+#[derive(Clone)]
+pub struct Connections {
+    open: Arc<AtomicUsize>,
+    max: usize,
+}
+
+/// An open connection; dropping it frees its place.
+pub struct Admitted(Arc<AtomicUsize>);
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Connections {
+    pub fn new(max: usize) -> Connections {
+        Connections {
+            open: Arc::new(AtomicUsize::new(0)),
+            max,
+        }
+    }
+
+    /// A place for one more connection, if there is one.
+    pub fn admit(&self) -> Option<Admitted> {
+        let open = self.open.fetch_add(1, Ordering::Relaxed);
+        let admitted = Admitted(Arc::clone(&self.open));
+        (open < self.max).then_some(admitted)
+    }
+}
+
+/// Starts a network source: the emitter thread feeding `output`, and on a
+/// thread of its own the listeners `listen` builds from an [`Emitter`].
+/// Both stop once `stop` is set; the listeners are bound before this
+/// returns, so a port in use is an error here and not later.
+pub fn start<L, F>(
+    name: &str,
+    output: Output,
+    control: Arc<Control>,
+    metrics: Arc<SourceMetrics>,
+    stop: Arc<AtomicBool>,
+    listen: L,
+) -> io::Result<JoinHandle<()>>
+where
+    L: FnOnce(Emitter) -> io::Result<F>,
+    F: Future<Output = ()> + Send + 'static,
+{
+    let (sender, receiver) = mpsc::channel(WAITING_BATCHES);
+    let emitter = Emitter {
+        batches: sender,
+        metrics: Arc::clone(&metrics),
+        name: Arc::from(name),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let listeners = {
+        // tokio sockets are made within a runtime.
+        let _entered = runtime.enter();
+        listen(emitter)?
+    };
+    let emitting = {
+        let metrics = Arc::clone(&metrics);
+        thread::Builder::new()
+            .name(format!("weir-emit-{name}"))
+            .spawn(move || emit(receiver, output, &control, &metrics))?
+    };
+    thread::Builder::new()
+        .name(format!("weir-net-{name}"))
+        .spawn(move || {
+            runtime.spawn(listeners);
+            runtime.block_on(async {
+                while !stop.load(Ordering::Relaxed) {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            });
+            // Dropping the runtime ends the listeners and with them every
+            // sender: the emitter hands on what waits, then ends.
+            drop(runtime);
+            let _ = emitting.join();
+        })
+}
+
+/// The emitter thread: appends each batch to the buffers, parking between
+/// batches when a reload asks.
+fn emit(
+    mut batches: mpsc::Receiver<Batch>,
+    mut output: Output,
+    control: &Control,
+    metrics: &SourceMetrics,
+) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("weir: a network source could not start: {e}");
+            return;
+        }
+    };
+    loop {
+        control.between_reads(&mut output, Vec::new);
+        // A timeout, so that a reload finds the emitter parked quickly
+        // even while nothing arrives.
+        let next = runtime.block_on(async {
+            tokio::time::timeout(Duration::from_millis(100), batches.recv()).await
+        });
+        match next {
+            Ok(Some(batch)) => {
+                output.emit(batch.records, metrics);
+                if let Some(appended) = batch.appended {
+                    let _ = appended.send(());
+                }
+            }
+            Ok(None) => return,
+            Err(_) => {}
+        }
+    }
+}

@@ -1,0 +1,265 @@
+//! The `syslog` source: RFC 5424 and RFC 3164 messages over TCP (octet
+//! counting or a message per line, RFC 6587), UDP, or a Unix datagram
+//! socket like `/dev/log`.
+//!
+//! TCP and the Unix socket push back on their senders while the pipeline
+//! waits; UDP cannot, and counts what it sheds. A message longer than
+//! `max_message` is cut there and marked partial; one that is not syslog is
+//! kept whole with the reason in `syslog.parse_error`.
+
+pub mod framing;
+pub mod parse;
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use self::framing::Framer;
+use super::net::{self, Connections, Emitter, Endpoint, Limits};
+use super::{Control, Output};
+use crate::metrics::SourceMetrics;
+use crate::record::LogRecord;
+
+/// How the source listens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Tcp,
+    Udp,
+    /// A Unix datagram socket.
+    Unix,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyslogConfig {
+    pub mode: Mode,
+    pub endpoint: Endpoint,
+    pub limits: Limits,
+}
+
+/// The port where a configuration names none.
+pub const DEFAULT_PORT: u16 = 5514;
+
+/// Most datagrams read before they are handed on together.
+const DATAGRAM_BATCH: usize = 256;
+
+type Listening = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Binds the listener and starts the source; it runs until `stop` is set.
+pub fn start(
+    name: &str,
+    config: SyslogConfig,
+    output: Output,
+    control: Arc<Control>,
+    metrics: Arc<SourceMetrics>,
+    stop: Arc<AtomicBool>,
+) -> io::Result<JoinHandle<()>> {
+    net::start(name, output, control, metrics, stop, move |emitter| {
+        let limits = config.limits.clone();
+        let listening: Listening = match (config.mode, &config.endpoint) {
+            (Mode::Tcp, Endpoint::Inet(address)) => {
+                let listener = tokio::net::TcpListener::from_std(bind_tcp(*address)?)?;
+                Box::pin(serve_tcp(listener, emitter, limits))
+            }
+            (Mode::Udp, Endpoint::Inet(address)) => {
+                let socket = std::net::UdpSocket::bind(address)?;
+                socket.set_nonblocking(true)?;
+                let socket = tokio::net::UdpSocket::from_std(socket)?;
+                Box::pin(serve_datagrams(Datagrams::Udp(socket), emitter, limits))
+            }
+            (Mode::Unix, Endpoint::Unix(path)) => {
+                remove_stale_socket(path)?;
+                let socket = tokio::net::UnixDatagram::bind(path)?;
+                Box::pin(serve_datagrams(Datagrams::Unix(socket), emitter, limits))
+            }
+            (mode, endpoint) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("syslog mode {mode:?} cannot listen on {endpoint}"),
+                ));
+            }
+        };
+        Ok(listening)
+    })
+}
+
+fn bind_tcp(address: std::net::SocketAddr) -> io::Result<std::net::TcpListener> {
+    let listener = std::net::TcpListener::bind(address)?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}
+
+/// A socket file left by an earlier run is replaced; anything else at the
+/// path is an error, not removed.
+fn remove_stale_socket(path: &std::path::Path) -> io::Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => std::fs::remove_file(path),
+        Ok(_) => Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("{} exists and is not a socket", path.display()),
+        )),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+async fn serve_tcp(listener: tokio::net::TcpListener, emitter: Emitter, limits: Limits) {
+    let connections = Connections::new(limits.max_connections);
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(_) => {
+                // Out of descriptors, say: try again after a pause.
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Some(admitted) = connections.admit() else {
+            emitter
+                .metrics
+                .refused_connections
+                .fetch_add(1, Ordering::Relaxed);
+            continue;
+        };
+        let (emitter, limits) = (emitter.clone(), limits.clone());
+        tokio::spawn(async move {
+            read_stream(stream, &peer.to_string(), &emitter, &limits).await;
+            drop(admitted);
+        });
+    }
+}
+
+/// Reads one connection's messages until it closes, goes quiet past the
+/// read timeout, or breaks its framing.
+async fn read_stream<R: AsyncRead + Unpin>(
+    mut stream: R,
+    peer: &str,
+    emitter: &Emitter,
+    limits: &Limits,
+) {
+    let metrics = &emitter.metrics;
+    let mut framer = Framer::new(limits.max_message);
+    let mut buffer = vec![0; 64 << 10];
+    loop {
+        let read = tokio::time::timeout(limits.read_timeout, stream.read(&mut buffer)).await;
+        let n = match read {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => n,
+            Err(_) => {
+                metrics
+                    .timed_out_connections
+                    .fetch_add(1, Ordering::Relaxed);
+                break;
+            }
+        };
+        let observed = now_ns();
+        let mut records = Vec::new();
+        let framed = framer.push(&buffer[..n], |message, cut| {
+            records.push(record(message, cut, observed, metrics));
+        });
+        if !records.is_empty() && !emitter.send(records).await {
+            return;
+        }
+        if let Err(e) = framed {
+            metrics.broken_streams.fetch_add(1, Ordering::Relaxed);
+            eprintln!(
+                "weir: source {}: {peer}: {e}; closing the connection",
+                emitter.name
+            );
+            return;
+        }
+    }
+    let observed = now_ns();
+    let mut records = Vec::new();
+    framer.finish(|message, cut| records.push(record(message, cut, observed, metrics)));
+    if !records.is_empty() {
+        emitter.send(records).await;
+    }
+}
+
+enum Datagrams {
+    Udp(tokio::net::UdpSocket),
+    Unix(tokio::net::UnixDatagram),
+}
+
+impl Datagrams {
+    async fn readable(&self) -> io::Result<()> {
+        match self {
+            Datagrams::Udp(s) => s.readable().await,
+            Datagrams::Unix(s) => s.readable().await,
+        }
+    }
+
+    fn try_recv(&self, buffer: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Datagrams::Udp(s) => s.try_recv(buffer),
+            Datagrams::Unix(s) => s.try_recv(buffer),
+        }
+    }
+}
+
+/// A message per datagram; what is waiting is read and handed on together.
+async fn serve_datagrams(socket: Datagrams, emitter: Emitter, limits: Limits) {
+    let metrics = &emitter.metrics;
+    let mut buffer = vec![0; 65_536];
+    loop {
+        if socket.readable().await.is_err() {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            continue;
+        }
+        let observed = now_ns();
+        let mut records = Vec::new();
+        let mut bytes = 0;
+        while records.len() < DATAGRAM_BATCH {
+            let n = match socket.try_recv(&mut buffer) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(_) => break,
+            };
+            let keep = n.min(limits.max_message);
+            bytes += n as u64;
+            records.push(record(&buffer[..keep], keep < n, observed, metrics));
+        }
+        if records.is_empty() {
+            continue;
+        }
+        match socket {
+            // The sender waits on a full Unix socket, as on /dev/log.
+            Datagrams::Unix(_) => {
+                if !emitter.send(records).await {
+                    return;
+                }
+            }
+            Datagrams::Udp(_) => emitter.offer(records, bytes),
+        }
+    }
+}
+
+/// One message as a record, counted.
+fn record(message: &[u8], cut: bool, observed: i64, metrics: &SourceMetrics) -> LogRecord {
+    let mut record = parse::parse(message, observed);
+    metrics.read.add(1, message.len() as u64);
+    if cut {
+        record.partial = true;
+        metrics.cut.add(1, message.len() as u64);
+    }
+    if record
+        .attributes
+        .last()
+        .is_some_and(|(key, _)| key == "syslog.parse_error")
+    {
+        metrics.malformed.add(1, message.len() as u64);
+    }
+    record
+}
+
+fn now_ns() -> i64 {
+    weir_monitor::format::timestamp::Timestamp::now()
+        .as_nanos()
+        .clamp(0, i64::MAX as i128) as i64
+}
