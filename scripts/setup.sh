@@ -10,6 +10,8 @@ command -v cc >/dev/null || missing+=(gcc libc6-dev)
 command -v python3 >/dev/null || missing+=(python3)
 command -v mount >/dev/null || missing+=(mount)
 command -v pkill >/dev/null || missing+=(procps)
+command -v logger >/dev/null || missing+=(bsdutils)
+python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 if [ "${1:-}" = "--bench" ]; then
     command -v conmon >/dev/null || missing+=(conmon)
     command -v runc >/dev/null || missing+=(runc)
@@ -23,4 +25,17 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 if ! rustup component list --installed 2>/dev/null | grep -q '^clippy'; then
     rustup component add clippy rustfmt
+fi
+
+# Third-party clients the tests drive weir with, in a virtualenv under the
+# build directory (made again only when this list changes).
+here="$(cd "$(dirname "$0")/.." && pwd)"
+pyenv="$here/target/pyenv"
+clients="fluent-logger==0.11.1"
+if [ "$(cat "$pyenv/clients" 2>/dev/null)" != "$clients" ]; then
+    echo "setup: installing the test clients into $pyenv"
+    rm -rf "$pyenv"
+    python3 -m venv "$pyenv"
+    "$pyenv/bin/pip" install -q --disable-pip-version-check $clients
+    echo "$clients" > "$pyenv/clients"
 fi

@@ -85,4 +85,6 @@ pub struct SourceMetrics {
     pub timed_out_connections: AtomicU64,
     /// Streams closed because their framing was broken.
     pub broken_streams: AtomicU64,
+    /// Connections closed because the client failed authentication.
+    pub failed_auth: AtomicU64,
 }

@@ -108,6 +108,7 @@ impl Registry {
                         ("max_connections", &m.refused_connections),
                         ("read_timeout", &m.timed_out_connections),
                         ("broken_framing", &m.broken_streams),
+                        ("failed_auth", &m.failed_auth),
                     ]
                     .map(|(reason, count)| {
                         (

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use super::{Checker, ConfigError, RawSource, SourceConfig};
+use crate::source::forward::{self, ForwardConfig};
 use crate::source::net::{Endpoint, Limits};
 use crate::source::syslog::{self, Mode, SyslogConfig};
 
@@ -17,6 +18,14 @@ pub(super) fn check_syslog(
     raw: &RawSource,
 ) -> Result<SourceConfig, ConfigError> {
     refuse_file_keys(checker, key, raw)?;
+    for (name, value) in [
+        ("shared_key", &raw.shared_key),
+        ("self_hostname", &raw.self_hostname),
+    ] {
+        if let Some(value) = value {
+            return Err(not_for(checker, key, name, value.span().start, raw));
+        }
+    }
     let mode = match &raw.mode {
         Some(mode) => checker.choice(
             &format!("{key}.mode"),
@@ -54,7 +63,44 @@ pub(super) fn check_syslog(
     Ok(SourceConfig::Syslog(SyslogConfig {
         mode,
         endpoint,
-        limits: limits(checker, key, raw)?,
+        limits: limits(checker, key, raw, Limits::default())?,
+    }))
+}
+
+/// `[sources.NAME] type = "forward"`: `address` (default 127.0.0.1:24224),
+/// `shared_key` for the handshake, `self_hostname` (default the machine's).
+pub(super) fn check_forward(
+    checker: &Checker<'_>,
+    key: &str,
+    raw: &RawSource,
+) -> Result<SourceConfig, ConfigError> {
+    refuse_file_keys(checker, key, raw)?;
+    for (name, value) in [("mode", &raw.mode), ("path", &raw.path)] {
+        if let Some(value) = value {
+            return Err(not_for(checker, key, name, value.span().start, raw));
+        }
+    }
+    let mut limits = Limits {
+        max_message: forward::DEFAULT_MAX_MESSAGE,
+        ..Limits::default()
+    };
+    limits = self::limits(checker, key, raw, limits)?;
+    if let Some(shared_key) = &raw.shared_key
+        && shared_key.get_ref().is_empty()
+    {
+        return Err(checker.error(
+            shared_key.span().start,
+            format!("{key}.shared_key: empty; leave it out for no handshake"),
+        ));
+    }
+    Ok(SourceConfig::Forward(ForwardConfig {
+        address: address(checker, key, raw, forward::DEFAULT_PORT)?,
+        limits,
+        shared_key: raw.shared_key.as_ref().map(|k| k.get_ref().clone()),
+        hostname: raw
+            .self_hostname
+            .as_ref()
+            .map_or_else(forward::hostname, |h| h.get_ref().clone()),
     }))
 }
 
@@ -79,8 +125,13 @@ fn address(
     })
 }
 
-fn limits(checker: &Checker<'_>, key: &str, raw: &RawSource) -> Result<Limits, ConfigError> {
-    let mut limits = Limits::default();
+/// The limits `raw` sets, over `limits`.
+fn limits(
+    checker: &Checker<'_>,
+    key: &str,
+    raw: &RawSource,
+    mut limits: Limits,
+) -> Result<Limits, ConfigError> {
     if let Some(size) = &raw.max_message {
         let bytes = checker.size(&format!("{key}.max_message"), size)?;
         limits.max_message = bytes.clamp(1, 64 << 20) as usize;
@@ -107,6 +158,8 @@ pub(super) fn refuse_listener_keys(
         ("path", &raw.path),
         ("max_message", &raw.max_message),
         ("read_timeout", &raw.read_timeout),
+        ("shared_key", &raw.shared_key),
+        ("self_hostname", &raw.self_hostname),
     ];
     for (name, value) in strings {
         if let Some(value) = value {

@@ -41,6 +41,7 @@ use weir_gate::units::{parse_duration, parse_size};
 use crate::buffer::WhenFull;
 use crate::buffer::disk::Fsync;
 use crate::source::file::Format;
+use crate::source::forward::ForwardConfig;
 use crate::source::syslog::SyslogConfig;
 use crate::transform::expr::{Expr, Operand};
 use crate::transform::{SeveritySource, Transform};
@@ -114,6 +115,8 @@ pub enum SourceConfig {
     Monitor { dir: PathBuf, poll: Duration },
     /// Syslog messages from the network or a Unix socket.
     Syslog(SyslogConfig),
+    /// The Fluent Forward protocol.
+    Forward(ForwardConfig),
 }
 
 impl SourceConfig {
@@ -233,6 +236,8 @@ struct RawSource {
     max_message: Option<S<String>>,
     max_connections: Option<S<i64>>,
     read_timeout: Option<S<String>>,
+    shared_key: Option<S<String>>,
+    self_hostname: Option<S<String>>,
 }
 
 #[derive(Deserialize)]
@@ -505,10 +510,16 @@ fn check_source(
 ) -> Result<SourceConfig, ConfigError> {
     let monitor = match raw.r#type.get_ref().as_str() {
         "syslog" => return listen::check_syslog(checker, key, &raw),
+        "forward" => return listen::check_forward(checker, key, &raw),
         _ => checker.choice(
             &format!("{key}.type"),
             &raw.r#type,
-            &[("file", false), ("monitor", true), ("syslog", false)],
+            &[
+                ("file", false),
+                ("monitor", true),
+                ("syslog", false),
+                ("forward", false),
+            ],
         )?,
     };
     listen::refuse_listener_keys(checker, key, &raw)?;

@@ -26,8 +26,8 @@ use crate::sink::file::{FileOptions, FileSink};
 use crate::sink::http::{HttpConfig, HttpSink};
 use crate::source::file::checkpoint::{Checkpoints, Entry};
 use crate::source::file::{self, FileSourceConfig};
-use crate::source::syslog;
 use crate::source::{Control, Output, Route};
+use crate::source::{forward, syslog};
 use crate::transform::{Stage, TransformMetrics};
 
 #[derive(Debug, thiserror::Error)]
@@ -518,6 +518,14 @@ fn start_lane(
     let control = Arc::new(Control::default());
     let display = lanes::display(name, key);
     let started = match (source, file_source_config(source, checkpoint_path)) {
+        (SourceConfig::Forward(config), _) => forward::start(
+            &display,
+            config.clone(),
+            output,
+            Arc::clone(&control),
+            Arc::clone(&metrics),
+            Arc::clone(&stop),
+        ),
         (SourceConfig::Syslog(config), _) => syslog::start(
             &display,
             config.clone(),
@@ -589,7 +597,7 @@ fn file_source_config(source: &SourceConfig, checkpoint_path: PathBuf) -> Option
                 monitor: true,
             }
         }
-        SourceConfig::Syslog(_) => return None,
+        SourceConfig::Syslog(_) | SourceConfig::Forward(_) => return None,
     };
     Some(config)
 }

@@ -2,6 +2,7 @@
 //! a source's records through transforms to the buffers of its sinks.
 
 pub mod file;
+pub mod forward;
 pub mod net;
 pub mod syslog;
 

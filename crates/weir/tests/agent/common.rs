@@ -118,6 +118,39 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// The project's Python, with the third-party clients the tests drive
+/// weir with (`scripts/setup.sh` makes it).
+pub fn python() -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/pyenv/bin/python");
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/setup.sh",
+        path.display()
+    );
+    path
+}
+
+/// Runs a client script of `tests/agent/clients` with `args`; it must
+/// succeed. Returns what it printed.
+pub fn client(script: &str, args: &[&str]) -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/agent/clients")
+        .join(script);
+    let output = Command::new(python())
+        .arg(&script)
+        .args(args)
+        .output()
+        .expect("running a client");
+    let said = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{} {args:?} failed:\n{said}{}",
+        script.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    said
+}
+
 /// A loopback UDP port nobody listens on (at the moment of asking).
 pub fn free_udp_port() -> u16 {
     std::net::UdpSocket::bind("127.0.0.1:0")

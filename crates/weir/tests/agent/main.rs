@@ -5,6 +5,7 @@ mod cli;
 mod common;
 mod corruption;
 mod crash;
+mod forward;
 mod isolation;
 mod monitor;
 mod ops;

@@ -1,0 +1,239 @@
+//! The `forward` source: the Fluent Forward protocol over TCP, as Fluent
+//! Bit's and Fluentd's `forward` outputs and the fluent-logger libraries
+//! speak it. Every mode is read (see [`message`]); a message with a
+//! `chunk` option is answered `{"ack": chunk}` once its records are in the
+//! sinks' buffers (at-least-once per hop); with a `shared_key` the
+//! connection must pass the HELO/PING/PONG handshake first ([`auth`]).
+//!
+//! A connection's buffered bytes never exceed `max_message` (a larger
+//! message closes it, counted); a message that is MessagePack but not
+//! Forward is counted as malformed, said once per connection, and not
+//! acknowledged, so the client keeps it.
+
+pub mod auth;
+pub mod message;
+pub mod msgpack;
+
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use self::auth::Handshake;
+use self::msgpack::ReadError;
+use super::net::{self, Connections, Emitter, Limits};
+use super::{Control, Output};
+use crate::metrics::SourceMetrics;
+
+/// The port where a configuration names none.
+pub const DEFAULT_PORT: u16 = 24224;
+
+/// The largest message where a configuration names none: Fluent Bit's
+/// chunks are up to a few MiB.
+pub const DEFAULT_MAX_MESSAGE: usize = 16 << 20;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForwardConfig {
+    pub address: std::net::SocketAddr,
+    pub limits: Limits,
+    /// Clients must prove they know it (the handshake).
+    pub shared_key: Option<String>,
+    /// How the server names itself in the handshake.
+    pub hostname: String,
+}
+
+/// Binds the listener and starts the source; it runs until `stop` is set.
+pub fn start(
+    name: &str,
+    config: ForwardConfig,
+    output: Output,
+    control: Arc<Control>,
+    metrics: Arc<SourceMetrics>,
+    stop: Arc<AtomicBool>,
+) -> io::Result<JoinHandle<()>> {
+    net::start(name, output, control, metrics, stop, move |emitter| {
+        let listener = std::net::TcpListener::bind(config.address)?;
+        listener.set_nonblocking(true)?;
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        Ok(serve(listener, emitter, Arc::new(config)))
+    })
+}
+
+async fn serve(listener: tokio::net::TcpListener, emitter: Emitter, config: Arc<ForwardConfig>) {
+    let connections = Connections::new(config.limits.max_connections);
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(_) => {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Some(admitted) = connections.admit() else {
+            emitter
+                .metrics
+                .refused_connections
+                .fetch_add(1, Ordering::Relaxed);
+            continue;
+        };
+        let (emitter, config) = (emitter.clone(), Arc::clone(&config));
+        tokio::spawn(async move {
+            let mut connection = Connection {
+                stream,
+                peer: peer.to_string(),
+                emitter: &emitter,
+                config: &config,
+                said_malformed: false,
+            };
+            if let Err(e) = connection.run().await {
+                eprintln!(
+                    "weir: source {}: {}: {e}; closing the connection",
+                    emitter.name, connection.peer
+                );
+            }
+            drop(admitted);
+        });
+    }
+}
+
+struct Connection<'a> {
+    stream: TcpStream,
+    peer: String,
+    emitter: &'a Emitter,
+    config: &'a ForwardConfig,
+    said_malformed: bool,
+}
+
+impl Connection<'_> {
+    /// Reads messages until the client closes; an error says why the
+    /// connection is given up.
+    async fn run(&mut self) -> Result<(), String> {
+        let metrics = &self.emitter.metrics;
+        let limits = &self.config.limits;
+        let mut handshake = self
+            .config
+            .shared_key
+            .as_deref()
+            .map(|key| Handshake::new(key, &self.config.hostname));
+        if let Some(handshake) = &handshake {
+            self.write(&handshake.helo()).await?;
+        }
+        let mut buffer = Vec::new();
+        let mut read = vec![0; 64 << 10];
+        loop {
+            let mut start = 0;
+            loop {
+                let len = match msgpack::skip(&buffer[start..]) {
+                    Ok(len) => len,
+                    Err(ReadError::Incomplete) => break,
+                    Err(ReadError::Invalid { at, what }) => {
+                        metrics.broken_streams.fetch_add(1, Ordering::Relaxed);
+                        return Err(format!("byte {at} of a message: {what}"));
+                    }
+                };
+                let bytes = &buffer[start..start + len];
+                start += len;
+                let (value, _) = msgpack::read(bytes).map_err(|e| format!("{e:?}"))?;
+                if let Some(pending) = handshake.take() {
+                    let (pong, passed) = pending.answer(&value);
+                    self.write(&pong).await?;
+                    if !passed {
+                        metrics.failed_auth.fetch_add(1, Ordering::Relaxed);
+                        return Err("the handshake failed".into());
+                    }
+                    continue;
+                }
+                self.take(&value, len).await?;
+            }
+            buffer.drain(..start);
+            if buffer.len() > limits.max_message {
+                metrics.broken_streams.fetch_add(1, Ordering::Relaxed);
+                return Err(format!(
+                    "a message longer than max_message ({} bytes)",
+                    limits.max_message
+                ));
+            }
+            let n = match tokio::time::timeout(limits.read_timeout, self.stream.read(&mut read))
+                .await
+            {
+                Ok(Ok(0)) => return Ok(()),
+                Ok(Ok(n)) => n,
+                Ok(Err(e)) => return Err(e.to_string()),
+                Err(_) => {
+                    metrics
+                        .timed_out_connections
+                        .fetch_add(1, Ordering::Relaxed);
+                    return Ok(());
+                }
+            };
+            buffer.extend_from_slice(&read[..n]);
+        }
+    }
+
+    /// Hands one message's records on, and acknowledges it if asked.
+    async fn take(&mut self, value: &msgpack::Value<'_>, len: usize) -> Result<(), String> {
+        let metrics = &self.emitter.metrics;
+        let decoded = match message::decode(value, self.config.limits.max_message * 4) {
+            Ok(decoded) => decoded,
+            Err(what) => {
+                metrics.malformed.add(1, len as u64);
+                if !self.said_malformed {
+                    self.said_malformed = true;
+                    eprintln!(
+                        "weir: source {}: {}: a message that is not Forward ({what}); not acknowledged",
+                        self.emitter.name, self.peer
+                    );
+                }
+                return Ok(());
+            }
+        };
+        metrics.read.add(decoded.records.len() as u64, len as u64);
+        match decoded.chunk {
+            Some(chunk) => {
+                if !self.emitter.send_and_wait(decoded.records).await {
+                    return Err("the source is stopping".into());
+                }
+                self.write(&ack(&chunk)).await
+            }
+            None if decoded.records.is_empty() => Ok(()),
+            None => {
+                if self.emitter.send(decoded.records).await {
+                    Ok(())
+                } else {
+                    Err("the source is stopping".into())
+                }
+            }
+        }
+    }
+
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), String> {
+        self.stream
+            .write_all(bytes)
+            .await
+            .map_err(|e| format!("answering: {e}"))
+    }
+}
+
+/// `{"ack": chunk}`, the chunk as the client sent it.
+fn ack(chunk: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    rmp::encode::write_map_len(&mut out, 1).expect("writing to a Vec");
+    rmp::encode::write_str(&mut out, "ack").expect("writing to a Vec");
+    match std::str::from_utf8(chunk) {
+        Ok(text) => rmp::encode::write_str(&mut out, text).expect("writing to a Vec"),
+        Err(_) => rmp::encode::write_bin(&mut out, chunk).expect("writing to a Vec"),
+    }
+    out
+}
+
+/// The machine's name, for the handshake where none is configured.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "weir".to_owned())
+}

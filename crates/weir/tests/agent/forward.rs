@@ -1,0 +1,117 @@
+//! The forward source against clients nobody here wrote: Python's
+//! fluent-logger (Message mode with EventTime), and every other mode built
+//! with the msgpack package as the protocol specifies it, each with a
+//! chunk whose ack must come back, over a connection that passed the
+//! shared_key handshake; a wrong key is refused and counted.
+
+use std::time::Duration;
+
+use crate::common::*;
+
+#[test]
+fn fluent_clients_in_every_mode_with_acks_and_a_shared_key() {
+    let dir = Scratch::new("forward");
+    let (open, keyed, api) = (free_port(), free_port(), free_port());
+    let out = dir.join("out.ndjson");
+    let config = config(
+        &dir.join("data"),
+        Some(api),
+        &format!(
+            r#"[sources.open]
+type = "forward"
+address = "127.0.0.1:{open}"
+[sources.keyed]
+type = "forward"
+address = "127.0.0.1:{keyed}"
+shared_key = "s3cret"
+self_hostname = "weir-test"
+[sinks.out]
+type = "file"
+inputs = ["open", "keyed"]
+path = "{}"
+batch = {{ timeout = "20ms" }}
+"#,
+            out.display()
+        ),
+    );
+    let agent = Agent::start(&dir, &config);
+    wait_for(Duration::from_secs(10), "the listeners", || {
+        std::net::TcpStream::connect(("127.0.0.1", keyed)).is_ok()
+    });
+    let (open, keyed) = (open.to_string(), keyed.to_string());
+    assert_eq!(
+        client("forward_client.py", &["message", "127.0.0.1", &open]),
+        "sent 3\n"
+    );
+    assert_eq!(
+        client(
+            "forward_client.py",
+            &["modes", "127.0.0.1", &keyed, "s3cret"]
+        ),
+        "acked 9\n"
+    );
+    assert_eq!(
+        client(
+            "forward_client.py",
+            &["badkey", "127.0.0.1", &keyed, "guess"]
+        ),
+        "refused\n"
+    );
+    wait_for(Duration::from_secs(10), "12 records", || {
+        std::fs::read_to_string(&out).is_ok_and(|t| t.lines().count() >= 12)
+    });
+    let records: Vec<serde_json::Value> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(records.len(), 12, "{records:#?}");
+    for (mode, tag) in [
+        ("message", "app.message"),
+        ("forward", "app.forward"),
+        ("packed", "app.packed"),
+        ("compressed", "app.compressed"),
+    ] {
+        let of_mode: Vec<&serde_json::Value> = records
+            .iter()
+            .filter(|r| r["resource"]["fluent.tag"] == tag)
+            .collect();
+        let bodies: Vec<&str> = of_mode
+            .iter()
+            .map(|r| r["body"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            bodies,
+            (0..3).map(|i| format!("{mode} {i}")).collect::<Vec<_>>(),
+            "in order"
+        );
+        for (i, record) in of_mode.iter().enumerate() {
+            assert_eq!(record["attributes"]["i"], i);
+            // EventTime keeps the nanoseconds.
+            let nanos = if mode == "message" {
+                "500000000"
+            } else {
+                "123456789"
+            };
+            assert_eq!(
+                record["time"],
+                format!("2023-11-14T22:13:{:02}.{nanos}Z", 20 + i),
+                "{record}"
+            );
+        }
+    }
+    let (_, metrics) = get(api, "/metrics");
+    assert_eq!(
+        metric(
+            &metrics,
+            "weir_source_connections_closed_total{source=\"keyed\",reason=\"failed_auth\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(&metrics, "weir_source_records_total{source=\"keyed\"}"),
+        9.0
+    );
+    let (code, said) = agent.stop();
+    assert_eq!(code, Some(0), "{said}");
+}
