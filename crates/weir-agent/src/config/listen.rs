@@ -4,8 +4,10 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
-use super::{Checker, ConfigError, RawSource, SourceConfig};
+use super::{Checker, ConfigError, RawSink, RawSource, SourceConfig};
+use crate::sink::forward::{Balance, ForwardSinkConfig};
 use crate::source::forward::{self, ForwardConfig};
 use crate::source::net::{Endpoint, Limits};
 use crate::source::syslog::{self, Mode, SyslogConfig};
@@ -102,6 +104,73 @@ pub(super) fn check_forward(
             .as_ref()
             .map_or_else(forward::hostname, |h| h.get_ref().clone()),
     }))
+}
+
+/// `[sinks.NAME] type = "forward"`: `servers = ["HOST:PORT", …]`,
+/// `balance` failover (default) or round_robin, `tag` (default
+/// "weir"), `gzip`, `require_ack` (default true), `shared_key`,
+/// `self_hostname`, `timeout` (default 30s).
+pub(super) fn check_forward_sink(
+    checker: &Checker<'_>,
+    key: &str,
+    raw: &RawSink,
+    at: usize,
+) -> Result<ForwardSinkConfig, ConfigError> {
+    let listed = raw.servers.as_ref().ok_or_else(|| {
+        checker.error(
+            at,
+            format!("{key}: a forward sink needs servers = [\"HOST:PORT\", ...]"),
+        )
+    })?;
+    if listed.get_ref().is_empty() {
+        return Err(checker.error(
+            listed.span().start,
+            format!("{key}.servers: expected at least one \"HOST:PORT\""),
+        ));
+    }
+    let mut servers = Vec::new();
+    for server in listed.get_ref() {
+        let address = server.get_ref().parse().map_err(|_| {
+            checker.error(
+                server.span().start,
+                format!(
+                    "{key}.servers: {:?} is not an address and port, like \"127.0.0.1:24224\"",
+                    server.get_ref()
+                ),
+            )
+        })?;
+        servers.push(address);
+    }
+    let balance = match &raw.balance {
+        Some(b) => checker.choice(
+            &format!("{key}.balance"),
+            b,
+            &[
+                ("failover", Balance::Failover),
+                ("round_robin", Balance::RoundRobin),
+            ],
+        )?,
+        None => Balance::Failover,
+    };
+    Ok(ForwardSinkConfig {
+        servers,
+        balance,
+        tag: raw
+            .tag
+            .as_ref()
+            .map_or_else(|| "weir".to_owned(), |t| t.get_ref().clone()),
+        gzip: raw.gzip.unwrap_or(false),
+        require_ack: raw.require_ack.unwrap_or(true),
+        shared_key: raw.shared_key.as_ref().map(|k| k.get_ref().clone()),
+        hostname: raw
+            .self_hostname
+            .as_ref()
+            .map_or_else(forward::hostname, |h| h.get_ref().clone()),
+        timeout: match &raw.timeout {
+            Some(d) => checker.duration(&format!("{key}.timeout"), d)?,
+            None => Duration::from_secs(30),
+        },
+    })
 }
 
 /// `address = "HOST:PORT"`, by default on loopback.

@@ -40,6 +40,7 @@ use weir_gate::units::{parse_duration, parse_size};
 
 use crate::buffer::WhenFull;
 use crate::buffer::disk::Fsync;
+use crate::sink::forward::ForwardSinkConfig;
 use crate::source::file::Format;
 use crate::source::forward::ForwardConfig;
 use crate::source::syslog::SyslogConfig;
@@ -165,6 +166,7 @@ pub enum SinkKind {
         gzip: bool,
         timeout: Duration,
     },
+    Forward(ForwardSinkConfig),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -258,6 +260,13 @@ struct RawSink {
     gzip: Option<bool>,
     timeout: Option<S<String>>,
     auth: Option<RawAuth>,
+    // forward
+    servers: Option<S<Vec<S<String>>>>,
+    balance: Option<S<String>>,
+    tag: Option<S<String>>,
+    require_ack: Option<bool>,
+    shared_key: Option<S<String>>,
+    self_hostname: Option<S<String>>,
     // delivery
     ordering: Option<S<String>>,
     concurrency: Option<S<i64>>,
@@ -605,6 +614,7 @@ enum Kind {
     Console,
     File,
     Http,
+    Forward,
 }
 
 fn check_sink(
@@ -622,9 +632,10 @@ fn check_sink(
             ("console", Kind::Console),
             ("file", Kind::File),
             ("http", Kind::Http),
+            ("forward", Kind::Forward),
         ],
     )?;
-    let inputs = check_inputs(checker, key, raw.inputs, at, names)?;
+    let inputs = check_inputs(checker, key, raw.inputs.clone(), at, names)?;
     let needs = |value: &Option<S<String>>, what: &str| {
         value.clone().ok_or_else(|| {
             checker.error(
@@ -728,6 +739,7 @@ fn check_sink(
                 },
             }
         }
+        Kind::Forward => SinkKind::Forward(listen::check_forward_sink(checker, key, &raw, at)?),
     };
     let concurrency = match (&raw.ordering, &raw.concurrency) {
         (Some(o), c) => {
@@ -936,7 +948,7 @@ fn check_transform(
             ("throttle", Kind::Throttle),
         ],
     )?;
-    let inputs = check_inputs(checker, key, raw.inputs, at, names)?;
+    let inputs = check_inputs(checker, key, raw.inputs.clone(), at, names)?;
     let text = format!(
         "{:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?}",
         raw.r#type.get_ref(),

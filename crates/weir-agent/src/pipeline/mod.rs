@@ -23,6 +23,7 @@ use crate::sink::Sink;
 use crate::sink::blackhole::Blackhole;
 use crate::sink::console::Console;
 use crate::sink::file::{FileOptions, FileSink};
+use crate::sink::forward::ForwardSink;
 use crate::sink::http::{HttpConfig, HttpSink};
 use crate::source::file::checkpoint::{Checkpoints, Entry};
 use crate::source::file::{self, FileSourceConfig};
@@ -709,6 +710,9 @@ fn factory(kind: &SinkKind) -> SinkFactory {
             );
             Ok(Box::new(sink) as Box<dyn Sink>)
         }),
+        SinkKind::Forward(config) => {
+            Box::new(move || Ok(Box::new(ForwardSink::new(config.clone())) as Box<dyn Sink>))
+        }
         SinkKind::Http {
             uri,
             headers,

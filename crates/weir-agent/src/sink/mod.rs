@@ -5,6 +5,7 @@
 pub mod blackhole;
 pub mod console;
 pub mod file;
+pub mod forward;
 pub mod http;
 pub mod ndjson;
 

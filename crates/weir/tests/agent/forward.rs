@@ -115,3 +115,93 @@ batch = {{ timeout = "20ms" }}
     let (code, said) = agent.stop();
     assert_eq!(code, Some(0), "{said}");
 }
+
+/// Agent to agent: one weir's forward sink (gzip, acks, a shared key, and
+/// a first server that is down) into another weir's forward source; every
+/// line arrives once, in order, with the record's own fields.
+#[test]
+fn a_weir_agent_forwards_to_another_through_failover() {
+    let dir = Scratch::new("forward-hop");
+    let collector_port = free_port();
+    let out = dir.join("collector.ndjson");
+    let collector_dir = Scratch::new("forward-hop-collector");
+    let collector = Agent::start(
+        &collector_dir,
+        &config(
+            &collector_dir.join("data"),
+            None,
+            &format!(
+                r#"[sources.agents]
+type = "forward"
+address = "127.0.0.1:{collector_port}"
+shared_key = "hop-key"
+[sinks.out]
+type = "file"
+inputs = ["agents"]
+path = "{}"
+batch = {{ timeout = "20ms" }}
+"#,
+                out.display()
+            ),
+        ),
+    );
+    wait_for(Duration::from_secs(10), "the collector", || {
+        std::net::TcpStream::connect(("127.0.0.1", collector_port)).is_ok()
+    });
+    let log = dir.join("app.log");
+    let total = 20_000;
+    std::fs::write(&log, (0..total).map(line).collect::<String>()).unwrap();
+    let down = free_port();
+    let agent = Agent::start(
+        &dir,
+        &config(
+            &dir.join("data"),
+            None,
+            &(tail_source(log.to_str().unwrap())
+                + &format!(
+                    r#"[sinks.out]
+type = "forward"
+inputs = ["app"]
+servers = ["127.0.0.1:{down}", "127.0.0.1:{collector_port}"]
+shared_key = "hop-key"
+gzip = true
+tag = "node.app"
+timeout = "2s"
+batch = {{ max_records = 700, timeout = "20ms" }}
+retry = {{ initial = "5ms", max = "50ms" }}
+"#
+                )),
+        ),
+    );
+    wait_for(
+        Duration::from_secs(60),
+        "every line at the collector",
+        || std::fs::read_to_string(&out).is_ok_and(|t| t.lines().count() >= total),
+    );
+    let (code, said) = agent.stop();
+    assert_eq!(code, Some(0), "{said}");
+    let (code, said) = collector.stop();
+    assert_eq!(code, Some(0), "{said}");
+    let records: Vec<serde_json::Value> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let bodies: Vec<String> = records
+        .iter()
+        .map(|r| format!("{}\n", r["body"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        bodies,
+        (0..total).map(line).collect::<Vec<_>>(),
+        "once each, in order"
+    );
+    let first = &records[0];
+    assert_eq!(first["resource"]["fluent.tag"], "node.app");
+    assert!(
+        first["resource"]["log.file.path"]
+            .as_str()
+            .is_some_and(|p| p.ends_with("app.log")),
+        "the tail source's resource crossed the hop: {first}"
+    );
+}

@@ -19,7 +19,7 @@ pub struct Handshake {
 impl Handshake {
     pub fn new(shared_key: &str, hostname: &str) -> Handshake {
         Handshake {
-            nonce: random_nonce(),
+            nonce: random_bytes(),
             shared_key: shared_key.to_owned(),
             hostname: hostname.to_owned(),
         }
@@ -108,8 +108,8 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// 16 bytes from the kernel's random source.
-fn random_nonce() -> [u8; 16] {
+/// 16 bytes from the kernel's random source: nonces, salts, chunk ids.
+pub fn random_bytes() -> [u8; 16] {
     let mut nonce = [0u8; 16];
     // SAFETY: `nonce` is a valid, writable buffer of its length.
     let got = unsafe { libc::getrandom(nonce.as_mut_ptr().cast(), nonce.len(), 0) };

@@ -131,6 +131,9 @@ fn to_record(time: &Value<'_>, fields: &Value<'_>, tag: &str) -> Result<LogRecor
             record.body = value.as_bytes().unwrap_or_default().to_vec();
             continue;
         }
+        if record_field(&mut record, &key, value) {
+            continue;
+        }
         if let Some(value) = attribute(value) {
             record.attributes.push((key.into_owned(), value));
         }
@@ -141,6 +144,54 @@ fn to_record(time: &Value<'_>, fields: &Value<'_>, tag: &str) -> Result<LogRecor
         record.body = json.into_bytes();
     }
     Ok(record)
+}
+
+/// The fields that are the record's own rather than attributes, as weir's
+/// forward sink writes them and Docker's logs name the stream: whether
+/// `key` was one.
+fn record_field(record: &mut LogRecord, key: &str, value: &Value<'_>) -> bool {
+    match (key, value) {
+        ("stream", Value::Str(s)) if *s == b"stdout" || *s == b"stderr" => {
+            record.stream = if *s == b"stdout" {
+                Stream::Stdout
+            } else {
+                Stream::Stderr
+            };
+        }
+        ("severity", Value::Int(n)) if (0..=7).contains(n) => record.severity = Some(*n as u8),
+        ("partial", Value::Bool(partial)) => record.partial = *partial,
+        ("trace_id", Value::Str(hex)) if hex.len() == 32 => match unhex::<16>(hex) {
+            Some(id) => record.trace_id = Some(id),
+            None => return false,
+        },
+        ("span_id", Value::Str(hex)) if hex.len() == 16 => match unhex::<8>(hex) {
+            Some(id) => record.span_id = Some(id),
+            None => return false,
+        },
+        ("resource", Value::Map(entries))
+            if entries
+                .iter()
+                .all(|(k, v)| k.as_str().is_some() && v.as_str().is_some()) =>
+        {
+            for (k, v) in entries {
+                let (Some(k), Some(v)) = (k.as_str(), v.as_str()) else {
+                    continue;
+                };
+                record.resource.push((k.to_owned(), v.to_owned()));
+            }
+        }
+        _ => return false,
+    }
+    true
+}
+
+fn unhex<const N: usize>(hex: &[u8]) -> Option<[u8; N]> {
+    let digit = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let mut out = [0u8; N];
+    for (i, pair) in hex.chunks_exact(2).enumerate() {
+        *out.get_mut(i)? = digit(pair[0])? << 4 | digit(pair[1])?;
+    }
+    Some(out)
 }
 
 /// Integer seconds, or the EventTime extension (type 0: seconds and
