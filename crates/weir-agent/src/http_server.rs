@@ -30,7 +30,6 @@ where
     F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
 {
     let name = name.to_owned();
-    let handler = Arc::new(handler);
     thread::Builder::new().name(name.clone()).spawn(move || {
         let runtime = match tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -43,39 +42,60 @@ where
             }
         };
         runtime.block_on(async move {
-            let listener = match tokio::net::TcpListener::from_std(listener) {
-                Ok(listener) => listener,
-                Err(e) => {
-                    eprintln!("weir: {name}: {e}");
-                    return;
-                }
-            };
-            let open = Arc::new(AtomicUsize::new(0));
-            loop {
-                let stream = match listener.accept().await {
-                    Ok((stream, _)) => stream,
-                    Err(_) => {
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                };
-                if open.load(Ordering::Relaxed) >= max_connections {
-                    drop(stream);
-                    continue;
-                }
-                open.fetch_add(1, Ordering::Relaxed);
-                let (handler, open) = (Arc::clone(&handler), Arc::clone(&open));
-                tokio::spawn(async move {
-                    let service = service_fn(move |request| {
-                        let response = handler(request);
-                        async move { Ok::<_, std::convert::Infallible>(response.await) }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                    open.fetch_sub(1, Ordering::Relaxed);
-                });
+            match tokio::net::TcpListener::from_std(listener) {
+                Ok(listener) => serve_on(listener, max_connections, None, || {}, handler).await,
+                Err(e) => eprintln!("weir: {name}: {e}"),
             }
         });
     })
+}
+
+/// Serves `listener` with `handler` on the current runtime, for as long
+/// as the returned future is polled. A client that takes longer than
+/// `read_timeout` to send a request's head is cut off; `refused` is told
+/// of each connection closed for being one too many.
+pub async fn serve_on<H, F>(
+    listener: tokio::net::TcpListener,
+    max_connections: usize,
+    read_timeout: Option<Duration>,
+    refused: impl Fn(),
+    handler: H,
+) where
+    H: Fn(Request<Incoming>) -> F + Send + Sync + 'static,
+    F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
+    let handler = Arc::new(handler);
+    let open = Arc::new(AtomicUsize::new(0));
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        if open.load(Ordering::Relaxed) >= max_connections {
+            drop(stream);
+            refused();
+            continue;
+        }
+        open.fetch_add(1, Ordering::Relaxed);
+        let (handler, open) = (Arc::clone(&handler), Arc::clone(&open));
+        tokio::spawn(async move {
+            let service = service_fn(move |request| {
+                let response = handler(request);
+                async move { Ok::<_, std::convert::Infallible>(response.await) }
+            });
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            if let Some(timeout) = read_timeout {
+                builder
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(timeout);
+            }
+            let _ = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+            open.fetch_sub(1, Ordering::Relaxed);
+        });
+    }
 }

@@ -5,9 +5,10 @@
 pub mod buffer;
 pub mod config;
 pub mod delivery;
-mod http_server;
+pub mod http_server;
 pub mod metrics;
 pub mod ops;
+pub mod otlp;
 pub mod pipeline;
 mod read_at;
 pub mod receiver;

@@ -85,6 +85,9 @@ pub struct SourceMetrics {
     pub timed_out_connections: AtomicU64,
     /// Streams closed because their framing was broken.
     pub broken_streams: AtomicU64,
-    /// Connections closed because the client failed authentication.
+    /// Connections closed, or requests refused, because the client failed
+    /// authentication.
     pub failed_auth: AtomicU64,
+    /// Messages or requests larger than `max_message`, refused.
+    pub oversized: AtomicU64,
 }

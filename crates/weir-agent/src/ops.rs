@@ -120,6 +120,15 @@ impl Registry {
                 .collect(),
         );
         family(
+            "weir_source_oversized_total",
+            "counter",
+            "Messages or requests larger than the listener's max_message, refused.",
+            self.sources
+                .iter()
+                .map(|(n, m)| (n.clone(), m.oversized.load(Ordering::Relaxed) as f64))
+                .collect(),
+        );
+        family(
             "weir_transform_records_total",
             "counter",
             "Records into each transform.",

@@ -10,6 +10,7 @@ use super::{Checker, ConfigError, RawSink, RawSource, SourceConfig};
 use crate::sink::forward::{Balance, ForwardSinkConfig};
 use crate::source::forward::{self, ForwardConfig};
 use crate::source::net::{Endpoint, Limits};
+use crate::source::otlp::{self, OtlpConfig};
 use crate::source::syslog::{self, Mode, SyslogConfig};
 
 /// `[sources.NAME] type = "syslog"`: `mode` tcp (default), udp or unix;
@@ -23,6 +24,7 @@ pub(super) fn check_syslog(
     for (name, value) in [
         ("shared_key", &raw.shared_key),
         ("self_hostname", &raw.self_hostname),
+        ("token", &raw.token),
     ] {
         if let Some(value) = value {
             return Err(not_for(checker, key, name, value.span().start, raw));
@@ -65,7 +67,7 @@ pub(super) fn check_syslog(
     Ok(SourceConfig::Syslog(SyslogConfig {
         mode,
         endpoint,
-        limits: limits(checker, key, raw, Limits::default())?,
+        limits: limits_from(checker, key, raw, Limits::default())?,
     }))
 }
 
@@ -77,7 +79,11 @@ pub(super) fn check_forward(
     raw: &RawSource,
 ) -> Result<SourceConfig, ConfigError> {
     refuse_file_keys(checker, key, raw)?;
-    for (name, value) in [("mode", &raw.mode), ("path", &raw.path)] {
+    for (name, value) in [
+        ("mode", &raw.mode),
+        ("path", &raw.path),
+        ("token", &raw.token),
+    ] {
         if let Some(value) = value {
             return Err(not_for(checker, key, name, value.span().start, raw));
         }
@@ -86,7 +92,7 @@ pub(super) fn check_forward(
         max_message: forward::DEFAULT_MAX_MESSAGE,
         ..Limits::default()
     };
-    limits = self::limits(checker, key, raw, limits)?;
+    limits = limits_from(checker, key, raw, limits)?;
     if let Some(shared_key) = &raw.shared_key
         && shared_key.get_ref().is_empty()
     {
@@ -173,6 +179,35 @@ pub(super) fn check_forward_sink(
     })
 }
 
+/// `[sources.NAME] type = "otlp"`: `address` (default 127.0.0.1:4318),
+/// `token` (clients must send `Authorization: Bearer TOKEN`).
+pub(super) fn check_otlp(
+    checker: &Checker<'_>,
+    key: &str,
+    raw: &RawSource,
+) -> Result<SourceConfig, ConfigError> {
+    refuse_file_keys(checker, key, raw)?;
+    for (name, value) in [
+        ("mode", &raw.mode),
+        ("path", &raw.path),
+        ("shared_key", &raw.shared_key),
+        ("self_hostname", &raw.self_hostname),
+    ] {
+        if let Some(value) = value {
+            return Err(not_for(checker, key, name, value.span().start, raw));
+        }
+    }
+    let limits = Limits {
+        max_message: otlp::DEFAULT_MAX_MESSAGE,
+        ..Limits::default()
+    };
+    Ok(SourceConfig::Otlp(OtlpConfig {
+        address: address(checker, key, raw, otlp::DEFAULT_PORT)?,
+        limits: limits_from(checker, key, raw, limits)?,
+        token: raw.token.as_ref().map(|t| t.get_ref().clone()),
+    }))
+}
+
 /// `address = "HOST:PORT"`, by default on loopback.
 fn address(
     checker: &Checker<'_>,
@@ -195,7 +230,7 @@ fn address(
 }
 
 /// The limits `raw` sets, over `limits`.
-fn limits(
+fn limits_from(
     checker: &Checker<'_>,
     key: &str,
     raw: &RawSource,
@@ -229,6 +264,7 @@ pub(super) fn refuse_listener_keys(
         ("read_timeout", &raw.read_timeout),
         ("shared_key", &raw.shared_key),
         ("self_hostname", &raw.self_hostname),
+        ("token", &raw.token),
     ];
     for (name, value) in strings {
         if let Some(value) = value {

@@ -43,6 +43,7 @@ use crate::buffer::disk::Fsync;
 use crate::sink::forward::ForwardSinkConfig;
 use crate::source::file::Format;
 use crate::source::forward::ForwardConfig;
+use crate::source::otlp::OtlpConfig;
 use crate::source::syslog::SyslogConfig;
 use crate::transform::expr::{Expr, Operand};
 use crate::transform::{SeveritySource, Transform};
@@ -118,6 +119,8 @@ pub enum SourceConfig {
     Syslog(SyslogConfig),
     /// The Fluent Forward protocol.
     Forward(ForwardConfig),
+    /// OTLP/HTTP.
+    Otlp(OtlpConfig),
 }
 
 impl SourceConfig {
@@ -240,6 +243,7 @@ struct RawSource {
     read_timeout: Option<S<String>>,
     shared_key: Option<S<String>>,
     self_hostname: Option<S<String>>,
+    token: Option<S<String>>,
 }
 
 #[derive(Deserialize)]
@@ -520,6 +524,7 @@ fn check_source(
     let monitor = match raw.r#type.get_ref().as_str() {
         "syslog" => return listen::check_syslog(checker, key, &raw),
         "forward" => return listen::check_forward(checker, key, &raw),
+        "otlp" => return listen::check_otlp(checker, key, &raw),
         _ => checker.choice(
             &format!("{key}.type"),
             &raw.r#type,
@@ -528,6 +533,7 @@ fn check_source(
                 ("monitor", true),
                 ("syslog", false),
                 ("forward", false),
+                ("otlp", false),
             ],
         )?,
     };

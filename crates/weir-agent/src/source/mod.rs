@@ -4,6 +4,7 @@
 pub mod file;
 pub mod forward;
 pub mod net;
+pub mod otlp;
 pub mod syslog;
 
 use std::sync::{Arc, Condvar, Mutex};

@@ -12,11 +12,12 @@ use std::future::Future;
 use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
+use weir_gate::bucket::monotonic_ns;
 
 use super::{Control, Output};
 use crate::metrics::SourceMetrics;
@@ -73,6 +74,9 @@ struct Batch {
 #[derive(Clone)]
 pub struct Emitter {
     batches: mpsc::Sender<Batch>,
+    /// When the emitter started appending the batch it is on (monotonic
+    /// ns), 0 while it waits for one.
+    busy_since: Arc<AtomicU64>,
     pub metrics: Arc<SourceMetrics>,
     /// The source's name, for messages.
     pub name: Arc<str>,
@@ -98,6 +102,15 @@ impl Emitter {
             appended: Some(appended),
         };
         self.batches.send(batch).await.is_ok() && done.await.is_ok()
+    }
+
+    /// Whether the pipeline is behind: no room to queue a batch, or the
+    /// emitter has been appending one for over a second (a sink's buffer
+    /// is full and it waits). A protocol that can say "later" does.
+    pub fn is_behind(&self) -> bool {
+        let since = self.busy_since.load(Ordering::Relaxed);
+        self.batches.capacity() == 0
+            || (since != 0 && monotonic_ns().saturating_sub(since) > 1_000_000_000)
     }
 
     /// Hands `records` on if the pipeline has room now; otherwise they are
@@ -163,8 +176,10 @@ where
     F: Future<Output = ()> + Send + 'static,
 {
     let (sender, receiver) = mpsc::channel(WAITING_BATCHES);
+    let busy_since = Arc::new(AtomicU64::new(0));
     let emitter = Emitter {
         batches: sender,
+        busy_since: Arc::clone(&busy_since),
         metrics: Arc::clone(&metrics),
         name: Arc::from(name),
     };
@@ -180,7 +195,7 @@ where
         let metrics = Arc::clone(&metrics);
         thread::Builder::new()
             .name(format!("weir-emit-{name}"))
-            .spawn(move || emit(receiver, output, &control, &metrics))?
+            .spawn(move || emit(receiver, output, &control, &metrics, &busy_since))?
     };
     thread::Builder::new()
         .name(format!("weir-net-{name}"))
@@ -205,6 +220,7 @@ fn emit(
     mut output: Output,
     control: &Control,
     metrics: &SourceMetrics,
+    busy_since: &AtomicU64,
 ) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_time()
@@ -225,7 +241,9 @@ fn emit(
         });
         match next {
             Ok(Some(batch)) => {
+                busy_since.store(monotonic_ns().max(1), Ordering::Relaxed);
                 output.emit(batch.records, metrics);
+                busy_since.store(0, Ordering::Relaxed);
                 if let Some(appended) = batch.appended {
                     let _ = appended.send(());
                 }

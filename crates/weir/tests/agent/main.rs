@@ -9,6 +9,7 @@ mod forward;
 mod isolation;
 mod monitor;
 mod ops;
+mod otlp;
 mod outage;
 mod reload;
 mod syslog;

@@ -150,7 +150,7 @@ impl Connection<'_> {
             }
             buffer.drain(..start);
             if buffer.len() > limits.max_message {
-                metrics.broken_streams.fetch_add(1, Ordering::Relaxed);
+                metrics.oversized.fetch_add(1, Ordering::Relaxed);
                 return Err(format!(
                     "a message longer than max_message ({} bytes)",
                     limits.max_message

@@ -1,0 +1,160 @@
+//! The OTLP/JSON encodings of the fields protobuf carries as binary: ids as
+//! hex (the spec's exception to proto3's base64), `bytesValue` as base64,
+//! and 64-bit integers as decimal strings, with plain numbers accepted on
+//! input as the spec allows.
+
+use serde::de::{self, Deserializer, Visitor};
+use serde::{Deserialize, Serializer};
+
+/// Trace and span ids: lowercase hex.
+pub mod hex_bytes {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&crate::source::forward::auth::hex(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        if text.len() % 2 != 0 {
+            return Err(de::Error::custom(format!("{text:?} is not hex")));
+        }
+        text.as_bytes()
+            .chunks_exact(2)
+            .map(|pair| {
+                let digit = |c: u8| (c as char).to_digit(16);
+                match (digit(pair[0]), digit(pair[1])) {
+                    (Some(high), Some(low)) => Ok((high << 4 | low) as u8),
+                    _ => Err(de::Error::custom(format!("{text:?} is not hex"))),
+                }
+            })
+            .collect()
+    }
+}
+
+/// `bytesValue`: standard base64.
+pub mod base64_bytes {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        let mut out = Vec::new();
+        crate::sink::ndjson::base64_into(bytes, &mut out);
+        s.serialize_str(&String::from_utf8_lossy(&out))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        decode_base64(&text).ok_or_else(|| de::Error::custom("bytesValue is not base64"))
+    }
+
+    fn decode_base64(text: &str) -> Option<Vec<u8>> {
+        let value = |c: u8| -> Option<u32> {
+            Some(match c {
+                b'A'..=b'Z' => c - b'A',
+                b'a'..=b'z' => c - b'a' + 26,
+                b'0'..=b'9' => c - b'0' + 52,
+                b'+' | b'-' => 62,
+                b'/' | b'_' => 63,
+                _ => return None,
+            } as u32)
+        };
+        let digits = text.trim_end_matches('=').as_bytes();
+        let mut out = Vec::with_capacity(digits.len() * 3 / 4);
+        for group in digits.chunks(4) {
+            if group.len() == 1 {
+                return None;
+            }
+            let mut n = 0u32;
+            for (i, c) in group.iter().enumerate() {
+                n |= value(*c)? << (18 - 6 * i);
+            }
+            let bytes = n.to_be_bytes();
+            out.extend_from_slice(&bytes[1..group.len()]);
+        }
+        Some(out)
+    }
+}
+
+/// A number sent as a decimal string or as a JSON number.
+struct Flexible<T>(std::marker::PhantomData<T>);
+
+macro_rules! flexible_int {
+    ($module:ident, $int:ty) => {
+        pub mod $module {
+            use super::*;
+
+            pub fn serialize<S: Serializer>(n: &$int, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&n.to_string())
+            }
+
+            pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<$int, D::Error> {
+                d.deserialize_any(Flexible::<$int>(std::marker::PhantomData))
+            }
+        }
+
+        impl<'de> Visitor<'de> for Flexible<$int> {
+            type Value = $int;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(concat!(
+                    "a ",
+                    stringify!($int),
+                    " as a number or a decimal string"
+                ))
+            }
+
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<$int, E> {
+                <$int>::try_from(n).map_err(|_| E::custom(format!("{n} is out of range")))
+            }
+
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<$int, E> {
+                <$int>::try_from(n).map_err(|_| E::custom(format!("{n} is out of range")))
+            }
+
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<$int, E> {
+                text.parse()
+                    .map_err(|_| E::custom(format!("{text:?} is not a whole number")))
+            }
+        }
+    };
+}
+
+flexible_int!(u64_string, u64);
+flexible_int!(i64_string, i64);
+
+#[cfg(test)]
+mod tests {
+    use super::super::proto::*;
+
+    #[test]
+    fn otlp_json_reads_as_the_spec_writes_it() {
+        let text = r#"{"resourceLogs":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"cart"}}]},
+            "scopeLogs":[{"scope":{"name":"lib"},"logRecords":[{"timeUnixNano":"1700000000000000001",
+            "observedTimeUnixNano":1700000000000000002,"severityNumber":17,"severityText":"ERROR",
+            "body":{"stringValue":"boom"},"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174",
+            "attributes":[{"key":"n","value":{"intValue":"-3"}},{"key":"b","value":{"bytesValue":"aGk="}},
+            {"key":"l","value":{"arrayValue":{"values":[{"doubleValue":1.5}]}}}]}]}]}]}"#;
+        let request: ExportLogsServiceRequest = serde_json::from_str(text).unwrap();
+        let record = &request.resource_logs[0].scope_logs[0].log_records[0];
+        assert_eq!(record.time_unix_nano, 1_700_000_000_000_000_001);
+        assert_eq!(record.observed_time_unix_nano, 1_700_000_000_000_000_002);
+        assert_eq!(record.severity_number, 17);
+        assert_eq!(record.trace_id.len(), 16);
+        assert_eq!(
+            record.span_id,
+            [0xee, 0xe1, 0x9b, 0x7e, 0xc3, 0xc1, 0xb1, 0x74]
+        );
+        assert_eq!(
+            record.attributes[0].value.as_ref().unwrap().value,
+            Some(any_value::Value::IntValue(-3))
+        );
+        assert_eq!(
+            record.attributes[1].value.as_ref().unwrap().value,
+            Some(any_value::Value::BytesValue(b"hi".to_vec()))
+        );
+        // And back: what serde writes, serde reads the same.
+        let again: ExportLogsServiceRequest =
+            serde_json::from_str(&serde_json::to_string(&request).unwrap()).unwrap();
+        assert_eq!(again, request);
+    }
+}

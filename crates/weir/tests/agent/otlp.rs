@@ -1,0 +1,230 @@
+//! The otlp source against the OpenTelemetry Python SDK's OTLP/HTTP
+//! exporter: what weir writes equals what the SDK exported (ids,
+//! timestamps, attributes, severity, body, resource, scope). OTLP/JSON, the
+//! bearer token, and the 503 with Retry-After that makes a client back off
+//! while a sink's buffer is full are checked with plain requests.
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use crate::common::*;
+
+/// POSTs `body` to `path` on `port`; the status, the headers and the body.
+fn post(port: u16, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String, String) {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    let mut request = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        request += &format!("{name}: {value}\r\n");
+    }
+    request += "\r\n";
+    stream.write_all(request.as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
+    let mut response = Vec::new();
+    if stream.read_to_end(&mut response).is_err() && response.is_empty() {
+        return (0, String::new(), String::new());
+    }
+    let response = String::from_utf8_lossy(&response).into_owned();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    (
+        head[9..12].parse().unwrap(),
+        head.to_owned(),
+        body.to_owned(),
+    )
+}
+
+fn otlp_config(dir: &Scratch, port: u16, api: u16, sink: &str) -> String {
+    config(
+        &dir.join("data"),
+        Some(api),
+        &format!(
+            "[sources.otel]\ntype = \"otlp\"\naddress = \"127.0.0.1:{port}\"\ntoken = \"t0k\"\n{sink}"
+        ),
+    )
+}
+
+#[test]
+fn the_opentelemetry_sdk_exports_logs_that_arrive_as_sent() {
+    let dir = Scratch::new("otlp");
+    let (port, api) = (free_port(), free_port());
+    let out = dir.join("out.ndjson");
+    let sink = format!(
+        "[sinks.out]\ntype = \"file\"\ninputs = [\"otel\"]\npath = \"{}\"\nbatch = {{ timeout = \"20ms\" }}\n",
+        out.display()
+    );
+    let agent = Agent::start(&dir, &otlp_config(&dir, port, api, &sink));
+    wait_for(Duration::from_secs(10), "the listener", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let endpoint = format!("http://127.0.0.1:{port}/v1/logs");
+    let sent: Vec<serde_json::Value> = client("otlp_client.py", &["logs", &endpoint, "t0k"])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(sent.len(), 3);
+    // OTLP/JSON, as the specification writes it.
+    let json = r#"{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"timeUnixNano":"1700000000000000009","body":{"stringValue":"from json"},"spanId":"eee19b7ec3c1b174"}]}]}]}"#;
+    let auth = ("Authorization", "Bearer t0k");
+    let (status, head, body) = post(
+        port,
+        "/v1/logs",
+        &[("Content-Type", "application/json"), auth],
+        json.as_bytes(),
+    );
+    assert_eq!(status, 200, "{head}{body}");
+    assert!(
+        head.to_lowercase()
+            .contains("content-type: application/json"),
+        "{head}"
+    );
+    // No token, no entry.
+    let (status, _, _) = post(
+        port,
+        "/v1/logs",
+        &[("Content-Type", "application/json")],
+        json.as_bytes(),
+    );
+    assert_eq!(status, 401);
+    let (status, _, body) = post(
+        port,
+        "/v1/logs",
+        &[("Content-Type", "application/json"), auth],
+        b"{\"resourceLogs\":7}",
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("not an ExportLogsServiceRequest"), "{body}");
+    wait_for(Duration::from_secs(10), "4 records", || {
+        std::fs::read_to_string(&out).is_ok_and(|t| t.lines().count() >= 4)
+    });
+    let written: Vec<serde_json::Value> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for sent in &sent {
+        let got = written
+            .iter()
+            .find(|w| w["body"] == sent["body"])
+            .unwrap_or_else(|| panic!("{} not written: {written:#?}", sent["body"]));
+        let ns = sent["time_unix_nano"].as_i64().unwrap();
+        let time = format!("2023-11-14T22:13:20.{:09}Z", ns - 1_700_000_000_000_000_000);
+        assert_eq!(got["time"], time);
+        assert_eq!(got["trace_id"], sent["trace_id"]);
+        assert_eq!(got["span_id"], sent["span_id"]);
+        assert_eq!(
+            got["attributes"]["otel.severity_number"],
+            sent["severity_number"]
+        );
+        assert_eq!(
+            got["attributes"]["otel.severity_text"],
+            sent["severity_text"]
+        );
+        assert_eq!(got["attributes"]["otel.scope.name"], sent["scope"][0]);
+        assert_eq!(got["attributes"]["otel.scope.version"], sent["scope"][1]);
+        for (key, value) in sent["attributes"].as_object().unwrap() {
+            assert_eq!(&got["attributes"][key], value, "attribute {key}");
+        }
+        for (key, value) in sent["resource"].as_object().unwrap() {
+            assert_eq!(&got["resource"][key], value, "resource {key}");
+        }
+    }
+    let severities: Vec<&str> = sent
+        .iter()
+        .map(|s| {
+            let got = written.iter().find(|w| w["body"] == s["body"]).unwrap();
+            got["severity"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(severities, ["info", "warning", "error"]);
+    let from_json = written.iter().find(|w| w["body"] == "from json").unwrap();
+    assert_eq!(from_json["span_id"], "eee19b7ec3c1b174");
+    assert_eq!(from_json["time"], "2023-11-14T22:13:20.000000009Z");
+    let (_, metrics) = get(api, "/metrics");
+    assert_eq!(
+        metric(&metrics, "weir_source_records_total{source=\"otel\"}"),
+        4.0
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            "weir_source_malformed_records_total{source=\"otel\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            "weir_source_connections_closed_total{source=\"otel\",reason=\"failed_auth\"}"
+        ),
+        1.0
+    );
+    let (code, said) = agent.stop();
+    assert_eq!(code, Some(0), "{said}");
+}
+
+#[test]
+fn a_full_buffer_answers_503_with_retry_after_and_takes_nothing() {
+    let dir = Scratch::new("otlp-full");
+    let (port, api, down) = (free_port(), free_port(), free_port());
+    let sink = format!(
+        "[sinks.out]\ntype = \"http\"\ninputs = [\"otel\"]\nuri = \"http://127.0.0.1:{down}/x\"\nbuffer = {{ type = \"memory\", max_size = \"64KiB\", when_full = \"block\" }}\n"
+    );
+    let agent = Agent::start(&dir, &otlp_config(&dir, port, api, &sink));
+    wait_for(Duration::from_secs(10), "the listener", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    // Each request: 200 records of about 100 bytes.
+    let records: Vec<String> = (0..200)
+        .map(|i| {
+            format!(
+                r#"{{"body":{{"stringValue":"record {i:04} {}"}}}}"#,
+                "x".repeat(80)
+            )
+        })
+        .collect();
+    let body = format!(
+        r#"{{"resourceLogs":[{{"scopeLogs":[{{"logRecords":[{}]}}]}}]}}"#,
+        records.join(",")
+    );
+    let headers = [
+        ("Content-Type", "application/json"),
+        ("Authorization", "Bearer t0k"),
+    ];
+    let mut taken = 0;
+    let mut refused = None;
+    for _ in 0..40 {
+        let (status, head, _) = post(port, "/v1/logs", &headers, body.as_bytes());
+        match status {
+            200 => taken += 1,
+            503 => {
+                refused = Some(head);
+                break;
+            }
+            // A request whose records the emitter waits to append: the
+            // client gives up on it (and would send it again).
+            _ => std::thread::sleep(Duration::from_millis(1200)),
+        }
+    }
+    let head = refused.expect("a 503 once the buffer is full");
+    assert!(head.to_lowercase().contains("retry-after: 1"), "{head}");
+    assert!(taken >= 1, "the buffer took something first");
+    let read = || {
+        let (_, metrics) = get(api, "/metrics");
+        metric(&metrics, "weir_source_records_total{source=\"otel\"}")
+    };
+    let before = read();
+    assert!(
+        before >= taken as f64 * 200.0,
+        "{before} records read, {taken} requests taken"
+    );
+    // Refused again, and nothing of it taken.
+    let (status, _, _) = post(port, "/v1/logs", &headers, body.as_bytes());
+    assert_eq!(status, 503);
+    assert_eq!(read(), before);
+    agent.kill();
+}
