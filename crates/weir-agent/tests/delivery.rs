@@ -14,7 +14,7 @@ use weir_agent::metrics::SinkMetrics;
 use weir_agent::receiver::{Answer, Receiver};
 use weir_agent::record::LogRecord;
 use weir_agent::sink::Sink;
-use weir_agent::sink::http::{HttpConfig, HttpSink};
+use weir_agent::sink::http::{BodyFormat, HttpConfig, HttpSink};
 
 fn record(seq: usize) -> Vec<u8> {
     let record = LogRecord {
@@ -80,6 +80,7 @@ fn deliver_with(
     let factory: delivery::SinkFactory = Box::new(move || {
         let sink = HttpSink::new(HttpConfig {
             uri: uri.clone(),
+            format: BodyFormat::Ndjson,
             headers: setup.headers.clone(),
             gzip: setup.gzip,
             timeout: Duration::from_millis(300),

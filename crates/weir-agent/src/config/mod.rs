@@ -41,6 +41,7 @@ use weir_gate::units::{parse_duration, parse_size};
 use crate::buffer::WhenFull;
 use crate::buffer::disk::Fsync;
 use crate::sink::forward::ForwardSinkConfig;
+use crate::sink::http::BodyFormat;
 use crate::source::file::Format;
 use crate::source::forward::ForwardConfig;
 use crate::source::otlp::OtlpConfig;
@@ -165,6 +166,7 @@ pub enum SinkKind {
     },
     Http {
         uri: hyper::Uri,
+        format: BodyFormat,
         headers: Vec<(String, String)>,
         gzip: bool,
         timeout: Duration,
@@ -620,6 +622,7 @@ enum Kind {
     Console,
     File,
     Http,
+    Otlp,
     Forward,
 }
 
@@ -639,6 +642,7 @@ fn check_sink(
             ("file", Kind::File),
             ("http", Kind::Http),
             ("forward", Kind::Forward),
+            ("otlp", Kind::Otlp),
         ],
     )?;
     let inputs = check_inputs(checker, key, raw.inputs.clone(), at, names)?;
@@ -682,9 +686,9 @@ fn check_sink(
                 None => 5,
             },
         },
-        Kind::Http => {
+        Kind::Http | Kind::Otlp => {
             let uri_text = needs(&raw.uri, "uri = \"http://HOST:PORT/PATH\"")?;
-            let uri: hyper::Uri = uri_text.get_ref().parse().map_err(|e| {
+            let mut uri: hyper::Uri = uri_text.get_ref().parse().map_err(|e| {
                 checker.error(
                     uri_text.span().start,
                     format!("{key}.uri = {:?}: {e}", uri_text.get_ref()),
@@ -735,8 +739,22 @@ fn check_sink(
                     ));
                 }
             }
+            let format = match kind {
+                Kind::Otlp => {
+                    // An endpoint without a path gets the logs path, as
+                    // OTEL_EXPORTER_OTLP_ENDPOINT does.
+                    if matches!(uri.path(), "" | "/") {
+                        uri = format!("{}/v1/logs", uri.to_string().trim_end_matches('/'))
+                            .parse()
+                            .expect("a valid uri with a path added");
+                    }
+                    BodyFormat::OtlpLogs
+                }
+                _ => BodyFormat::Ndjson,
+            };
             SinkKind::Http {
                 uri,
+                format,
                 headers,
                 gzip: raw.gzip.unwrap_or(false),
                 timeout: match &raw.timeout {

@@ -725,6 +725,7 @@ fn factory(kind: &SinkKind) -> SinkFactory {
         }
         SinkKind::Http {
             uri,
+            format,
             headers,
             gzip,
             timeout,
@@ -741,6 +742,7 @@ fn factory(kind: &SinkKind) -> SinkFactory {
             Box::new(move || {
                 let sink = HttpSink::new(HttpConfig {
                     uri: uri.clone(),
+                    format,
                     headers: headers.clone(),
                     gzip,
                     timeout,

@@ -1,10 +1,12 @@
-//! A sink that POSTs NDJSON batches over HTTP/1.1, optionally gzipped,
-//! with configured headers and authentication.
+//! A sink that POSTs batches over HTTP/1.1, optionally gzipped, with
+//! configured headers and authentication: NDJSON (the `http` sink) or an
+//! OTLP `ExportLogsServiceRequest` in protobuf (the `otlp` sink).
 //!
 //! Responses are classified the way the destination means them: 2xx
-//! delivered; 408, 429 and 5xx retryable (honouring `Retry-After` in
-//! seconds); any other status permanent (the batch itself was refused);
-//! connection errors and timeouts retryable.
+//! delivered; retryable, honouring `Retry-After` in seconds, are 408, 429
+//! and 5xx for NDJSON, and the statuses the OTLP specification names (429,
+//! 502, 503, 504) for OTLP; any other status is permanent (the batch
+//! itself was refused); connection errors and timeouts are retryable.
 
 use std::io::Write;
 use std::time::Duration;
@@ -23,10 +25,29 @@ use crate::record::LogRecord;
 /// Bytes of a response body read at most (its first 200 name a failure).
 const MAX_RESPONSE_BODY: usize = 64 << 10;
 
+/// What a request body holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFormat {
+    /// A JSON object a record, a line each (`application/x-ndjson`).
+    Ndjson,
+    /// OTLP logs, protobuf (`application/x-protobuf`).
+    OtlpLogs,
+}
+
+impl BodyFormat {
+    fn content_type(self) -> &'static str {
+        match self {
+            BodyFormat::Ndjson => "application/x-ndjson",
+            BodyFormat::OtlpLogs => "application/x-protobuf",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct HttpConfig {
     /// `http://host:port/path`.
     pub uri: Uri,
+    pub format: BodyFormat,
     pub headers: Vec<(HeaderName, HeaderValue)>,
     pub gzip: bool,
     /// The whole exchange, connecting included.
@@ -65,8 +86,19 @@ impl HttpSink {
 
     fn encode(&mut self, records: &[LogRecord]) -> Result<Bytes, SendError> {
         self.body.clear();
-        for record in records {
-            ndjson::encode(record, &mut self.body);
+        match self.config.format {
+            BodyFormat::Ndjson => {
+                for record in records {
+                    ndjson::encode(record, &mut self.body);
+                }
+            }
+            BodyFormat::OtlpLogs => {
+                use prost::Message;
+                let request = crate::otlp::logs::to_request(records);
+                request
+                    .encode(&mut self.body)
+                    .map_err(|e| SendError::permanent(format!("encoding OTLP: {e}")))?;
+            }
         }
         if !self.config.gzip {
             return Ok(Bytes::copy_from_slice(&self.body));
@@ -119,7 +151,7 @@ async fn exchange(
     }
     let mut request = Request::post(config.uri.clone())
         .header(hyper::header::HOST, authority(&config.uri))
-        .header(hyper::header::CONTENT_TYPE, "application/x-ndjson");
+        .header(hyper::header::CONTENT_TYPE, config.format.content_type());
     if config.gzip {
         request = request.header(hyper::header::CONTENT_ENCODING, "gzip");
     }
@@ -155,10 +187,11 @@ async fn exchange(
             Bytes::from_static(b"(a response body over 64 KiB, not read)")
         }
     };
-    classify(status, retry_after, &text, &config.uri)
+    classify(config.format, status, retry_after, &text, &config.uri)
 }
 
 fn classify(
+    format: BodyFormat,
     status: StatusCode,
     retry_after: Option<Duration>,
     body: &[u8],
@@ -169,10 +202,15 @@ fn classify(
     }
     let said = String::from_utf8_lossy(&body[..body.len().min(200)]);
     let reason = format!("{uri} answered {status}: {}", said.trim());
-    if status == StatusCode::REQUEST_TIMEOUT
-        || status == StatusCode::TOO_MANY_REQUESTS
-        || status.is_server_error()
-    {
+    let retryable = match format {
+        BodyFormat::Ndjson => {
+            status == StatusCode::REQUEST_TIMEOUT
+                || status == StatusCode::TOO_MANY_REQUESTS
+                || status.is_server_error()
+        }
+        BodyFormat::OtlpLogs => matches!(status.as_u16(), 429 | 502 | 503 | 504),
+    };
+    if retryable {
         Err(SendError::Retryable {
             reason,
             retry_after,
@@ -219,20 +257,39 @@ mod tests {
     #[test]
     fn statuses_are_classified_as_the_destination_means_them() {
         let uri: Uri = "http://127.0.0.1:1/x".parse().unwrap();
-        assert_eq!(classify(StatusCode::OK, None, b"", &uri), Ok(()));
+        let ndjson = BodyFormat::Ndjson;
+        assert_eq!(classify(ndjson, StatusCode::OK, None, b"", &uri), Ok(()));
         for retryable in [408, 429, 500, 502, 503] {
             let status = StatusCode::from_u16(retryable).unwrap();
             assert!(matches!(
-                classify(status, Some(Duration::from_secs(3)), b"busy", &uri),
+                classify(ndjson, status, Some(Duration::from_secs(3)), b"busy", &uri),
                 Err(SendError::Retryable { retry_after: Some(d), .. }) if d == Duration::from_secs(3)
             ));
         }
         for permanent in [400, 401, 404, 413] {
             let status = StatusCode::from_u16(permanent).unwrap();
             assert!(matches!(
-                classify(status, None, b"bad", &uri),
+                classify(ndjson, status, None, b"bad", &uri),
                 Err(SendError::Permanent { .. })
             ));
+        }
+        // OTLP retries only what its specification says to.
+        let otlp = BodyFormat::OtlpLogs;
+        for (status, retry) in [
+            (429, true),
+            (502, true),
+            (503, true),
+            (504, true),
+            (500, false),
+            (408, false),
+        ] {
+            let status = StatusCode::from_u16(status).unwrap();
+            let outcome = classify(otlp, status, None, b"", &uri);
+            assert_eq!(
+                matches!(outcome, Err(SendError::Retryable { .. })),
+                retry,
+                "{status}"
+            );
         }
     }
 }

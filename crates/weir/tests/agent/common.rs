@@ -130,6 +130,17 @@ pub fn python() -> PathBuf {
     path
 }
 
+/// Rotel, a third-party OTLP collector, from its PyPI package.
+pub fn rotel() -> PathBuf {
+    let lib = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/pyenv/lib");
+    fs::read_dir(&lib)
+        .unwrap_or_else(|e| panic!("{}: {e}: run scripts/setup.sh", lib.display()))
+        .flatten()
+        .map(|python| python.path().join("site-packages/rotel/rotel-agent"))
+        .find(|agent| agent.exists())
+        .expect("rotel in target/pyenv: run scripts/setup.sh")
+}
+
 /// Runs a client script of `tests/agent/clients` with `args`; it must
 /// succeed. Returns what it printed.
 pub fn client(script: &str, args: &[&str]) -> String {

@@ -228,3 +228,96 @@ fn a_full_buffer_answers_503_with_retry_after_and_takes_nothing() {
     assert_eq!(read(), before);
     agent.kill();
 }
+
+/// weir's otlp sink into Rotel, a third-party OTLP collector, which sends
+/// on to weir's otlp source: every line arrives, with its resource.
+#[test]
+fn the_otlp_sink_delivers_through_rotel() {
+    let dir = Scratch::new("otlp-rotel");
+    let (rotel_http, rotel_grpc, weir_in) = (free_port(), free_port(), free_port());
+    let out = dir.join("out.ndjson");
+    let receiving = Scratch::new("otlp-rotel-in");
+    let receiver = Agent::start(
+        &receiving,
+        &config(
+            &receiving.join("data"),
+            None,
+            &format!(
+                "[sources.otel]\ntype = \"otlp\"\naddress = \"127.0.0.1:{weir_in}\"\n[sinks.out]\ntype = \"file\"\ninputs = [\"otel\"]\npath = \"{}\"\nbatch = {{ timeout = \"20ms\" }}\n",
+                out.display()
+            ),
+        ),
+    );
+    let mut rotel = std::process::Command::new(rotel())
+        .args([
+            "start",
+            "--otlp-http-endpoint",
+            &format!("127.0.0.1:{rotel_http}"),
+        ])
+        .args(["--otlp-grpc-endpoint", &format!("127.0.0.1:{rotel_grpc}")])
+        .args(["--exporter", "otlp", "--otlp-exporter-protocol", "http"])
+        .args([
+            "--otlp-exporter-endpoint",
+            &format!("http://127.0.0.1:{weir_in}"),
+        ])
+        .args(["--batch-timeout", "50ms"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.join("rotel.stderr")).unwrap())
+        .spawn()
+        .expect("starting rotel");
+    wait_for(Duration::from_secs(20), "rotel and weir listening", || {
+        std::net::TcpStream::connect(("127.0.0.1", rotel_http)).is_ok()
+            && std::net::TcpStream::connect(("127.0.0.1", weir_in)).is_ok()
+    });
+    let log = dir.join("app.log");
+    let total = 2_000;
+    std::fs::write(&log, (0..total).map(line).collect::<String>()).unwrap();
+    let sender = Agent::start(
+        &dir,
+        &config(
+            &dir.join("data"),
+            None,
+            &(tail_source(log.to_str().unwrap())
+                + &format!(
+                    "[sinks.out]\ntype = \"otlp\"\ninputs = [\"app\"]\nuri = \"http://127.0.0.1:{rotel_http}\"\ngzip = true\nbatch = {{ max_records = 300, timeout = \"20ms\" }}\n"
+                )),
+        ),
+    );
+    let arrived = || {
+        std::fs::read_to_string(&out)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .collect::<Vec<_>>()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while arrived().len() < total && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = rotel.kill();
+    let _ = rotel.wait();
+    let records = arrived();
+    let mut bodies: Vec<String> = records
+        .iter()
+        .map(|r| format!("{}\n", r["body"].as_str().unwrap()))
+        .collect();
+    bodies.sort();
+    bodies.dedup();
+    assert_eq!(
+        bodies,
+        (0..total).map(line).collect::<Vec<_>>(),
+        "every line, through rotel; rotel said:\n{}\nthe sender said:\n{}",
+        std::fs::read_to_string(dir.join("rotel.stderr")).unwrap_or_default(),
+        sender.said()
+    );
+    assert!(
+        records[0]["resource"]["log.file.path"]
+            .as_str()
+            .is_some_and(|p| p.ends_with("app.log")),
+        "{}",
+        records[0]
+    );
+    let (code, said) = sender.stop();
+    assert_eq!(code, Some(0), "{said}");
+    drop(receiver);
+}
