@@ -688,7 +688,7 @@ fn check_sink(
         },
         Kind::Http | Kind::Otlp => {
             let uri_text = needs(&raw.uri, "uri = \"http://HOST:PORT/PATH\"")?;
-            let mut uri: hyper::Uri = uri_text.get_ref().parse().map_err(|e| {
+            let uri: hyper::Uri = uri_text.get_ref().parse().map_err(|e| {
                 checker.error(
                     uri_text.span().start,
                     format!("{key}.uri = {:?}: {e}", uri_text.get_ref()),
@@ -740,16 +740,7 @@ fn check_sink(
                 }
             }
             let format = match kind {
-                Kind::Otlp => {
-                    // An endpoint without a path gets the logs path, as
-                    // OTEL_EXPORTER_OTLP_ENDPOINT does.
-                    if matches!(uri.path(), "" | "/") {
-                        uri = format!("{}/v1/logs", uri.to_string().trim_end_matches('/'))
-                            .parse()
-                            .expect("a valid uri with a path added");
-                    }
-                    BodyFormat::OtlpLogs
-                }
+                Kind::Otlp => BodyFormat::Otlp,
                 _ => BodyFormat::Ndjson,
             };
             SinkKind::Http {

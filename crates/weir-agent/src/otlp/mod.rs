@@ -1,6 +1,9 @@
 //! OTLP, the OpenTelemetry protocol: its messages ([`proto`], binary and
-//! JSON), and the mapping between its log records and weir's ([`logs`]).
+//! JSON), and the mapping of its log records ([`logs`]) and spans
+//! ([`traces`]) to weir's records and back.
 
+mod common;
 pub mod json;
 pub mod logs;
 pub mod proto;
+pub mod traces;

@@ -398,6 +398,7 @@ mod tests {
             trace_id: Some([0xab; 16]),
             span_id: Some([0x01; 8]),
             partial: true,
+            span: None,
         };
         for gzip in [false, true] {
             let mut sink = ForwardSink::new(ForwardSinkConfig {

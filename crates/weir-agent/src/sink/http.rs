@@ -20,6 +20,7 @@ use tokio::net::TcpStream;
 use tokio::runtime::Runtime;
 
 use super::{SendError, Sink, ndjson};
+use crate::otlp;
 use crate::record::LogRecord;
 
 /// Bytes of a response body read at most (its first 200 name a failure).
@@ -30,17 +31,9 @@ const MAX_RESPONSE_BODY: usize = 64 << 10;
 pub enum BodyFormat {
     /// A JSON object a record, a line each (`application/x-ndjson`).
     Ndjson,
-    /// OTLP logs, protobuf (`application/x-protobuf`).
-    OtlpLogs,
-}
-
-impl BodyFormat {
-    fn content_type(self) -> &'static str {
-        match self {
-            BodyFormat::Ndjson => "application/x-ndjson",
-            BodyFormat::OtlpLogs => "application/x-protobuf",
-        }
-    }
+    /// OTLP in protobuf (`application/x-protobuf`): logs to
+    /// `URI/v1/logs`, spans to `URI/v1/traces`.
+    Otlp,
 }
 
 #[derive(Debug, Clone)]
@@ -84,22 +77,8 @@ impl HttpSink {
         })
     }
 
-    fn encode(&mut self, records: &[LogRecord]) -> Result<Bytes, SendError> {
-        self.body.clear();
-        match self.config.format {
-            BodyFormat::Ndjson => {
-                for record in records {
-                    ndjson::encode(record, &mut self.body);
-                }
-            }
-            BodyFormat::OtlpLogs => {
-                use prost::Message;
-                let request = crate::otlp::logs::to_request(records);
-                request
-                    .encode(&mut self.body)
-                    .map_err(|e| SendError::permanent(format!("encoding OTLP: {e}")))?;
-            }
-        }
+    /// What `self.body` holds, gzipped if asked, as a request body.
+    fn body(&self) -> Result<Bytes, SendError> {
         if !self.config.gzip {
             return Ok(Bytes::copy_from_slice(&self.body));
         }
@@ -112,22 +91,32 @@ impl HttpSink {
             .map(Bytes::from)
             .map_err(|e| SendError::retryable(format!("compressing the batch: {e}")))
     }
-}
 
-impl Sink for HttpSink {
-    fn send(&mut self, records: &[LogRecord]) -> Result<(), SendError> {
-        let body = self.encode(records)?;
+    /// Encodes `message` as protobuf into `self.body`.
+    fn protobuf(&mut self, message: &impl prost::Message) -> Result<Bytes, SendError> {
+        self.body.clear();
+        message
+            .encode(&mut self.body)
+            .map_err(|e| SendError::permanent(format!("encoding OTLP: {e}")))?;
+        self.body()
+    }
+
+    /// POSTs `body` to `uri` on the kept connection.
+    fn post(&mut self, uri: Uri, content_type: &'static str, body: Bytes) -> Result<(), SendError> {
         let config = self.config.clone();
         let mut sender = self.sender.take();
         let outcome = self.runtime.block_on(async {
-            tokio::time::timeout(config.timeout, exchange(&config, &mut sender, body))
-                .await
-                .unwrap_or_else(|_| {
-                    Err(SendError::retryable(format!(
-                        "no answer from {} within {:?}",
-                        config.uri, config.timeout
-                    )))
-                })
+            tokio::time::timeout(
+                config.timeout,
+                exchange(&config, &uri, content_type, &mut sender, body),
+            )
+            .await
+            .unwrap_or_else(|_| {
+                Err(SendError::retryable(format!(
+                    "no answer from {uri} within {:?}",
+                    config.timeout
+                )))
+            })
         });
         // A connection that failed or timed out is not used again.
         if outcome.is_ok() {
@@ -137,8 +126,47 @@ impl Sink for HttpSink {
     }
 }
 
+impl Sink for HttpSink {
+    fn send(&mut self, records: &[LogRecord]) -> Result<(), SendError> {
+        match self.config.format {
+            BodyFormat::Ndjson => {
+                self.body.clear();
+                for record in records {
+                    ndjson::encode(record, &mut self.body);
+                }
+                let body = self.body()?;
+                self.post(self.config.uri.clone(), "application/x-ndjson", body)
+            }
+            // Logs and spans each to their own path; should the spans fail
+            // after the logs went, the retry sends the logs again.
+            BodyFormat::Otlp => {
+                if records.iter().any(|r| r.span.is_none()) {
+                    let body = self.protobuf(&otlp::logs::to_request(records))?;
+                    let uri = signal_uri(&self.config.uri, "logs");
+                    self.post(uri, "application/x-protobuf", body)?;
+                }
+                if records.iter().any(|r| r.span.is_some()) {
+                    let body = self.protobuf(&otlp::traces::to_request(records))?;
+                    let uri = signal_uri(&self.config.uri, "traces");
+                    self.post(uri, "application/x-protobuf", body)?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// `ENDPOINT/v1/SIGNAL`, as OTEL_EXPORTER_OTLP_ENDPOINT is used.
+fn signal_uri(endpoint: &Uri, signal: &str) -> Uri {
+    format!("{}/v1/{signal}", endpoint.to_string().trim_end_matches('/'))
+        .parse()
+        .unwrap_or_else(|_| endpoint.clone())
+}
+
 async fn exchange(
     config: &HttpConfig,
+    uri: &Uri,
+    content_type: &'static str,
     sender: &mut Option<hyper::client::conn::http1::SendRequest<Full<Bytes>>>,
     body: Bytes,
 ) -> Result<(), SendError> {
@@ -147,11 +175,11 @@ async fn exchange(
         None => false,
     };
     if !ready {
-        *sender = Some(connect(&config.uri).await?);
+        *sender = Some(connect(uri).await?);
     }
-    let mut request = Request::post(config.uri.clone())
-        .header(hyper::header::HOST, authority(&config.uri))
-        .header(hyper::header::CONTENT_TYPE, config.format.content_type());
+    let mut request = Request::post(uri.clone())
+        .header(hyper::header::HOST, authority(uri))
+        .header(hyper::header::CONTENT_TYPE, content_type);
     if config.gzip {
         request = request.header(hyper::header::CONTENT_ENCODING, "gzip");
     }
@@ -166,7 +194,7 @@ async fn exchange(
         .expect("connected above")
         .send_request(request)
         .await
-        .map_err(|e| SendError::retryable(format!("sending to {}: {e}", config.uri)))?;
+        .map_err(|e| SendError::retryable(format!("sending to {uri}: {e}")))?;
     let status = response.status();
     let retry_after = response
         .headers()
@@ -187,7 +215,7 @@ async fn exchange(
             Bytes::from_static(b"(a response body over 64 KiB, not read)")
         }
     };
-    classify(config.format, status, retry_after, &text, &config.uri)
+    classify(config.format, status, retry_after, &text, uri)
 }
 
 fn classify(
@@ -208,7 +236,7 @@ fn classify(
                 || status == StatusCode::TOO_MANY_REQUESTS
                 || status.is_server_error()
         }
-        BodyFormat::OtlpLogs => matches!(status.as_u16(), 429 | 502 | 503 | 504),
+        BodyFormat::Otlp => matches!(status.as_u16(), 429 | 502 | 503 | 504),
     };
     if retryable {
         Err(SendError::Retryable {
@@ -274,7 +302,7 @@ mod tests {
             ));
         }
         // OTLP retries only what its specification says to.
-        let otlp = BodyFormat::OtlpLogs;
+        let otlp = BodyFormat::Otlp;
         for (status, retry) in [
             (429, true),
             (502, true),

@@ -6,7 +6,7 @@
 use weir_monitor::format::json_file::escape_into;
 use weir_monitor::format::timestamp::Timestamp;
 
-use crate::record::{LogRecord, Value};
+use crate::record::{LogRecord, SpanFields, Value};
 
 const SEVERITY: [&str; 8] = [
     "emergency",
@@ -60,23 +60,8 @@ pub fn encode(record: &LogRecord, out: &mut Vec<u8>) {
         out.push(b'}');
     }
     if !record.attributes.is_empty() {
-        out.extend_from_slice(b",\"attributes\":{");
-        for (i, (key, value)) in record.attributes.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            string(key, out);
-            out.push(b':');
-            match value {
-                Value::Str(s) => string(s, out),
-                Value::Int(n) => out.extend_from_slice(n.to_string().as_bytes()),
-                // JSON has no NaN or infinity: those go as strings.
-                Value::Float(x) if x.is_finite() => out.extend_from_slice(x.to_string().as_bytes()),
-                Value::Float(x) => string(&x.to_string(), out),
-                Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
-            }
-        }
-        out.push(b'}');
+        out.extend_from_slice(b",\"attributes\":");
+        attributes_into(&record.attributes, out);
     }
     if let Some(trace) = &record.trace_id {
         out.extend_from_slice(b",\"trace_id\":\"");
@@ -88,7 +73,103 @@ pub fn encode(record: &LogRecord, out: &mut Vec<u8>) {
         hex_into(span, out);
         out.push(b'"');
     }
+    if let Some(span) = &record.span {
+        span_into(span, out);
+    }
     out.extend_from_slice(b"}\n");
+}
+
+/// `{"key":value,…}`.
+fn attributes_into(attributes: &[(String, Value)], out: &mut Vec<u8>) {
+    out.push(b'{');
+    for (i, (key, value)) in attributes.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        string(key, out);
+        out.push(b':');
+        match value {
+            Value::Str(s) => string(s, out),
+            Value::Int(n) => out.extend_from_slice(n.to_string().as_bytes()),
+            // JSON has no NaN or infinity: those go as strings.
+            Value::Float(x) if x.is_finite() => out.extend_from_slice(x.to_string().as_bytes()),
+            Value::Float(x) => string(&x.to_string(), out),
+            Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+        }
+    }
+    out.push(b'}');
+}
+
+/// `"span":{"name","parent_span_id","kind","end_time","status",…}`.
+fn span_into(span: &SpanFields, out: &mut Vec<u8>) {
+    out.extend_from_slice(b",\"span\":{\"name\":");
+    string(&span.name, out);
+    if let Some(parent) = &span.parent_span_id {
+        out.extend_from_slice(b",\"parent_span_id\":\"");
+        hex_into(parent, out);
+        out.push(b'"');
+    }
+    out.extend_from_slice(b",\"kind\":\"");
+    out.extend_from_slice(span.kind.as_str().as_bytes());
+    out.extend_from_slice(b"\",\"end_time\":\"");
+    out.extend_from_slice(&rfc3339(span.end_ns));
+    out.extend_from_slice(b"\",\"status\":{\"code\":");
+    out.extend_from_slice(span.status.code.to_string().as_bytes());
+    if !span.status.message.is_empty() {
+        out.extend_from_slice(b",\"message\":");
+        string(&span.status.message, out);
+    }
+    out.push(b'}');
+    if !span.trace_state.is_empty() {
+        out.extend_from_slice(b",\"trace_state\":");
+        string(&span.trace_state, out);
+    }
+    if span.flags != 0 {
+        out.extend_from_slice(b",\"flags\":");
+        out.extend_from_slice(span.flags.to_string().as_bytes());
+    }
+    if !span.events.is_empty() {
+        out.extend_from_slice(b",\"events\":[");
+        for (i, event) in span.events.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(b"{\"time\":\"");
+            out.extend_from_slice(&rfc3339(event.time_ns));
+            out.extend_from_slice(b"\",\"name\":");
+            string(&event.name, out);
+            if !event.attributes.is_empty() {
+                out.extend_from_slice(b",\"attributes\":");
+                attributes_into(&event.attributes, out);
+            }
+            out.push(b'}');
+        }
+        out.push(b']');
+    }
+    if !span.links.is_empty() {
+        out.extend_from_slice(b",\"links\":[");
+        for (i, link) in span.links.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(b"{\"trace_id\":\"");
+            hex_into(&link.trace_id, out);
+            out.extend_from_slice(b"\",\"span_id\":\"");
+            hex_into(&link.span_id, out);
+            out.push(b'"');
+            if !link.trace_state.is_empty() {
+                out.extend_from_slice(b",\"trace_state\":");
+                string(&link.trace_state, out);
+            }
+            if !link.attributes.is_empty() {
+                out.extend_from_slice(b",\"attributes\":");
+                attributes_into(&link.attributes, out);
+            }
+            out.push(b'}');
+        }
+        out.push(b']');
+    }
+    out.push(b'}');
 }
 
 fn string(text: &str, out: &mut Vec<u8>) {

@@ -1,8 +1,10 @@
 //! The `otlp` source: OTLP/HTTP, as OpenTelemetry SDKs and collectors
-//! export it. `POST /v1/logs` takes an `ExportLogsServiceRequest` in
-//! protobuf (`application/x-protobuf`) or JSON (`application/json`),
-//! gzipped or not, and answers in the same encoding once the records are
-//! in the sinks' buffers.
+//! export it. `POST /v1/logs` takes an `ExportLogsServiceRequest` and
+//! `POST /v1/traces` an `ExportTraceServiceRequest`, in protobuf
+//! (`application/x-protobuf`) or JSON (`application/json`), gzipped or
+//! not, and answers in the same encoding once the records are in the
+//! sinks' buffers; spans without valid ids are refused in the answer's
+//! partial success, the rest taken.
 //!
 //! The answers follow the OTLP/HTTP specification: 200 when taken; 503
 //! with `Retry-After` while the pipeline is behind (a sink's buffer is full
@@ -21,13 +23,12 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
 use hyper::{Method, Request, Response, StatusCode};
-use prost::Message;
 
 use super::net::{self, Emitter, Limits};
 use super::{Control, Output};
 use crate::http_server;
 use crate::metrics::SourceMetrics;
-use crate::otlp::{logs, proto};
+use crate::otlp::{logs, proto, traces};
 
 /// The port where a configuration names none.
 pub const DEFAULT_PORT: u16 = 4318;
@@ -104,21 +105,16 @@ async fn take(
     config: &OtlpConfig,
 ) -> Result<Response<Full<Bytes>>, Refusal> {
     let metrics = &emitter.metrics;
-    match (request.method(), request.uri().path()) {
-        (&Method::POST, "/v1/logs") => {}
-        (&Method::POST, "/v1/traces") => {
-            return Err((
-                StatusCode::NOT_IMPLEMENTED,
-                "weir's otlp source takes logs (/v1/logs); traces are not taken yet".into(),
-            ));
-        }
+    let signal = match (request.method(), request.uri().path()) {
+        (&Method::POST, "/v1/logs") => Signal::Logs,
+        (&Method::POST, "/v1/traces") => Signal::Traces,
         (_, path) => {
             return Err((
                 StatusCode::NOT_FOUND,
-                format!("no {path} here: POST /v1/logs"),
+                format!("no {path} here: POST /v1/logs or /v1/traces"),
             ));
         }
-    }
+    };
     if let Some(token) = &config.token {
         let given = request
             .headers()
@@ -207,30 +203,79 @@ async fn take(
     } else {
         body
     };
-    let request = match encoding {
-        Encoding::Protobuf => proto::ExportLogsServiceRequest::decode(body)
-            .map_err(|e| malformed(format!("not an ExportLogsServiceRequest: {e}")))?,
-        Encoding::Json => serde_json::from_slice(&body)
-            .map_err(|e| malformed(format!("not an ExportLogsServiceRequest: {e}")))?,
+    let (records, rejected) = match signal {
+        Signal::Logs => {
+            let request: proto::ExportLogsServiceRequest =
+                decode(encoding, &body, "ExportLogsServiceRequest").map_err(malformed)?;
+            (logs::to_records(request, now_ns()), 0)
+        }
+        Signal::Traces => {
+            let request: proto::ExportTraceServiceRequest =
+                decode(encoding, &body, "ExportTraceServiceRequest").map_err(malformed)?;
+            traces::to_records(request, now_ns())
+        }
     };
-    let records = logs::to_records(request, now_ns());
     metrics.read.add(records.len() as u64, size);
+    if rejected > 0 {
+        metrics.malformed.add(rejected as u64, 0);
+    }
     if !records.is_empty() && !emitter.send_and_wait(records).await {
         return Err((StatusCode::SERVICE_UNAVAILABLE, "weir is stopping".into()));
     }
-    let answer = proto::ExportLogsServiceResponse::default();
-    let (content_type, body) = match encoding {
-        Encoding::Protobuf => ("application/x-protobuf", answer.encode_to_vec()),
-        Encoding::Json => (
-            "application/json",
-            serde_json::to_vec(&answer).unwrap_or_else(|_| b"{}".to_vec()),
-        ),
-    };
+    let (content_type, body) = answer(signal, encoding, rejected);
     Ok(Response::builder()
         .status(StatusCode::OK)
         .header(CONTENT_TYPE, content_type)
         .body(Full::new(Bytes::from(body)))
         .expect("a valid response"))
+}
+
+/// Which signal a request carries.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Signal {
+    Logs,
+    Traces,
+}
+
+/// Decodes a request body; the error says it is not a `name`, and why.
+fn decode<T: prost::Message + Default + serde::de::DeserializeOwned>(
+    encoding: Encoding,
+    body: &Bytes,
+    name: &str,
+) -> Result<T, String> {
+    let decoded = match encoding {
+        Encoding::Protobuf => T::decode(&body[..]).map_err(|e| e.to_string()),
+        Encoding::Json => serde_json::from_slice(body).map_err(|e| e.to_string()),
+    };
+    decoded.map_err(|e| format!("not an {name}: {e}"))
+}
+
+/// The export response, with partial success if anything was refused.
+fn answer(signal: Signal, encoding: Encoding, rejected: usize) -> (&'static str, Vec<u8>) {
+    fn encoded<T: prost::Message + serde::Serialize>(
+        encoding: Encoding,
+        answer: T,
+    ) -> (&'static str, Vec<u8>) {
+        match encoding {
+            Encoding::Protobuf => ("application/x-protobuf", answer.encode_to_vec()),
+            Encoding::Json => (
+                "application/json",
+                serde_json::to_vec(&answer).unwrap_or_else(|_| b"{}".to_vec()),
+            ),
+        }
+    }
+    match signal {
+        Signal::Logs => encoded(encoding, proto::ExportLogsServiceResponse::default()),
+        Signal::Traces => encoded(
+            encoding,
+            proto::ExportTraceServiceResponse {
+                partial_success: (rejected > 0).then(|| proto::ExportTracePartialSuccess {
+                    rejected_spans: rejected as i64,
+                    error_message: format!("{rejected} spans without a valid trace and span id"),
+                }),
+            },
+        ),
+    }
 }
 
 fn text(status: StatusCode, message: String) -> Response<Full<Bytes>> {

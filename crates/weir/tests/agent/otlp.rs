@@ -321,3 +321,77 @@ fn the_otlp_sink_delivers_through_rotel() {
     assert_eq!(code, Some(0), "{said}");
     drop(receiver);
 }
+
+/// Spans from the OpenTelemetry SDK arrive with every field it exported:
+/// ids and parent, kind, start and end, attributes, events, links, status.
+#[test]
+fn the_opentelemetry_sdk_exports_spans_that_arrive_as_sent() {
+    let dir = Scratch::new("otlp-traces");
+    let (port, api) = (free_port(), free_port());
+    let out = dir.join("out.ndjson");
+    let sink = format!(
+        "[sinks.out]\ntype = \"file\"\ninputs = [\"otel\"]\npath = \"{}\"\nbatch = {{ timeout = \"20ms\" }}\n",
+        out.display()
+    );
+    let agent = Agent::start(&dir, &otlp_config(&dir, port, api, &sink));
+    wait_for(Duration::from_secs(10), "the listener", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let endpoint = format!("http://127.0.0.1:{port}/v1/traces");
+    let sent: Vec<serde_json::Value> = client("otlp_client.py", &["traces", &endpoint, "t0k"])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(sent.len(), 2);
+    wait_for(Duration::from_secs(10), "2 spans", || {
+        std::fs::read_to_string(&out).is_ok_and(|t| t.lines().count() >= 2)
+    });
+    let written: Vec<serde_json::Value> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let rfc3339 =
+        |ns: i64| String::from_utf8(weir_agent::sink::ndjson::rfc3339(ns).to_vec()).unwrap();
+    for sent in &sent {
+        let got = written
+            .iter()
+            .find(|w| w["span"]["name"] == sent["name"])
+            .unwrap_or_else(|| panic!("{} not written: {written:#?}", sent["name"]));
+        let span = &got["span"];
+        assert_eq!(got["trace_id"], sent["trace_id"]);
+        assert_eq!(got["span_id"], sent["span_id"]);
+        match sent["parent_span_id"].as_str() {
+            Some(parent) => assert_eq!(span["parent_span_id"], parent),
+            None => assert!(span.get("parent_span_id").is_none()),
+        }
+        assert_eq!(span["kind"], sent["kind"]);
+        assert_eq!(got["time"], rfc3339(sent["start"].as_i64().unwrap()));
+        assert_eq!(span["end_time"], rfc3339(sent["end"].as_i64().unwrap()));
+        for (key, value) in sent["attributes"].as_object().unwrap() {
+            assert_eq!(&got["attributes"][key], value, "attribute {key}");
+        }
+        assert_eq!(got["resource"]["service.name"], "checkout");
+        assert_eq!(got["attributes"]["otel.scope.name"], "weir.test.tracer");
+        let events = sent["events"].as_array().unwrap();
+        for (i, event) in events.iter().enumerate() {
+            assert_eq!(span["events"][i]["name"], event[0]);
+            assert_eq!(
+                span["events"][i]["time"],
+                rfc3339(event[1].as_i64().unwrap())
+            );
+            assert_eq!(span["events"][i]["attributes"], event[2]);
+        }
+        for (i, link) in sent["links"].as_array().unwrap().iter().enumerate() {
+            assert_eq!(span["links"][i]["trace_id"], link[0]);
+            assert_eq!(span["links"][i]["span_id"], link[1]);
+        }
+        // The SDK's StatusCode: 0 unset, 1 ok, 2 error, as OTLP numbers them.
+        assert_eq!(span["status"]["code"], sent["status"][0]);
+        if sent["status"][1] != "" {
+            assert_eq!(span["status"]["message"], sent["status"][1]);
+        }
+    }
+    let (code, said) = agent.stop();
+    assert_eq!(code, Some(0), "{said}");
+}

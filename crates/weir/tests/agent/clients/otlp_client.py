@@ -3,7 +3,9 @@ OTLP/HTTP exporter (protobuf), and prints, a JSON object a line, each log
 record exactly as the exporter was handed it, for the test to compare with
 what weir wrote.
 
-logs ENDPOINT [json|protobuf] [TOKEN]
+logs ENDPOINT [TOKEN]     log records, with trace context
+traces ENDPOINT [TOKEN]   a parent span and a child with events, a link,
+                          an error status and attributes
 """
 import json
 import sys
@@ -14,7 +16,11 @@ from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import LogRecordExportResult, SimpleLogRecordProcessor
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
+from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, TraceFlags
+from opentelemetry.trace.status import Status, StatusCode
 
 
 class Recording(OTLPLogExporter):
@@ -69,6 +75,45 @@ def logs(endpoint, token=None):
     provider.shutdown()
 
 
+class RecordingSpans(OTLPSpanExporter):
+    """Prints the spans it exports, then exports them."""
+
+    def export(self, spans):
+        for span in spans:
+            print(json.dumps({
+                "name": span.name,
+                "trace_id": format(span.context.trace_id, "032x"),
+                "span_id": format(span.context.span_id, "016x"),
+                "parent_span_id": format(span.parent.span_id, "016x") if span.parent else None,
+                "kind": span.kind.name.lower(),
+                "start": span.start_time,
+                "end": span.end_time,
+                "attributes": dict(span.attributes),
+                "events": [[e.name, e.timestamp, dict(e.attributes)] for e in span.events],
+                "links": [[format(l.context.trace_id, "032x"), format(l.context.span_id, "016x")] for l in span.links],
+                "status": [span.status.status_code.value, span.status.description or ""],
+                "resource": dict(span.resource.attributes),
+            }), flush=True)
+        result = super().export(spans)
+        assert result == SpanExportResult.SUCCESS, result
+        return result
+
+
+def traces(endpoint, token=None):
+    headers = {"Authorization": f"Bearer {token}"} if token else None
+    provider = TracerProvider(resource=Resource.create({"service.name": "checkout"}))
+    provider.add_span_processor(SimpleSpanProcessor(RecordingSpans(endpoint=endpoint, headers=headers, timeout=10)))
+    tracer = provider.get_tracer("weir.test.tracer", "2.0")
+    linked = SpanContext(trace_id=0x11111111111111111111111111111111, span_id=0x2222222222222222, is_remote=True)
+    with tracer.start_as_current_span("GET /checkout", kind=SpanKind.SERVER, attributes={"http.method": "GET"}):
+        with tracer.start_as_current_span(
+            "charge card", kind=SpanKind.CLIENT, links=[Link(linked)], attributes={"amount": 19.5, "attempt": 2}
+        ) as child:
+            child.add_event("retrying", {"after.ms": 40})
+            child.set_status(Status(StatusCode.ERROR, "card declined"))
+    provider.shutdown()
+
+
 if __name__ == "__main__":
     command = sys.argv[1]
-    {"logs": logs}[command](*sys.argv[2:])
+    {"logs": logs, "traces": traces}[command](*sys.argv[2:])

@@ -1,12 +1,20 @@
-//! The log record that flows through the agent (DESIGN.md, "Data model"),
-//! and its compact binary form, in which buffers hold it.
+//! The record that flows through the agent (DESIGN.md, "Data model"): a
+//! log record, or with [`SpanFields`] a span, whose start, ids, resource
+//! and attributes are the record's own. One type carries both, so every
+//! transform, buffer and sink takes spans as it takes logs; the sinks that
+//! speak a protocol with separate signals (OTLP) send each its way.
 //!
+//! The compact binary form, in which buffers hold it:
 //! The binary form: a version byte, a flags byte, the two timestamps as
 //! little-endian i64, then the optional fields the flags announce and
 //! length-prefixed (LEB128) strings and bytes. Decoding checks every length
 //! against what is left, so a damaged payload is an error, never a panic.
 
+mod span;
+
 use std::fmt;
+
+pub use self::span::{SpanEvent, SpanFields, SpanKind, SpanLink, SpanStatus};
 
 /// Where a record came from within its source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -84,6 +92,8 @@ pub struct LogRecord {
     pub span_id: Option<[u8; 8]>,
     /// The body is the start of a line cut at the maximum size.
     pub partial: bool,
+    /// What makes this record a span (its `time_ns` is the start).
+    pub span: Option<Box<SpanFields>>,
 }
 
 const VERSION: u8 = 1;
@@ -91,6 +101,7 @@ const HAS_SEVERITY: u8 = 1 << 2;
 const HAS_TRACE: u8 = 1 << 3;
 const HAS_SPAN: u8 = 1 << 4;
 const PARTIAL: u8 = 1 << 5;
+const IS_SPAN: u8 = 1 << 6;
 const STREAM_MASK: u8 = 0b11;
 
 /// Why a payload is not a record.
@@ -117,6 +128,9 @@ impl LogRecord {
         if self.partial {
             flags |= PARTIAL;
         }
+        if self.span.is_some() {
+            flags |= IS_SPAN;
+        }
         out.push(VERSION);
         out.push(flags);
         out.extend_from_slice(&self.time_ns.to_le_bytes());
@@ -136,27 +150,9 @@ impl LogRecord {
             put_bytes(out, key.as_bytes());
             put_bytes(out, value.as_bytes());
         }
-        put_len(out, self.attributes.len());
-        for (key, value) in &self.attributes {
-            put_bytes(out, key.as_bytes());
-            match value {
-                Value::Str(s) => {
-                    out.push(0);
-                    put_bytes(out, s.as_bytes());
-                }
-                Value::Int(i) => {
-                    out.push(1);
-                    out.extend_from_slice(&i.to_le_bytes());
-                }
-                Value::Float(x) => {
-                    out.push(2);
-                    out.extend_from_slice(&x.to_le_bytes());
-                }
-                Value::Bool(b) => {
-                    out.push(3);
-                    out.push(u8::from(*b));
-                }
-            }
+        put_attributes(out, &self.attributes);
+        if let Some(span) = &self.span {
+            span.encode(out);
         }
     }
 
@@ -192,19 +188,12 @@ impl LogRecord {
         for _ in 0..count {
             resource.push((input.string()?, input.string()?));
         }
-        let count = input.len()?;
-        let mut attributes = Vec::with_capacity(count.min(64));
-        for _ in 0..count {
-            let key = input.string()?;
-            let value = match input.byte()? {
-                0 => Value::Str(input.string()?),
-                1 => Value::Int(i64::from_le_bytes(input.array()?)),
-                2 => Value::Float(f64::from_le_bytes(input.array()?)),
-                3 => Value::Bool(input.byte()? != 0),
-                _ => return Err(input.error("unknown attribute type")),
-            };
-            attributes.push((key, value));
-        }
+        let attributes = input.attributes()?;
+        let span = if flags & IS_SPAN != 0 {
+            Some(Box::new(SpanFields::decode(&mut input)?))
+        } else {
+            None
+        };
         if input.at != bytes.len() {
             return Err(input.error("bytes after the record"));
         }
@@ -219,6 +208,7 @@ impl LogRecord {
             trace_id,
             span_id,
             partial: flags & PARTIAL != 0,
+            span,
         })
     }
 
@@ -228,6 +218,31 @@ impl LogRecord {
             .iter()
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.as_str())
+    }
+}
+
+fn put_attributes(out: &mut Vec<u8>, attributes: &[(String, Value)]) {
+    put_len(out, attributes.len());
+    for (key, value) in attributes {
+        put_bytes(out, key.as_bytes());
+        match value {
+            Value::Str(s) => {
+                out.push(0);
+                put_bytes(out, s.as_bytes());
+            }
+            Value::Int(i) => {
+                out.push(1);
+                out.extend_from_slice(&i.to_le_bytes());
+            }
+            Value::Float(x) => {
+                out.push(2);
+                out.extend_from_slice(&x.to_le_bytes());
+            }
+            Value::Bool(b) => {
+                out.push(3);
+                out.push(u8::from(*b));
+            }
+        }
     }
 }
 
@@ -299,6 +314,23 @@ impl<'a> Input<'a> {
         self.take(len)
     }
 
+    fn attributes(&mut self) -> Result<Vec<(String, Value)>, DecodeError> {
+        let count = self.len()?;
+        let mut attributes = Vec::with_capacity(count.min(64));
+        for _ in 0..count {
+            let key = self.string()?;
+            let value = match self.byte()? {
+                0 => Value::Str(self.string()?),
+                1 => Value::Int(i64::from_le_bytes(self.array()?)),
+                2 => Value::Float(f64::from_le_bytes(self.array()?)),
+                3 => Value::Bool(self.byte()? != 0),
+                _ => return Err(self.error("unknown attribute type")),
+            };
+            attributes.push((key, value));
+        }
+        Ok(attributes)
+    }
+
     fn string(&mut self) -> Result<String, DecodeError> {
         let at = self.at;
         let bytes = self.bytes()?;
@@ -310,11 +342,11 @@ impl<'a> Input<'a> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn value() -> impl Strategy<Value = Value> {
+    pub(super) fn value() -> impl Strategy<Value = Value> {
         prop_oneof![
             ".*".prop_map(Value::Str),
             any::<i64>().prop_map(Value::Int),
@@ -336,9 +368,17 @@ mod tests {
                 prop::option::of(any::<[u8; 8]>()),
                 any::<bool>(),
             ),
+            prop::option::of(span::tests::span_fields()),
         )
             .prop_map(
-                |((time_ns, observed_ns, stream, severity), body, resource, attributes, ids)| {
+                |(
+                    (time_ns, observed_ns, stream, severity),
+                    body,
+                    resource,
+                    attributes,
+                    ids,
+                    span,
+                )| {
                     LogRecord {
                         time_ns,
                         observed_ns,
@@ -350,6 +390,7 @@ mod tests {
                         trace_id: ids.0,
                         span_id: ids.1,
                         partial: ids.2,
+                        span: span.map(Box::new),
                     }
                 },
             )
