@@ -3,6 +3,7 @@
 
 pub mod file;
 pub mod forward;
+pub mod http_intake;
 pub mod net;
 pub mod otlp;
 pub mod syslog;

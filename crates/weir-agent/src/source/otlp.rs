@@ -13,20 +13,19 @@
 //! for an encoding it does not speak, 401 without the configured bearer
 //! token. Nothing is taken from a request that is refused.
 
-use std::io::{self, Read};
+use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::thread::JoinHandle;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
 use hyper::{Method, Request, Response, StatusCode};
 
-use super::net::{self, Emitter, Limits};
+use super::http_intake::{self, Encoding, Refusal, decode};
+use super::net::{Emitter, Limits};
 use super::{Control, Output};
-use crate::http_server;
 use crate::metrics::SourceMetrics;
 use crate::otlp::{logs, proto, traces};
 
@@ -53,51 +52,14 @@ pub fn start(
     metrics: Arc<SourceMetrics>,
     stop: Arc<AtomicBool>,
 ) -> io::Result<JoinHandle<()>> {
-    net::start(name, output, control, metrics, stop, move |emitter| {
-        let listener = std::net::TcpListener::bind(config.address)?;
-        listener.set_nonblocking(true)?;
-        let listener = tokio::net::TcpListener::from_std(listener)?;
-        let config = Arc::new(config);
-        let refused = Arc::clone(&emitter.metrics);
-        Ok(http_server::serve_on(
-            listener,
-            config.limits.max_connections,
-            Some(config.limits.read_timeout),
-            move || {
-                refused.refused_connections.fetch_add(1, Ordering::Relaxed);
-            },
-            move |request| handle(request, emitter.clone(), Arc::clone(&config)),
-        ))
+    let parts = (output, control, metrics, stop);
+    let (address, limits) = (config.address, config.limits.clone());
+    let config = Arc::new(config);
+    http_intake::start(name, address, &limits, parts, move |request, emitter| {
+        let config = Arc::clone(&config);
+        async move { take(request, &emitter, &config).await }
     })
 }
-
-/// How a request's body is encoded, and so its answer.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Encoding {
-    Protobuf,
-    Json,
-}
-
-async fn handle(
-    request: Request<Incoming>,
-    emitter: Emitter,
-    config: Arc<OtlpConfig>,
-) -> Response<Full<Bytes>> {
-    match take(request, &emitter, &config).await {
-        Ok(answer) => answer,
-        Err((status, message)) => {
-            let mut response = text(status, message);
-            if status == StatusCode::SERVICE_UNAVAILABLE {
-                response
-                    .headers_mut()
-                    .insert(RETRY_AFTER, hyper::header::HeaderValue::from_static("1"));
-            }
-            response
-        }
-    }
-}
-
-type Refusal = (StatusCode, String);
 
 async fn take(
     request: Request<Incoming>,
@@ -115,93 +77,13 @@ async fn take(
             ));
         }
     };
-    if let Some(token) = &config.token {
-        let given = request
-            .headers()
-            .get(hyper::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        if given != Some(token.as_str()) {
-            metrics.failed_auth.fetch_add(1, Ordering::Relaxed);
-            return Err((
-                StatusCode::UNAUTHORIZED,
-                "expected Authorization: Bearer TOKEN".into(),
-            ));
-        }
-    }
-    let header = |name| {
-        request
-            .headers()
-            .get(name)
-            .and_then(|v: &hyper::header::HeaderValue| v.to_str().ok())
-            .unwrap_or("")
-            .to_ascii_lowercase()
-    };
-    let encoding = match header(CONTENT_TYPE).split(';').next().unwrap_or("").trim() {
-        "application/x-protobuf" | "application/protobuf" => Encoding::Protobuf,
-        "application/json" => Encoding::Json,
-        other => {
-            return Err((
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                format!(
-                    "content-type {other:?}: expected application/x-protobuf or application/json"
-                ),
-            ));
-        }
-    };
-    let gzipped = match header(CONTENT_ENCODING).as_str() {
-        "" | "identity" => false,
-        "gzip" => true,
-        other => {
-            return Err((
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                format!("content-encoding {other:?}: expected gzip or none"),
-            ));
-        }
-    };
-    if emitter.is_behind() {
-        return Err((
-            StatusCode::SERVICE_UNAVAILABLE,
-            "weir's buffers are full: try again later".into(),
-        ));
-    }
-    let max = config.limits.max_message;
-    let body = match Limited::new(request.into_body(), max).collect().await {
-        Ok(body) => body.to_bytes(),
-        Err(e) => {
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some()
-            {
-                metrics.oversized.fetch_add(1, Ordering::Relaxed);
-                return Err((
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("a body larger than max_message ({max} bytes)"),
-                ));
-            }
-            return Err((StatusCode::BAD_REQUEST, format!("reading the body: {e}")));
-        }
-    };
-    let size = body.len() as u64;
+    http_intake::check_token(&request, config.token.as_deref(), metrics)?;
+    let encoding = http_intake::encoding(&request)?;
+    http_intake::check_room(emitter)?;
+    let (body, size) = http_intake::body(request, config.limits.max_message, metrics).await?;
     let malformed = |what: String| {
         metrics.malformed.add(1, size);
         (StatusCode::BAD_REQUEST, what)
-    };
-    let body = if gzipped {
-        let mut unpacked = Vec::new();
-        flate2::read::MultiGzDecoder::new(&body[..])
-            .take(max as u64 * 4 + 1)
-            .read_to_end(&mut unpacked)
-            .map_err(|e| malformed(format!("gzip: {e}")))?;
-        if unpacked.len() > max * 4 {
-            metrics.oversized.fetch_add(1, Ordering::Relaxed);
-            return Err((
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("a body that unpacks to more than {} bytes", max * 4),
-            ));
-        }
-        Bytes::from(unpacked)
-    } else {
-        body
     };
     let (records, rejected) = match signal {
         Signal::Logs => {
@@ -223,11 +105,7 @@ async fn take(
         return Err((StatusCode::SERVICE_UNAVAILABLE, "weir is stopping".into()));
     }
     let (content_type, body) = answer(signal, encoding, rejected);
-    Ok(Response::builder()
-        .status(StatusCode::OK)
-        .header(CONTENT_TYPE, content_type)
-        .body(Full::new(Bytes::from(body)))
-        .expect("a valid response"))
+    Ok(http_intake::answer(StatusCode::OK, content_type, body))
 }
 
 /// Which signal a request carries.
@@ -235,19 +113,6 @@ async fn take(
 enum Signal {
     Logs,
     Traces,
-}
-
-/// Decodes a request body; the error says it is not a `name`, and why.
-fn decode<T: prost::Message + Default + serde::de::DeserializeOwned>(
-    encoding: Encoding,
-    body: &Bytes,
-    name: &str,
-) -> Result<T, String> {
-    let decoded = match encoding {
-        Encoding::Protobuf => T::decode(&body[..]).map_err(|e| e.to_string()),
-        Encoding::Json => serde_json::from_slice(body).map_err(|e| e.to_string()),
-    };
-    decoded.map_err(|e| format!("not an {name}: {e}"))
 }
 
 /// The export response, with partial success if anything was refused.
@@ -276,14 +141,6 @@ fn answer(signal: Signal, encoding: Encoding, rejected: usize) -> (&'static str,
             },
         ),
     }
-}
-
-fn text(status: StatusCode, message: String) -> Response<Full<Bytes>> {
-    Response::builder()
-        .status(status)
-        .header(CONTENT_TYPE, "text/plain; charset=utf-8")
-        .body(Full::new(Bytes::from(message + "\n")))
-        .expect("a valid response")
 }
 
 fn now_ns() -> i64 {

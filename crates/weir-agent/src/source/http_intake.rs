@@ -1,0 +1,216 @@
+//! What the HTTP sources (OTLP, Zipkin) share: a listener on the network
+//! runtime, the bearer token, a body read within `max_message` (gzip
+//! unpacked within four times that), the 503 with `Retry-After` while the
+//! pipeline is behind, and refusals as plain-text answers that say why.
+
+use std::io::{self, Read};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
+use hyper::{Request, Response, StatusCode};
+
+use super::net::{self, Emitter, Limits};
+use super::{Control, Output};
+use crate::http_server;
+use crate::metrics::SourceMetrics;
+
+/// A request refused: the status and what to tell the client.
+pub type Refusal = (StatusCode, String);
+
+/// How a request's body is encoded, and so its answer.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Encoding {
+    Protobuf,
+    Json,
+}
+
+/// Binds `address` and serves it with `take` on a network source's
+/// runtime until `stop` is set; a refusal becomes a plain-text answer.
+pub fn start<T, F>(
+    name: &str,
+    address: std::net::SocketAddr,
+    limits: &Limits,
+    (output, control, metrics, stop): (Output, Arc<Control>, Arc<SourceMetrics>, Arc<AtomicBool>),
+    take: T,
+) -> io::Result<JoinHandle<()>>
+where
+    T: Fn(Request<Incoming>, Emitter) -> F + Send + Sync + 'static,
+    F: Future<Output = Result<Response<Full<Bytes>>, Refusal>> + Send + 'static,
+{
+    let limits = limits.clone();
+    net::start(name, output, control, metrics, stop, move |emitter| {
+        let listener = std::net::TcpListener::bind(address)?;
+        listener.set_nonblocking(true)?;
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        let refused = Arc::clone(&emitter.metrics);
+        let take = Arc::new(take);
+        Ok(http_server::serve_on(
+            listener,
+            limits.max_connections,
+            Some(limits.read_timeout),
+            move || {
+                refused.refused_connections.fetch_add(1, Ordering::Relaxed);
+            },
+            move |request| {
+                let answer = take(request, emitter.clone());
+                async move {
+                    answer
+                        .await
+                        .unwrap_or_else(|(status, message)| refusal(status, message))
+                }
+            },
+        ))
+    })
+}
+
+fn refusal(status: StatusCode, message: String) -> Response<Full<Bytes>> {
+    let mut response = Response::builder()
+        .status(status)
+        .header(CONTENT_TYPE, "text/plain; charset=utf-8")
+        .body(Full::new(Bytes::from(message + "\n")))
+        .expect("a valid response");
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response
+            .headers_mut()
+            .insert(RETRY_AFTER, hyper::header::HeaderValue::from_static("1"));
+    }
+    response
+}
+
+/// Refuses a request without `Authorization: Bearer TOKEN` when a token is
+/// configured.
+pub fn check_token(
+    request: &Request<Incoming>,
+    token: Option<&str>,
+    metrics: &SourceMetrics,
+) -> Result<(), Refusal> {
+    let Some(token) = token else {
+        return Ok(());
+    };
+    let given = request
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if given == Some(token) {
+        return Ok(());
+    }
+    metrics.failed_auth.fetch_add(1, Ordering::Relaxed);
+    Err((
+        StatusCode::UNAUTHORIZED,
+        "expected Authorization: Bearer TOKEN".into(),
+    ))
+}
+
+/// The encoding a request's content type names.
+pub fn encoding(request: &Request<Incoming>) -> Result<Encoding, Refusal> {
+    let content_type = header(request, CONTENT_TYPE);
+    match content_type.split(';').next().unwrap_or("").trim() {
+        "application/x-protobuf" | "application/protobuf" => Ok(Encoding::Protobuf),
+        "application/json" => Ok(Encoding::Json),
+        other => Err((
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("content-type {other:?}: expected application/x-protobuf or application/json"),
+        )),
+    }
+}
+
+fn header(request: &Request<Incoming>, name: hyper::header::HeaderName) -> String {
+    request
+        .headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase()
+}
+
+/// Refuses with 503 and `Retry-After` while the pipeline is behind, before
+/// anything of the request is read.
+pub fn check_room(emitter: &Emitter) -> Result<(), Refusal> {
+    if emitter.is_behind() {
+        return Err((
+            StatusCode::SERVICE_UNAVAILABLE,
+            "weir's buffers are full: try again later".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The request's body, unpacked, and its size as sent.
+pub async fn body(
+    request: Request<Incoming>,
+    max: usize,
+    metrics: &SourceMetrics,
+) -> Result<(Bytes, u64), Refusal> {
+    let gzipped = match header(&request, CONTENT_ENCODING).as_str() {
+        "" | "identity" => false,
+        "gzip" => true,
+        other => {
+            return Err((
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!("content-encoding {other:?}: expected gzip or none"),
+            ));
+        }
+    };
+    let body = match Limited::new(request.into_body(), max).collect().await {
+        Ok(body) => body.to_bytes(),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            metrics.oversized.fetch_add(1, Ordering::Relaxed);
+            return Err((
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("a body larger than max_message ({max} bytes)"),
+            ));
+        }
+        Err(e) => return Err((StatusCode::BAD_REQUEST, format!("reading the body: {e}"))),
+    };
+    let size = body.len() as u64;
+    if !gzipped {
+        return Ok((body, size));
+    }
+    let mut unpacked = Vec::new();
+    flate2::read::MultiGzDecoder::new(&body[..])
+        .take(max as u64 * 4 + 1)
+        .read_to_end(&mut unpacked)
+        .map_err(|e| {
+            metrics.malformed.add(1, size);
+            (StatusCode::BAD_REQUEST, format!("gzip: {e}"))
+        })?;
+    if unpacked.len() > max * 4 {
+        metrics.oversized.fetch_add(1, Ordering::Relaxed);
+        return Err((
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("a body that unpacks to more than {} bytes", max * 4),
+        ));
+    }
+    Ok((Bytes::from(unpacked), size))
+}
+
+/// Decodes a body; the error says it is not a `name`, and why.
+pub fn decode<T: prost::Message + Default + serde::de::DeserializeOwned>(
+    encoding: Encoding,
+    body: &Bytes,
+    name: &str,
+) -> Result<T, String> {
+    let decoded = match encoding {
+        Encoding::Protobuf => T::decode(&body[..]).map_err(|e| e.to_string()),
+        Encoding::Json => serde_json::from_slice(body).map_err(|e| e.to_string()),
+    };
+    decoded.map_err(|e| format!("not an {name}: {e}"))
+}
+
+/// An answer with `body` of `content_type`.
+pub fn answer(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(status)
+        .header(CONTENT_TYPE, content_type)
+        .body(Full::new(Bytes::from(body)))
+        .expect("a valid response")
+}
