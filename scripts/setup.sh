@@ -31,7 +31,7 @@ fi
 # build directory (made again only when this list changes).
 here="$(cd "$(dirname "$0")/.." && pwd)"
 pyenv="$here/target/pyenv"
-clients="fluent-logger==0.11.1 opentelemetry-sdk==1.45.2 opentelemetry-exporter-otlp-proto-http==1.45.2 rotel==0.0.1a15"
+clients="fluent-logger==0.11.1 opentelemetry-sdk==1.45.2 opentelemetry-exporter-otlp-proto-http==1.45.2 rotel==0.0.1a15 py_zipkin==1.2.8"
 if [ "$(cat "$pyenv/clients" 2>/dev/null)" != "$clients" ]; then
     echo "setup: installing the test clients into $pyenv"
     rm -rf "$pyenv"

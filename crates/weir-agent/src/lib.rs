@@ -16,3 +16,4 @@ pub mod record;
 pub mod sink;
 pub mod source;
 pub mod transform;
+pub mod zipkin;

@@ -12,6 +12,7 @@ use crate::source::forward::{self, ForwardConfig};
 use crate::source::net::{Endpoint, Limits};
 use crate::source::otlp::{self, OtlpConfig};
 use crate::source::syslog::{self, Mode, SyslogConfig};
+use crate::source::zipkin::{self, ZipkinConfig};
 
 /// `[sources.NAME] type = "syslog"`: `mode` tcp (default), udp or unix;
 /// `address` (default 127.0.0.1:5514) or, for unix, `path`.
@@ -205,6 +206,27 @@ pub(super) fn check_otlp(
         address: address(checker, key, raw, otlp::DEFAULT_PORT)?,
         limits: limits_from(checker, key, raw, limits)?,
         token: raw.token.as_ref().map(|t| t.get_ref().clone()),
+    }))
+}
+
+/// `[sources.NAME] type = "zipkin"`: `address` (default 127.0.0.1:9411),
+/// `token`.
+pub(super) fn check_zipkin(
+    checker: &Checker<'_>,
+    key: &str,
+    raw: &RawSource,
+) -> Result<SourceConfig, ConfigError> {
+    let SourceConfig::Otlp(otlp) = check_otlp(checker, key, raw)? else {
+        unreachable!("check_otlp makes an otlp source");
+    };
+    let address = match &raw.address {
+        Some(_) => otlp.address,
+        None => SocketAddr::from(([127, 0, 0, 1], zipkin::DEFAULT_PORT)),
+    };
+    Ok(SourceConfig::Zipkin(ZipkinConfig {
+        address,
+        limits: otlp.limits,
+        token: otlp.token,
     }))
 }
 

@@ -46,6 +46,7 @@ use crate::source::file::Format;
 use crate::source::forward::ForwardConfig;
 use crate::source::otlp::OtlpConfig;
 use crate::source::syslog::SyslogConfig;
+use crate::source::zipkin::ZipkinConfig;
 use crate::transform::expr::{Expr, Operand};
 use crate::transform::{SeveritySource, Transform};
 
@@ -122,6 +123,8 @@ pub enum SourceConfig {
     Forward(ForwardConfig),
     /// OTLP/HTTP.
     Otlp(OtlpConfig),
+    /// Zipkin v2 spans over HTTP.
+    Zipkin(ZipkinConfig),
 }
 
 impl SourceConfig {
@@ -527,6 +530,7 @@ fn check_source(
         "syslog" => return listen::check_syslog(checker, key, &raw),
         "forward" => return listen::check_forward(checker, key, &raw),
         "otlp" => return listen::check_otlp(checker, key, &raw),
+        "zipkin" => return listen::check_zipkin(checker, key, &raw),
         _ => checker.choice(
             &format!("{key}.type"),
             &raw.r#type,
@@ -536,6 +540,7 @@ fn check_source(
                 ("syslog", false),
                 ("forward", false),
                 ("otlp", false),
+                ("zipkin", false),
             ],
         )?,
     };

@@ -28,7 +28,7 @@ use crate::sink::http::{HttpConfig, HttpSink};
 use crate::source::file::checkpoint::{Checkpoints, Entry};
 use crate::source::file::{self, FileSourceConfig};
 use crate::source::{Control, Output, Route};
-use crate::source::{forward, otlp, syslog};
+use crate::source::{forward, otlp, syslog, zipkin};
 use crate::transform::{Stage, TransformMetrics};
 
 #[derive(Debug, thiserror::Error)]
@@ -535,6 +535,14 @@ fn start_lane(
             Arc::clone(&metrics),
             Arc::clone(&stop),
         ),
+        (SourceConfig::Zipkin(config), _) => zipkin::start(
+            &display,
+            config.clone(),
+            output,
+            Arc::clone(&control),
+            Arc::clone(&metrics),
+            Arc::clone(&stop),
+        ),
         (SourceConfig::Syslog(config), _) => syslog::start(
             &display,
             config.clone(),
@@ -606,7 +614,10 @@ fn file_source_config(source: &SourceConfig, checkpoint_path: PathBuf) -> Option
                 monitor: true,
             }
         }
-        SourceConfig::Syslog(_) | SourceConfig::Forward(_) | SourceConfig::Otlp(_) => {
+        SourceConfig::Syslog(_)
+        | SourceConfig::Forward(_)
+        | SourceConfig::Otlp(_)
+        | SourceConfig::Zipkin(_) => {
             return None;
         }
     };

@@ -7,6 +7,7 @@ pub mod http_intake;
 pub mod net;
 pub mod otlp;
 pub mod syslog;
+pub mod zipkin;
 
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};

@@ -15,3 +15,4 @@ mod reload;
 mod syslog;
 mod tail;
 mod transforms;
+mod zipkin;

@@ -1,0 +1,110 @@
+//! The `zipkin` source: `POST /api/v2/spans`, as Zipkin's reporters and
+//! the Zipkin API document it: a JSON list of v2 spans
+//! (`application/json`) or a proto3 `ListOfSpans`
+//! (`application/x-protobuf`), gzipped or not. The answer is 202 once the
+//! spans are in the sinks' buffers; a span with a bad id or kind refuses
+//! the whole request with 400 naming the span and the field, as Zipkin
+//! does; 503 with `Retry-After` while the pipeline is behind.
+
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::thread::JoinHandle;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use prost::Message;
+
+use super::http_intake::{self, Encoding, Refusal};
+use super::net::{Emitter, Limits};
+use super::{Control, Output};
+use crate::metrics::SourceMetrics;
+use crate::zipkin;
+
+/// The port where a configuration names none (Zipkin's).
+pub const DEFAULT_PORT: u16 = 9411;
+
+/// The largest request body where a configuration names none.
+pub const DEFAULT_MAX_MESSAGE: usize = 8 << 20;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZipkinConfig {
+    pub address: std::net::SocketAddr,
+    pub limits: Limits,
+    /// Requests must carry `Authorization: Bearer TOKEN`.
+    pub token: Option<String>,
+}
+
+/// Binds the listener and starts the source; it runs until `stop` is set.
+pub fn start(
+    name: &str,
+    config: ZipkinConfig,
+    output: Output,
+    control: Arc<Control>,
+    metrics: Arc<SourceMetrics>,
+    stop: Arc<AtomicBool>,
+) -> io::Result<JoinHandle<()>> {
+    let parts = (output, control, metrics, stop);
+    let (address, limits) = (config.address, config.limits.clone());
+    let config = Arc::new(config);
+    http_intake::start(name, address, &limits, parts, move |request, emitter| {
+        let config = Arc::clone(&config);
+        async move { take(request, &emitter, &config).await }
+    })
+}
+
+async fn take(
+    request: Request<Incoming>,
+    emitter: &Emitter,
+    config: &ZipkinConfig,
+) -> Result<Response<Full<Bytes>>, Refusal> {
+    let metrics = &emitter.metrics;
+    if (request.method(), request.uri().path()) != (&Method::POST, "/api/v2/spans") {
+        return Err((
+            StatusCode::NOT_FOUND,
+            format!("no {} here: POST /api/v2/spans", request.uri().path()),
+        ));
+    }
+    http_intake::check_token(&request, config.token.as_deref(), metrics)?;
+    let encoding = http_intake::encoding(&request)?;
+    http_intake::check_room(emitter)?;
+    let (body, size) = http_intake::body(request, config.limits.max_message, metrics).await?;
+    let malformed = |what: String| {
+        metrics.malformed.add(1, size);
+        (StatusCode::BAD_REQUEST, what)
+    };
+    let spans: Vec<zipkin::Span> = match encoding {
+        Encoding::Json => serde_json::from_slice(&body)
+            .map_err(|e| malformed(format!("not a list of Zipkin v2 spans: {e}")))?,
+        Encoding::Protobuf => zipkin::proto::ListOfSpans::decode(&body[..])
+            .map_err(|e| malformed(format!("not a Zipkin ListOfSpans: {e}")))?
+            .spans
+            .into_iter()
+            .map(zipkin::Span::from)
+            .collect(),
+    };
+    let observed = now_ns();
+    let records = spans
+        .into_iter()
+        .enumerate()
+        .map(|(i, span)| zipkin::to_record(span, observed).map_err(|e| format!("span {i}: {e}")))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(malformed)?;
+    metrics.read.add(records.len() as u64, size);
+    if !records.is_empty() && !emitter.send_and_wait(records).await {
+        return Err((StatusCode::SERVICE_UNAVAILABLE, "weir is stopping".into()));
+    }
+    Ok(http_intake::answer(
+        StatusCode::ACCEPTED,
+        "text/plain",
+        Vec::new(),
+    ))
+}
+
+fn now_ns() -> i64 {
+    weir_monitor::format::timestamp::Timestamp::now()
+        .as_nanos()
+        .clamp(0, i64::MAX as i128) as i64
+}
