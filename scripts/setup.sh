@@ -16,6 +16,7 @@ if [ "${1:-}" = "--bench" ]; then
     command -v conmon >/dev/null || missing+=(conmon)
     command -v runc >/dev/null || missing+=(runc)
     [ -x /bin/busybox ] && file -L /bin/busybox 2>/dev/null | grep -q static || missing+=(busybox-static)
+    [ -x /usr/sbin/rsyslogd ] || missing+=(rsyslog)
 fi
 if [ ${#missing[@]} -gt 0 ]; then
     echo "setup: installing ${missing[*]}"

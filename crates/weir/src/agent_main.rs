@@ -45,6 +45,10 @@ enum BenchCommand {
     /// receiver, each with a memory and a disk buffer; lines/s, CPU and
     /// peak RSS, with the targets of issue 4.
     Agent(bench::agent::AgentArgs),
+    /// The agent receiving syslog/TCP, Forward and OTLP/HTTP at full speed
+    /// into a blackhole and a file, against rsyslog for syslog/TCP → file;
+    /// records/s, CPU and peak RSS, with the target of issue 5.
+    Receive(bench::receive::ReceiveArgs),
 }
 
 fn main() -> ExitCode {
@@ -52,6 +56,7 @@ fn main() -> ExitCode {
         Command::Agent(args) => agent_cmd::run(args),
         Command::Buffer(command) => buffer_cmd::run(command),
         Command::Bench(BenchCommand::Agent(args)) => args.run(),
+        Command::Bench(BenchCommand::Receive(args)) => args.run(),
     };
     ExitCode::from(code.clamp(0, 255) as u8)
 }

@@ -3,5 +3,6 @@
 
 pub mod agent;
 pub mod measure;
+pub mod receive;
 pub mod stats;
 pub mod workdir;

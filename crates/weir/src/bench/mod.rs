@@ -59,6 +59,14 @@ pub enum BenchCommand {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<std::ffi::OsString>,
     },
+    /// The agent receiving syslog/TCP, Forward and OTLP/HTTP at full speed,
+    /// against rsyslog for syslog/TCP → file, with the target of issue 5
+    /// (run by `weir-agent`; `weir bench receive --help` there).
+    #[command(disable_help_flag = true)]
+    Receive {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -197,6 +205,7 @@ fn print_report<R: serde::Serialize>(
 pub fn run(command: BenchCommand) -> i32 {
     match command {
         BenchCommand::Agent { args } => crate::hand_over(&["bench", "agent"], args),
+        BenchCommand::Receive { args } => crate::hand_over(&["bench", "receive"], args),
         BenchCommand::Gate(args) => {
             let has = |case: &str| args.cases.iter().any(|c| c == case);
             gate::run(gate::Options {
