@@ -16,14 +16,26 @@ use weir_agent::record::LogRecord;
 use weir_agent::sink::Sink;
 use weir_agent::sink::http::{BodyFormat, HttpConfig, HttpSink};
 
+/// Record `seq`, of stream key a, b or c.
 fn record(seq: usize) -> Vec<u8> {
     let record = LogRecord {
         body: format!("seq {seq:06}").into_bytes(),
+        resource: vec![("key".into(), key_of_seq(seq).into())],
         ..LogRecord::default()
     };
     let mut bytes = Vec::new();
     record.encode(&mut bytes);
     bytes
+}
+
+fn key_of_seq(seq: usize) -> &'static str {
+    ["a", "b", "c"][seq % 3]
+}
+
+/// The stream key in an NDJSON line the http sink sent.
+fn key_of_line(line: &str) -> &str {
+    let at = line.find("\"key\":\"").expect("a keyed record") + 7;
+    &line[at..at + 1]
 }
 
 /// The sequence number in an NDJSON line the http sink sent.
@@ -38,6 +50,7 @@ struct Setup {
     gzip: bool,
     max_retry_age: Option<Duration>,
     headers: Vec<(hyper::header::HeaderName, hyper::header::HeaderValue)>,
+    order_key: Option<weir_agent::transform::expr::Field>,
 }
 
 fn dead_letter_path(test: &str) -> std::path::PathBuf {
@@ -76,6 +89,7 @@ fn deliver_with(
         },
         max_retry_age: setup.max_retry_age,
         dead_letter,
+        order_key: setup.order_key.clone(),
     };
     let factory: delivery::SinkFactory = Box::new(move || {
         let sink = HttpSink::new(HttpConfig {
@@ -149,6 +163,58 @@ fn ordered_delivery_keeps_order_through_failures_and_timeouts() {
                 .find(|r| r.answer == Answer::Accept)
                 .expect("a failed batch is retried until accepted");
             assert_eq!(request.lines, retried.lines, "request {i}");
+        }
+    }
+}
+
+#[test]
+fn ordered_per_key_keeps_each_keys_order_and_retries_first() {
+    let receiver = Receiver::start(Arc::new(|n| {
+        if n % 5 == 4 {
+            Answer::Fail
+        } else if n % 11 == 10 {
+            Answer::Stall(Duration::from_millis(600))
+        } else {
+            Answer::Accept
+        }
+    }))
+    .unwrap();
+    let count = 4000;
+    let setup = Setup {
+        order_key: Some(weir_agent::transform::expr::Field::Resource("key".into())),
+        ..Setup::default()
+    };
+    let buffer = deliver_with(&receiver, count, 3, "keyed", setup);
+    assert_eq!(buffer.stats().acked.records, count as u64);
+    let requests = receiver.requests();
+    assert!(requests.iter().any(|r| r.answer == Answer::Fail));
+    for request in &requests {
+        let key = key_of_line(&request.lines[0]);
+        assert!(
+            request.lines.iter().all(|l| key_of_line(l) == key),
+            "a request carries one key"
+        );
+    }
+    for key in ["a", "b", "c"] {
+        let of_key = |r: &&weir_agent::receiver::Received| key_of_line(&r.lines[0]) == key;
+        let accepted: Vec<usize> = requests
+            .iter()
+            .filter(of_key)
+            .filter(|r| r.answer == Answer::Accept)
+            .flat_map(|r| r.lines.iter().map(|l| seq_of(l)))
+            .collect();
+        let expected: Vec<usize> = (0..count).filter(|s| key_of_seq(*s) == key).collect();
+        assert_eq!(accepted, expected, "key {key}: everything, in order");
+        // A failed part of a key is retried before anything newer of it.
+        let mine: Vec<&weir_agent::receiver::Received> = requests.iter().filter(of_key).collect();
+        for (i, request) in mine.iter().enumerate() {
+            if request.answer != Answer::Accept {
+                let retried = mine[i + 1..]
+                    .iter()
+                    .find(|r| r.answer == Answer::Accept)
+                    .expect("retried until accepted");
+                assert_eq!(request.lines, retried.lines, "key {key}, request {i}");
+            }
         }
     }
 }

@@ -150,6 +150,8 @@ pub struct SinkConfig {
     pub retry_max: Duration,
     pub max_retry_age: Option<Duration>,
     pub buffer: BufferConfig,
+    /// Ordered per value of this field, keys in parallel.
+    pub order_key: Option<crate::transform::expr::Field>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -278,6 +280,7 @@ struct RawSink {
     self_hostname: Option<S<String>>,
     // delivery
     ordering: Option<S<String>>,
+    order_key: Option<S<String>>,
     concurrency: Option<S<i64>>,
     batch: Option<RawBatch>,
     retry: Option<RawRetry>,
@@ -761,6 +764,21 @@ fn check_sink(
         }
         Kind::Forward => SinkKind::Forward(listen::check_forward_sink(checker, key, &raw, at)?),
     };
+    let order_key = match &raw.order_key {
+        Some(field) => match Expr::parse(field.get_ref()) {
+            Ok(Expr::Truthy(Operand::Field(f))) => Some(f),
+            _ => {
+                return Err(checker.error(
+                    field.span().start,
+                    format!(
+                        "{key}.order_key = {:?}: expected a field (stream, severity, attributes.KEY, resource.KEY)",
+                        field.get_ref()
+                    ),
+                ));
+            }
+        },
+        None => None,
+    };
     let concurrency = match (&raw.ordering, &raw.concurrency) {
         (Some(o), c) => {
             let concurrent = checker.choice(
@@ -768,13 +786,26 @@ fn check_sink(
                 o,
                 &[("ordered", false), ("concurrent", true)],
             )?;
+            if concurrent && let Some(field) = &raw.order_key {
+                return Err(checker.error(
+                    field.span().start,
+                    format!("{key}.order_key: only for ordering = \"ordered\""),
+                ));
+            }
             match (concurrent, c) {
+                // Ordered per key: the keys go out on this many workers.
+                (false, Some(c)) if order_key.is_some() => {
+                    checker.positive(&format!("{key}.concurrency"), c, 64)?
+                }
                 (false, Some(c)) => {
                     return Err(checker.error(
                         c.span().start,
-                        format!("{key}.concurrency: only for ordering = \"concurrent\""),
+                        format!(
+                            "{key}.concurrency: only for ordering = \"concurrent\", or \"ordered\" with an order_key"
+                        ),
                     ));
                 }
+                (false, None) if order_key.is_some() => 4,
                 (false, None) => 1,
                 (true, Some(c)) => checker.positive(&format!("{key}.concurrency"), c, 64)?,
                 (true, None) => 4,
@@ -786,6 +817,7 @@ fn check_sink(
                 format!("{key}.concurrency: set ordering = \"concurrent\" too"),
             ));
         }
+        (None, None) if order_key.is_some() => 4,
         (None, None) => 1,
     };
     let batch = raw.batch.unwrap_or(RawBatch {
@@ -851,6 +883,7 @@ fn check_sink(
             None => Duration::from_secs(1),
         },
         concurrency,
+        order_key,
         retry_initial: match &retry.initial {
             Some(d) => checker.duration(&format!("{key}.retry.initial"), d)?,
             None => Duration::from_millis(100),

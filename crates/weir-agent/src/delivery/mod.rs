@@ -18,6 +18,7 @@
 
 mod backoff;
 mod dead_letter;
+mod keyed;
 
 use std::ops::Range;
 use std::path::PathBuf;
@@ -46,6 +47,9 @@ pub struct DeliveryConfig {
     /// Give up on a batch retried for this long (None: never).
     pub max_retry_age: Option<Duration>,
     pub dead_letter: PathBuf,
+    /// Ordered per value of this field, the keys in parallel on
+    /// `concurrency` workers (see [`keyed`]).
+    pub order_key: Option<crate::transform::expr::Field>,
 }
 
 /// A batch on its way: the records, and the buffer ranges they came from.
@@ -89,6 +93,10 @@ pub fn start(
     thread::Builder::new()
         .name(format!("weir-sink-{name}"))
         .spawn(move || {
+            if let Some(key) = &config.order_key {
+                keyed::run(senders, &buffer, &config, key, &metrics, &stop);
+                return;
+            }
             if workers == 1 {
                 let mut sender = senders.pop().expect("one sender");
                 while let Some(batch) = next_batch(&buffer, &config, &metrics, &stop) {
@@ -235,14 +243,23 @@ impl Sender {
     /// on, then acknowledges it to the buffer. Returns early, without an
     /// acknowledgement, only when told to stop.
     fn deliver(&mut self, batch: Batch) {
+        if self.settle(&batch.records) {
+            self.acknowledge(batch.ranges);
+        }
+    }
+
+    /// Sends `records` until they arrive, are refused for good (and written
+    /// to the dead-letter file), or are given up on: true then; false if
+    /// told to stop first.
+    fn settle(&mut self, records: &[LogRecord]) -> bool {
         self.metrics.in_flight.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
         let mut attempt = 0u32;
         let outcome = loop {
-            if batch.records.is_empty() {
+            if records.is_empty() {
                 break Ok(());
             }
-            match self.sink.send(&batch.records) {
+            match self.sink.send(records) {
                 Ok(()) => break Ok(()),
                 Err(SendError::Permanent { reason }) => break Err(reason),
                 Err(SendError::Retryable {
@@ -274,31 +291,31 @@ impl Sender {
                     attempt += 1;
                     if !self.sleep(delay) {
                         self.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
-                        return;
+                        return false;
                     }
                 }
             }
         };
-        let record_bytes: u64 = batch.records.iter().map(|r| r.body.len() as u64).sum();
+        let record_bytes: u64 = records.iter().map(|r| r.body.len() as u64).sum();
         match outcome {
             Ok(()) => {
                 self.metrics
                     .delivered
-                    .add(batch.records.len() as u64, record_bytes);
+                    .add(records.len() as u64, record_bytes);
                 self.metrics.batches.fetch_add(1, Ordering::Relaxed);
             }
             Err(reason) => {
                 eprintln!(
                     "weir: sink {}: {} records to the dead-letter file {}: {reason}",
                     self.name,
-                    batch.records.len(),
+                    records.len(),
                     self.dead_letters.path().display()
                 );
                 // Until the file takes them, nothing moves on: the batch is
                 // not acknowledged (the buffer keeps it) and nothing newer
                 // is sent, so nothing is dropped unrecorded.
                 let mut attempt = 0u32;
-                while let Err(e) = self.dead_letters.write(&batch.records, &reason) {
+                while let Err(e) = self.dead_letters.write(records, &reason) {
                     if attempt == 0 || attempt.is_power_of_two() {
                         eprintln!(
                             "weir: sink {}: cannot write the dead-letter file ({e}); trying again",
@@ -309,21 +326,26 @@ impl Sender {
                     attempt += 1;
                     if !self.sleep(delay) {
                         self.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
-                        return;
+                        return false;
                     }
                 }
                 self.metrics
                     .dead_lettered
-                    .add(batch.records.len() as u64, record_bytes);
-            }
-        }
-        for (range, bytes) in batch.ranges {
-            if let Err(e) = self.buffer.ack(range, bytes) {
-                eprintln!("weir: sink {}: acknowledging to the buffer: {e}", self.name);
+                    .add(records.len() as u64, record_bytes);
             }
         }
         self.metrics.note_progress();
         self.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
+        true
+    }
+
+    /// Lets the buffer go of what `ranges` hold.
+    fn acknowledge(&self, ranges: Vec<(Range<u64>, u64)>) {
+        for (range, bytes) in ranges {
+            if let Err(e) = self.buffer.ack(range, bytes) {
+                eprintln!("weir: sink {}: acknowledging to the buffer: {e}", self.name);
+            }
+        }
     }
 
     /// Sleeps `delay`, waking early if told to stop; false if stopped.

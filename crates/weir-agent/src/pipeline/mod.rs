@@ -443,6 +443,7 @@ fn start_sink(
         },
         max_retry_age: sink.max_retry_age,
         dead_letter: data_dir.join("dead-letter").join(format!("{name}.ndjson")),
+        order_key: sink.order_key.clone(),
     };
     let handle = delivery::start(
         name,

@@ -174,7 +174,8 @@ fn set<V>(pairs: &mut Vec<(String, V)>, key: &str, value: V) {
     }
 }
 
-fn key_of(field: &expr::Field, record: &LogRecord) -> String {
+/// The value of `field` in `record`, as text (empty when absent).
+pub fn key_of(field: &expr::Field, record: &LogRecord) -> String {
     use expr::Field;
     match field {
         Field::Body => String::from_utf8_lossy(&record.body).into_owned(),

@@ -1,0 +1,152 @@
+//! The checks of the protocol fuzz targets, shared with the normal test
+//! suite, which replays every input kept in `fuzz/regressions/TARGET` (the
+//! minimised corpus and any input that ever crashed) through them.
+#![allow(dead_code)]
+
+use prost::Message;
+use weir_agent::otlp::{logs, proto, traces};
+use weir_agent::record::Value;
+use weir_agent::source::forward::auth::Handshake;
+use weir_agent::source::forward::message;
+use weir_agent::source::forward::msgpack::{read, skip};
+use weir_agent::source::syslog::framing::Framer;
+use weir_agent::source::syslog::parse::parse;
+use weir_agent::zipkin::{self, Span};
+
+/// The largest syslog message the syslog check frames.
+const MAX: usize = 256;
+
+/// Whatever arrives on a syslog socket: framed as a TCP stream (split at a
+/// point the input chooses) and parsed as messages of both RFCs. No panic;
+/// no framed message over the maximum; and a message that does not parse
+/// keeps every byte in its body.
+pub fn syslog(input: &[u8]) {
+    let split = input
+        .first()
+        .map_or(0, |b| usize::from(*b))
+        .min(input.len());
+    let mut framer = Framer::new(MAX);
+    let mut messages = Vec::new();
+    for part in [&input[..split], &input[split..]] {
+        if framer
+            .push(part, |m, _cut| {
+                assert!(m.len() <= MAX, "a framed message is at most the maximum");
+                messages.push(m.to_vec());
+            })
+            .is_err()
+        {
+            break;
+        }
+    }
+    framer.finish(|m, _| messages.push(m.to_vec()));
+    messages.push(input.to_vec());
+    for message in &messages {
+        let record = parse(message, 1_795_287_600_000_000_000);
+        let failed = record
+            .attributes
+            .iter()
+            .any(|(k, v)| k == "syslog.parse_error" && matches!(v, Value::Str(_)));
+        if failed {
+            let trimmed = message
+                .iter()
+                .rposition(|b| !matches!(b, b'\n' | b'\r' | b'\0'))
+                .map_or(&message[..0], |end| &message[..=end]);
+            assert_eq!(
+                record.body, trimmed,
+                "a message that does not parse is kept whole"
+            );
+        }
+        assert!(record.severity.is_none_or(|s| s <= 7));
+    }
+}
+
+/// Whatever a Forward client sends: read as MessagePack values one after
+/// another (as a connection does), each decoded as a message of any mode
+/// and, before the first, as a handshake PING. No panic; `skip` and `read`
+/// agree on every value's length; no compressed message grows past its
+/// bound.
+pub fn forward(input: &[u8]) {
+    let handshake = Handshake::new("key", "host");
+    let mut rest = input;
+    let mut first = true;
+    while let Ok(len) = skip(rest) {
+        let (value, read_len) = read(&rest[..len]).expect("skip found a whole value");
+        assert_eq!(read_len, len);
+        if first {
+            let _ = handshake.answer(&value);
+            first = false;
+        }
+        if let Ok(decoded) = message::decode(&value, 1 << 16) {
+            let body: usize = decoded.records.iter().map(|r| r.body.len()).sum();
+            assert!(body <= (1 << 16) + input.len() * 64);
+        }
+        rest = &rest[len..];
+    }
+}
+
+/// Whatever an OTLP/HTTP client posts to /v1/logs or /v1/traces, read as
+/// protobuf and as JSON: no panic, and whatever decodes maps to records and
+/// back to a request without loss of the record count (spans without valid
+/// ids are counted as rejected instead).
+pub fn otlp(input: &[u8]) {
+    let decoded = [
+        proto::ExportLogsServiceRequest::decode(input).ok(),
+        serde_json::from_slice::<proto::ExportLogsServiceRequest>(input).ok(),
+    ];
+    for request in decoded.into_iter().flatten() {
+        let count: usize = request
+            .resource_logs
+            .iter()
+            .flat_map(|r| &r.scope_logs)
+            .map(|s| s.log_records.len())
+            .sum();
+        let records = logs::to_records(request, 0);
+        assert_eq!(records.len(), count);
+        let again = logs::to_request(&records);
+        let back: usize = again
+            .resource_logs
+            .iter()
+            .flat_map(|r| &r.scope_logs)
+            .map(|s| s.log_records.len())
+            .sum();
+        assert_eq!(back, count);
+    }
+    let decoded = [
+        proto::ExportTraceServiceRequest::decode(input).ok(),
+        serde_json::from_slice::<proto::ExportTraceServiceRequest>(input).ok(),
+    ];
+    for request in decoded.into_iter().flatten() {
+        let count: usize = request
+            .resource_spans
+            .iter()
+            .flat_map(|r| &r.scope_spans)
+            .map(|s| s.spans.len())
+            .sum();
+        let (records, rejected) = traces::to_records(request, 0);
+        assert_eq!(records.len() + rejected, count);
+        let again = traces::to_request(&records);
+        let back: usize = again
+            .resource_spans
+            .iter()
+            .flat_map(|r| &r.scope_spans)
+            .map(|s| s.spans.len())
+            .sum();
+        assert_eq!(back, records.len());
+    }
+}
+
+/// Whatever a Zipkin reporter posts to /api/v2/spans, as JSON and as
+/// proto3: no panic; every span that maps to a record maps back to a span
+/// with the same ids.
+pub fn zipkin(input: &[u8]) {
+    let mut spans: Vec<Span> = serde_json::from_slice(input).unwrap_or_default();
+    if let Ok(list) = zipkin::proto::ListOfSpans::decode(input) {
+        spans.extend(list.spans.into_iter().map(Span::from));
+    }
+    for span in spans {
+        if let Ok(record) = zipkin::to_record(span.clone(), 0) {
+            let back = zipkin::from_record(&record).expect("a span record");
+            assert_eq!(back.id, span.id.to_lowercase());
+        }
+    }
+}
