@@ -43,7 +43,9 @@ where
         };
         runtime.block_on(async move {
             match tokio::net::TcpListener::from_std(listener) {
-                Ok(listener) => serve_on(listener, max_connections, None, || {}, handler).await,
+                Ok(listener) => {
+                    serve_on(listener, max_connections, None, None, || {}, handler).await;
+                }
                 Err(e) => eprintln!("weir: {name}: {e}"),
             }
         });
@@ -51,13 +53,15 @@ where
 }
 
 /// Serves `listener` with `handler` on the current runtime, for as long
-/// as the returned future is polled. A client that takes longer than
-/// `read_timeout` to send a request's head is cut off; `refused` is told
-/// of each connection closed for being one too many.
+/// as the returned future is polled, over TLS if `tls` is given. A client
+/// that takes longer than `read_timeout` to finish the TLS handshake or
+/// send a request's head is cut off; `refused` is told of each connection
+/// closed for being one too many.
 pub async fn serve_on<H, F>(
     listener: tokio::net::TcpListener,
     max_connections: usize,
     read_timeout: Option<Duration>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     refused: impl Fn(),
     handler: H,
 ) where
@@ -80,7 +84,7 @@ pub async fn serve_on<H, F>(
             continue;
         }
         open.fetch_add(1, Ordering::Relaxed);
-        let (handler, open) = (Arc::clone(&handler), Arc::clone(&open));
+        let (handler, open, tls) = (Arc::clone(&handler), Arc::clone(&open), tls.clone());
         tokio::spawn(async move {
             let service = service_fn(move |request| {
                 let response = handler(request);
@@ -92,9 +96,23 @@ pub async fn serve_on<H, F>(
                     .timer(hyper_util::rt::TokioTimer::new())
                     .header_read_timeout(timeout);
             }
-            let _ = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            match tls {
+                Some(acceptor) => {
+                    let timeout = read_timeout.unwrap_or(Duration::from_secs(30));
+                    if let Ok(Ok(stream)) =
+                        tokio::time::timeout(timeout, acceptor.accept(stream)).await
+                    {
+                        let _ = builder
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await;
+                    }
+                }
+                None => {
+                    let _ = builder
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                }
+            }
             open.fetch_sub(1, Ordering::Relaxed);
         });
     }

@@ -15,5 +15,6 @@ pub mod receiver;
 pub mod record;
 pub mod sink;
 pub mod source;
+pub mod tls;
 pub mod transform;
 pub mod zipkin;

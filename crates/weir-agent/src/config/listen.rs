@@ -13,6 +13,7 @@ use crate::source::net::{Endpoint, Limits};
 use crate::source::otlp::{self, OtlpConfig};
 use crate::source::syslog::{self, Mode, SyslogConfig};
 use crate::source::zipkin::{self, ZipkinConfig};
+use crate::tls::{ClientFiles, ServerFiles};
 
 /// `[sources.NAME] type = "syslog"`: `mode` tcp (default), udp or unix;
 /// `address` (default 127.0.0.1:5514) or, for unix, `path`.
@@ -30,6 +31,9 @@ pub(super) fn check_syslog(
         if let Some(value) = value {
             return Err(not_for(checker, key, name, value.span().start, raw));
         }
+    }
+    if let Some(tls) = &raw.tls {
+        return Err(not_for(checker, key, "tls", tls.span().start, raw));
     }
     let mode = match &raw.mode {
         Some(mode) => checker.choice(
@@ -103,6 +107,7 @@ pub(super) fn check_forward(
         ));
     }
     Ok(SourceConfig::Forward(ForwardConfig {
+        tls: server_tls(checker, key, raw)?,
         address: address(checker, key, raw, forward::DEFAULT_PORT)?,
         limits,
         shared_key: raw.shared_key.as_ref().map(|k| k.get_ref().clone()),
@@ -159,7 +164,23 @@ pub(super) fn check_forward_sink(
         )?,
         None => Balance::Failover,
     };
+    let tls = match &raw.tls {
+        Some(tls) => {
+            if tls.get_ref().cert.is_some() || tls.get_ref().key.is_some() {
+                return Err(checker.error(
+                    tls.span().start,
+                    format!("{key}.tls: a sink takes ca and server_name, not cert and key"),
+                ));
+            }
+            Some(ClientFiles {
+                ca: tls.get_ref().ca.as_ref().map(PathBuf::from),
+                server_name: tls.get_ref().server_name.clone(),
+            })
+        }
+        None => None,
+    };
     Ok(ForwardSinkConfig {
+        tls,
         servers,
         balance,
         tag: raw
@@ -203,6 +224,7 @@ pub(super) fn check_otlp(
         ..Limits::default()
     };
     Ok(SourceConfig::Otlp(OtlpConfig {
+        tls: server_tls(checker, key, raw)?,
         address: address(checker, key, raw, otlp::DEFAULT_PORT)?,
         limits: limits_from(checker, key, raw, limits)?,
         token: raw.token.as_ref().map(|t| t.get_ref().clone()),
@@ -227,7 +249,29 @@ pub(super) fn check_zipkin(
         address,
         limits: otlp.limits,
         token: otlp.token,
+        tls: otlp.tls,
     }))
+}
+
+/// `tls = { cert = "PEM", key = "PEM" }` of a listener.
+fn server_tls(
+    checker: &Checker<'_>,
+    key: &str,
+    raw: &RawSource,
+) -> Result<Option<ServerFiles>, ConfigError> {
+    let Some(tls) = &raw.tls else {
+        return Ok(None);
+    };
+    match (&tls.get_ref().cert, &tls.get_ref().key, &tls.get_ref().ca) {
+        (Some(cert), Some(file), None) => Ok(Some(ServerFiles {
+            cert: PathBuf::from(cert),
+            key: PathBuf::from(file),
+        })),
+        _ => Err(checker.error(
+            tls.span().start,
+            format!("{key}.tls: expected {{ cert = \"PEM FILE\", key = \"PEM FILE\" }}"),
+        )),
+    }
 }
 
 /// `address = "HOST:PORT"`, by default on loopback.

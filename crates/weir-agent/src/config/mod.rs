@@ -251,6 +251,18 @@ struct RawSource {
     shared_key: Option<S<String>>,
     self_hostname: Option<S<String>>,
     token: Option<S<String>>,
+    tls: Option<S<RawTls>>,
+}
+
+/// `tls = { cert = "PEM", key = "PEM" }` for a listener, `tls = { ca =
+/// "PEM", server_name = "NAME" }` (both optional) for a sink.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    cert: Option<String>,
+    key: Option<String>,
+    ca: Option<String>,
+    server_name: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -278,6 +290,7 @@ struct RawSink {
     require_ack: Option<bool>,
     shared_key: Option<S<String>>,
     self_hostname: Option<S<String>>,
+    tls: Option<S<RawTls>>,
     // delivery
     ordering: Option<S<String>>,
     order_key: Option<S<String>>,

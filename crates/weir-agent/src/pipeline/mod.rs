@@ -732,9 +732,10 @@ fn factory(kind: &SinkKind) -> SinkFactory {
             );
             Ok(Box::new(sink) as Box<dyn Sink>)
         }),
-        SinkKind::Forward(config) => {
-            Box::new(move || Ok(Box::new(ForwardSink::new(config.clone())) as Box<dyn Sink>))
-        }
+        SinkKind::Forward(config) => Box::new(move || {
+            let sink = ForwardSink::new(config.clone()).map_err(std::io::Error::other)?;
+            Ok(Box::new(sink) as Box<dyn Sink>)
+        }),
         SinkKind::Http {
             uri,
             format,

@@ -46,44 +46,71 @@ pub struct ForwardSinkConfig {
     pub hostname: String,
     /// Connecting, writing and waiting for each ack.
     pub timeout: Duration,
+    /// Speak TLS, trusting these CAs.
+    pub tls: Option<crate::tls::ClientFiles>,
 }
+
+/// A connection to a server: a TCP stream, or TLS over one.
+trait Stream: Read + Write + Send {}
+
+impl<T: Read + Write + Send> Stream for T {}
 
 pub struct ForwardSink {
     config: ForwardSinkConfig,
     /// Which server is in use.
     current: usize,
-    connection: Option<TcpStream>,
+    connection: Option<Box<dyn Stream>>,
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
     message: Vec<u8>,
     entries: Vec<u8>,
 }
 
 impl ForwardSink {
-    pub fn new(config: ForwardSinkConfig) -> ForwardSink {
-        ForwardSink {
+    /// A sink for `config`; the error names a TLS file that is wrong.
+    pub fn new(config: ForwardSinkConfig) -> Result<ForwardSink, String> {
+        let tls = config
+            .tls
+            .as_ref()
+            .map(crate::tls::client_config)
+            .transpose()?;
+        Ok(ForwardSink {
             config,
             current: 0,
             connection: None,
+            tls,
             message: Vec::new(),
             entries: Vec::new(),
-        }
+        })
     }
 
     fn server(&self) -> SocketAddr {
         self.config.servers[self.current % self.config.servers.len()]
     }
 
-    /// The connection in use, made (and authenticated) if there is none.
-    fn connect(&mut self) -> Result<&mut TcpStream, SendError> {
+    /// The connection in use, made (over TLS if configured, and
+    /// authenticated) if there is none.
+    fn connect(&mut self) -> Result<&mut Box<dyn Stream>, SendError> {
         if self.connection.is_none() {
             let server = self.server();
             let timeout = self.config.timeout;
-            let mut stream = TcpStream::connect_timeout(&server, timeout)
+            let tcp = TcpStream::connect_timeout(&server, timeout)
                 .map_err(|e| SendError::retryable(format!("connecting to {server}: {e}")))?;
-            let _ = stream.set_nodelay(true);
-            let _ = stream.set_read_timeout(Some(timeout));
-            let _ = stream.set_write_timeout(Some(timeout));
+            let _ = tcp.set_nodelay(true);
+            let _ = tcp.set_read_timeout(Some(timeout));
+            let _ = tcp.set_write_timeout(Some(timeout));
+            let mut stream: Box<dyn Stream> = match (&self.tls, &self.config.tls) {
+                (Some(tls), Some(files)) => {
+                    let name = crate::tls::server_name(files, &server.ip().to_string())
+                        .map_err(SendError::permanent)?;
+                    let connection =
+                        rustls::ClientConnection::new(std::sync::Arc::clone(tls), name)
+                            .map_err(|e| SendError::retryable(format!("{server}: TLS: {e}")))?;
+                    Box::new(rustls::StreamOwned::new(connection, tcp))
+                }
+                _ => Box::new(tcp),
+            };
             if let Some(key) = &self.config.shared_key {
-                handshake(&mut stream, key, &self.config.hostname)
+                handshake(&mut *stream, key, &self.config.hostname, timeout)
                     .map_err(|e| SendError::retryable(format!("{server}: handshake: {e}")))?;
             }
             self.connection = Some(stream);
@@ -114,7 +141,7 @@ impl ForwardSink {
                 .map_err(|e| SendError::retryable(format!("sending to {server}: {e}")))
                 .and_then(|()| {
                     if require_ack {
-                        wait_for_ack(stream, &chunk, timeout)
+                        wait_for_ack(&mut **stream, &chunk, timeout)
                             .map_err(|e| SendError::retryable(format!("{server}: {e}")))
                     } else {
                         Ok(())
@@ -266,7 +293,7 @@ fn entry(record: &LogRecord, out: &mut Vec<u8>) {
 
 /// Reads MessagePack values from `stream` until one is whole.
 fn read_value(
-    stream: &mut TcpStream,
+    stream: &mut dyn Stream,
     buffer: &mut Vec<u8>,
     deadline: Instant,
 ) -> Result<usize, String> {
@@ -293,7 +320,7 @@ fn read_value(
     }
 }
 
-fn wait_for_ack(stream: &mut TcpStream, chunk: &str, timeout: Duration) -> Result<(), String> {
+fn wait_for_ack(stream: &mut dyn Stream, chunk: &str, timeout: Duration) -> Result<(), String> {
     let mut buffer = Vec::new();
     let len = read_value(stream, &mut buffer, Instant::now() + timeout)?;
     let (answer, _) = msgpack::read(&buffer[..len]).map_err(|e| format!("{e:?}"))?;
@@ -305,13 +332,13 @@ fn wait_for_ack(stream: &mut TcpStream, chunk: &str, timeout: Duration) -> Resul
 }
 
 /// The client's side of the shared_key handshake.
-fn handshake(stream: &mut TcpStream, key: &str, hostname: &str) -> Result<(), String> {
-    let deadline = Instant::now()
-        + stream
-            .read_timeout()
-            .ok()
-            .flatten()
-            .unwrap_or(Duration::from_secs(30));
+fn handshake(
+    stream: &mut dyn Stream,
+    key: &str,
+    hostname: &str,
+    timeout: Duration,
+) -> Result<(), String> {
+    let deadline = Instant::now() + timeout;
     let mut buffer = Vec::new();
     let len = read_value(stream, &mut buffer, deadline)?;
     let (helo, _) = msgpack::read(&buffer[..len]).map_err(|e| format!("{e:?}"))?;
@@ -410,7 +437,9 @@ mod tests {
                 shared_key: None,
                 hostname: "h".into(),
                 timeout: Duration::from_secs(1),
-            });
+                tls: None,
+            })
+            .unwrap();
             sink.encode(std::slice::from_ref(&record), "pods.web", "c1");
             let (value, _) = msgpack::read(&sink.message).unwrap();
             let decoded = message::decode(&value, 1 << 20).unwrap();

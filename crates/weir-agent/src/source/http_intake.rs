@@ -29,12 +29,14 @@ pub enum Encoding {
     Json,
 }
 
-/// Binds `address` and serves it with `take` on a network source's
-/// runtime until `stop` is set; a refusal becomes a plain-text answer.
+/// Binds `address` and serves it (over TLS with `tls`) with `take` on a
+/// network source's runtime until `stop` is set; a refusal becomes a
+/// plain-text answer.
 pub fn start<T, F>(
     name: &str,
     address: std::net::SocketAddr,
     limits: &Limits,
+    tls: Option<&crate::tls::ServerFiles>,
     (output, control, metrics, stop): (Output, Arc<Control>, Arc<SourceMetrics>, Arc<AtomicBool>),
     take: T,
 ) -> io::Result<JoinHandle<()>>
@@ -43,6 +45,12 @@ where
     F: Future<Output = Result<Response<Full<Bytes>>, Refusal>> + Send + 'static,
 {
     let limits = limits.clone();
+    let tls = match tls {
+        Some(files) => Some(tokio_rustls::TlsAcceptor::from(
+            crate::tls::server_config(files).map_err(io::Error::other)?,
+        )),
+        None => None,
+    };
     net::start(name, output, control, metrics, stop, move |emitter| {
         let listener = std::net::TcpListener::bind(address)?;
         listener.set_nonblocking(true)?;
@@ -53,6 +61,7 @@ where
             listener,
             limits.max_connections,
             Some(limits.read_timeout),
+            tls,
             move || {
                 refused.refused_connections.fetch_add(1, Ordering::Relaxed);
             },

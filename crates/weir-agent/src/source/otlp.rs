@@ -41,6 +41,8 @@ pub struct OtlpConfig {
     pub limits: Limits,
     /// Requests must carry `Authorization: Bearer TOKEN`.
     pub token: Option<String>,
+    /// Serve HTTPS with this certificate and key.
+    pub tls: Option<crate::tls::ServerFiles>,
 }
 
 /// Binds the listener and starts the source; it runs until `stop` is set.
@@ -55,10 +57,18 @@ pub fn start(
     let parts = (output, control, metrics, stop);
     let (address, limits) = (config.address, config.limits.clone());
     let config = Arc::new(config);
-    http_intake::start(name, address, &limits, parts, move |request, emitter| {
-        let config = Arc::clone(&config);
-        async move { take(request, &emitter, &config).await }
-    })
+    let tls = config.tls.clone();
+    http_intake::start(
+        name,
+        address,
+        &limits,
+        tls.as_ref(),
+        parts,
+        move |request, emitter| {
+            let config = Arc::clone(&config);
+            async move { take(request, &emitter, &config).await }
+        },
+    )
 }
 
 async fn take(

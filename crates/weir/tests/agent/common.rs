@@ -144,12 +144,18 @@ pub fn rotel() -> PathBuf {
 /// Runs a client script of `tests/agent/clients` with `args`; it must
 /// succeed. Returns what it printed.
 pub fn client(script: &str, args: &[&str]) -> String {
+    client_with(script, args, &[])
+}
+
+/// [`client`], with environment variables `env`.
+pub fn client_with(script: &str, args: &[&str], env: &[(&str, &str)]) -> String {
     let script = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/agent/clients")
         .join(script);
     let output = Command::new(python())
         .arg(&script)
         .args(args)
+        .envs(env.iter().copied())
         .output()
         .expect("running a client");
     let said = String::from_utf8_lossy(&output.stdout).into_owned();
@@ -160,6 +166,80 @@ pub fn client(script: &str, args: &[&str]) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     said
+}
+
+/// A certificate for 127.0.0.1 and localhost and the CA that signed it,
+/// made with openssl in `dir`.
+pub struct Certificate {
+    /// The CA's certificate, for clients to trust.
+    pub ca: PathBuf,
+    /// The server's certificate and key.
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+pub fn certificate(dir: &Scratch) -> Certificate {
+    let path = |name: &str| dir.join(name);
+    let openssl = |args: &[&str]| {
+        let status = Command::new("openssl")
+            .args(args)
+            .current_dir(dir.join("."))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("openssl");
+        assert!(status.success(), "openssl {args:?}");
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let (ca, ca_key) = (path("ca.pem"), path("ca.key"));
+    let (cert, key, csr) = (path("cert.pem"), path("key.pem"), path("cert.csr"));
+    let extensions = path("cert.ext");
+    fs::write(
+        &extensions,
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=critical,CA:FALSE\n",
+    )
+    .unwrap();
+    let text = |p: &PathBuf| p.to_str().unwrap().to_owned();
+    openssl(
+        &[
+            &["req", "-x509", "-days", "2", "-subj", "/CN=weir test CA"][..],
+            &ec,
+            &["-keyout", &text(&ca_key), "-out", &text(&ca)],
+        ]
+        .concat(),
+    );
+    openssl(
+        &[
+            &["req", "-subj", "/CN=localhost"][..],
+            &ec,
+            &["-keyout", &text(&key), "-out", &text(&csr)],
+        ]
+        .concat(),
+    );
+    openssl(&[
+        "x509",
+        "-req",
+        "-days",
+        "2",
+        "-in",
+        &text(&csr),
+        "-CA",
+        &text(&ca),
+        "-CAkey",
+        &text(&ca_key),
+        "-CAcreateserial",
+        "-extfile",
+        &text(&extensions),
+        "-out",
+        &text(&cert),
+    ]);
+    Certificate { ca, cert, key }
 }
 
 /// A loopback UDP port nobody listens on (at the moment of asking).

@@ -205,3 +205,85 @@ retry = {{ initial = "5ms", max = "50ms" }}
         "the tail source's resource crossed the hop: {first}"
     );
 }
+
+/// The same hop over TLS: the collector serves a certificate, the agent
+/// trusts it; a client that speaks plain Forward to the TLS port gets
+/// nothing through.
+#[test]
+fn a_weir_agent_forwards_to_another_over_tls() {
+    let dir = Scratch::new("forward-tls");
+    let Certificate { ca, cert, key } = certificate(&dir);
+    let (port, api) = (free_port(), free_port());
+    let out = dir.join("collector.ndjson");
+    let collector_dir = Scratch::new("forward-tls-collector");
+    let collector = Agent::start(
+        &collector_dir,
+        &config(
+            &collector_dir.join("data"),
+            Some(api),
+            &format!(
+                "[sources.agents]\ntype = \"forward\"\naddress = \"127.0.0.1:{port}\"\nshared_key = \"k\"\ntls = {{ cert = \"{}\", key = \"{}\" }}\n[sinks.out]\ntype = \"file\"\ninputs = [\"agents\"]\npath = \"{}\"\nbatch = {{ timeout = \"20ms\" }}\n",
+                cert.display(),
+                key.display(),
+                out.display()
+            ),
+        ),
+    );
+    wait_for(Duration::from_secs(10), "the collector", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    // Plain Forward to the TLS port: refused, nothing taken.
+    let said = std::process::Command::new(python())
+        .arg(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/agent/clients/forward_client.py"),
+        )
+        .args(["modes", "127.0.0.1", &port.to_string(), "k"])
+        .output()
+        .unwrap();
+    assert!(
+        !said.status.success(),
+        "plain Forward got through a TLS port"
+    );
+    let log = dir.join("app.log");
+    let total = 5_000;
+    std::fs::write(&log, (0..total).map(line).collect::<String>()).unwrap();
+    let agent = Agent::start(
+        &dir,
+        &config(
+            &dir.join("data"),
+            None,
+            &(tail_source(log.to_str().unwrap())
+                + &format!(
+                    "[sinks.out]\ntype = \"forward\"\ninputs = [\"app\"]\nservers = [\"127.0.0.1:{port}\"]\nshared_key = \"k\"\ntls = {{ ca = \"{}\" }}\ntimeout = \"2s\"\nbatch = {{ max_records = 700, timeout = \"20ms\" }}\nretry = {{ initial = \"5ms\", max = \"50ms\" }}\n",
+                    ca.display()
+                )),
+        ),
+    );
+    wait_for(
+        Duration::from_secs(60),
+        "every line at the collector",
+        || std::fs::read_to_string(&out).is_ok_and(|t| t.lines().count() >= total),
+    );
+    let (code, said) = agent.stop();
+    assert_eq!(code, Some(0), "{said}");
+    let (_, metrics) = get(api, "/metrics");
+    assert!(
+        metric(
+            &metrics,
+            "weir_source_connections_closed_total{source=\"agents\",reason=\"broken_framing\"}"
+        ) >= 1.0,
+        "{metrics}"
+    );
+    let (code, said) = collector.stop();
+    assert_eq!(code, Some(0), "{said}");
+    let bodies: Vec<String> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let record: serde_json::Value = serde_json::from_str(l).unwrap();
+            format!("{}\n", record["body"].as_str().unwrap())
+        })
+        .collect();
+    assert_eq!(bodies, (0..total).map(line).collect::<Vec<_>>());
+}

@@ -29,6 +29,10 @@ fn post(port: u16, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, S
     if stream.read_to_end(&mut response).is_err() && response.is_empty() {
         return (0, String::new(), String::new());
     }
+    if !response.starts_with(b"HTTP/") {
+        // Not HTTP at all (a TLS alert, say): no status.
+        return (0, String::new(), String::new());
+    }
     let response = String::from_utf8_lossy(&response).into_owned();
     let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
     (
@@ -392,6 +396,52 @@ fn the_opentelemetry_sdk_exports_spans_that_arrive_as_sent() {
             assert_eq!(span["status"]["message"], sent["status"][1]);
         }
     }
+    let (code, said) = agent.stop();
+    assert_eq!(code, Some(0), "{said}");
+}
+
+/// OTLP over HTTPS: the SDK's exporter, given the CA that signed weir's
+/// certificate, verifies it and its logs arrive.
+#[test]
+fn the_opentelemetry_sdk_exports_over_https() {
+    let dir = Scratch::new("otlp-tls");
+    let Certificate { ca, cert, key } = certificate(&dir);
+    let port = free_port();
+    let out = dir.join("out.ndjson");
+    let agent = Agent::start(
+        &dir,
+        &config(
+            &dir.join("data"),
+            None,
+            &format!(
+                "[sources.otel]\ntype = \"otlp\"\naddress = \"127.0.0.1:{port}\"\ntls = {{ cert = \"{}\", key = \"{}\" }}\n[sinks.out]\ntype = \"file\"\ninputs = [\"otel\"]\npath = \"{}\"\nbatch = {{ timeout = \"20ms\" }}\n",
+                cert.display(),
+                key.display(),
+                out.display()
+            ),
+        ),
+    );
+    wait_for(Duration::from_secs(10), "the listener", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let endpoint = format!("https://127.0.0.1:{port}/v1/logs");
+    let sent = client_with(
+        "otlp_client.py",
+        &["logs", &endpoint],
+        &[("WEIR_TEST_CA", ca.to_str().unwrap())],
+    );
+    assert_eq!(sent.lines().count(), 3);
+    wait_for(Duration::from_secs(10), "3 records", || {
+        std::fs::read_to_string(&out).is_ok_and(|t| t.lines().count() >= 3)
+    });
+    // Plain HTTP to the HTTPS port gets no HTTP answer.
+    let (status, _, _) = post(
+        port,
+        "/v1/logs",
+        &[("Content-Type", "application/json")],
+        b"{}",
+    );
+    assert_eq!(status, 0);
     let (code, said) = agent.stop();
     assert_eq!(code, Some(0), "{said}");
 }

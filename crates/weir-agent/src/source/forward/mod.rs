@@ -19,8 +19,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio_rustls::TlsAcceptor;
 
 use self::auth::Handshake;
 use self::msgpack::ReadError;
@@ -43,6 +43,8 @@ pub struct ForwardConfig {
     pub shared_key: Option<String>,
     /// How the server names itself in the handshake.
     pub hostname: String,
+    /// Serve TLS with this certificate and key.
+    pub tls: Option<crate::tls::ServerFiles>,
 }
 
 /// Binds the listener and starts the source; it runs until `stop` is set.
@@ -54,15 +56,26 @@ pub fn start(
     metrics: Arc<SourceMetrics>,
     stop: Arc<AtomicBool>,
 ) -> io::Result<JoinHandle<()>> {
+    let tls = match &config.tls {
+        Some(files) => Some(TlsAcceptor::from(
+            crate::tls::server_config(files).map_err(io::Error::other)?,
+        )),
+        None => None,
+    };
     net::start(name, output, control, metrics, stop, move |emitter| {
         let listener = std::net::TcpListener::bind(config.address)?;
         listener.set_nonblocking(true)?;
         let listener = tokio::net::TcpListener::from_std(listener)?;
-        Ok(serve(listener, emitter, Arc::new(config)))
+        Ok(serve(listener, emitter, Arc::new(config), tls))
     })
 }
 
-async fn serve(listener: tokio::net::TcpListener, emitter: Emitter, config: Arc<ForwardConfig>) {
+async fn serve(
+    listener: tokio::net::TcpListener,
+    emitter: Emitter,
+    config: Arc<ForwardConfig>,
+    tls: Option<TlsAcceptor>,
+) {
     let connections = Connections::new(config.limits.max_connections);
     loop {
         let (stream, peer) = match listener.accept().await {
@@ -79,19 +92,36 @@ async fn serve(listener: tokio::net::TcpListener, emitter: Emitter, config: Arc<
                 .fetch_add(1, Ordering::Relaxed);
             continue;
         };
-        let (emitter, config) = (emitter.clone(), Arc::clone(&config));
+        let (emitter, config, tls) = (emitter.clone(), Arc::clone(&config), tls.clone());
         tokio::spawn(async move {
-            let mut connection = Connection {
-                stream,
-                peer: peer.to_string(),
-                emitter: &emitter,
-                config: &config,
-                said_malformed: false,
+            let peer = peer.to_string();
+            let outcome = match tls {
+                Some(acceptor) => {
+                    let timeout = config.limits.read_timeout;
+                    match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => serve_connection(stream, &peer, &emitter, &config).await,
+                        Ok(Err(e)) => {
+                            emitter
+                                .metrics
+                                .broken_streams
+                                .fetch_add(1, Ordering::Relaxed);
+                            Err(format!("TLS handshake: {e}"))
+                        }
+                        Err(_) => {
+                            emitter
+                                .metrics
+                                .timed_out_connections
+                                .fetch_add(1, Ordering::Relaxed);
+                            Err("no TLS handshake in time".into())
+                        }
+                    }
+                }
+                None => serve_connection(stream, &peer, &emitter, &config).await,
             };
-            if let Err(e) = connection.run().await {
+            if let Err(e) = outcome {
                 eprintln!(
-                    "weir: source {}: {}: {e}; closing the connection",
-                    emitter.name, connection.peer
+                    "weir: source {}: {peer}: {e}; closing the connection",
+                    emitter.name
                 );
             }
             drop(admitted);
@@ -99,15 +129,32 @@ async fn serve(listener: tokio::net::TcpListener, emitter: Emitter, config: Arc<
     }
 }
 
-struct Connection<'a> {
-    stream: TcpStream,
+async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    peer: &str,
+    emitter: &Emitter,
+    config: &ForwardConfig,
+) -> Result<(), String> {
+    Connection {
+        stream,
+        peer: peer.to_owned(),
+        emitter,
+        config,
+        said_malformed: false,
+    }
+    .run()
+    .await
+}
+
+struct Connection<'a, S> {
+    stream: S,
     peer: String,
     emitter: &'a Emitter,
     config: &'a ForwardConfig,
     said_malformed: bool,
 }
 
-impl Connection<'_> {
+impl<S: AsyncRead + AsyncWrite + Unpin> Connection<'_, S> {
     /// Reads messages until the client closes; an error says why the
     /// connection is given up.
     async fn run(&mut self) -> Result<(), String> {

@@ -3,11 +3,13 @@ OTLP/HTTP exporter (protobuf), and prints, a JSON object a line, each log
 record exactly as the exporter was handed it, for the test to compare with
 what weir wrote.
 
-logs ENDPOINT [TOKEN]     log records, with trace context
+logs ENDPOINT [TOKEN]     log records, with trace context (an https endpoint
+                          trusts the CA file WEIR_TEST_CA names)
 traces ENDPOINT [TOKEN]   a parent span and a child with events, a link,
                           an error status and attributes
 """
 import json
+import os
 import sys
 
 from opentelemetry import trace
@@ -47,7 +49,14 @@ class Recording(OTLPLogExporter):
 
 def logs(endpoint, token=None):
     headers = {"Authorization": f"Bearer {token}"} if token else None
-    exporter = Recording(endpoint=endpoint, headers=headers, timeout=10)
+    # A CA to trust for https endpoints (the test's own). requests prefers
+    # these variables to what it is given, so they go.
+    if os.environ.get("WEIR_TEST_CA"):
+        os.environ.pop("REQUESTS_CA_BUNDLE", None)
+        os.environ.pop("CURL_CA_BUNDLE", None)
+    exporter = Recording(
+        endpoint=endpoint, headers=headers, timeout=10, certificate_file=os.environ.get("WEIR_TEST_CA")
+    )
     provider = LoggerProvider(resource=Resource.create({"service.name": "checkout", "deployment": "test"}))
     provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
     logger = provider.get_logger("weir.test.client", "1.4.2")
