@@ -27,7 +27,7 @@ use crate::sink::forward::ForwardSink;
 use crate::sink::http::{HttpConfig, HttpSink};
 use crate::source::file::checkpoint::{Checkpoints, Entry};
 use crate::source::file::{self, FileSourceConfig};
-use crate::source::{Control, Output, Route};
+use crate::source::{Control, Output, Route, Wiring};
 use crate::source::{forward, otlp, syslog, zipkin};
 use crate::transform::{Stage, TransformMetrics};
 
@@ -519,47 +519,18 @@ fn start_lane(
     let stop = Arc::new(AtomicBool::new(false));
     let control = Arc::new(Control::default());
     let display = lanes::display(name, key);
+    let wiring = Wiring {
+        output,
+        control: Arc::clone(&control),
+        metrics: Arc::clone(&metrics),
+        stop: Arc::clone(&stop),
+    };
     let started = match (source, file_source_config(source, checkpoint_path)) {
-        (SourceConfig::Forward(config), _) => forward::start(
-            &display,
-            config.clone(),
-            output,
-            Arc::clone(&control),
-            Arc::clone(&metrics),
-            Arc::clone(&stop),
-        ),
-        (SourceConfig::Otlp(config), _) => otlp::start(
-            &display,
-            config.clone(),
-            output,
-            Arc::clone(&control),
-            Arc::clone(&metrics),
-            Arc::clone(&stop),
-        ),
-        (SourceConfig::Zipkin(config), _) => zipkin::start(
-            &display,
-            config.clone(),
-            output,
-            Arc::clone(&control),
-            Arc::clone(&metrics),
-            Arc::clone(&stop),
-        ),
-        (SourceConfig::Syslog(config), _) => syslog::start(
-            &display,
-            config.clone(),
-            output,
-            Arc::clone(&control),
-            Arc::clone(&metrics),
-            Arc::clone(&stop),
-        ),
-        (_, Some(config)) => file::start(
-            &display,
-            config,
-            output,
-            Arc::clone(&control),
-            Arc::clone(&metrics),
-            Arc::clone(&stop),
-        ),
+        (SourceConfig::Forward(config), _) => forward::start(&display, config.clone(), wiring),
+        (SourceConfig::Otlp(config), _) => otlp::start(&display, config.clone(), wiring),
+        (SourceConfig::Zipkin(config), _) => zipkin::start(&display, config.clone(), wiring),
+        (SourceConfig::Syslog(config), _) => syslog::start(&display, config.clone(), wiring),
+        (_, Some(config)) => file::start(&display, config, wiring),
         (SourceConfig::File { .. } | SourceConfig::Monitor { .. }, None) => {
             unreachable!("a file source has a file configuration")
         }

@@ -5,7 +5,7 @@
 
 use std::io::{self, Read};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 
 use bytes::Bytes;
@@ -14,8 +14,8 @@ use hyper::body::Incoming;
 use hyper::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
 use hyper::{Request, Response, StatusCode};
 
+use super::Wiring;
 use super::net::{self, Emitter, Limits};
-use super::{Control, Output};
 use crate::http_server;
 use crate::metrics::SourceMetrics;
 
@@ -29,33 +29,43 @@ pub enum Encoding {
     Json,
 }
 
-/// Binds `address` and serves it (over TLS with `tls`) with `take` on a
-/// network source's runtime until `stop` is set; a refusal becomes a
-/// plain-text answer.
+/// An HTTP source's listener, as configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpSourceConfig {
+    pub address: std::net::SocketAddr,
+    pub limits: Limits,
+    /// Requests must carry `Authorization: Bearer TOKEN`.
+    pub token: Option<String>,
+    /// Serve HTTPS with this certificate and key.
+    pub tls: Option<crate::tls::ServerFiles>,
+}
+
+/// Binds the listener `config` names and serves it (over TLS if asked)
+/// with `take` on a network source's runtime until the source stops; a
+/// refusal becomes a plain-text answer.
 pub fn start<T, F>(
     name: &str,
-    address: std::net::SocketAddr,
-    limits: &Limits,
-    tls: Option<&crate::tls::ServerFiles>,
-    (output, control, metrics, stop): (Output, Arc<Control>, Arc<SourceMetrics>, Arc<AtomicBool>),
+    config: HttpSourceConfig,
+    wiring: Wiring,
     take: T,
 ) -> io::Result<JoinHandle<()>>
 where
-    T: Fn(Request<Incoming>, Emitter) -> F + Send + Sync + 'static,
+    T: Fn(Request<Incoming>, Emitter, Arc<HttpSourceConfig>) -> F + Send + Sync + 'static,
     F: Future<Output = Result<Response<Full<Bytes>>, Refusal>> + Send + 'static,
 {
-    let limits = limits.clone();
-    let tls = match tls {
+    let tls = match &config.tls {
         Some(files) => Some(tokio_rustls::TlsAcceptor::from(
             crate::tls::server_config(files).map_err(io::Error::other)?,
         )),
         None => None,
     };
-    net::start(name, output, control, metrics, stop, move |emitter| {
-        let listener = std::net::TcpListener::bind(address)?;
+    let config = Arc::new(config);
+    net::start(name, wiring, move |emitter| {
+        let listener = std::net::TcpListener::bind(config.address)?;
         listener.set_nonblocking(true)?;
         let listener = tokio::net::TcpListener::from_std(listener)?;
         let refused = Arc::clone(&emitter.metrics);
+        let limits = config.limits.clone();
         let take = Arc::new(take);
         Ok(http_server::serve_on(
             listener,
@@ -66,7 +76,7 @@ where
                 refused.refused_connections.fetch_add(1, Ordering::Relaxed);
             },
             move |request| {
-                let answer = take(request, emitter.clone());
+                let answer = take(request, emitter.clone(), Arc::clone(&config));
                 async move {
                     answer
                         .await

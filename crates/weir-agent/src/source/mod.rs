@@ -18,6 +18,15 @@ use crate::metrics::SourceMetrics;
 use crate::record::LogRecord;
 use crate::transform::{Stage, TransformMetrics};
 
+/// What a running source is given: where its records go, how a reload
+/// reaches it, its counters, and the flag that stops it.
+pub struct Wiring {
+    pub output: Output,
+    pub control: Arc<Control>,
+    pub metrics: Arc<SourceMetrics>,
+    pub stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
 /// How a reload reaches a running source: it parks the source between two
 /// reads, changes what the source's records go to, and lets it go on.
 #[derive(Debug, Default)]

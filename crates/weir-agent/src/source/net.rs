@@ -12,14 +12,14 @@ use std::future::Future;
 use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 use weir_gate::bucket::monotonic_ns;
 
-use super::{Control, Output};
+use super::{Control, Output, Wiring};
 use crate::metrics::SourceMetrics;
 use crate::record::LogRecord;
 
@@ -163,18 +163,17 @@ impl Connections {
 /// thread of its own the listeners `listen` builds from an [`Emitter`].
 /// Both stop once `stop` is set; the listeners are bound before this
 /// returns, so a port in use is an error here and not later.
-pub fn start<L, F>(
-    name: &str,
-    output: Output,
-    control: Arc<Control>,
-    metrics: Arc<SourceMetrics>,
-    stop: Arc<AtomicBool>,
-    listen: L,
-) -> io::Result<JoinHandle<()>>
+pub fn start<L, F>(name: &str, wiring: Wiring, listen: L) -> io::Result<JoinHandle<()>>
 where
     L: FnOnce(Emitter) -> io::Result<F>,
     F: Future<Output = ()> + Send + 'static,
 {
+    let Wiring {
+        output,
+        control,
+        metrics,
+        stop,
+    } = wiring;
     let (sender, receiver) = mpsc::channel(WAITING_BATCHES);
     let busy_since = Arc::new(AtomicU64::new(0));
     let emitter = Emitter {

@@ -14,8 +14,6 @@
 //! token. Nothing is taken from a request that is refused.
 
 use std::io;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::thread::JoinHandle;
 
 use bytes::Bytes;
@@ -23,10 +21,9 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 
+use super::Wiring;
 use super::http_intake::{self, Encoding, Refusal, decode};
-use super::net::{Emitter, Limits};
-use super::{Control, Output};
-use crate::metrics::SourceMetrics;
+use super::net::Emitter;
 use crate::otlp::{logs, proto, traces};
 
 /// The port where a configuration names none.
@@ -35,39 +32,16 @@ pub const DEFAULT_PORT: u16 = 4318;
 /// The largest request body where a configuration names none.
 pub const DEFAULT_MAX_MESSAGE: usize = 8 << 20;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OtlpConfig {
-    pub address: std::net::SocketAddr,
-    pub limits: Limits,
-    /// Requests must carry `Authorization: Bearer TOKEN`.
-    pub token: Option<String>,
-    /// Serve HTTPS with this certificate and key.
-    pub tls: Option<crate::tls::ServerFiles>,
-}
+/// The source's listener.
+pub type OtlpConfig = http_intake::HttpSourceConfig;
 
-/// Binds the listener and starts the source; it runs until `stop` is set.
-pub fn start(
-    name: &str,
-    config: OtlpConfig,
-    output: Output,
-    control: Arc<Control>,
-    metrics: Arc<SourceMetrics>,
-    stop: Arc<AtomicBool>,
-) -> io::Result<JoinHandle<()>> {
-    let parts = (output, control, metrics, stop);
-    let (address, limits) = (config.address, config.limits.clone());
-    let config = Arc::new(config);
-    let tls = config.tls.clone();
+/// Binds the listener and starts the source; it runs until it is stopped.
+pub fn start(name: &str, config: OtlpConfig, wiring: Wiring) -> io::Result<JoinHandle<()>> {
     http_intake::start(
         name,
-        address,
-        &limits,
-        tls.as_ref(),
-        parts,
-        move |request, emitter| {
-            let config = Arc::clone(&config);
-            async move { take(request, &emitter, &config).await }
-        },
+        config,
+        wiring,
+        |request, emitter, config| async move { take(request, &emitter, &config).await },
     )
 }
 

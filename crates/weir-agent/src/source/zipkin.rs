@@ -7,8 +7,6 @@
 //! does; 503 with `Retry-After` while the pipeline is behind.
 
 use std::io;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::thread::JoinHandle;
 
 use bytes::Bytes;
@@ -17,10 +15,9 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use prost::Message;
 
+use super::Wiring;
 use super::http_intake::{self, Encoding, Refusal};
-use super::net::{Emitter, Limits};
-use super::{Control, Output};
-use crate::metrics::SourceMetrics;
+use super::net::Emitter;
 use crate::zipkin;
 
 /// The port where a configuration names none (Zipkin's).
@@ -29,39 +26,16 @@ pub const DEFAULT_PORT: u16 = 9411;
 /// The largest request body where a configuration names none.
 pub const DEFAULT_MAX_MESSAGE: usize = 8 << 20;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ZipkinConfig {
-    pub address: std::net::SocketAddr,
-    pub limits: Limits,
-    /// Requests must carry `Authorization: Bearer TOKEN`.
-    pub token: Option<String>,
-    /// Serve HTTPS with this certificate and key.
-    pub tls: Option<crate::tls::ServerFiles>,
-}
+/// The source's listener.
+pub type ZipkinConfig = http_intake::HttpSourceConfig;
 
-/// Binds the listener and starts the source; it runs until `stop` is set.
-pub fn start(
-    name: &str,
-    config: ZipkinConfig,
-    output: Output,
-    control: Arc<Control>,
-    metrics: Arc<SourceMetrics>,
-    stop: Arc<AtomicBool>,
-) -> io::Result<JoinHandle<()>> {
-    let parts = (output, control, metrics, stop);
-    let (address, limits) = (config.address, config.limits.clone());
-    let config = Arc::new(config);
-    let tls = config.tls.clone();
+/// Binds the listener and starts the source; it runs until it is stopped.
+pub fn start(name: &str, config: ZipkinConfig, wiring: Wiring) -> io::Result<JoinHandle<()>> {
     http_intake::start(
         name,
-        address,
-        &limits,
-        tls.as_ref(),
-        parts,
-        move |request, emitter| {
-            let config = Arc::clone(&config);
-            async move { take(request, &emitter, &config).await }
-        },
+        config,
+        wiring,
+        |request, emitter, config| async move { take(request, &emitter, &config).await },
     )
 }
 

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use self::checkpoint::{Checkpoints, Entry, FileId, Fingerprint};
 pub use self::format::Format;
 use self::format::LineParser;
-use super::{Control, Handed, Output};
+use super::{Control, Handed, Output, Wiring};
 use crate::metrics::SourceMetrics;
 use crate::read_at::read_full_at;
 use crate::record::LogRecord;
@@ -92,14 +92,13 @@ struct Tailed {
 /// Starts the source on its own thread; it runs until `stop` is set.
 /// A reload parks the source and hands it new routes through `control`,
 /// between two reads.
-pub fn start(
-    name: &str,
-    config: FileSourceConfig,
-    output: Output,
-    control: Arc<Control>,
-    metrics: Arc<SourceMetrics>,
-    stop: Arc<AtomicBool>,
-) -> io::Result<JoinHandle<()>> {
+pub fn start(name: &str, config: FileSourceConfig, wiring: Wiring) -> io::Result<JoinHandle<()>> {
+    let Wiring {
+        output,
+        control,
+        metrics,
+        stop,
+    } = wiring;
     let checkpoints = Checkpoints::load(&config.checkpoint_path)?;
     let name = name.to_owned();
     thread::Builder::new()

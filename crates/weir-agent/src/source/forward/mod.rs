@@ -16,7 +16,7 @@ pub mod msgpack;
 
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -24,9 +24,8 @@ use tokio_rustls::TlsAcceptor;
 
 use self::auth::Handshake;
 use self::msgpack::ReadError;
+use super::Wiring;
 use super::net::{self, Connections, Emitter, Limits};
-use super::{Control, Output};
-use crate::metrics::SourceMetrics;
 
 /// The port where a configuration names none.
 pub const DEFAULT_PORT: u16 = 24224;
@@ -48,21 +47,14 @@ pub struct ForwardConfig {
 }
 
 /// Binds the listener and starts the source; it runs until `stop` is set.
-pub fn start(
-    name: &str,
-    config: ForwardConfig,
-    output: Output,
-    control: Arc<Control>,
-    metrics: Arc<SourceMetrics>,
-    stop: Arc<AtomicBool>,
-) -> io::Result<JoinHandle<()>> {
+pub fn start(name: &str, config: ForwardConfig, wiring: Wiring) -> io::Result<JoinHandle<()>> {
     let tls = match &config.tls {
         Some(files) => Some(TlsAcceptor::from(
             crate::tls::server_config(files).map_err(io::Error::other)?,
         )),
         None => None,
     };
-    net::start(name, output, control, metrics, stop, move |emitter| {
+    net::start(name, wiring, move |emitter| {
         let listener = std::net::TcpListener::bind(config.address)?;
         listener.set_nonblocking(true)?;
         let listener = tokio::net::TcpListener::from_std(listener)?;

@@ -13,15 +13,14 @@ pub mod parse;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use self::framing::Framer;
+use super::Wiring;
 use super::net::{self, Connections, Emitter, Endpoint, Limits};
-use super::{Control, Output};
 use crate::metrics::SourceMetrics;
 use crate::record::LogRecord;
 
@@ -50,15 +49,8 @@ const DATAGRAM_BATCH: usize = 256;
 type Listening = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// Binds the listener and starts the source; it runs until `stop` is set.
-pub fn start(
-    name: &str,
-    config: SyslogConfig,
-    output: Output,
-    control: Arc<Control>,
-    metrics: Arc<SourceMetrics>,
-    stop: Arc<AtomicBool>,
-) -> io::Result<JoinHandle<()>> {
-    net::start(name, output, control, metrics, stop, move |emitter| {
+pub fn start(name: &str, config: SyslogConfig, wiring: Wiring) -> io::Result<JoinHandle<()>> {
+    net::start(name, wiring, move |emitter| {
         let limits = config.limits.clone();
         let listening: Listening = match (config.mode, &config.endpoint) {
             (Mode::Tcp, Endpoint::Inet(address)) => {
