@@ -445,3 +445,97 @@ fn the_opentelemetry_sdk_exports_over_https() {
     let (code, said) = agent.stop();
     assert_eq!(code, Some(0), "{said}");
 }
+
+/// Spans through Rotel too: the SDK exports to one weir, whose otlp sink
+/// sends them through Rotel to another weir, which writes them with their
+/// names, ids and parents.
+#[test]
+fn spans_go_through_rotel_to_another_weir() {
+    let dir = Scratch::new("otlp-rotel-spans");
+    let (rotel_http, rotel_grpc, weir_in, weir_front) =
+        (free_port(), free_port(), free_port(), free_port());
+    let out = dir.join("out.ndjson");
+    let receiving = Scratch::new("otlp-rotel-spans-in");
+    let receiver = Agent::start(
+        &receiving,
+        &config(
+            &receiving.join("data"),
+            None,
+            &format!(
+                "[sources.otel]\ntype = \"otlp\"\naddress = \"127.0.0.1:{weir_in}\"\n[sinks.out]\ntype = \"file\"\ninputs = [\"otel\"]\npath = \"{}\"\nbatch = {{ timeout = \"20ms\" }}\n",
+                out.display()
+            ),
+        ),
+    );
+    let mut rotel = std::process::Command::new(rotel())
+        .args([
+            "start",
+            "--otlp-http-endpoint",
+            &format!("127.0.0.1:{rotel_http}"),
+        ])
+        .args(["--otlp-grpc-endpoint", &format!("127.0.0.1:{rotel_grpc}")])
+        .args(["--exporter", "otlp", "--otlp-exporter-protocol", "http"])
+        .args([
+            "--otlp-exporter-endpoint",
+            &format!("http://127.0.0.1:{weir_in}"),
+        ])
+        .args(["--batch-timeout", "50ms"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.join("rotel.stderr")).unwrap())
+        .spawn()
+        .expect("starting rotel");
+    let front = Agent::start(
+        &dir,
+        &config(
+            &dir.join("data"),
+            None,
+            &format!(
+                "[sources.otel]\ntype = \"otlp\"\naddress = \"127.0.0.1:{weir_front}\"\n[sinks.out]\ntype = \"otlp\"\ninputs = [\"otel\"]\nuri = \"http://127.0.0.1:{rotel_http}\"\nbatch = {{ timeout = \"20ms\" }}\n"
+            ),
+        ),
+    );
+    wait_for(
+        Duration::from_secs(20),
+        "rotel and both weirs listening",
+        || {
+            [rotel_http, weir_in, weir_front]
+                .iter()
+                .all(|port| std::net::TcpStream::connect(("127.0.0.1", *port)).is_ok())
+        },
+    );
+    let endpoint = format!("http://127.0.0.1:{weir_front}/v1/traces");
+    let sent: Vec<serde_json::Value> = client("otlp_client.py", &["traces", &endpoint])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let arrived = || {
+        std::fs::read_to_string(&out)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .collect::<Vec<_>>()
+    };
+    while arrived().len() < sent.len() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = rotel.kill();
+    let _ = rotel.wait();
+    let written = arrived();
+    assert_eq!(written.len(), sent.len(), "{written:#?}");
+    for sent in &sent {
+        let got = written
+            .iter()
+            .find(|w| w["span_id"] == sent["span_id"])
+            .unwrap_or_else(|| panic!("{} not through rotel: {written:#?}", sent["name"]));
+        assert_eq!(got["span"]["name"], sent["name"]);
+        assert_eq!(got["trace_id"], sent["trace_id"]);
+        match sent["parent_span_id"].as_str() {
+            Some(parent) => assert_eq!(got["span"]["parent_span_id"], parent),
+            None => assert!(got["span"].get("parent_span_id").is_none()),
+        }
+    }
+    let (code, said) = front.stop();
+    assert_eq!(code, Some(0), "{said}");
+    drop(receiver);
+}
