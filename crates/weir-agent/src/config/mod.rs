@@ -1223,6 +1223,74 @@ buffer = { type = "disk", max_size = "10MiB", fsync = "always" }
     }
 
     #[test]
+    fn listeners_and_their_keys_are_checked() {
+        let with = |source: &str, sink_extra: &str| {
+            format!(
+                "[sources.in]\n{source}\n[sinks.out]\ntype = \"blackhole\"\ninputs = [\"in\"]\n{sink_extra}\n"
+            )
+        };
+        let good = parse(&with(
+            "type = \"forward\"\nshared_key = \"k\"\ntls = { cert = \"c.pem\", key = \"k.pem\" }",
+            "order_key = \"resource.fluent.tag\"",
+        ))
+        .unwrap();
+        let SourceConfig::Forward(forward) = &good.sources["in"] else {
+            panic!()
+        };
+        assert_eq!(
+            forward.address,
+            "127.0.0.1:24224".parse().unwrap(),
+            "loopback by default"
+        );
+        assert_eq!(good.sinks["out"].concurrency, 4, "keys in parallel");
+        let SourceConfig::Otlp(otlp) = &parse(&with("type = \"otlp\"", "")).unwrap().sources["in"]
+        else {
+            panic!()
+        };
+        assert_eq!(otlp.address, "127.0.0.1:4318".parse().unwrap());
+        let cases = [
+            (
+                with("type = \"syslog\"\nmode = \"unix\"", ""),
+                "weir.toml:2:8: sources.in: mode = \"unix\" needs path = \"SOCKET\"",
+            ),
+            (
+                with("type = \"syslog\"\nshared_key = \"k\"", ""),
+                "weir.toml:3:14: sources.in.shared_key: not a key of a syslog source",
+            ),
+            (
+                with(
+                    "type = \"file\"\ninclude = [\"/x\"]\naddress = \"127.0.0.1:1\"",
+                    "",
+                ),
+                "weir.toml:4:11: sources.in.address: not a key of a file source",
+            ),
+            (
+                with("type = \"otlp\"\ntls = { ca = \"c.pem\" }", ""),
+                "weir.toml:3:7: sources.in.tls: expected { cert = \"PEM FILE\", key = \"PEM FILE\" }",
+            ),
+            (
+                with("type = \"zipkin\"\naddress = \"everywhere\"", ""),
+                "weir.toml:3:11: sources.in.address = \"everywhere\": expected an address and port",
+            ),
+            (
+                with("type = \"otlp\"", "order_key = \"a ==\""),
+                "weir.toml:6:13: sinks.out.order_key = \"a ==\": expected a field",
+            ),
+            (
+                with(
+                    "type = \"otlp\"",
+                    "ordering = \"concurrent\"\norder_key = \"stream\"",
+                ),
+                "weir.toml:7:13: sinks.out.order_key: only for ordering = \"ordered\"",
+            ),
+        ];
+        for (text, expected) in cases {
+            let err = parse(&text).unwrap_err();
+            assert!(err.starts_with(expected), "{err}\n expected: {expected}");
+        }
+    }
+
+    #[test]
     fn transforms_are_checked_and_may_not_read_from_themselves() {
         let base = r#"
 [sources.pods]
