@@ -94,12 +94,11 @@ pub(super) fn run(
         }
         for (value, part) in parts {
             queues.waiting += 1;
-            queues
-                .by_key
-                .entry(value.clone())
-                .or_default()
-                .push_back(part);
-            if !queues.busy.contains(&value) && !queues.ready.contains(&value) {
+            let queue = queues.by_key.entry(value.clone()).or_default();
+            queue.push_back(part);
+            // A key is ready while it has parts waiting and none in flight:
+            // one whose queue was not empty is ready or busy already.
+            if queue.len() == 1 && !queues.busy.contains(&value) {
                 queues.ready.push_back(value);
             }
         }

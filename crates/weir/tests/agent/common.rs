@@ -141,6 +141,37 @@ pub fn rotel() -> PathBuf {
         .expect("rotel in target/pyenv: run scripts/setup.sh")
 }
 
+/// Sink `out`: NDJSON records of `input` into the file `path`, in small
+/// batches.
+pub fn file_sink(input: &str, path: &Path) -> String {
+    format!(
+        "[sinks.out]\ntype = \"file\"\ninputs = [\"{input}\"]\npath = \"{}\"\nbatch = {{ timeout = \"20ms\" }}\n",
+        path.display()
+    )
+}
+
+/// Rotel listening for OTLP/HTTP on `http` (and gRPC on `grpc`), sending
+/// on over OTLP/HTTP to `to`; what it says goes to `dir/rotel.stderr`.
+pub fn start_rotel(dir: &Scratch, http: u16, grpc: u16, to: u16) -> Child {
+    Command::new(rotel())
+        .args([
+            "start",
+            "--otlp-http-endpoint",
+            &format!("127.0.0.1:{http}"),
+        ])
+        .args(["--otlp-grpc-endpoint", &format!("127.0.0.1:{grpc}")])
+        .args(["--exporter", "otlp", "--otlp-exporter-protocol", "http"])
+        .args([
+            "--otlp-exporter-endpoint",
+            &format!("http://127.0.0.1:{to}"),
+        ])
+        .args(["--batch-timeout", "50ms"])
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(dir.join("rotel.stderr")).unwrap())
+        .spawn()
+        .expect("starting rotel")
+}
+
 /// Runs a client script of `tests/agent/clients` with `args`; it must
 /// succeed. Returns what it printed.
 pub fn client(script: &str, args: &[&str]) -> String {

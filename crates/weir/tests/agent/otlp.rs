@@ -57,10 +57,7 @@ fn the_opentelemetry_sdk_exports_logs_that_arrive_as_sent() {
     let dir = Scratch::new("otlp");
     let (port, api) = (free_port(), free_port());
     let out = dir.join("out.ndjson");
-    let sink = format!(
-        "[sinks.out]\ntype = \"file\"\ninputs = [\"otel\"]\npath = \"{}\"\nbatch = {{ timeout = \"20ms\" }}\n",
-        out.display()
-    );
+    let sink = file_sink("otel", &out);
     let agent = Agent::start(&dir, &otlp_config(&dir, port, api, &sink));
     wait_for(Duration::from_secs(10), "the listener", || {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
@@ -252,23 +249,7 @@ fn the_otlp_sink_delivers_through_rotel() {
             ),
         ),
     );
-    let mut rotel = std::process::Command::new(rotel())
-        .args([
-            "start",
-            "--otlp-http-endpoint",
-            &format!("127.0.0.1:{rotel_http}"),
-        ])
-        .args(["--otlp-grpc-endpoint", &format!("127.0.0.1:{rotel_grpc}")])
-        .args(["--exporter", "otlp", "--otlp-exporter-protocol", "http"])
-        .args([
-            "--otlp-exporter-endpoint",
-            &format!("http://127.0.0.1:{weir_in}"),
-        ])
-        .args(["--batch-timeout", "50ms"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(dir.join("rotel.stderr")).unwrap())
-        .spawn()
-        .expect("starting rotel");
+    let mut rotel = start_rotel(&dir, rotel_http, rotel_grpc, weir_in);
     wait_for(Duration::from_secs(20), "rotel and weir listening", || {
         std::net::TcpStream::connect(("127.0.0.1", rotel_http)).is_ok()
             && std::net::TcpStream::connect(("127.0.0.1", weir_in)).is_ok()
@@ -333,10 +314,7 @@ fn the_opentelemetry_sdk_exports_spans_that_arrive_as_sent() {
     let dir = Scratch::new("otlp-traces");
     let (port, api) = (free_port(), free_port());
     let out = dir.join("out.ndjson");
-    let sink = format!(
-        "[sinks.out]\ntype = \"file\"\ninputs = [\"otel\"]\npath = \"{}\"\nbatch = {{ timeout = \"20ms\" }}\n",
-        out.display()
-    );
+    let sink = file_sink("otel", &out);
     let agent = Agent::start(&dir, &otlp_config(&dir, port, api, &sink));
     wait_for(Duration::from_secs(10), "the listener", || {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
@@ -467,23 +445,7 @@ fn spans_go_through_rotel_to_another_weir() {
             ),
         ),
     );
-    let mut rotel = std::process::Command::new(rotel())
-        .args([
-            "start",
-            "--otlp-http-endpoint",
-            &format!("127.0.0.1:{rotel_http}"),
-        ])
-        .args(["--otlp-grpc-endpoint", &format!("127.0.0.1:{rotel_grpc}")])
-        .args(["--exporter", "otlp", "--otlp-exporter-protocol", "http"])
-        .args([
-            "--otlp-exporter-endpoint",
-            &format!("http://127.0.0.1:{weir_in}"),
-        ])
-        .args(["--batch-timeout", "50ms"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(dir.join("rotel.stderr")).unwrap())
-        .spawn()
-        .expect("starting rotel");
+    let mut rotel = start_rotel(&dir, rotel_http, rotel_grpc, weir_in);
     let front = Agent::start(
         &dir,
         &config(

@@ -170,6 +170,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<'_, S> {
                     Err(ReadError::Incomplete) => break,
                     Err(ReadError::Invalid { at, what }) => {
                         metrics.broken_streams.fetch_add(1, Ordering::Relaxed);
+                        // What cannot be read on is lost with the connection: counted.
+                        metrics.malformed.add(1, (buffer.len() - start) as u64);
                         return Err(format!("byte {at} of a message: {what}"));
                     }
                 };
@@ -190,6 +192,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<'_, S> {
             buffer.drain(..start);
             if buffer.len() > limits.max_message {
                 metrics.oversized.fetch_add(1, Ordering::Relaxed);
+                metrics.malformed.add(1, buffer.len() as u64);
                 return Err(format!(
                     "a message longer than max_message ({} bytes)",
                     limits.max_message

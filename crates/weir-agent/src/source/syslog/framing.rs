@@ -153,6 +153,12 @@ impl Framer {
         }
     }
 
+    /// Bytes held that no message has taken: what is lost when the stream
+    /// is given up on.
+    pub fn pending(&self) -> usize {
+        self.buffer.len()
+    }
+
     /// A message left without its ending when the stream closed.
     pub fn finish(&mut self, mut each: impl FnMut(&[u8], bool)) {
         if self.skip == Skip::Nothing && !self.buffer.is_empty() {

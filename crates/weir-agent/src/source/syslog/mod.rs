@@ -159,6 +159,8 @@ async fn read_stream<R: AsyncRead + Unpin>(
         }
         if let Err(e) = framed {
             metrics.broken_streams.fetch_add(1, Ordering::Relaxed);
+            // What the framing lost with the connection is counted.
+            metrics.malformed.add(1, framer.pending() as u64);
             eprintln!(
                 "weir: source {}: {peer}: {e}; closing the connection",
                 emitter.name
