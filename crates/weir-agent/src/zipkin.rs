@@ -13,7 +13,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::record::{LogRecord, SpanEvent, SpanFields, SpanKind, Stream, Value};
+use compact_str::format_compact;
+
+use crate::record::{CompactString, LogRecord, SpanEvent, SpanFields, SpanKind, Stream, Value};
 
 const LOCAL: &str = "zipkin.local_endpoint.";
 const REMOTE: &str = "zipkin.remote_endpoint.";
@@ -221,29 +223,36 @@ pub fn to_record(span: Span, observed_ns: i64) -> Result<LogRecord, String> {
     let start = span.timestamp.map_or(observed_ns, micros);
     let end = start.saturating_add(span.duration.map_or(0, micros));
     let mut resource = Vec::new();
-    let mut attributes: Vec<(String, Value)> = Vec::new();
+    let mut attributes: Vec<(CompactString, Value)> = Vec::new();
     if let Some(local) = span.local_endpoint {
         if let Some(service) = local.service_name {
-            resource.push(("service.name".to_owned(), service));
+            resource.push(("service.name".into(), service.into()));
         }
         endpoint_fields(LOCAL, local.ipv4, local.ipv6, local.port, |k, v| {
-            resource.push((k, v));
+            resource.push((k.into(), v.into()));
         });
     }
     if let Some(remote) = span.remote_endpoint {
         if let Some(service) = remote.service_name {
-            attributes.push((format!("{REMOTE}service_name"), Value::Str(service)));
+            attributes.push((
+                format_compact!("{REMOTE}service_name"),
+                Value::Str(service.into()),
+            ));
         }
         endpoint_fields(REMOTE, remote.ipv4, remote.ipv6, remote.port, |k, v| {
-            attributes.push((k, Value::Str(v)));
+            attributes.push((k.into(), Value::Str(v.into())));
         });
     }
-    attributes.extend(span.tags.into_iter().map(|(k, v)| (k, Value::Str(v))));
+    attributes.extend(
+        span.tags
+            .into_iter()
+            .map(|(k, v)| (k.into(), Value::Str(v.into()))),
+    );
     if span.debug == Some(true) {
-        attributes.push((DEBUG.to_owned(), Value::Bool(true)));
+        attributes.push((DEBUG.into(), Value::Bool(true)));
     }
     if span.shared == Some(true) {
-        attributes.push((SHARED.to_owned(), Value::Bool(true)));
+        attributes.push((SHARED.into(), Value::Bool(true)));
     }
     Ok(LogRecord {
         time_ns: start,
@@ -305,7 +314,7 @@ pub fn from_record(record: &LogRecord) -> Option<Span> {
     let resource = |key: &str| record.resource(key).map(str::to_owned);
     let attribute = |key: &str| {
         record.attributes.iter().find_map(|(k, v)| match v {
-            Value::Str(s) if k == key => Some(s.clone()),
+            Value::Str(s) if k == key => Some(s.to_string()),
             _ => None,
         })
     };
@@ -358,7 +367,7 @@ pub fn from_record(record: &LogRecord) -> Option<Span> {
             .attributes
             .iter()
             .filter(|(k, _)| !k.starts_with("zipkin.") && !k.starts_with("otel."))
-            .map(|(k, v)| (k.clone(), v.to_string()))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
         debug: flag(DEBUG),
         shared: flag(SHARED),

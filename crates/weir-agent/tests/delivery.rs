@@ -72,9 +72,8 @@ fn deliver_with(
         max_bytes: 64 << 20,
         when_full: WhenFull::Block,
     })));
-    let payloads: Vec<Vec<u8>> = (0..count).map(record).collect();
-    let refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
-    buffer.append(&refs).unwrap();
+    let payloads: Vec<bytes::Bytes> = (0..count).map(|i| record(i).into()).collect();
+    buffer.append(&payloads).unwrap();
     buffer.close().unwrap();
     let uri: hyper::Uri = format!("http://{}/ingest", receiver.addr).parse().unwrap();
     let dead_letter = dead_letter_path(test);

@@ -3,6 +3,8 @@
 //! which follow the sink's acknowledgements, are what make that safe.
 
 use std::collections::VecDeque;
+
+use bytes::Bytes;
 use std::ops::Range;
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -25,7 +27,7 @@ pub struct MemoryConfig {
 struct State {
     /// Records from the mark on, in order: `records[i]` has sequence number
     /// `first_seq + i`. Some may be acknowledged already, out of order.
-    records: VecDeque<Vec<u8>>,
+    records: VecDeque<Bytes>,
     first_seq: u64,
     /// Memory taken, as counted against the bound.
     used: u64,
@@ -82,7 +84,7 @@ impl MemoryBuffer {
 
     /// Appends `payloads`, as the policy for a full buffer allows. Under
     /// [`WhenFull::Block`] it waits for room.
-    pub fn append(&self, payloads: &[&[u8]]) -> Result<Appended, BufferError> {
+    pub fn append(&self, payloads: &[Bytes]) -> Result<Appended, BufferError> {
         // Read once per call, not per record; again after each wait.
         let mut config = self.config();
         let mut state = self.lock();
@@ -95,7 +97,7 @@ impl MemoryBuffer {
                 let fits = state.used + cost(payload) <= config.max_bytes;
                 if fits {
                     state.used += cost(payload);
-                    state.records.push_back(payload.to_vec());
+                    state.records.push_back(payload.clone());
                     state.stats.appended.add(1, payload.len() as u64);
                     state.stats.held.add(1, payload.len() as u64);
                     outcome.accepted += 1;
@@ -271,8 +273,8 @@ mod tests {
     }
 
     fn append(buffer: &MemoryBuffer, payloads: &[Vec<u8>]) -> Appended {
-        let refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
-        buffer.append(&refs).unwrap()
+        let shared: Vec<Bytes> = payloads.iter().map(|p| Bytes::from(p.clone())).collect();
+        buffer.append(&shared).unwrap()
     }
 
     fn balanced(stats: &BufferStats) -> bool {
@@ -293,7 +295,7 @@ mod tests {
             [0, 1, 2, 3]
         );
         assert_eq!(second.len(), 6);
-        assert_eq!(second[0].payload, b"record 0004");
+        assert_eq!(&second[0].payload[..], b"record 0004");
         buffer.ack(4..10, 6 * 11).unwrap();
         assert_eq!(buffer.stats().held.records, 4, "0..4 still waits");
         buffer.ack(0..4, 4 * 11).unwrap();

@@ -66,7 +66,8 @@ pub struct BufferStats {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
     pub seq: u64,
-    pub payload: Vec<u8>,
+    /// Shared with the buffer: reading a memory buffer copies nothing.
+    pub payload: bytes::Bytes,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -103,10 +104,16 @@ pub enum Buffer {
 }
 
 impl Buffer {
-    pub fn append(&self, payloads: &[&[u8]]) -> Result<Appended, BufferError> {
+    /// Appends records in their binary form. A memory buffer keeps the
+    /// `Bytes` themselves (slices of one allocation, as a source encodes a
+    /// read's records together); a disk buffer writes them out.
+    pub fn append(&self, payloads: &[bytes::Bytes]) -> Result<Appended, BufferError> {
         match self {
             Buffer::Memory(b) => b.append(payloads),
-            Buffer::Disk(b) => b.append(payloads),
+            Buffer::Disk(b) => {
+                let refs: Vec<&[u8]> = payloads.iter().map(|p| &p[..]).collect();
+                b.append(&refs)
+            }
         }
     }
 
@@ -195,8 +202,8 @@ impl Buffer {
                 Ok(entries) if !entries.is_empty() => entries,
                 _ => break,
             };
-            let refs: Vec<&[u8]> = entries.iter().map(|e| e.payload.as_slice()).collect();
-            if to.append(&refs).is_err() {
+            let payloads: Vec<bytes::Bytes> = entries.iter().map(|e| e.payload.clone()).collect();
+            if to.append(&payloads).is_err() {
                 break;
             }
             let bytes = entries.iter().map(|e| e.payload.len() as u64).sum();

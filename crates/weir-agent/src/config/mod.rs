@@ -168,6 +168,8 @@ pub enum SinkKind {
         max_size: Option<u64>,
         /// Files kept, the live one included.
         max_files: usize,
+        /// fsync each batch before it is acknowledged (the default).
+        sync: bool,
     },
     Http {
         uri: hyper::Uri,
@@ -275,6 +277,7 @@ struct RawSink {
     format: Option<S<String>>,
     max_size: Option<S<String>>,
     max_files: Option<S<i64>>,
+    sync: Option<bool>,
     // console
     stream: Option<S<String>>,
     // http
@@ -706,6 +709,7 @@ fn check_sink(
                 Some(n) => checker.positive(&format!("{key}.max_files"), n, 1000)?,
                 None => 5,
             },
+            sync: raw.sync.unwrap_or(true),
         },
         Kind::Http | Kind::Otlp => {
             let uri_text = needs(&raw.uri, "uri = \"http://HOST:PORT/PATH\"")?;
@@ -1186,6 +1190,21 @@ buffer = { type = "disk", max_size = "10MiB", fsync = "always" }
             "127.0.0.1:9595".parse().unwrap(),
             "only loopback by default"
         );
+    }
+
+    #[test]
+    fn a_file_sink_syncs_each_batch_unless_told_not_to() {
+        let file_sink = |extra: &str| {
+            let text = format!(
+                "[sources.in]\ntype = \"syslog\"\n[sinks.out]\ntype = \"file\"\ninputs = [\"in\"]\npath = \"/tmp/out.log\"\n{extra}"
+            );
+            match parse(&text).unwrap().sinks["out"].kind {
+                SinkKind::File { sync, .. } => sync,
+                ref other => panic!("{other:?}"),
+            }
+        };
+        assert!(file_sink(""));
+        assert!(!file_sink("sync = false"));
     }
 
     #[test]

@@ -86,7 +86,7 @@ pub(super) fn run(
                 .expect("spawning a delivery worker")
         })
         .collect();
-    while let Some(batch) = next_batch(buffer, config, metrics, stop) {
+    while let Some(batch) = next_batch(buffer, config, metrics, stop, Vec::new()) {
         let parts = split(batch, key);
         let mut queues = shared.lock();
         while queues.waiting >= most_waiting && !stop.load(Ordering::Relaxed) {

@@ -99,8 +99,9 @@ pub fn start(
             }
             if workers == 1 {
                 let mut sender = senders.pop().expect("one sender");
-                while let Some(batch) = next_batch(&buffer, &config, &metrics, &stop) {
-                    sender.deliver(batch);
+                let mut spent = Vec::new();
+                while let Some(batch) = next_batch(&buffer, &config, &metrics, &stop, spent) {
+                    spent = sender.deliver(batch);
                 }
                 return;
             }
@@ -117,7 +118,7 @@ pub fn start(
                             loop {
                                 let batch = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
                                 match batch {
-                                    Ok(batch) => sender.deliver(batch),
+                                    Ok(batch) => drop(sender.deliver(batch)),
                                     Err(_) => return,
                                 }
                             }
@@ -125,7 +126,7 @@ pub fn start(
                         .expect("spawning a delivery worker")
                 })
                 .collect();
-            while let Some(batch) = next_batch(&buffer, &config, &metrics, &stop) {
+            while let Some(batch) = next_batch(&buffer, &config, &metrics, &stop, Vec::new()) {
                 if tx.send(batch).is_err() {
                     break;
                 }
@@ -142,11 +143,14 @@ const IDLE_POLL: Duration = Duration::from_millis(100);
 
 /// Takes the next batch: waits for a first record, then up to the timeout
 /// for the batch to fill. None: stopped, or the buffer is closed and empty.
+/// The records are decoded into those of `spent` (a batch delivered
+/// before), reusing what they allocated.
 fn next_batch(
     buffer: &Buffer,
     config: &DeliveryConfig,
     metrics: &SinkMetrics,
     stop: &AtomicBool,
+    mut spent: Vec<LogRecord>,
 ) -> Option<Batch> {
     let mut batch = Batch {
         records: Vec::new(),
@@ -193,8 +197,9 @@ fn next_batch(
         batch.ranges.push((first..last + 1, bytes));
         batch.payload_bytes += bytes;
         for entry in entries {
-            match LogRecord::decode(&entry.payload) {
-                Ok(record) => batch.records.push(record),
+            let mut record = spent.pop().unwrap_or_default();
+            match record.decode_into(&entry.payload) {
+                Ok(()) => batch.records.push(record),
                 Err(e) => {
                     metrics.undecodable.add(1, entry.payload.len() as u64);
                     eprintln!(
@@ -242,10 +247,12 @@ impl Sender {
     /// Sends `batch` until it arrives, is refused for good, or is given up
     /// on, then acknowledges it to the buffer. Returns early, without an
     /// acknowledgement, only when told to stop.
-    fn deliver(&mut self, batch: Batch) {
+    /// Gives the records back, for the next batch to decode into.
+    fn deliver(&mut self, batch: Batch) -> Vec<LogRecord> {
         if self.settle(&batch.records) {
             self.acknowledge(batch.ranges);
         }
+        batch.records
     }
 
     /// Sends `records` until they arrive, are refused for good (and written

@@ -2,50 +2,55 @@
 //! values, ids.
 
 use super::proto::{self, AnyValue, KeyValue, any_value};
-use crate::record::{LogRecord, Value};
+use crate::record::{CompactString, LogRecord, Value};
 
 pub const SCOPE_NAME: &str = "otel.scope.name";
 pub const SCOPE_VERSION: &str = "otel.scope.version";
 
 /// Resource attributes as a record's resource (values as text).
-pub fn resource_of(resource: Option<proto::Resource>) -> Vec<(String, String)> {
+pub fn resource_of(resource: Option<proto::Resource>) -> Vec<(CompactString, CompactString)> {
     resource
         .map(|r| r.attributes)
         .unwrap_or_default()
         .into_iter()
-        .map(|kv| (kv.key, kv.value.as_ref().map(text_of).unwrap_or_default()))
+        .map(|kv| {
+            let value = kv.value.as_ref().map(text_of).unwrap_or_default();
+            (kv.key.into(), value)
+        })
         .collect()
 }
 
 /// A scope's name and version as attributes.
-pub fn scope_attributes(scope: Option<&proto::InstrumentationScope>) -> Vec<(String, Value)> {
+pub fn scope_attributes(
+    scope: Option<&proto::InstrumentationScope>,
+) -> Vec<(CompactString, Value)> {
     let mut attributes = Vec::new();
     if let Some(s) = scope {
         if !s.name.is_empty() {
-            attributes.push((SCOPE_NAME.to_owned(), Value::Str(s.name.clone())));
+            attributes.push((SCOPE_NAME.into(), Value::Str(s.name.as_str().into())));
         }
         if !s.version.is_empty() {
-            attributes.push((SCOPE_VERSION.to_owned(), Value::Str(s.version.clone())));
+            attributes.push((SCOPE_VERSION.into(), Value::Str(s.version.as_str().into())));
         }
     }
     attributes
 }
 
 /// OTLP attributes as a record's.
-pub fn attributes_of(attributes: Vec<KeyValue>) -> impl Iterator<Item = (String, Value)> {
+pub fn attributes_of(attributes: Vec<KeyValue>) -> impl Iterator<Item = (CompactString, Value)> {
     attributes.into_iter().map(|kv| {
         (
-            kv.key,
+            kv.key.into(),
             kv.value
                 .as_ref()
-                .map_or(Value::Str(String::new()), value_of),
+                .map_or(Value::Str(CompactString::default()), value_of),
         )
     })
 }
 
 /// A record's attributes as OTLP's, less the `otel.*` ones kept for OTLP's
 /// own fields.
-pub fn key_values(attributes: &[(String, Value)]) -> Vec<KeyValue> {
+pub fn key_values(attributes: &[(CompactString, Value)]) -> Vec<KeyValue> {
     attributes
         .iter()
         .filter(|(k, _)| !k.starts_with("otel."))
@@ -54,9 +59,9 @@ pub fn key_values(attributes: &[(String, Value)]) -> Vec<KeyValue> {
 }
 
 /// The value of attribute `key` as text, or empty.
-pub fn text_attribute(attributes: &[(String, Value)], key: &str) -> String {
+pub fn text_attribute(attributes: &[(CompactString, Value)], key: &str) -> String {
     match attributes.iter().find(|(k, _)| k == key).map(|(_, v)| v) {
-        Some(Value::Str(s)) => s.clone(),
+        Some(Value::Str(s)) => s.to_string(),
         _ => String::new(),
     }
 }
@@ -120,24 +125,24 @@ pub fn id<const N: usize>(bytes: &[u8]) -> Option<[u8; N]> {
 /// A value as an attribute: scalars as they are, the rest as JSON text.
 fn value_of(any: &AnyValue) -> Value {
     match &any.value {
-        Some(any_value::Value::StringValue(s)) => Value::Str(s.clone()),
+        Some(any_value::Value::StringValue(s)) => Value::Str(s.as_str().into()),
         Some(any_value::Value::BoolValue(b)) => Value::Bool(*b),
         Some(any_value::Value::IntValue(n)) => Value::Int(*n),
         Some(any_value::Value::DoubleValue(x)) => Value::Float(*x),
         Some(other) => {
             let mut json = String::new();
             json_of(other, &mut json);
-            Value::Str(json)
+            Value::Str(json.into())
         }
-        None => Value::Str(String::new()),
+        None => Value::Str(CompactString::default()),
     }
 }
 
 /// A value as text, for the resource.
-fn text_of(any: &AnyValue) -> String {
+fn text_of(any: &AnyValue) -> CompactString {
     match value_of(any) {
         Value::Str(s) => s,
-        other => other.to_string(),
+        other => other.to_string().into(),
     }
 }
 
@@ -190,7 +195,10 @@ pub fn json_of(value: &any_value::Value, out: &mut String) {
     }
 }
 
-fn same_resource(resource: Option<&proto::Resource>, wanted: &[(String, String)]) -> bool {
+fn same_resource(
+    resource: Option<&proto::Resource>,
+    wanted: &[(CompactString, CompactString)],
+) -> bool {
     let attributes = resource
         .map(|r| r.attributes.as_slice())
         .unwrap_or_default();
@@ -206,7 +214,7 @@ fn same_resource(resource: Option<&proto::Resource>, wanted: &[(String, String)]
 
 fn key_value(key: &str, value: &Value) -> KeyValue {
     let value = match value {
-        Value::Str(s) => any_value::Value::StringValue(s.clone()),
+        Value::Str(s) => any_value::Value::StringValue(s.to_string()),
         Value::Int(n) => any_value::Value::IntValue(*n),
         Value::Float(x) => any_value::Value::DoubleValue(*x),
         Value::Bool(b) => any_value::Value::BoolValue(*b),

@@ -12,7 +12,7 @@ use super::common::{
     text_attribute,
 };
 use super::proto::{self, AnyValue, any_value};
-use crate::record::{LogRecord, Stream, Value};
+use crate::record::{CompactString, LogRecord, Stream, Value};
 
 const SEVERITY_NUMBER: &str = "otel.severity_number";
 const SEVERITY_TEXT: &str = "otel.severity_text";
@@ -61,8 +61,8 @@ pub fn to_records(request: proto::ExportLogsServiceRequest, observed_ns: i64) ->
 
 fn to_record(
     log: proto::LogRecord,
-    resource: &[(String, String)],
-    scope: &[(String, Value)],
+    resource: &[(CompactString, CompactString)],
+    scope: &[(CompactString, Value)],
     observed_ns: i64,
 ) -> LogRecord {
     let nanos = |n: u64| (n > 0).then(|| i64::try_from(n).unwrap_or(i64::MAX));
@@ -75,10 +75,10 @@ fn to_record(
         ));
     }
     if !log.severity_text.is_empty() {
-        attributes.push((SEVERITY_TEXT.into(), Value::Str(log.severity_text)));
+        attributes.push((SEVERITY_TEXT.into(), Value::Str(log.severity_text.into())));
     }
     if !log.event_name.is_empty() {
-        attributes.push((EVENT_NAME.into(), Value::Str(log.event_name)));
+        attributes.push((EVENT_NAME.into(), Value::Str(log.event_name.into())));
     }
     attributes.extend(attributes_of(log.attributes));
     let body = match log.body.and_then(|b| b.value) {

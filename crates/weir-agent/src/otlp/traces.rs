@@ -5,7 +5,9 @@
 
 use super::common::{attributes_of, group_for, id, key_values, resource_of, scope_attributes};
 use super::proto;
-use crate::record::{LogRecord, SpanEvent, SpanFields, SpanKind, SpanLink, SpanStatus, Stream};
+use crate::record::{
+    CompactString, LogRecord, SpanEvent, SpanFields, SpanKind, SpanLink, SpanStatus, Stream,
+};
 
 /// The spans of an export request, observed at `observed_ns`. A span
 /// without a valid trace or span id is left out and counted in the second
@@ -33,8 +35,8 @@ pub fn to_records(
 
 fn to_record(
     span: proto::Span,
-    resource: &[(String, String)],
-    scope: &[(String, crate::record::Value)],
+    resource: &[(CompactString, CompactString)],
+    scope: &[(CompactString, crate::record::Value)],
     observed_ns: i64,
 ) -> Option<LogRecord> {
     let trace_id = id(&span.trace_id)?;

@@ -692,6 +692,7 @@ fn factory(kind: &SinkKind) -> SinkFactory {
             cri,
             max_size,
             max_files,
+            sync,
         } => Box::new(move || {
             let sink = FileSink::new(
                 &path,
@@ -699,6 +700,7 @@ fn factory(kind: &SinkKind) -> SinkFactory {
                     cri,
                     max_size,
                     max_files,
+                    sync,
                 },
             );
             Ok(Box::new(sink) as Box<dyn Sink>)

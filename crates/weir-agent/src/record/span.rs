@@ -3,7 +3,7 @@
 //! and Zipkin v2 both map onto it without loss; the numbering of kinds and
 //! status codes is OTLP's.
 
-use super::{DecodeError, Input, Value, put_attributes, put_bytes, put_len};
+use super::{CompactString, DecodeError, Input, Value, put_attributes, put_bytes, put_len};
 
 /// What role a span plays in its trace (OTLP's `SpanKind` numbers).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -64,7 +64,7 @@ pub struct SpanStatus {
 pub struct SpanEvent {
     pub time_ns: i64,
     pub name: String,
-    pub attributes: Vec<(String, Value)>,
+    pub attributes: Vec<(CompactString, Value)>,
 }
 
 /// A span of another trace, or another part of this one, that this span
@@ -74,7 +74,7 @@ pub struct SpanLink {
     pub trace_id: [u8; 16],
     pub span_id: [u8; 8],
     pub trace_state: String,
-    pub attributes: Vec<(String, Value)>,
+    pub attributes: Vec<(CompactString, Value)>,
 }
 
 /// The span-only parts of a record that is a span.
@@ -141,7 +141,7 @@ impl SpanFields {
         let end_ns = i64::from_le_bytes(input.array()?);
         let status = SpanStatus {
             code: input.byte()?,
-            message: input.string()?,
+            message: input.string()?.into(),
         };
         let trace_state = input.string()?;
         let flags = u32::from_le_bytes(input.array()?);
@@ -150,7 +150,7 @@ impl SpanFields {
         for _ in 0..count {
             events.push(SpanEvent {
                 time_ns: i64::from_le_bytes(input.array()?),
-                name: input.string()?,
+                name: input.string()?.into(),
                 attributes: input.attributes()?,
             });
         }
@@ -160,17 +160,17 @@ impl SpanFields {
             links.push(SpanLink {
                 trace_id: input.array()?,
                 span_id: input.array()?,
-                trace_state: input.string()?,
+                trace_state: input.string()?.into(),
                 attributes: input.attributes()?,
             });
         }
         Ok(SpanFields {
-            name,
+            name: name.into(),
             parent_span_id,
             kind,
             end_ns,
             status,
-            trace_state,
+            trace_state: trace_state.into(),
             flags,
             events,
             links,
@@ -184,6 +184,10 @@ pub(crate) mod tests {
 
     use super::*;
     use crate::record::tests::value;
+
+    fn keyed(attributes: Vec<(String, Value)>) -> Vec<(CompactString, Value)> {
+        attributes.into_iter().map(|(k, v)| (k.into(), v)).collect()
+    }
 
     pub(crate) fn span_fields() -> impl Strategy<Value = SpanFields> {
         let attributes = || prop::collection::vec((".{0,8}", value()), 0..3);
@@ -221,7 +225,7 @@ pub(crate) mod tests {
                             .map(|(time_ns, name, attributes)| SpanEvent {
                                 time_ns,
                                 name,
-                                attributes,
+                                attributes: keyed(attributes),
                             })
                             .collect(),
                         links: links
@@ -230,7 +234,7 @@ pub(crate) mod tests {
                                 trace_id,
                                 span_id,
                                 trace_state,
-                                attributes,
+                                attributes: keyed(attributes),
                             })
                             .collect(),
                     }

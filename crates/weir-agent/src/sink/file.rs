@@ -1,6 +1,8 @@
 //! A sink that appends to a file, as NDJSON or as CRI lines (the format the
 //! kubelet reads), syncing each batch before it is acknowledged, so an
-//! acknowledged record is on disk. With a maximum size it rotates by
+//! acknowledged record is on disk (unless `sync = false`: then it is in the
+//! page cache, as with rsyslog's or Fluent Bit's file outputs, and a power
+//! cut may lose what the tail sources have already checkpointed). With a maximum size it rotates by
 //! renaming (`out.log` → `out.log.1` → …), never by truncating, and keeps
 //! `max_files` files, the live one included.
 
@@ -21,6 +23,8 @@ pub struct FileOptions {
     pub cri: bool,
     pub max_size: Option<u64>,
     pub max_files: usize,
+    /// fsync each batch before acknowledging it.
+    pub sync: bool,
 }
 
 #[derive(Debug)]
@@ -29,6 +33,9 @@ pub struct FileSink {
     options: FileOptions,
     file: Option<(File, u64)>,
     out: Vec<u8>,
+    /// CRI encoders for stdout and stderr, kept so that records of the
+    /// same second share the formatted date and time.
+    encoders: [Encoder; 2],
 }
 
 impl FileSink {
@@ -38,6 +45,10 @@ impl FileSink {
             options,
             file: None,
             out: Vec::new(),
+            encoders: [
+                Encoder::new(LogFormat::Cri, MonitorStream::Stdout),
+                Encoder::new(LogFormat::Cri, MonitorStream::Stderr),
+            ],
         }
     }
 
@@ -93,12 +104,11 @@ impl FileSink {
 /// one `F` line per line of its body (a body holding newlines becomes
 /// several lines, as the application's own output would have), `P` for a
 /// partial record.
-fn cri_into(record: &LogRecord, out: &mut Vec<u8>) {
-    let stream = match record.stream {
-        Stream::Stderr => MonitorStream::Stderr,
-        Stream::Stdout | Stream::Other => MonitorStream::Stdout,
+fn cri_into(record: &LogRecord, encoders: &mut [Encoder; 2], out: &mut Vec<u8>) {
+    let encoder = match record.stream {
+        Stream::Stderr => &mut encoders[1],
+        Stream::Stdout | Stream::Other => &mut encoders[0],
     };
-    let mut encoder = Encoder::new(LogFormat::Cri, stream);
     encoder.set_time(Timestamp {
         secs: record.time_ns.div_euclid(1_000_000_000),
         nanos: record.time_ns.rem_euclid(1_000_000_000) as u32,
@@ -127,16 +137,19 @@ impl Sink for FileSink {
         self.out.clear();
         for record in records {
             if self.options.cri {
-                cri_into(record, &mut self.out);
+                cri_into(record, &mut self.encoders, &mut self.out);
             } else {
                 ndjson::encode(record, &mut self.out);
             }
         }
         let out = std::mem::take(&mut self.out);
+        let sync = self.options.sync;
         let written = self.rotate_if_due(out.len()).and_then(|()| {
             let (file, size) = self.open()?;
             let before = *size;
-            let written = file.write_all(&out).and_then(|()| file.sync_data());
+            let written = file
+                .write_all(&out)
+                .and_then(|()| if sync { file.sync_data() } else { Ok(()) });
             match written {
                 Ok(()) => *size += out.len() as u64,
                 // A batch is written whole or not at all: it is sent again
@@ -181,6 +194,7 @@ mod tests {
                 cri: true,
                 max_size: Some(100),
                 max_files: 3,
+                sync: true,
             },
         );
         for i in 0..10 {
@@ -209,6 +223,7 @@ mod tests {
                 partial: true,
                 ..record("a\nb")
             },
+            &mut sink.encoders,
             &mut multi,
         );
         assert_eq!(

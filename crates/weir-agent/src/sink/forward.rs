@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha512};
 
 use super::{SendError, Sink};
-use crate::record::{LogRecord, Value};
+use crate::record::{CompactString, LogRecord, Value};
 use crate::source::forward::auth::{hex, random_bytes};
 use crate::source::forward::msgpack::{self, ReadError};
 
@@ -223,7 +223,7 @@ fn entry(record: &LogRecord, out: &mut Vec<u8>) {
     let nanos = record.time_ns.rem_euclid(1_000_000_000) as u32;
     out.extend_from_slice(&(secs.clamp(0, i64::from(u32::MAX)) as u32).to_be_bytes());
     out.extend_from_slice(&nanos.to_be_bytes());
-    let resource: Vec<&(String, String)> = record
+    let resource: Vec<&(CompactString, CompactString)> = record
         .resource
         .iter()
         .filter(|(k, _)| k != "fluent.tag")

@@ -6,7 +6,7 @@
 use weir_monitor::format::json_file::escape_into;
 use weir_monitor::format::timestamp::Timestamp;
 
-use crate::record::{LogRecord, SpanFields, Value};
+use crate::record::{CompactString, LogRecord, SpanFields, Value};
 
 const SEVERITY: [&str; 8] = [
     "emergency",
@@ -80,7 +80,7 @@ pub fn encode(record: &LogRecord, out: &mut Vec<u8>) {
 }
 
 /// `{"key":value,…}`.
-fn attributes_into(attributes: &[(String, Value)], out: &mut Vec<u8>) {
+fn attributes_into(attributes: &[(CompactString, Value)], out: &mut Vec<u8>) {
     out.push(b'{');
     for (i, (key, value)) in attributes.iter().enumerate() {
         if i > 0 {

@@ -12,6 +12,8 @@ pub mod zipkin;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+
 use self::file::checkpoint::Entry;
 use crate::buffer::Buffer;
 use crate::metrics::SourceMetrics;
@@ -134,7 +136,9 @@ pub type Handed = Vec<(Arc<Buffer>, u64)>;
 pub struct Output {
     buffers: Vec<Arc<Buffer>>,
     routes: Vec<Route>,
-    payloads: Vec<Vec<u8>>,
+    /// Bytes a record took in the last encoding, to allocate the next at
+    /// about the right size.
+    bytes_per_record: usize,
 }
 
 impl Output {
@@ -142,7 +146,7 @@ impl Output {
         Output {
             buffers,
             routes,
-            payloads: Vec::new(),
+            bytes_per_record: 128,
         }
     }
 
@@ -204,25 +208,37 @@ impl Output {
         }
     }
 
-    /// Encodes `records` once and appends them to the buffers `indexes`.
+    /// Encodes `records` once, into one allocation that their payloads
+    /// share, and appends them to the buffers `indexes`.
     fn append(&mut self, indexes: &[usize], records: &[LogRecord], metrics: &SourceMetrics) {
-        if self.payloads.len() < records.len() {
-            self.payloads.resize_with(records.len(), Vec::new);
+        let mut encoded = Vec::with_capacity(records.len() * self.bytes_per_record);
+        let mut ends = Vec::with_capacity(records.len());
+        for record in records {
+            record.encode(&mut encoded);
+            ends.push(encoded.len());
         }
-        for (payload, record) in self.payloads.iter_mut().zip(records) {
-            payload.clear();
-            record.encode(payload);
+        self.bytes_per_record = encoded.len().div_ceil(records.len().max(1)) + 8;
+        // The buffers hold the whole allocation while they hold any record
+        // of it: no more than a little spare room.
+        if encoded.capacity() > encoded.len() + encoded.len() / 4 + 4096 {
+            encoded.shrink_to_fit();
         }
-        let refs: Vec<&[u8]> = self.payloads[..records.len()]
-            .iter()
-            .map(Vec::as_slice)
+        let encoded = Bytes::from(encoded);
+        let mut start = 0;
+        let payloads: Vec<Bytes> = ends
+            .into_iter()
+            .map(|end| {
+                let payload = encoded.slice(start..end);
+                start = end;
+                payload
+            })
             .collect();
         for &index in indexes {
-            match self.buffers[index].append(&refs) {
+            match self.buffers[index].append(&payloads) {
                 Ok(appended) if appended.refused > 0 => metrics.refused.add(appended.refused, 0),
                 Ok(_) => {}
                 Err(e) => {
-                    metrics.refused.add(refs.len() as u64, 0);
+                    metrics.refused.add(payloads.len() as u64, 0);
                     eprintln!("weir: appending to a buffer: {e}");
                 }
             }

@@ -153,7 +153,7 @@ fn resolve(operand: &Operand, record: &LogRecord) -> Resolved {
             Field::Attribute(key) => record.attributes.iter().find(|(k, _)| k == key).map_or(
                 Resolved::Missing,
                 |(_, v)| match v {
-                    Value::Str(s) => Resolved::Str(s.clone()),
+                    Value::Str(s) => Resolved::Str(s.to_string()),
                     Value::Int(i) => Resolved::Num(*i as f64),
                     Value::Float(x) => Resolved::Num(*x),
                     Value::Bool(b) => Resolved::Bool(*b),

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use self::expr::{Expr, severity_of};
 use crate::metrics::Tally;
-use crate::record::{LogRecord, Value};
+use crate::record::{CompactString, LogRecord, Value};
 
 /// One configured transform.
 #[derive(Debug, Clone)]
@@ -126,8 +126,12 @@ impl Stage {
                     }
                     for (key, value) in add {
                         match key.strip_prefix("resource.") {
-                            Some(key) => set(&mut record.resource, key, value.clone()),
-                            None => set(&mut record.attributes, key, Value::Str(value.clone())),
+                            Some(key) => set(&mut record.resource, key, value.as_str().into()),
+                            None => set(
+                                &mut record.attributes,
+                                key,
+                                Value::Str(value.as_str().into()),
+                            ),
                         }
                     }
                 }
@@ -167,10 +171,10 @@ impl Stage {
     }
 }
 
-fn set<V>(pairs: &mut Vec<(String, V)>, key: &str, value: V) {
+fn set<V>(pairs: &mut Vec<(CompactString, V)>, key: &str, value: V) {
     match pairs.iter_mut().find(|(k, _)| k == key) {
         Some((_, v)) => *v = value,
-        None => pairs.push((key.to_owned(), value)),
+        None => pairs.push((key.into(), value)),
     }
 }
 

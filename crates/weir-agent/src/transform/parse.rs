@@ -17,10 +17,10 @@ pub fn json_into(record: &mut LogRecord, body_from: Option<&str>) -> bool {
                 Some(i) => Value::Int(i),
                 None => Value::Float(n.as_f64().unwrap_or(f64::NAN)),
             },
-            serde_json::Value::String(s) => Value::Str(s),
-            nested => Value::Str(nested.to_string()),
+            serde_json::Value::String(s) => Value::Str(s.into()),
+            nested => Value::Str(nested.to_string().into()),
         };
-        record.attributes.push((key, value));
+        record.attributes.push((key.into(), value));
     }
     replace_body(record, body_from);
     true
@@ -47,7 +47,7 @@ pub fn logfmt_into(record: &mut LogRecord, body_from: Option<&str>) -> bool {
         }
         rest = &rest[key_end..];
         let Some(after) = rest.strip_prefix('=') else {
-            pairs.push((key.to_owned(), Value::Bool(true)));
+            pairs.push((key.into(), Value::Bool(true)));
             continue;
         };
         rest = after;
@@ -81,7 +81,7 @@ pub fn logfmt_into(record: &mut LogRecord, body_from: Option<&str>) -> bool {
             rest = &rest[end..];
             value
         };
-        pairs.push((key.to_owned(), Value::Str(value)));
+        pairs.push((key.into(), Value::Str(value.into())));
     }
     if pairs.is_empty() || pairs.iter().all(|(_, v)| *v == Value::Bool(true)) {
         return false;

@@ -9,6 +9,7 @@ pub mod cri;
 pub mod json_file;
 pub mod timestamp;
 
+use timestamp::RFC3339_NANO_LEN;
 pub use timestamp::Timestamp;
 
 use crate::framing::{Record, Tag};
@@ -32,6 +33,9 @@ pub struct Encoder {
     head_full: Vec<u8>,
     head_partial: Vec<u8>,
     tail: Vec<u8>,
+    /// The second the heads were written for: a time within it changes
+    /// only their nanoseconds.
+    head_secs: Option<i64>,
 }
 
 impl Encoder {
@@ -42,6 +46,7 @@ impl Encoder {
             head_full: Vec::with_capacity(64),
             head_partial: Vec::with_capacity(64),
             tail: Vec::with_capacity(64),
+            head_secs: None,
         };
         encoder.set_time(Timestamp::now());
         encoder
@@ -53,6 +58,14 @@ impl Encoder {
 
     /// Sets the timestamp of the records encoded from now on.
     pub fn set_time(&mut self, time: Timestamp) {
+        if self.format == LogFormat::Cri && self.head_secs == Some(time.secs) {
+            for head in [&mut self.head_full, &mut self.head_partial] {
+                let text = (&mut head[..RFC3339_NANO_LEN]).try_into();
+                time.put_rfc3339_nanos(text.expect("a CRI head starts with the time"));
+            }
+            return;
+        }
+        self.head_secs = Some(time.secs);
         let time = time.to_rfc3339();
         self.head_full.clear();
         self.head_partial.clear();

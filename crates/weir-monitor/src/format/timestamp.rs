@@ -52,6 +52,12 @@ impl Timestamp {
         out
     }
 
+    /// Rewrites the nanoseconds of a timestamp `to_rfc3339` wrote: within
+    /// one second, the calendar need not be worked out again.
+    pub fn put_rfc3339_nanos(&self, text: &mut [u8; RFC3339_NANO_LEN]) {
+        put_digits(&mut text[20..29], self.nanos.min(999_999_999));
+    }
+
     /// Parses an RFC 3339 timestamp in UTC (`Z`) or with a numeric offset, with
     /// 0 to 9 fractional digits.
     pub fn parse_rfc3339(text: &[u8]) -> Result<Timestamp, TimestampError> {

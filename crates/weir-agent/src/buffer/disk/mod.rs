@@ -832,7 +832,7 @@ impl DiskBuffer {
                     bytes += payload.len();
                     entries.push(Entry {
                         seq: cursor.seq,
-                        payload: payload.to_vec(),
+                        payload: bytes::Bytes::copy_from_slice(payload),
                     });
                     cursor.seq += 1;
                     continue;

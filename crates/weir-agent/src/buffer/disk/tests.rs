@@ -167,7 +167,7 @@ proptest! {
                     prop_assert!(batch.len() <= n);
                     prop_assert_eq!(batch.is_empty(), unread == 0, "read {:?} with {} unread", batch, unread);
                     for (got, (seq, payload)) in batch.iter().zip(model.unread()) {
-                        prop_assert_eq!((got.seq, &got.payload), (*seq, payload));
+                        prop_assert_eq!((got.seq, &got.payload[..]), (*seq, &payload[..]));
                     }
                     if let (Some(first), Some(last)) = (batch.first(), batch.last()) {
                         let bytes = batch.iter().map(|e| e.payload.len() as u64).sum();
@@ -204,7 +204,7 @@ proptest! {
             prop_assert_eq!(stats.held.records, model.held());
         }
         // Whatever is left comes out, in order.
-        let rest: Vec<(u64, Vec<u8>)> = read_all(&buffer).into_iter().map(|e| (e.seq, e.payload)).collect();
+        let rest: Vec<(u64, Vec<u8>)> = read_all(&buffer).into_iter().map(|e| (e.seq, e.payload.to_vec())).collect();
         let expected: Vec<(u64, Vec<u8>)> = model.unread().map(|(s, p)| (*s, p.clone())).collect();
         prop_assert_eq!(rest, expected);
     }

@@ -31,7 +31,7 @@ use self::format::LineParser;
 use super::{Control, Handed, Output, Wiring};
 use crate::metrics::SourceMetrics;
 use crate::read_at::read_full_at;
-use crate::record::LogRecord;
+use crate::record::{CompactString, LogRecord};
 
 #[derive(Debug, Clone)]
 pub struct FileSourceConfig {
@@ -353,7 +353,7 @@ impl Tail {
         if malformed > 0 {
             self.metrics.malformed.add(malformed, malformed_bytes);
         }
-        let path = tailed.path.to_string_lossy().into_owned();
+        let path = CompactString::from(tailed.path.to_string_lossy());
         let owner = self
             .config
             .monitor
@@ -363,9 +363,7 @@ impl Tail {
                 record.resource.extend(owner.iter().cloned());
                 monitor::mark_loss(record);
             }
-            record
-                .resource
-                .push(("log.file.path".to_owned(), path.clone()));
+            record.resource.push(("log.file.path".into(), path.clone()));
         }
         let records = std::mem::take(&mut self.records);
         let ends = self.output.emit(records, &self.metrics);

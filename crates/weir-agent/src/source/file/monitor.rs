@@ -9,12 +9,12 @@ use std::sync::Arc;
 
 use weir_monitor::meta;
 
-use crate::record::{LogRecord, Value};
+use crate::record::{CompactString, LogRecord, Value};
 
 /// The resource of each live log, read from its sidecar once.
 #[derive(Debug, Default)]
 pub struct Owners {
-    known: HashMap<PathBuf, Arc<Vec<(String, String)>>>,
+    known: HashMap<PathBuf, Arc<Vec<(CompactString, CompactString)>>>,
 }
 
 impl Owners {
@@ -24,7 +24,7 @@ impl Owners {
     }
 
     /// The resource pairs for the records of `path` (a live or rotated log).
-    pub fn resource_of(&mut self, path: &Path) -> Arc<Vec<(String, String)>> {
+    pub fn resource_of(&mut self, path: &Path) -> Arc<Vec<(CompactString, CompactString)>> {
         let live = meta::live_log_of(path);
         if let Some(known) = self.known.get(&live) {
             return Arc::clone(known);
@@ -32,11 +32,14 @@ impl Owners {
         let mut resource = Vec::new();
         match meta::read(&live) {
             Ok(Some(owner)) => {
-                resource.push(("container.name".to_owned(), owner.name));
+                resource.push(("container.name".into(), owner.name.into()));
                 for (key, value) in owner.labels {
-                    resource.push((format!("container.label.{key}"), value));
+                    resource.push((format!("container.label.{key}").into(), value.into()));
                 }
-                resource.push(("weir.monitor.pid".to_owned(), owner.monitor_pid.to_string()));
+                resource.push((
+                    "weir.monitor.pid".into(),
+                    owner.monitor_pid.to_string().into(),
+                ));
             }
             Ok(None) => {}
             Err(e) => eprintln!("weir: {e}; its records go without the container's name"),
@@ -97,11 +100,11 @@ pub fn mark_loss(record: &mut LogRecord) {
     };
     record.severity = Some(4);
     record.attributes.extend([
-        ("weir.loss.reason".to_owned(), Value::Str(reason.to_owned())),
-        ("weir.loss.lines".to_owned(), Value::Int(lines)),
-        ("weir.loss.bytes".to_owned(), Value::Int(bytes)),
-        ("weir.loss.from".to_owned(), Value::Str(from.to_owned())),
-        ("weir.loss.to".to_owned(), Value::Str(to.to_owned())),
+        ("weir.loss.reason".into(), Value::Str(reason.into())),
+        ("weir.loss.lines".into(), Value::Int(lines)),
+        ("weir.loss.bytes".into(), Value::Int(bytes)),
+        ("weir.loss.from".into(), Value::Str(from.into())),
+        ("weir.loss.to".into(), Value::Str(to.into())),
     ]);
 }
 

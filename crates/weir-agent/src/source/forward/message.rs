@@ -116,7 +116,7 @@ fn to_record(time: &Value<'_>, fields: &Value<'_>, tag: &str) -> Result<LogRecor
         time_ns,
         observed_ns: now_ns(),
         stream: Stream::Other,
-        resource: vec![("fluent.tag".into(), tag.to_owned())],
+        resource: vec![("fluent.tag".into(), tag.into())],
         ..LogRecord::default()
     };
     let body_key = ["log", "message"]
@@ -135,7 +135,7 @@ fn to_record(time: &Value<'_>, fields: &Value<'_>, tag: &str) -> Result<LogRecor
             continue;
         }
         if let Some(value) = attribute(value) {
-            record.attributes.push((key.into_owned(), value));
+            record.attributes.push((key.into(), value));
         }
     }
     if body_key.is_none() {
@@ -177,7 +177,7 @@ fn record_field(record: &mut LogRecord, key: &str, value: &Value<'_>) -> bool {
                 let (Some(k), Some(v)) = (k.as_str(), v.as_str()) else {
                     continue;
                 };
-                record.resource.push((k.to_owned(), v.to_owned()));
+                record.resource.push((k.into(), v.into()));
             }
         }
         _ => return false,
@@ -217,15 +217,13 @@ fn attribute(value: &Value<'_>) -> Option<record::Value> {
         Value::Nil => return None,
         Value::Bool(b) => record::Value::Bool(*b),
         Value::Int(n) => record::Value::Int(*n),
-        Value::UInt(n) => record::Value::Str(n.to_string()),
+        Value::UInt(n) => record::Value::Str(n.to_string().into()),
         Value::Float(x) => record::Value::Float(*x),
-        Value::Str(b) | Value::Bin(b) => {
-            record::Value::Str(String::from_utf8_lossy(b).into_owned())
-        }
+        Value::Str(b) | Value::Bin(b) => record::Value::Str(String::from_utf8_lossy(b).into()),
         Value::Array(_) | Value::Map(_) | Value::Ext(..) => {
             let mut json = String::new();
             to_json(value, &mut json);
-            record::Value::Str(json)
+            record::Value::Str(json.into())
         }
     })
 }

@@ -33,6 +33,8 @@ pub struct Framer {
     offset: u64,
     max: usize,
     skip: Skip,
+    /// Where the room [`Framer::spare`] gave starts.
+    spare_from: Option<usize>,
 }
 
 impl Framer {
@@ -42,19 +44,42 @@ impl Framer {
             offset: 0,
             max: max_message.max(1),
             skip: Skip::Nothing,
+            spare_from: None,
         }
     }
 
     /// Takes the next bytes of the stream and calls `each` with every
     /// message they complete, and whether it was cut at the maximum.
-    pub fn push(
-        &mut self,
-        data: &[u8],
-        mut each: impl FnMut(&[u8], bool),
-    ) -> Result<(), FramingError> {
+    pub fn push(&mut self, data: &[u8], each: impl FnMut(&[u8], bool)) -> Result<(), FramingError> {
+        self.drop_spare();
         self.buffer.extend_from_slice(data);
+        self.frame(each)
+    }
+
+    /// Room for `len` more bytes of the stream, to read into directly;
+    /// [`Framer::commit`] then says how many came. Saves copying each
+    /// read into the framer.
+    pub fn spare(&mut self, len: usize) -> &mut [u8] {
+        let held = self.buffer.len();
+        self.buffer.resize(held + len, 0);
+        self.spare_from = Some(held);
+        &mut self.buffer[held..]
+    }
+
+    /// Takes `n` bytes read into [`Framer::spare`], as [`Framer::push`].
+    pub fn commit(&mut self, n: usize, each: impl FnMut(&[u8], bool)) -> Result<(), FramingError> {
+        let held = self.spare_from.take().unwrap_or(self.buffer.len());
+        self.buffer.truncate(held + n.min(self.buffer.len() - held));
+        self.frame(each)
+    }
+
+    /// Calls `each` with every message the held bytes complete, keeping
+    /// what is left of the last.
+    fn frame(&mut self, mut each: impl FnMut(&[u8], bool)) -> Result<(), FramingError> {
+        let buffer = std::mem::take(&mut self.buffer);
         let mut at = 0;
-        let result = self.frames(&mut at, &mut each);
+        let result = self.frames(&buffer, &mut at, &mut each);
+        self.buffer = buffer;
         self.buffer.drain(..at);
         self.offset += at as u64;
         result
@@ -62,11 +87,12 @@ impl Framer {
 
     fn frames(
         &mut self,
+        buffer: &[u8],
         at: &mut usize,
         each: &mut impl FnMut(&[u8], bool),
     ) -> Result<(), FramingError> {
         loop {
-            let available = &self.buffer[*at..];
+            let available = &buffer[*at..];
             match self.skip {
                 Skip::Bytes(n) => {
                     let passed = n.min(available.len() as u64);
@@ -78,7 +104,7 @@ impl Framer {
                     self.skip = Skip::Nothing;
                     continue;
                 }
-                Skip::ToNewline => match available.iter().position(|b| *b == b'\n') {
+                Skip::ToNewline => match memchr::memchr(b'\n', available) {
                     Some(newline) => {
                         *at += newline + 1;
                         self.skip = Skip::Nothing;
@@ -131,7 +157,7 @@ impl Framer {
                 continue;
             }
             let window = &available[..available.len().min(self.max + 1)];
-            match window.iter().position(|b| *b == b'\n') {
+            match memchr::memchr(b'\n', window) {
                 Some(newline) => {
                     each(&available[..newline], false);
                     *at += newline + 1;
@@ -156,11 +182,19 @@ impl Framer {
     /// Bytes held that no message has taken: what is lost when the stream
     /// is given up on.
     pub fn pending(&self) -> usize {
-        self.buffer.len()
+        self.spare_from.unwrap_or(self.buffer.len())
+    }
+
+    /// Gives back room [`Framer::spare`] gave that no read filled.
+    fn drop_spare(&mut self) {
+        if let Some(held) = self.spare_from.take() {
+            self.buffer.truncate(held);
+        }
     }
 
     /// A message left without its ending when the stream closed.
     pub fn finish(&mut self, mut each: impl FnMut(&[u8], bool)) {
+        self.drop_spare();
         if self.skip == Skip::Nothing && !self.buffer.is_empty() {
             let rest = std::mem::take(&mut self.buffer);
             // An octet-counted frame cut short is kept as the bytes it has.
@@ -261,7 +295,15 @@ mod tests {
             let mut i = 0;
             while !rest.is_empty() {
                 let n = cuts[i % cuts.len()].min(rest.len());
-                framer.push(&rest[..n], |m, cut| got.push((m.to_vec(), cut))).unwrap();
+                let each = |m: &[u8], cut| got.push((m.to_vec(), cut));
+                // Half the reads as a socket's are taken, into the room the
+                // framer gives (more than the read fills).
+                if i % 2 == 0 {
+                    framer.push(&rest[..n], each).unwrap();
+                } else {
+                    framer.spare(n + 7)[..n].copy_from_slice(&rest[..n]);
+                    framer.commit(n, each).unwrap();
+                }
                 prop_assert!(framer.buffer.len() <= max + 11 + 50);
                 rest = &rest[n..];
                 i += 1;

@@ -136,9 +136,9 @@ async fn read_stream<R: AsyncRead + Unpin>(
 ) {
     let metrics = &emitter.metrics;
     let mut framer = Framer::new(limits.max_message);
-    let mut buffer = vec![0; 64 << 10];
     loop {
-        let read = tokio::time::timeout(limits.read_timeout, stream.read(&mut buffer)).await;
+        let room = framer.spare(64 << 10);
+        let read = tokio::time::timeout(limits.read_timeout, stream.read(room)).await;
         let n = match read {
             Ok(Ok(0)) | Ok(Err(_)) => break,
             Ok(Ok(n)) => n,
@@ -151,7 +151,7 @@ async fn read_stream<R: AsyncRead + Unpin>(
         };
         let observed = now_ns();
         let mut records = Vec::new();
-        let framed = framer.push(&buffer[..n], |message, cut| {
+        let framed = framer.commit(n, |message, cut| {
             records.push(record(message, cut, observed, metrics));
         });
         if !records.is_empty() && !emitter.send(records).await {

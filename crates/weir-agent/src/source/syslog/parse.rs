@@ -9,7 +9,9 @@
 
 use weir_monitor::format::timestamp::{Timestamp, civil_from_days, days_from_civil};
 
-use crate::record::{LogRecord, Stream, Value};
+use compact_str::format_compact;
+
+use crate::record::{CompactString, LogRecord, Stream, Value};
 
 /// The facility keywords of RFC 5424, table 1, by code.
 const FACILITIES: [&str; 24] = [
@@ -51,6 +53,8 @@ pub fn parse(message: &[u8], observed_ns: i64) -> LogRecord {
         time_ns: observed_ns,
         observed_ns,
         stream: Stream::Other,
+        // The facility and the four header fields, in one allocation.
+        attributes: Vec::with_capacity(5),
         ..LogRecord::default()
     };
     let message = trim_trailer(message);
@@ -77,7 +81,7 @@ pub fn parse(message: &[u8], observed_ns: i64) -> LogRecord {
         record.body = message.to_vec();
         record.attributes.push((
             "syslog.parse_error".into(),
-            Value::Str(format!("byte {}: {}", e.at, e.what)),
+            Value::Str(format!("byte {}: {}", e.at, e.what).into()),
         ));
     }
     record
@@ -269,9 +273,10 @@ fn structured_data(bytes: &[u8], base: usize, record: &mut LogRecord) -> Result<
                     }
                 }
             }
-            record
-                .attributes
-                .push((format!("syslog.sd.{id}.{param}"), Value::Str(lossy(&value))));
+            record.attributes.push((
+                format_compact!("syslog.sd.{id}.{param}"),
+                Value::Str(lossy(&value)),
+            ));
         }
     }
     Ok(at)
@@ -386,8 +391,9 @@ fn bsd_timestamp(stamp: &[u8], observed_ns: i64) -> Option<i64> {
     secs.checked_mul(1_000_000_000)
 }
 
-fn lossy(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+/// Text as sent, invalid UTF-8 replaced; up to 24 bytes without an allocation.
+fn lossy(bytes: &[u8]) -> CompactString {
+    CompactString::from_utf8_lossy(bytes)
 }
 
 #[cfg(test)]
