@@ -15,6 +15,7 @@ use super::{Batch, DeliveryConfig, IDLE_POLL, Sender, next_batch};
 use crate::buffer::Buffer;
 use crate::metrics::SinkMetrics;
 use crate::record::LogRecord;
+use crate::sink::Reads;
 use crate::transform::expr::Field;
 
 /// One key's share of a batch.
@@ -86,7 +87,9 @@ pub(super) fn run(
                 .expect("spawning a delivery worker")
         })
         .collect();
-    while let Some(batch) = next_batch(buffer, config, metrics, stop, Vec::new()) {
+    // The key may be any field: records are decoded whole.
+    let whole = Reads::Whole;
+    while let Some(batch) = next_batch(buffer, config, metrics, stop, whole, Vec::new()) {
         let parts = split(batch, key);
         let mut queues = shared.lock();
         while queues.waiting >= most_waiting && !stop.load(Ordering::Relaxed) {

@@ -32,7 +32,7 @@ pub use self::dead_letter::DeadLetters;
 use crate::buffer::Buffer;
 use crate::metrics::SinkMetrics;
 use crate::record::LogRecord;
-use crate::sink::{SendError, Sink};
+use crate::sink::{Reads, SendError, Sink};
 
 /// How a sink's batches are formed and sent.
 #[derive(Debug, Clone)]
@@ -99,13 +99,16 @@ pub fn start(
             }
             if workers == 1 {
                 let mut sender = senders.pop().expect("one sender");
+                let reads = sender.sink.reads();
                 let mut spent = Vec::new();
-                while let Some(batch) = next_batch(&buffer, &config, &metrics, &stop, spent) {
+                while let Some(batch) = next_batch(&buffer, &config, &metrics, &stop, reads, spent)
+                {
                     spent = sender.deliver(batch);
                 }
                 return;
             }
             // Concurrent: batches go to whichever worker is free.
+            let reads = senders[0].sink.reads();
             let (tx, rx) = mpsc::sync_channel::<Batch>(0);
             let rx = Arc::new(std::sync::Mutex::new(rx));
             let handles: Vec<JoinHandle<()>> = senders
@@ -126,7 +129,8 @@ pub fn start(
                         .expect("spawning a delivery worker")
                 })
                 .collect();
-            while let Some(batch) = next_batch(&buffer, &config, &metrics, &stop, Vec::new()) {
+            while let Some(batch) = next_batch(&buffer, &config, &metrics, &stop, reads, Vec::new())
+            {
                 if tx.send(batch).is_err() {
                     break;
                 }
@@ -143,13 +147,14 @@ const IDLE_POLL: Duration = Duration::from_millis(100);
 
 /// Takes the next batch: waits for a first record, then up to the timeout
 /// for the batch to fill. None: stopped, or the buffer is closed and empty.
-/// The records are decoded into those of `spent` (a batch delivered
-/// before), reusing what they allocated.
+/// The records are decoded as far as the sink `reads` them, into those of
+/// `spent` (a batch delivered before), reusing what they allocated.
 fn next_batch(
     buffer: &Buffer,
     config: &DeliveryConfig,
     metrics: &SinkMetrics,
     stop: &AtomicBool,
+    reads: Reads,
     mut spent: Vec<LogRecord>,
 ) -> Option<Batch> {
     let mut batch = Batch {
@@ -198,7 +203,11 @@ fn next_batch(
         batch.payload_bytes += bytes;
         for entry in entries {
             let mut record = spent.pop().unwrap_or_default();
-            match record.decode_into(&entry.payload) {
+            let decoded = match reads {
+                Reads::Whole => record.decode_into(&entry.payload),
+                Reads::Core => record.decode_core_into(&entry.payload),
+            };
+            match decoded {
                 Ok(()) => batch.records.push(record),
                 Err(e) => {
                     metrics.undecodable.add(1, entry.payload.len() as u64);

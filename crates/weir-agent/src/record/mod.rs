@@ -171,6 +171,46 @@ impl LogRecord {
     /// error `self` holds part of the record and should be discarded.
     pub fn decode_into(&mut self, bytes: &[u8]) -> Result<(), DecodeError> {
         let mut input = Input { bytes, at: 0 };
+        let flags = self.decode_core(&mut input)?;
+        let count = input.len()?;
+        self.resource.truncate(count);
+        for i in 0..count {
+            let key = input.str()?;
+            let value = input.str()?;
+            match self.resource.get_mut(i) {
+                Some((k, v)) => {
+                    reuse(k, key);
+                    reuse(v, value);
+                }
+                None => self.resource.push((key.into(), value.into())),
+            }
+        }
+        input.attributes_into(&mut self.attributes)?;
+        self.span = if flags & IS_SPAN != 0 {
+            Some(Box::new(SpanFields::decode(&mut input)?))
+        } else {
+            None
+        };
+        if input.at != bytes.len() {
+            return Err(input.error("bytes after the record"));
+        }
+        Ok(())
+    }
+
+    /// Reads the core of a record (times, stream, severity, ids, partial
+    /// flag, body) into `self`, leaving its resource, attributes and span
+    /// empty and the rest of the payload unread: for sinks that read no
+    /// more ([`crate::sink::Reads::Core`]).
+    pub fn decode_core_into(&mut self, bytes: &[u8]) -> Result<(), DecodeError> {
+        self.decode_core(&mut Input { bytes, at: 0 })?;
+        self.resource.clear();
+        self.attributes.clear();
+        self.span = None;
+        Ok(())
+    }
+
+    /// The fields before the resource; returns the flags byte.
+    fn decode_core(&mut self, input: &mut Input<'_>) -> Result<u8, DecodeError> {
         if input.byte()? != VERSION {
             return Err(input.error("unknown version"));
         }
@@ -197,29 +237,36 @@ impl LogRecord {
         self.partial = flags & PARTIAL != 0;
         self.body.clear();
         self.body.extend_from_slice(input.bytes()?);
-        let count = input.len()?;
-        self.resource.truncate(count);
-        for i in 0..count {
-            let key = input.str()?;
-            let value = input.str()?;
-            match self.resource.get_mut(i) {
-                Some((k, v)) => {
-                    reuse(k, key);
-                    reuse(v, value);
-                }
-                None => self.resource.push((key.into(), value.into())),
-            }
-        }
-        input.attributes_into(&mut self.attributes)?;
-        self.span = if flags & IS_SPAN != 0 {
-            Some(Box::new(SpanFields::decode(&mut input)?))
-        } else {
-            None
-        };
-        if input.at != bytes.len() {
-            return Err(input.error("bytes after the record"));
-        }
-        Ok(())
+        Ok(flags)
+    }
+
+    /// Empties every field, keeping the room the body, resource and
+    /// attributes have, for a source to parse the next record into.
+    pub fn reset(&mut self) {
+        let LogRecord {
+            time_ns,
+            observed_ns,
+            stream,
+            severity,
+            body,
+            resource,
+            attributes,
+            trace_id,
+            span_id,
+            partial,
+            span,
+        } = self;
+        *time_ns = 0;
+        *observed_ns = 0;
+        *stream = Stream::default();
+        *severity = None;
+        body.clear();
+        resource.clear();
+        attributes.clear();
+        *trace_id = None;
+        *span_id = None;
+        *partial = false;
+        *span = None;
     }
 
     /// The value of resource key `key`.
@@ -464,6 +511,22 @@ pub(crate) mod tests {
             let mut into = used;
             into.decode_into(&bytes).unwrap();
             prop_assert_eq!(into, record);
+        }
+
+        /// A sink that reads only the core gets all of it, and nothing else.
+        #[test]
+        fn the_core_of_a_record_is_decoded_alone(record in record(), used in record()) {
+            let mut bytes = Vec::new();
+            record.encode(&mut bytes);
+            let mut into = used;
+            into.decode_core_into(&bytes).unwrap();
+            let core = LogRecord {
+                resource: Vec::new(),
+                attributes: Vec::new(),
+                span: None,
+                ..record
+            };
+            prop_assert_eq!(into, core);
         }
 
         #[test]

@@ -15,7 +15,7 @@ use weir_monitor::format::{Encoder, LogFormat};
 use weir_monitor::framing::{Record, Tag};
 use weir_monitor::stats::Stream as MonitorStream;
 
-use super::{SendError, Sink, ndjson};
+use super::{Reads, SendError, Sink, ndjson};
 use crate::record::{LogRecord, Stream};
 
 #[derive(Debug, Clone, Copy)]
@@ -133,6 +133,15 @@ fn cri_into(record: &LogRecord, encoders: &mut [Encoder; 2], out: &mut Vec<u8>) 
 }
 
 impl Sink for FileSink {
+    /// CRI lines hold the time, the stream and the body only.
+    fn reads(&self) -> Reads {
+        if self.options.cri {
+            Reads::Core
+        } else {
+            Reads::Whole
+        }
+    }
+
     fn send(&mut self, records: &[LogRecord]) -> Result<(), SendError> {
         self.out.clear();
         for record in records {

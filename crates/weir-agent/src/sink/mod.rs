@@ -43,8 +43,24 @@ impl SendError {
     }
 }
 
+/// How much of each record a sink reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reads {
+    /// Every field.
+    Whole,
+    /// Times, stream, severity, ids, the partial flag and the body: the
+    /// scheduler decodes no resource, attributes or span fields for it
+    /// (nor does its dead-letter file get them).
+    Core,
+}
+
 /// A destination for batches of records.
 pub trait Sink: Send {
     /// Delivers `records`, in order; `Ok` once the destination has them.
     fn send(&mut self, records: &[LogRecord]) -> Result<(), SendError>;
+
+    /// What the sink reads of a record, so that nothing more is decoded.
+    fn reads(&self) -> Reads {
+        Reads::Whole
+    }
 }

@@ -139,6 +139,9 @@ pub struct Output {
     /// Bytes a record took in the last encoding, to allocate the next at
     /// about the right size.
     bytes_per_record: usize,
+    /// The records of the last emit that no transform took, for a source
+    /// to parse into again ([`Output::take_spent`]).
+    spent: Vec<LogRecord>,
 }
 
 impl Output {
@@ -147,6 +150,7 @@ impl Output {
             buffers,
             routes,
             bytes_per_record: 128,
+            spent: Vec::new(),
         }
     }
 
@@ -154,7 +158,7 @@ impl Output {
     /// full); returns each buffer with the sequence number after what it got.
     pub fn emit(&mut self, records: Vec<LogRecord>, metrics: &SourceMetrics) -> Handed {
         let mut routes = std::mem::take(&mut self.routes);
-        self.walk(&mut routes, records, metrics);
+        self.spent = self.walk(&mut routes, records, metrics).unwrap_or_default();
         self.routes = routes;
         self.buffers
             .iter()
@@ -169,7 +173,20 @@ impl Output {
         buffer.is_durable() || buffer.is_closed() || buffer.acked_below() >= end
     }
 
-    fn walk(&mut self, routes: &mut [Route], records: Vec<LogRecord>, metrics: &SourceMetrics) {
+    /// The records of the last [`Output::emit`] that went to sinks only
+    /// (encoded, so done with): a source may parse into them again rather
+    /// than allocate new ones.
+    pub fn take_spent(&mut self) -> Vec<LogRecord> {
+        std::mem::take(&mut self.spent)
+    }
+
+    /// Returns `records` if no transform took them.
+    fn walk(
+        &mut self,
+        routes: &mut [Route],
+        records: Vec<LogRecord>,
+        metrics: &SourceMetrics,
+    ) -> Option<Vec<LogRecord>> {
         // The sinks at this level share one encoding of the records.
         let sinks: Vec<usize> = routes
             .iter()
@@ -206,6 +223,7 @@ impl Output {
                 self.walk(next, mine, metrics);
             }
         }
+        records
     }
 
     /// Encodes `records` once, into one allocation that their payloads

@@ -64,8 +64,70 @@ impl Default for Limits {
 /// (one read's worth), this bounds what waits in memory.
 const WAITING_BATCHES: usize = 64;
 
+/// Records the emitter keeps between batches to parse into again, at
+/// most, and the largest body room such a record may keep.
+const MAX_SPARES: usize = 4096;
+const MAX_SPARE_BODY: usize = 4096;
+
+/// Parses one message (cut at the maximum or not) observed at a time into
+/// a record, whatever the record held before, and counts it.
+pub type Parse = fn(&mut LogRecord, &[u8], bool, i64, &SourceMetrics);
+
+/// Messages as they were framed, for the emitter to parse: the records are
+/// then made, encoded and reused on one thread, instead of allocated on
+/// the listener's and freed on the emitter's.
+pub struct Messages {
+    /// The messages, one after another.
+    pub bytes: Vec<u8>,
+    /// Where each message ends in `bytes`, and whether it was cut.
+    pub ends: Vec<(usize, bool)>,
+    pub observed_ns: i64,
+    pub parse: Parse,
+}
+
+impl Messages {
+    pub fn new(parse: Parse, observed_ns: i64) -> Messages {
+        Messages {
+            bytes: Vec::new(),
+            ends: Vec::new(),
+            observed_ns,
+            parse,
+        }
+    }
+
+    pub fn push(&mut self, message: &[u8], cut: bool) {
+        self.bytes.extend_from_slice(message);
+        self.ends.push((self.bytes.len(), cut));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Parses the messages into `records`, reusing those it holds.
+    fn parse_into(&self, records: &mut Vec<LogRecord>, metrics: &SourceMetrics) {
+        records.resize_with(self.ends.len(), LogRecord::default);
+        let mut start = 0;
+        for (record, &(end, cut)) in records.iter_mut().zip(&self.ends) {
+            (self.parse)(
+                record,
+                &self.bytes[start..end],
+                cut,
+                self.observed_ns,
+                metrics,
+            );
+            start = end;
+        }
+    }
+}
+
+enum Received {
+    Records(Vec<LogRecord>),
+    Messages(Messages),
+}
+
 struct Batch {
-    records: Vec<LogRecord>,
+    received: Received,
     /// Told once the records are in the buffers.
     appended: Option<oneshot::Sender<()>>,
 }
@@ -83,11 +145,21 @@ pub struct Emitter {
 }
 
 impl Emitter {
+    /// Hands `messages` on to be parsed, waiting while the pipeline is
+    /// behind; false once the source is stopping.
+    pub async fn send_messages(&self, messages: Messages) -> bool {
+        let batch = Batch {
+            received: Received::Messages(messages),
+            appended: None,
+        };
+        self.batches.send(batch).await.is_ok()
+    }
+
     /// Hands `records` on, waiting while the pipeline is behind; false
     /// once the source is stopping.
     pub async fn send(&self, records: Vec<LogRecord>) -> bool {
         let batch = Batch {
-            records,
+            received: Received::Records(records),
             appended: None,
         };
         self.batches.send(batch).await.is_ok()
@@ -98,7 +170,7 @@ impl Emitter {
     pub async fn send_and_wait(&self, records: Vec<LogRecord>) -> bool {
         let (appended, done) = oneshot::channel();
         let batch = Batch {
-            records,
+            received: Received::Records(records),
             appended: Some(appended),
         };
         self.batches.send(batch).await.is_ok() && done.await.is_ok()
@@ -118,7 +190,7 @@ impl Emitter {
     pub fn offer(&self, records: Vec<LogRecord>, bytes: u64) {
         let count = records.len() as u64;
         let batch = Batch {
-            records,
+            received: Received::Records(records),
             appended: None,
         };
         if self.batches.try_send(batch).is_err() {
@@ -241,7 +313,15 @@ fn emit(
         match next {
             Ok(Some(batch)) => {
                 busy_since.store(monotonic_ns().max(1), Ordering::Relaxed);
-                output.emit(batch.records, metrics);
+                let records = match batch.received {
+                    Received::Records(records) => records,
+                    Received::Messages(messages) => {
+                        let mut records = spares(&mut output);
+                        messages.parse_into(&mut records, metrics);
+                        records
+                    }
+                };
+                output.emit(records, metrics);
                 busy_since.store(0, Ordering::Relaxed);
                 if let Some(appended) = batch.appended {
                     let _ = appended.send(());
@@ -251,4 +331,13 @@ fn emit(
             Err(_) => {}
         }
     }
+}
+
+/// The records the last emit is done with, to parse the next messages
+/// into: no more than [`MAX_SPARES`], none with a large body.
+fn spares(output: &mut Output) -> Vec<LogRecord> {
+    let mut records = output.take_spent();
+    records.truncate(MAX_SPARES);
+    records.retain(|r| r.body.capacity() <= MAX_SPARE_BODY);
+    records
 }

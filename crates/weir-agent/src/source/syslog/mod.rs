@@ -20,7 +20,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 
 use self::framing::Framer;
 use super::Wiring;
-use super::net::{self, Connections, Emitter, Endpoint, Limits};
+use super::net::{self, Connections, Emitter, Endpoint, Limits, Messages};
 use crate::metrics::SourceMetrics;
 use crate::record::LogRecord;
 
@@ -149,12 +149,10 @@ async fn read_stream<R: AsyncRead + Unpin>(
                 break;
             }
         };
-        let observed = now_ns();
-        let mut records = Vec::new();
-        let framed = framer.commit(n, |message, cut| {
-            records.push(record(message, cut, observed, metrics));
-        });
-        if !records.is_empty() && !emitter.send(records).await {
+        // Parsed on the emitter's thread, into records it reuses.
+        let mut messages = Messages::new(parse_counted, now_ns());
+        let framed = framer.commit(n, |message, cut| messages.push(message, cut));
+        if !messages.is_empty() && !emitter.send_messages(messages).await {
             return;
         }
         if let Err(e) = framed {
@@ -168,11 +166,10 @@ async fn read_stream<R: AsyncRead + Unpin>(
             return;
         }
     }
-    let observed = now_ns();
-    let mut records = Vec::new();
-    framer.finish(|message, cut| records.push(record(message, cut, observed, metrics)));
-    if !records.is_empty() {
-        emitter.send(records).await;
+    let mut messages = Messages::new(parse_counted, now_ns());
+    framer.finish(|message, cut| messages.push(message, cut));
+    if !messages.is_empty() {
+        emitter.send_messages(messages).await;
     }
 }
 
@@ -236,7 +233,20 @@ async fn serve_datagrams(socket: Datagrams, emitter: Emitter, limits: Limits) {
 
 /// One message as a record, counted.
 fn record(message: &[u8], cut: bool, observed: i64, metrics: &SourceMetrics) -> LogRecord {
-    let mut record = parse::parse(message, observed);
+    let mut record = LogRecord::default();
+    parse_counted(&mut record, message, cut, observed, metrics);
+    record
+}
+
+/// One message parsed into `record`, counted.
+fn parse_counted(
+    record: &mut LogRecord,
+    message: &[u8],
+    cut: bool,
+    observed: i64,
+    metrics: &SourceMetrics,
+) {
+    parse::parse_into(record, message, observed);
     metrics.read.add(1, message.len() as u64);
     if cut {
         record.partial = true;
@@ -249,7 +259,6 @@ fn record(message: &[u8], cut: bool, observed: i64, metrics: &SourceMetrics) -> 
     {
         metrics.malformed.add(1, message.len() as u64);
     }
-    record
 }
 
 fn now_ns() -> i64 {

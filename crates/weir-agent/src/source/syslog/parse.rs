@@ -50,13 +50,20 @@ struct ParseError {
 /// Turns one syslog message into a record observed at `observed_ns`.
 pub fn parse(message: &[u8], observed_ns: i64) -> LogRecord {
     let mut record = LogRecord {
-        time_ns: observed_ns,
-        observed_ns,
-        stream: Stream::Other,
         // The facility and the four header fields, in one allocation.
         attributes: Vec::with_capacity(5),
         ..LogRecord::default()
     };
+    parse_into(&mut record, message, observed_ns);
+    record
+}
+
+/// [`parse`] into `record`, whatever it held, reusing its allocations.
+pub fn parse_into(record: &mut LogRecord, message: &[u8], observed_ns: i64) {
+    record.reset();
+    record.time_ns = observed_ns;
+    record.observed_ns = observed_ns;
+    record.stream = Stream::Other;
     let message = trim_trailer(message);
     let outcome = match priority(message) {
         Ok((pri, rest_at)) => {
@@ -67,9 +74,9 @@ pub fn parse(message: &[u8], observed_ns: i64) -> LogRecord {
             ));
             let rest = &message[rest_at..];
             if rest.starts_with(b"1 ") {
-                rfc5424(rest, rest_at, &mut record)
+                rfc5424(rest, rest_at, record)
             } else {
-                rfc3164(rest, rest_at, observed_ns, &mut record)
+                rfc3164(rest, rest_at, observed_ns, record)
             }
         }
         Err(e) => Err(e),
@@ -78,13 +85,13 @@ pub fn parse(message: &[u8], observed_ns: i64) -> LogRecord {
         // Only what the priority gave survives; the rest is the raw message.
         record.attributes.truncate(1.min(record.attributes.len()));
         record.time_ns = observed_ns;
-        record.body = message.to_vec();
+        record.body.clear();
+        record.body.extend_from_slice(message);
         record.attributes.push((
             "syslog.parse_error".into(),
             Value::Str(format!("byte {}: {}", e.at, e.what).into()),
         ));
     }
-    record
 }
 
 /// Drops the line ending and NULs some senders leave at the end.
@@ -207,7 +214,8 @@ fn rfc5424(bytes: &[u8], base: usize, record: &mut LogRecord) -> Result<(), Pars
         }
     };
     let message = message.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(message);
-    record.body = message.to_vec();
+    record.body.clear();
+    record.body.extend_from_slice(message);
     Ok(())
 }
 
@@ -360,7 +368,8 @@ fn rfc3164(
             message = &rest[after..];
         }
     }
-    record.body = message.to_vec();
+    record.body.clear();
+    record.body.extend_from_slice(message);
     Ok(())
 }
 
@@ -436,6 +445,23 @@ mod tests {
         );
         assert_eq!(record.body, b"An application event log entry...");
         assert_eq!(attribute(&record, "syslog.parse_error"), None);
+    }
+
+    #[test]
+    fn parsing_into_a_used_record_leaves_nothing_of_it() {
+        let messages: [&[u8]; 4] = [
+            br#"<165>1 2003-10-11T22:14:15.003Z mymachine.example.com evntslog - ID47 [exampleSDID@32473 iut="3"] a long message body"#,
+            b"<13>1 - - - - - -",
+            b"<34>Oct 11 22:14:15 mymachine su: 'su root' failed",
+            b"not syslog at all",
+        ];
+        let mut used = LogRecord::default();
+        for _ in 0..2 {
+            for message in messages {
+                parse_into(&mut used, message, NOW);
+                assert_eq!(used, parse(message, NOW));
+            }
+        }
     }
 
     #[test]
