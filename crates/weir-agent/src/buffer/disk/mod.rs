@@ -824,16 +824,20 @@ impl DiskBuffer {
         let mut at = 0;
         let mut offset = range.start;
         let mut bytes = 0;
-        while entries.len() < max_records && bytes < max_bytes && cursor.seq < end_seq {
+        // Where each payload read lies in `view`: they are copied out
+        // together, into one allocation they share.
+        let mut payloads: Vec<(u64, Range<usize>)> = Vec::new();
+        while entries.len() + payloads.len() < max_records
+            && bytes < max_bytes
+            && cursor.seq < end_seq
+        {
             let damage = match frame::parse(&view[at..], self.config().max_record) {
                 frame::Parsed::Record(payload, len) => {
+                    let start = at + frame::HEADER_LEN;
+                    payloads.push((cursor.seq, start..start + payload.len()));
                     at += len;
                     offset += len as u64;
                     bytes += payload.len();
-                    entries.push(Entry {
-                        seq: cursor.seq,
-                        payload: bytes::Bytes::copy_from_slice(payload),
-                    });
                     cursor.seq += 1;
                     continue;
                 }
@@ -858,6 +862,14 @@ impl DiskBuffer {
             );
             cursor.seq = end_seq;
             break;
+        }
+        if let (Some((_, first)), Some((_, last))) = (payloads.first(), payloads.last()) {
+            let base = first.start;
+            let shared = bytes::Bytes::copy_from_slice(&view[base..last.end]);
+            entries.extend(payloads.into_iter().map(|(seq, within)| Entry {
+                seq,
+                payload: shared.slice(within.start - base..within.end - base),
+            }));
         }
         // Kept at the segment's end too: the newest segment grows, and the
         // next read goes on from here rather than walking it from the start.
