@@ -32,9 +32,6 @@ pub(super) fn check_syslog(
             return Err(not_for(checker, key, name, value.span().start, raw));
         }
     }
-    if let Some(tls) = &raw.tls {
-        return Err(not_for(checker, key, "tls", tls.span().start, raw));
-    }
     let mode = match &raw.mode {
         Some(mode) => checker.choice(
             &format!("{key}.mode"),
@@ -69,10 +66,20 @@ pub(super) fn check_syslog(
             Endpoint::Inet(address(checker, key, raw, syslog::DEFAULT_PORT)?)
         }
     };
+    let tls = server_tls(checker, key, raw)?;
+    if let (Some(_), Some(spanned)) = (&tls, &raw.tls)
+        && mode != Mode::Tcp
+    {
+        return Err(checker.error(
+            spanned.span().start,
+            format!("{key}.tls: only for mode = \"tcp\" (syslog over TLS, RFC 5425)"),
+        ));
+    }
     Ok(SourceConfig::Syslog(SyslogConfig {
         mode,
         endpoint,
         limits: limits_from(checker, key, raw, Limits::default())?,
+        tls,
     }))
 }
 

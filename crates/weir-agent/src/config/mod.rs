@@ -1273,6 +1273,13 @@ buffer = { type = "disk", max_size = "10MiB", fsync = "always" }
                 "weir.toml:2:8: sources.in: mode = \"unix\" needs path = \"SOCKET\"",
             ),
             (
+                with(
+                    "type = \"syslog\"\nmode = \"udp\"\ntls = { cert = \"c.pem\", key = \"k.pem\" }",
+                    "",
+                ),
+                "weir.toml:4:7: sources.in.tls: only for mode = \"tcp\" (syslog over TLS, RFC 5425)",
+            ),
+            (
                 with("type = \"syslog\"\nshared_key = \"k\"", ""),
                 "weir.toml:3:14: sources.in.shared_key: not a key of a syslog source",
             ),

@@ -291,3 +291,91 @@ batch = {{ timeout = "20ms" }}
     let (code, said) = agent.stop();
     assert_eq!(code, Some(0), "{said}");
 }
+
+/// Syslog over TLS (RFC 5425: octet-counted messages in a TLS stream)
+/// from `openssl s_client`, a TLS client nobody here wrote; a client that
+/// speaks plain TCP to the TLS port is closed and counted, and costs the
+/// others nothing.
+#[test]
+fn syslog_over_tls_from_openssl_s_client() {
+    let dir = Scratch::new("syslog-tls");
+    let (tls_port, api) = (free_port(), free_port());
+    let out = dir.join("out.ndjson");
+    let Certificate { ca, cert, key } = certificate(&dir);
+    let config = config(
+        &dir.join("data"),
+        Some(api),
+        &format!(
+            r#"[sources.tls]
+type = "syslog"
+address = "127.0.0.1:{tls_port}"
+tls = {{ cert = "{}", key = "{}" }}
+{}"#,
+            cert.display(),
+            key.display(),
+            file_sink("tls", &out)
+        ),
+    );
+    let agent = Agent::start(&dir, &config);
+    wait_for(Duration::from_secs(10), "the listener", || {
+        TcpStream::connect(("127.0.0.1", tls_port)).is_ok()
+    });
+    // Plain syslog to the TLS port: not a handshake.
+    let mut plain = TcpStream::connect(("127.0.0.1", tls_port)).unwrap();
+    plain
+        .write_all(b"<14>1 - host app - - - in the clear\n")
+        .unwrap();
+    plain
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    let _ = std::io::Read::read(&mut plain, &mut byte);
+    let messages: Vec<String> = (0..3)
+        .map(|i| format!("<165>1 2026-11-21T20:00:00.000001Z host app 7 M{i} - over tls {i}"))
+        .collect();
+    let framed: String = messages
+        .iter()
+        .map(|m| format!("{} {m}", m.len()))
+        .collect();
+    let mut client = Command::new("openssl")
+        .args(["s_client", "-quiet", "-verify_return_error", "-connect"])
+        .arg(format!("127.0.0.1:{tls_port}"))
+        .arg("-CAfile")
+        .arg(&ca)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("openssl s_client");
+    client
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(framed.as_bytes())
+        .unwrap();
+    let records = records(&out, 3, &agent);
+    let _ = client.kill();
+    let _ = client.wait();
+    for i in 0..3 {
+        let record = with_body(&records, &format!("over tls {i}"));
+        assert_eq!(record["attributes"]["syslog.msgid"], format!("M{i}"));
+        assert_eq!(record["attributes"]["syslog.facility"], "local4");
+        assert_eq!(record["severity"], "notice");
+    }
+    assert!(
+        !records.iter().any(|r| r["body"] == "in the clear"),
+        "nothing from the plain connection"
+    );
+    let (_, metrics) = get(api, "/metrics");
+    assert_eq!(
+        metric(
+            &metrics,
+            "weir_source_connections_closed_total{source=\"tls\",reason=\"broken_framing\"}"
+        ),
+        2.0,
+        "the plain client, and the probe that waited for the port (no handshake at all): {metrics}"
+    );
+    let (code, said) = agent.stop();
+    assert_eq!(code, Some(0), "{said}");
+    assert!(said.contains("TLS handshake"), "{said}");
+}

@@ -17,6 +17,7 @@ use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 
 use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio_rustls::TlsAcceptor;
 
 use self::framing::Framer;
 use super::Wiring;
@@ -38,6 +39,8 @@ pub struct SyslogConfig {
     pub mode: Mode,
     pub endpoint: Endpoint,
     pub limits: Limits,
+    /// TCP only: syslog over TLS (RFC 5425).
+    pub tls: Option<crate::tls::ServerFiles>,
 }
 
 /// The port where a configuration names none.
@@ -54,8 +57,14 @@ pub fn start(name: &str, config: SyslogConfig, wiring: Wiring) -> io::Result<Joi
         let limits = config.limits.clone();
         let listening: Listening = match (config.mode, &config.endpoint) {
             (Mode::Tcp, Endpoint::Inet(address)) => {
+                let tls = match &config.tls {
+                    Some(files) => Some(TlsAcceptor::from(
+                        crate::tls::server_config(files).map_err(io::Error::other)?,
+                    )),
+                    None => None,
+                };
                 let listener = tokio::net::TcpListener::from_std(bind_tcp(*address)?)?;
-                Box::pin(serve_tcp(listener, emitter, limits))
+                Box::pin(serve_tcp(listener, emitter, limits, tls))
             }
             (Mode::Udp, Endpoint::Inet(address)) => {
                 let socket = std::net::UdpSocket::bind(address)?;
@@ -100,7 +109,12 @@ fn remove_stale_socket(path: &std::path::Path) -> io::Result<()> {
     }
 }
 
-async fn serve_tcp(listener: tokio::net::TcpListener, emitter: Emitter, limits: Limits) {
+async fn serve_tcp(
+    listener: tokio::net::TcpListener,
+    emitter: Emitter,
+    limits: Limits,
+    tls: Option<TlsAcceptor>,
+) {
     let connections = Connections::new(limits.max_connections);
     loop {
         let (stream, peer) = match listener.accept().await {
@@ -118,9 +132,29 @@ async fn serve_tcp(listener: tokio::net::TcpListener, emitter: Emitter, limits: 
                 .fetch_add(1, Ordering::Relaxed);
             continue;
         };
-        let (emitter, limits) = (emitter.clone(), limits.clone());
+        let (emitter, limits, tls) = (emitter.clone(), limits.clone(), tls.clone());
         tokio::spawn(async move {
-            read_stream(stream, &peer.to_string(), &emitter, &limits).await;
+            let peer = peer.to_string();
+            match tls {
+                Some(acceptor) => {
+                    let handshake = acceptor.accept(stream);
+                    match tokio::time::timeout(limits.read_timeout, handshake).await {
+                        Ok(Ok(stream)) => read_stream(stream, &peer, &emitter, &limits).await,
+                        Ok(Err(e)) => {
+                            let metrics = &emitter.metrics;
+                            metrics.broken_streams.fetch_add(1, Ordering::Relaxed);
+                            eprintln!("weir: source {}: {peer}: TLS handshake: {e}", emitter.name);
+                        }
+                        Err(_) => {
+                            let metrics = &emitter.metrics;
+                            metrics
+                                .timed_out_connections
+                                .fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+                None => read_stream(stream, &peer, &emitter, &limits).await,
+            }
             drop(admitted);
         });
     }
