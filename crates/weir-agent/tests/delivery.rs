@@ -95,6 +95,7 @@ fn deliver_with(
             uri: uri.clone(),
             format: BodyFormat::Ndjson,
             headers: setup.headers.clone(),
+            tls: None,
             gzip: setup.gzip,
             timeout: Duration::from_millis(300),
         })?;

@@ -171,23 +171,8 @@ pub(super) fn check_forward_sink(
         )?,
         None => Balance::Failover,
     };
-    let tls = match &raw.tls {
-        Some(tls) => {
-            if tls.get_ref().cert.is_some() || tls.get_ref().key.is_some() {
-                return Err(checker.error(
-                    tls.span().start,
-                    format!("{key}.tls: a sink takes ca and server_name, not cert and key"),
-                ));
-            }
-            Some(ClientFiles {
-                ca: tls.get_ref().ca.as_ref().map(PathBuf::from),
-                server_name: tls.get_ref().server_name.clone(),
-            })
-        }
-        None => None,
-    };
     Ok(ForwardSinkConfig {
-        tls,
+        tls: client_tls(checker, key, raw)?,
         servers,
         balance,
         tag: raw
@@ -257,6 +242,27 @@ pub(super) fn check_zipkin(
         limits: otlp.limits,
         token: otlp.token,
         tls: otlp.tls,
+    }))
+}
+
+/// `tls = { ca = "PEM", server_name = "NAME" }` of a sink.
+pub(super) fn client_tls(
+    checker: &Checker<'_>,
+    key: &str,
+    raw: &RawSink,
+) -> Result<Option<ClientFiles>, ConfigError> {
+    let Some(tls) = &raw.tls else {
+        return Ok(None);
+    };
+    if tls.get_ref().cert.is_some() || tls.get_ref().key.is_some() {
+        return Err(checker.error(
+            tls.span().start,
+            format!("{key}.tls: a sink takes ca and server_name, not cert and key"),
+        ));
+    }
+    Ok(Some(ClientFiles {
+        ca: tls.get_ref().ca.as_ref().map(PathBuf::from),
+        server_name: tls.get_ref().server_name.clone(),
     }))
 }
 

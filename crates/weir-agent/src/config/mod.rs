@@ -47,6 +47,7 @@ use crate::source::forward::ForwardConfig;
 use crate::source::otlp::OtlpConfig;
 use crate::source::syslog::SyslogConfig;
 use crate::source::zipkin::ZipkinConfig;
+use crate::tls::ClientFiles;
 use crate::transform::expr::{Expr, Operand};
 use crate::transform::{SeveritySource, Transform};
 
@@ -175,6 +176,8 @@ pub enum SinkKind {
         uri: hyper::Uri,
         format: BodyFormat,
         headers: Vec<(String, String)>,
+        /// For an https uri: the CAs to trust and the name to check.
+        tls: Option<ClientFiles>,
         gzip: bool,
         timeout: Duration,
     },
@@ -719,15 +722,31 @@ fn check_sink(
                     format!("{key}.uri = {:?}: {e}", uri_text.get_ref()),
                 )
             })?;
-            if uri.scheme_str() != Some("http") || uri.host().is_none() {
-                return Err(checker.error(
-                    uri_text.span().start,
-                    format!(
-                        "{key}.uri = {:?}: expected http://HOST[:PORT]/PATH (https is not supported yet)",
-                        uri_text.get_ref()
-                    ),
-                ));
-            }
+            let https = match uri.scheme_str() {
+                Some("http") if uri.host().is_some() => false,
+                Some("https") if uri.host().is_some() => true,
+                _ => {
+                    return Err(checker.error(
+                        uri_text.span().start,
+                        format!(
+                            "{key}.uri = {:?}: expected http[s]://HOST[:PORT]/PATH",
+                            uri_text.get_ref()
+                        ),
+                    ));
+                }
+            };
+            // https trusts the system's CAs unless `tls` names others.
+            let tls = match (listen::client_tls(checker, key, &raw)?, https) {
+                (Some(_), false) => {
+                    let at = raw.tls.as_ref().map_or(at, |t| t.span().start);
+                    return Err(checker.error(at, format!("{key}.tls: only for an https:// uri")));
+                }
+                (files, true) => Some(files.unwrap_or(ClientFiles {
+                    ca: None,
+                    server_name: None,
+                })),
+                (None, false) => None,
+            };
             let mut headers: Vec<(String, String)> = raw
                 .headers
                 .clone()
@@ -772,6 +791,7 @@ fn check_sink(
                 uri,
                 format,
                 headers,
+                tls,
                 gzip: raw.gzip.unwrap_or(false),
                 timeout: match &raw.timeout {
                     Some(d) => checker.duration(&format!("{key}.timeout"), d)?,
@@ -1228,7 +1248,7 @@ buffer = { type = "disk", max_size = "10MiB", fsync = "always" }
             ),
             (
                 GOOD.replace("http://127.0.0.1:8080/ingest", "ftp://x/y"),
-                "weir.toml:11:7: sinks.out.uri = \"ftp://x/y\": expected http://",
+                "weir.toml:11:7: sinks.out.uri = \"ftp://x/y\": expected http[s]://",
             ),
             (
                 GOOD.replace("[sinks.out]", "[sinks.\"../out\"]"),
@@ -1297,6 +1317,10 @@ buffer = { type = "disk", max_size = "10MiB", fsync = "always" }
             (
                 with("type = \"zipkin\"\naddress = \"everywhere\"", ""),
                 "weir.toml:3:11: sources.in.address = \"everywhere\": expected an address and port",
+            ),
+            (
+                "[sources.in]\ntype = \"otlp\"\n[sinks.out]\ntype = \"otlp\"\ninputs = [\"in\"]\nuri = \"http://127.0.0.1:1\"\ntls = { ca = \"ca.pem\" }\n".to_owned(),
+                "weir.toml:7:7: sinks.out.tls: only for an https:// uri",
             ),
             (
                 with("type = \"otlp\"", "order_key = \"a ==\""),

@@ -713,6 +713,7 @@ fn factory(kind: &SinkKind) -> SinkFactory {
             uri,
             format,
             headers,
+            tls,
             gzip,
             timeout,
         } => {
@@ -730,6 +731,7 @@ fn factory(kind: &SinkKind) -> SinkFactory {
                     uri: uri.clone(),
                     format,
                     headers: headers.clone(),
+                    tls: tls.clone(),
                     gzip,
                     timeout,
                 })?;

@@ -42,6 +42,8 @@ pub struct HttpConfig {
     pub uri: Uri,
     pub format: BodyFormat,
     pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// For an https uri: the CAs to trust and the name to check.
+    pub tls: Option<crate::tls::ClientFiles>,
     pub gzip: bool,
     /// The whole exchange, connecting included.
     pub timeout: Duration,
@@ -49,9 +51,12 @@ pub struct HttpConfig {
 
 pub struct HttpSink {
     config: HttpConfig,
+    /// Made once from `config.tls`: reading the CA file per connection
+    /// would cost a reconnect after each failure.
+    tls: Option<Tls>,
     runtime: Runtime,
     /// The connection kept between batches.
-    sender: Option<hyper::client::conn::http1::SendRequest<Full<Bytes>>>,
+    sender: Option<Sender>,
     body: Vec<u8>,
 }
 
@@ -69,8 +74,25 @@ impl HttpSink {
             .enable_io()
             .enable_time()
             .build()?;
+        let tls = match &config.tls {
+            Some(files) => {
+                let host = config
+                    .uri
+                    .host()
+                    .unwrap_or_default()
+                    .trim_matches(['[', ']']);
+                Some(Tls {
+                    connector: tokio_rustls::TlsConnector::from(
+                        crate::tls::client_config(files).map_err(std::io::Error::other)?,
+                    ),
+                    name: crate::tls::server_name(files, host).map_err(std::io::Error::other)?,
+                })
+            }
+            None => None,
+        };
         Ok(HttpSink {
             config,
+            tls,
             runtime,
             sender: None,
             body: Vec::new(),
@@ -104,11 +126,12 @@ impl HttpSink {
     /// POSTs `body` to `uri` on the kept connection.
     fn post(&mut self, uri: Uri, content_type: &'static str, body: Bytes) -> Result<(), SendError> {
         let config = self.config.clone();
+        let tls = self.tls.clone();
         let mut sender = self.sender.take();
         let outcome = self.runtime.block_on(async {
             tokio::time::timeout(
                 config.timeout,
-                exchange(&config, &uri, content_type, &mut sender, body),
+                exchange(&config, tls.as_ref(), &uri, content_type, &mut sender, body),
             )
             .await
             .unwrap_or_else(|_| {
@@ -165,9 +188,10 @@ fn signal_uri(endpoint: &Uri, signal: &str) -> Uri {
 
 async fn exchange(
     config: &HttpConfig,
+    tls: Option<&Tls>,
     uri: &Uri,
     content_type: &'static str,
-    sender: &mut Option<hyper::client::conn::http1::SendRequest<Full<Bytes>>>,
+    sender: &mut Option<Sender>,
     body: Bytes,
 ) -> Result<(), SendError> {
     let ready = match sender.as_mut() {
@@ -175,7 +199,7 @@ async fn exchange(
         None => false,
     };
     if !ready {
-        *sender = Some(connect(uri).await?);
+        *sender = Some(connect(uri, tls).await?);
     }
     let mut request = Request::post(uri.clone())
         .header(hyper::header::HOST, authority(uri))
@@ -248,23 +272,53 @@ fn classify(
     }
 }
 
-async fn connect(
-    uri: &Uri,
-) -> Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>, SendError> {
-    if uri.scheme_str() != Some("http") {
-        return Err(SendError::permanent(format!(
-            "{uri}: only http:// is supported so far"
-        )));
-    }
-    let host = uri.host().unwrap_or("127.0.0.1");
-    let port = uri.port_u16().unwrap_or(80);
+/// What an https connection is made with.
+#[derive(Clone)]
+struct Tls {
+    connector: tokio_rustls::TlsConnector,
+    /// The name the server's certificate must carry.
+    name: rustls::pki_types::ServerName<'static>,
+}
+
+type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+/// A connection to `uri`'s host: TLS over TCP when `tls` is given (an
+/// https uri), plain TCP otherwise. A failed TLS handshake is retried
+/// like any failed connection: the certificate may be renewed meanwhile.
+async fn connect(uri: &Uri, tls: Option<&Tls>) -> Result<Sender, SendError> {
+    let failed =
+        |e: &dyn std::fmt::Display| SendError::retryable(format!("connecting to {uri}: {e}"));
+    let host = uri.host().unwrap_or("127.0.0.1").trim_matches(['[', ']']);
+    let port = uri
+        .port_u16()
+        .unwrap_or(if tls.is_some() { 443 } else { 80 });
     let stream = TcpStream::connect((host, port))
         .await
-        .map_err(|e| SendError::retryable(format!("connecting to {uri}: {e}")))?;
+        .map_err(|e| failed(&e))?;
     let _ = stream.set_nodelay(true);
-    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| SendError::retryable(format!("connecting to {uri}: {e}")))?;
+    match tls {
+        Some(tls) => {
+            let stream = tls
+                .connector
+                .connect(tls.name.clone(), stream)
+                .await
+                .map_err(|e| failed(&format!("TLS: {e}")))?;
+            handshake(TokioIo::new(stream))
+                .await
+                .map_err(|e| failed(&e))
+        }
+        None => handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| failed(&e)),
+    }
+}
+
+/// HTTP/1.1 over `io`, its connection driven by a task of its own.
+async fn handshake<I>(io: I) -> Result<Sender, hyper::Error>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (sender, connection) = hyper::client::conn::http1::handshake(io).await?;
     tokio::spawn(async move {
         // Ends when the sender is dropped or the server closes.
         let _ = connection.await;

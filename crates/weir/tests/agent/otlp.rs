@@ -420,6 +420,55 @@ fn the_opentelemetry_sdk_exports_over_https() {
         b"{}",
     );
     assert_eq!(status, 0);
+    // weir's own otlp sink over https: one agent trusting the CA delivers
+    // a tailed file; one trusting only the system's CAs refuses the
+    // certificate, says why, and delivers nothing.
+    let sending = |name: &str, tls: &str| {
+        let scratch = Scratch::new(name);
+        let log = scratch.join("app.log");
+        std::fs::write(&log, format!("{name} 1\n{name} 2\n")).unwrap();
+        let sender = Agent::start(
+            &scratch,
+            &config(
+                &scratch.join("data"),
+                None,
+                &format!(
+                    "{}[sinks.out]\ntype = \"otlp\"\ninputs = [\"app\"]\nuri = \"https://127.0.0.1:{port}\"\n{tls}\nbatch = {{ timeout = \"20ms\" }}\nretry = {{ initial = \"50ms\", max = \"200ms\" }}\n",
+                    tail_source(log.to_str().unwrap())
+                ),
+            ),
+        );
+        (scratch, sender)
+    };
+    let (_trusting_dir, trusting) = sending(
+        "otlp-tls-trusting",
+        &format!(
+            "tls = {{ ca = \"{}\", server_name = \"localhost\" }}",
+            ca.display()
+        ),
+    );
+    let (_untrusting_dir, untrusting) = sending("otlp-tls-untrusting", "");
+    wait_for(
+        Duration::from_secs(20),
+        "the tailed lines over https",
+        || {
+            let text = std::fs::read_to_string(&out).unwrap_or_default();
+            text.contains("otlp-tls-trusting 1") && text.contains("otlp-tls-trusting 2")
+        },
+    );
+    wait_for(Duration::from_secs(20), "the refusal", || {
+        untrusting.said().contains("TLS")
+    });
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(!text.contains("otlp-tls-untrusting"), "{text}");
+    assert!(
+        untrusting.said().contains("UnknownIssuer"),
+        "{}",
+        untrusting.said()
+    );
+    let (code, said) = trusting.stop();
+    assert_eq!(code, Some(0), "{said}");
+    untrusting.kill();
     let (code, said) = agent.stop();
     assert_eq!(code, Some(0), "{said}");
 }
