@@ -231,6 +231,75 @@ impl Connections {
     }
 }
 
+/// A connection a stream listener accepted: TCP, or TLS over it.
+pub trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Stream for T {}
+
+/// The accept loop every stream listener shares: each connection within
+/// `limits.max_connections` (one past it is closed at once, counted) goes
+/// through the TLS handshake when `tls` is set (one that fails or takes
+/// longer than `limits.read_timeout` is closed, counted and said), then to
+/// `serve`, with its peer's address, on a task of its own.
+pub async fn serve_streams<F, S>(
+    listener: tokio::net::TcpListener,
+    emitter: Emitter,
+    limits: Limits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    serve: F,
+) where
+    F: Fn(Box<dyn Stream>, String, Emitter) -> S + Clone + Send + 'static,
+    S: Future<Output = ()> + Send + 'static,
+{
+    let connections = Connections::new(limits.max_connections);
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(_) => {
+                // Out of descriptors, say: try again after a pause.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Some(admitted) = connections.admit() else {
+            emitter
+                .metrics
+                .refused_connections
+                .fetch_add(1, Ordering::Relaxed);
+            continue;
+        };
+        let (emitter, tls, serve) = (emitter.clone(), tls.clone(), serve.clone());
+        let read_timeout = limits.read_timeout;
+        tokio::spawn(async move {
+            let peer = peer.to_string();
+            let stream: Box<dyn Stream> = match tls {
+                None => Box::new(stream),
+                Some(acceptor) => {
+                    let handshake = acceptor.accept(stream);
+                    match tokio::time::timeout(read_timeout, handshake).await {
+                        Ok(Ok(stream)) => Box::new(stream),
+                        Ok(Err(e)) => {
+                            let metrics = &emitter.metrics;
+                            metrics.broken_streams.fetch_add(1, Ordering::Relaxed);
+                            eprintln!("weir: source {}: {peer}: TLS handshake: {e}", emitter.name);
+                            return;
+                        }
+                        Err(_) => {
+                            let metrics = &emitter.metrics;
+                            metrics
+                                .timed_out_connections
+                                .fetch_add(1, Ordering::Relaxed);
+                            return;
+                        }
+                    }
+                }
+            };
+            serve(stream, peer, emitter).await;
+            drop(admitted);
+        });
+    }
+}
+
 /// Starts a network source: the emitter thread feeding `output`, and on a
 /// thread of its own the listeners `listen` builds from an [`Emitter`].
 /// Both stop once `stop` is set; the listeners are bound before this

@@ -25,7 +25,7 @@ use tokio_rustls::TlsAcceptor;
 use self::auth::Handshake;
 use self::msgpack::ReadError;
 use super::Wiring;
-use super::net::{self, Connections, Emitter, Limits};
+use super::net::{self, Emitter, Limits};
 
 /// The port where a configuration names none.
 pub const DEFAULT_PORT: u16 = 24224;
@@ -68,57 +68,25 @@ async fn serve(
     config: Arc<ForwardConfig>,
     tls: Option<TlsAcceptor>,
 ) {
-    let connections = Connections::new(config.limits.max_connections);
-    loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(_) => {
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let Some(admitted) = connections.admit() else {
-            emitter
-                .metrics
-                .refused_connections
-                .fetch_add(1, Ordering::Relaxed);
-            continue;
-        };
-        let (emitter, config, tls) = (emitter.clone(), Arc::clone(&config), tls.clone());
-        tokio::spawn(async move {
-            let peer = peer.to_string();
-            let outcome = match tls {
-                Some(acceptor) => {
-                    let timeout = config.limits.read_timeout;
-                    match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
-                        Ok(Ok(stream)) => serve_connection(stream, &peer, &emitter, &config).await,
-                        Ok(Err(e)) => {
-                            emitter
-                                .metrics
-                                .broken_streams
-                                .fetch_add(1, Ordering::Relaxed);
-                            Err(format!("TLS handshake: {e}"))
-                        }
-                        Err(_) => {
-                            emitter
-                                .metrics
-                                .timed_out_connections
-                                .fetch_add(1, Ordering::Relaxed);
-                            Err("no TLS handshake in time".into())
-                        }
-                    }
+    let limits = config.limits.clone();
+    net::serve_streams(
+        listener,
+        emitter,
+        limits,
+        tls,
+        move |stream, peer, emitter| {
+            let config = Arc::clone(&config);
+            async move {
+                if let Err(e) = serve_connection(stream, &peer, &emitter, &config).await {
+                    eprintln!(
+                        "weir: source {}: {peer}: {e}; closing the connection",
+                        emitter.name
+                    );
                 }
-                None => serve_connection(stream, &peer, &emitter, &config).await,
-            };
-            if let Err(e) = outcome {
-                eprintln!(
-                    "weir: source {}: {peer}: {e}; closing the connection",
-                    emitter.name
-                );
             }
-            drop(admitted);
-        });
-    }
+        },
+    )
+    .await;
 }
 
 async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(

@@ -21,7 +21,7 @@ use tokio_rustls::TlsAcceptor;
 
 use self::framing::Framer;
 use super::Wiring;
-use super::net::{self, Connections, Emitter, Endpoint, Limits, Messages};
+use super::net::{self, Emitter, Endpoint, Limits, Messages};
 use crate::metrics::SourceMetrics;
 use crate::record::LogRecord;
 
@@ -115,49 +115,18 @@ async fn serve_tcp(
     limits: Limits,
     tls: Option<TlsAcceptor>,
 ) {
-    let connections = Connections::new(limits.max_connections);
-    loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(_) => {
-                // Out of descriptors, say: try again after a pause.
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let Some(admitted) = connections.admit() else {
-            emitter
-                .metrics
-                .refused_connections
-                .fetch_add(1, Ordering::Relaxed);
-            continue;
-        };
-        let (emitter, limits, tls) = (emitter.clone(), limits.clone(), tls.clone());
-        tokio::spawn(async move {
-            let peer = peer.to_string();
-            match tls {
-                Some(acceptor) => {
-                    let handshake = acceptor.accept(stream);
-                    match tokio::time::timeout(limits.read_timeout, handshake).await {
-                        Ok(Ok(stream)) => read_stream(stream, &peer, &emitter, &limits).await,
-                        Ok(Err(e)) => {
-                            let metrics = &emitter.metrics;
-                            metrics.broken_streams.fetch_add(1, Ordering::Relaxed);
-                            eprintln!("weir: source {}: {peer}: TLS handshake: {e}", emitter.name);
-                        }
-                        Err(_) => {
-                            let metrics = &emitter.metrics;
-                            metrics
-                                .timed_out_connections
-                                .fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                }
-                None => read_stream(stream, &peer, &emitter, &limits).await,
-            }
-            drop(admitted);
-        });
-    }
+    let serving = limits.clone();
+    net::serve_streams(
+        listener,
+        emitter,
+        limits,
+        tls,
+        move |stream, peer, emitter| {
+            let limits = serving.clone();
+            async move { read_stream(stream, &peer, &emitter, &limits).await }
+        },
+    )
+    .await;
 }
 
 /// Reads one connection's messages until it closes, goes quiet past the
