@@ -17,6 +17,8 @@ use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 
+use crate::metrics::SourceMetrics;
+
 /// Serves `listener` (non-blocking already) with `handler` until the
 /// process ends.
 pub fn serve<H, F>(
@@ -44,7 +46,7 @@ where
         runtime.block_on(async move {
             match tokio::net::TcpListener::from_std(listener) {
                 Ok(listener) => {
-                    serve_on(listener, max_connections, None, None, || {}, handler).await;
+                    serve_on(listener, max_connections, None, None, None, handler).await;
                 }
                 Err(e) => eprintln!("weir: {name}: {e}"),
             }
@@ -55,14 +57,15 @@ where
 /// Serves `listener` with `handler` on the current runtime, for as long
 /// as the returned future is polled, over TLS if `tls` is given. A client
 /// that takes longer than `read_timeout` to finish the TLS handshake or
-/// send a request's head is cut off; `refused` is told of each connection
-/// closed for being one too many.
+/// send a request's head is cut off. A source's `metrics` count each
+/// connection closed for being one too many, for a failed TLS handshake
+/// (`broken_streams`) or for a late one (`timed_out_connections`).
 pub async fn serve_on<H, F>(
     listener: tokio::net::TcpListener,
     max_connections: usize,
     read_timeout: Option<Duration>,
     tls: Option<tokio_rustls::TlsAcceptor>,
-    refused: impl Fn(),
+    metrics: Option<Arc<SourceMetrics>>,
     handler: H,
 ) where
     H: Fn(Request<Incoming>) -> F + Send + Sync + 'static,
@@ -80,11 +83,14 @@ pub async fn serve_on<H, F>(
         };
         if open.load(Ordering::Relaxed) >= max_connections {
             drop(stream);
-            refused();
+            if let Some(metrics) = &metrics {
+                metrics.refused_connections.fetch_add(1, Ordering::Relaxed);
+            }
             continue;
         }
         open.fetch_add(1, Ordering::Relaxed);
         let (handler, open, tls) = (Arc::clone(&handler), Arc::clone(&open), tls.clone());
+        let metrics = metrics.clone();
         tokio::spawn(async move {
             let service = service_fn(move |request| {
                 let response = handler(request);
@@ -99,12 +105,24 @@ pub async fn serve_on<H, F>(
             match tls {
                 Some(acceptor) => {
                     let timeout = read_timeout.unwrap_or(Duration::from_secs(30));
-                    if let Ok(Ok(stream)) =
-                        tokio::time::timeout(timeout, acceptor.accept(stream)).await
-                    {
-                        let _ = builder
-                            .serve_connection(TokioIo::new(stream), service)
-                            .await;
+                    match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => {
+                            let _ = builder
+                                .serve_connection(TokioIo::new(stream), service)
+                                .await;
+                        }
+                        Ok(Err(_)) => {
+                            if let Some(metrics) = &metrics {
+                                metrics.broken_streams.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                        Err(_) => {
+                            if let Some(metrics) = &metrics {
+                                metrics
+                                    .timed_out_connections
+                                    .fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
                     }
                 }
                 None => {

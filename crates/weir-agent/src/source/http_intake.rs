@@ -64,7 +64,7 @@ where
         let listener = std::net::TcpListener::bind(config.address)?;
         listener.set_nonblocking(true)?;
         let listener = tokio::net::TcpListener::from_std(listener)?;
-        let refused = Arc::clone(&emitter.metrics);
+        let metrics = Arc::clone(&emitter.metrics);
         let limits = config.limits.clone();
         let take = Arc::new(take);
         Ok(http_server::serve_on(
@@ -72,9 +72,7 @@ where
             limits.max_connections,
             Some(limits.read_timeout),
             tls,
-            move || {
-                refused.refused_connections.fetch_add(1, Ordering::Relaxed);
-            },
+            Some(metrics),
             move |request| {
                 let answer = take(request, emitter.clone(), Arc::clone(&config));
                 async move {

@@ -384,13 +384,13 @@ fn the_opentelemetry_sdk_exports_spans_that_arrive_as_sent() {
 fn the_opentelemetry_sdk_exports_over_https() {
     let dir = Scratch::new("otlp-tls");
     let Certificate { ca, cert, key } = certificate(&dir);
-    let port = free_port();
+    let (port, api) = (free_port(), free_port());
     let out = dir.join("out.ndjson");
     let agent = Agent::start(
         &dir,
         &config(
             &dir.join("data"),
-            None,
+            Some(api),
             &format!(
                 "[sources.otel]\ntype = \"otlp\"\naddress = \"127.0.0.1:{port}\"\ntls = {{ cert = \"{}\", key = \"{}\" }}\n[sinks.out]\ntype = \"file\"\ninputs = [\"otel\"]\npath = \"{}\"\nbatch = {{ timeout = \"20ms\" }}\n",
                 cert.display(),
@@ -420,6 +420,15 @@ fn the_opentelemetry_sdk_exports_over_https() {
         b"{}",
     );
     assert_eq!(status, 0);
+    let (_, metrics) = get(api, "/metrics");
+    assert_eq!(
+        metric(
+            &metrics,
+            "weir_source_connections_closed_total{source=\"otel\",reason=\"broken_framing\"}"
+        ),
+        2.0,
+        "the plain request, and the probe that waited for the port: {metrics}"
+    );
     // weir's own otlp sink over https: one agent trusting the CA delivers
     // a tailed file; one trusting only the system's CAs refuses the
     // certificate, says why, and delivers nothing.
