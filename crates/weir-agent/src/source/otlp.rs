@@ -73,11 +73,27 @@ async fn take(
         Signal::Logs => {
             let request: proto::ExportLogsServiceRequest =
                 decode(encoding, &body, "ExportLogsServiceRequest").map_err(malformed)?;
+            let shared = request.resource_logs.iter().flat_map(|r| {
+                let resource = r.resource.as_ref().map_or(0, prost::Message::encoded_len);
+                r.scope_logs.iter().map(move |s| {
+                    let scope = s.scope.as_ref().map_or(0, prost::Message::encoded_len);
+                    (s.log_records.len(), resource + scope)
+                })
+            });
+            check_expansion(shared, body.len(), config.limits.max_message, metrics)?;
             (logs::to_records(request, now_ns()), 0)
         }
         Signal::Traces => {
             let request: proto::ExportTraceServiceRequest =
                 decode(encoding, &body, "ExportTraceServiceRequest").map_err(malformed)?;
+            let shared = request.resource_spans.iter().flat_map(|r| {
+                let resource = r.resource.as_ref().map_or(0, prost::Message::encoded_len);
+                r.scope_spans.iter().map(move |s| {
+                    let scope = s.scope.as_ref().map_or(0, prost::Message::encoded_len);
+                    (s.spans.len(), resource + scope)
+                })
+            });
+            check_expansion(shared, body.len(), config.limits.max_message, metrics)?;
             traces::to_records(request, now_ns())
         }
     };
@@ -90,6 +106,43 @@ async fn take(
     }
     let (content_type, body) = answer(signal, encoding, rejected);
     Ok(http_intake::answer(StatusCode::OK, content_type, body))
+}
+
+/// What a record takes in memory besides its own fields and the resource
+/// and scope it carries a copy of, about.
+const RECORD_COST: usize = 256;
+
+/// How many times `max_message` the records of one request may take.
+const MAX_EXPANSION: usize = 16;
+
+/// Refuses (413, counted as oversized) a request whose records would take
+/// more than [`MAX_EXPANSION`] × `max_message`: each record carries a copy
+/// of its resource and scope, so a small body with one large resource and
+/// many empty records would otherwise ask for memory without bound.
+/// `groups` gives each scope's record count and the bytes of its resource
+/// and scope.
+fn check_expansion(
+    groups: impl Iterator<Item = (usize, usize)>,
+    body: usize,
+    max_message: usize,
+    metrics: &crate::metrics::SourceMetrics,
+) -> Result<(), Refusal> {
+    let budget = max_message.saturating_mul(MAX_EXPANSION);
+    let needed = groups.fold(body, |total, (records, shared)| {
+        total.saturating_add(records.saturating_mul(shared.saturating_add(RECORD_COST)))
+    });
+    if needed > budget {
+        metrics
+            .oversized
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        return Err((
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "its records would take about {needed} bytes (each carries its resource and scope), past {budget}"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Which signal a request carries.
@@ -131,4 +184,24 @@ fn now_ns() -> i64 {
     weir_monitor::format::timestamp::Timestamp::now()
         .as_nanos()
         .clamp(0, i64::MAX as i128) as i64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_large_resource_over_many_records_is_refused_and_counted() {
+        let metrics = crate::metrics::SourceMetrics::default();
+        let max = 8 << 20;
+        // 1,000 records under a 1 KiB resource: about 1.3 MB, taken.
+        assert!(check_expansion([(1000, 1024)].into_iter(), 4000, max, &metrics).is_ok());
+        // 2 M empty records under a 4 MiB resource: petabytes, refused.
+        let refused = check_expansion([(2_000_000, 4 << 20)].into_iter(), 8 << 20, max, &metrics);
+        assert_eq!(refused.unwrap_err().0, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(
+            metrics.oversized.load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
+    }
 }
