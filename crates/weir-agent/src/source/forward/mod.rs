@@ -106,6 +106,10 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
     .await
 }
 
+/// The longest message read before the shared-key handshake passed: a
+/// PING (hostname, salt, user, digests) is a few hundred bytes.
+const MAX_PING: usize = 16 << 10;
+
 struct Connection<'a, S> {
     stream: S,
     peer: String,
@@ -158,21 +162,38 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<'_, S> {
                 self.take(&value, len).await?;
             }
             buffer.drain(..start);
-            if buffer.len() > limits.max_message {
+            // Until the handshake passes, only a PING, which is small.
+            let max = if handshake.is_some() {
+                MAX_PING
+            } else {
+                limits.max_message
+            };
+            if buffer.len() > max {
                 metrics.oversized.fetch_add(1, Ordering::Relaxed);
                 metrics.malformed.add(1, buffer.len() as u64);
-                return Err(format!(
-                    "a message longer than max_message ({} bytes)",
-                    limits.max_message
-                ));
+                return Err(format!("a message longer than {max} bytes"));
             }
+            // A message the client leaves unfinished is lost with the
+            // connection: counted.
+            let unfinished = |buffer: &[u8]| {
+                if !buffer.is_empty() {
+                    metrics.malformed.add(1, buffer.len() as u64);
+                }
+            };
             let n = match tokio::time::timeout(limits.read_timeout, self.stream.read(&mut read))
                 .await
             {
-                Ok(Ok(0)) => return Ok(()),
+                Ok(Ok(0)) => {
+                    unfinished(&buffer);
+                    return Ok(());
+                }
                 Ok(Ok(n)) => n,
-                Ok(Err(e)) => return Err(e.to_string()),
+                Ok(Err(e)) => {
+                    unfinished(&buffer);
+                    return Err(e.to_string());
+                }
                 Err(_) => {
+                    unfinished(&buffer);
                     metrics
                         .timed_out_connections
                         .fetch_add(1, Ordering::Relaxed);
