@@ -261,7 +261,9 @@ impl Sender {
         if self.settle(&batch.records) {
             self.acknowledge(batch.ranges);
         }
-        batch.records
+        let mut records = batch.records;
+        records.retain(LogRecord::worth_reusing);
+        records
     }
 
     /// Sends `records` until they arrive, are refused for good (and written

@@ -98,6 +98,9 @@ pub struct LogRecord {
     pub span: Option<Box<SpanFields>>,
 }
 
+/// The largest body room a record kept for reuse may have.
+const MAX_REUSED_BODY: usize = 4096;
+
 const VERSION: u8 = 1;
 const HAS_SEVERITY: u8 = 1 << 2;
 const HAS_TRACE: u8 = 1 << 3;
@@ -238,6 +241,13 @@ impl LogRecord {
         self.body.clear();
         self.body.extend_from_slice(input.bytes()?);
         Ok(flags)
+    }
+
+    /// Whether a record done with is worth keeping to parse or decode the
+    /// next into: not one whose body room grew large (a rare long line),
+    /// which reuse would otherwise keep for good.
+    pub fn worth_reusing(&self) -> bool {
+        self.body.capacity() <= MAX_REUSED_BODY && self.span.is_none()
     }
 
     /// Empties every field, keeping the room the body, resource and

@@ -159,6 +159,7 @@ impl Output {
     pub fn emit(&mut self, records: Vec<LogRecord>, metrics: &SourceMetrics) -> Handed {
         let mut routes = std::mem::take(&mut self.routes);
         self.spent = self.walk(&mut routes, records, metrics).unwrap_or_default();
+        self.spent.retain(LogRecord::worth_reusing);
         self.routes = routes;
         self.buffers
             .iter()
@@ -238,7 +239,7 @@ impl Output {
         self.bytes_per_record = encoded.len().div_ceil(records.len().max(1)) + 8;
         // The buffers hold the whole allocation while they hold any record
         // of it: no more than a little spare room.
-        if encoded.capacity() > encoded.len() + encoded.len() / 4 + 4096 {
+        if encoded.capacity() > encoded.len() + encoded.len() / 4 {
             encoded.shrink_to_fit();
         }
         let encoded = Bytes::from(encoded);

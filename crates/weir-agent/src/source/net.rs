@@ -64,10 +64,8 @@ impl Default for Limits {
 /// (one read's worth), this bounds what waits in memory.
 const WAITING_BATCHES: usize = 64;
 
-/// Records the emitter keeps between batches to parse into again, at
-/// most, and the largest body room such a record may keep.
+/// Records the emitter keeps between batches to parse into again, at most.
 const MAX_SPARES: usize = 4096;
-const MAX_SPARE_BODY: usize = 4096;
 
 /// Parses one message (cut at the maximum or not) observed at a time into
 /// a record, whatever the record held before, and counts it.
@@ -407,6 +405,6 @@ fn emit(
 fn spares(output: &mut Output) -> Vec<LogRecord> {
     let mut records = output.take_spent();
     records.truncate(MAX_SPARES);
-    records.retain(|r| r.body.capacity() <= MAX_SPARE_BODY);
+    records.retain(LogRecord::worth_reusing);
     records
 }

@@ -162,6 +162,27 @@ mod tests {
             prop_assert_eq!(parsed.tag, tag);
             prop_assert_eq!(parsed.content, &content[..]);
         }
+
+        /// Times set one after another, in the same second or not, each
+        /// reach the line written after it (within a second only the
+        /// nanoseconds are rewritten).
+        #[test]
+        fn each_time_set_is_the_time_written(
+            secs in 0i64..4_000_000_000,
+            steps in proptest::collection::vec((0i64..2, 0u32..1_000_000_000), 1..8),
+        ) {
+            let mut encoder = Encoder::new(LogFormat::Cri, Stream::Stdout);
+            for (i, (later, nanos)) in steps.into_iter().enumerate() {
+                let time = Timestamp { secs: secs + later, nanos };
+                encoder.set_time(time);
+                let mut out = Vec::new();
+                let tag = if i % 2 == 0 { Tag::Full } else { Tag::Partial };
+                encoder.encode(&Record { tag, content: b"x", app_bytes: 2 }, &mut out);
+                let parsed = cri::parse_line(&out[..out.len() - 1]).unwrap();
+                prop_assert_eq!(parsed.time, time);
+                prop_assert_eq!(parsed.tag, tag);
+            }
+        }
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! rsyslog (Debian's `rsyslogd`, imtcp → omfile), the peer issue 5 names.
 //!
 //! Each run starts the receiver afresh (the agent pinned to CPU 0 with
-//! `--one-core`, the default; rsyslog likewise), sends every record, and is
+//! unless `--all-cores`; rsyslog likewise), sends every record, and is
 //! timed from the first byte sent to the moment the sink has them all: the
 //! agent's /metrics says so, or rsyslog's file has every line. It prints
 //! records/s, MiB/s (of message bytes sent), the receiver's CPU seconds
