@@ -19,6 +19,16 @@ use hyper_util::rt::TokioIo;
 
 use crate::metrics::SourceMetrics;
 
+/// A handler that can be handed around: the collector's query API, served
+/// on a listener the pipeline owns.
+pub type Handler = Arc<
+    dyn Fn(
+            Request<Incoming>,
+        ) -> std::pin::Pin<Box<dyn Future<Output = Response<Full<Bytes>>> + Send>>
+        + Send
+        + Sync,
+>;
+
 /// Serves `listener` (non-blocking already) with `handler` until the
 /// process ends.
 pub fn serve<H, F>(

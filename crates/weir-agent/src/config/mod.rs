@@ -32,7 +32,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod collector;
 mod listen;
+
+pub use self::collector::{QueryConfig, QueryToken, StoreConfig, default_query, default_store};
 
 use serde::Deserialize;
 use toml::Spanned;
@@ -81,6 +84,10 @@ pub struct AgentConfig {
     pub sources: BTreeMap<String, SourceConfig>,
     pub transforms: BTreeMap<String, TransformConfig>,
     pub sinks: BTreeMap<String, SinkConfig>,
+    /// `[store]`, for `weir collector`.
+    pub store: Option<StoreConfig>,
+    /// `[query]`, for `weir collector`.
+    pub query: Option<QueryConfig>,
 }
 
 /// A transform and the components it reads from.
@@ -182,6 +189,8 @@ pub enum SinkKind {
         timeout: Duration,
     },
     Forward(ForwardSinkConfig),
+    /// The collector's store (`weir collector` only).
+    Store,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -209,6 +218,8 @@ struct RawFile {
     transforms: BTreeMap<S<String>, RawTransform>,
     #[serde(default)]
     sinks: BTreeMap<S<String>, RawSink>,
+    store: Option<collector::RawStore>,
+    query: Option<collector::RawQuery>,
 }
 
 #[derive(Deserialize)]
@@ -531,6 +542,14 @@ impl AgentConfig {
         if sinks.is_empty() {
             return Err(checker.error(0, "no [sinks.NAME]: records would go nowhere".into()));
         }
+        let store = raw
+            .store
+            .map(|raw| collector::check_store(&checker, raw, &data_dir))
+            .transpose()?;
+        let query = raw
+            .query
+            .map(|raw| collector::check_query(&checker, raw))
+            .transpose()?;
         Ok(AgentConfig {
             path: path.to_path_buf(),
             data_dir,
@@ -538,6 +557,8 @@ impl AgentConfig {
             sources,
             transforms,
             sinks,
+            store,
+            query,
         })
     }
 }
@@ -651,6 +672,7 @@ enum Kind {
     Http,
     Otlp,
     Forward,
+    Store,
 }
 
 fn check_sink(
@@ -670,6 +692,7 @@ fn check_sink(
             ("http", Kind::Http),
             ("forward", Kind::Forward),
             ("otlp", Kind::Otlp),
+            ("store", Kind::Store),
         ],
     )?;
     let inputs = check_inputs(checker, key, raw.inputs.clone(), at, names)?;
@@ -800,6 +823,7 @@ fn check_sink(
             }
         }
         Kind::Forward => SinkKind::Forward(listen::check_forward_sink(checker, key, &raw, at)?),
+        Kind::Store => SinkKind::Store,
     };
     let order_key = match &raw.order_key {
         Some(field) => match Expr::parse(field.get_ref()) {

@@ -17,6 +17,7 @@ use crate::buffer::memory::{MemoryBuffer, MemoryConfig};
 use crate::buffer::{Buffer, BufferError};
 use crate::config::{AgentConfig, SinkConfig, SinkKind, SourceConfig};
 use crate::delivery::{self, Backoff, DeliveryConfig, SinkFactory};
+use crate::http_server::Handler;
 use crate::metrics::{SinkMetrics, SourceMetrics};
 use crate::ops::{self, Registry, SharedRegistry};
 use crate::sink::Sink;
@@ -25,6 +26,7 @@ use crate::sink::console::Console;
 use crate::sink::file::{FileOptions, FileSink};
 use crate::sink::forward::ForwardSink;
 use crate::sink::http::{HttpConfig, HttpSink};
+use crate::sink::store::{RecordStore, StoreSink};
 use crate::source::file::checkpoint::{Checkpoints, Entry};
 use crate::source::file::{self, FileSourceConfig};
 use crate::source::{Control, Output, Route, Wiring};
@@ -80,9 +82,19 @@ impl LaneRuntime {
     }
 }
 
+/// What the process running a pipeline adds to it: `weir collector` its
+/// store, for `store` sinks, and its query API, which a zipkin source on
+/// the API's address serves beside its intake.
+#[derive(Clone, Default)]
+pub struct Extensions {
+    pub store: Option<Arc<dyn RecordStore>>,
+    pub api: Option<(std::net::SocketAddr, Handler)>,
+}
+
 /// A running agent.
 pub struct Running {
     config: AgentConfig,
+    extensions: Extensions,
     sinks: BTreeMap<String, SinkRuntime>,
     sources: BTreeMap<String, SourceRuntime>,
     transform_metrics: BTreeMap<String, Arc<TransformMetrics>>,
@@ -91,6 +103,11 @@ pub struct Running {
 
 /// Starts everything `config` describes.
 pub fn start(config: &AgentConfig) -> Result<Running, StartError> {
+    start_with(config, Extensions::default())
+}
+
+/// Starts everything `config` describes, with what the process adds.
+pub fn start_with(config: &AgentConfig, extensions: Extensions) -> Result<Running, StartError> {
     std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::Io {
         what: format!("data_dir {}", config.data_dir.display()),
         source,
@@ -102,6 +119,7 @@ pub fn start(config: &AgentConfig) -> Result<Running, StartError> {
             sinks: BTreeMap::new(),
             ..config.clone()
         },
+        extensions,
         sinks: BTreeMap::new(),
         sources: BTreeMap::new(),
         transform_metrics: BTreeMap::new(),
@@ -138,6 +156,7 @@ impl Running {
 
     fn apply(&mut self, new: &AgentConfig, drain: Duration) -> Result<(), StartError> {
         let data_dir = self.config.data_dir.clone();
+        let extensions = self.extensions.clone();
         // Every lane parks between two reads while the sinks change, so no
         // record goes to a buffer being retired or replaced.
         for (name, source) in &self.sources {
@@ -180,14 +199,20 @@ impl Running {
             let _ = old.handle.join();
             old.buffer.rewind();
             if old.buffer.reconfigure(&wanted.buffer) {
-                let runtime = start_sink(&data_dir, &name, wanted, old.buffer)?;
+                let runtime = start_sink(&data_dir, &name, wanted, old.buffer, &extensions)?;
                 self.sinks.insert(name, runtime);
                 continue;
             }
             // Memory ↔ disk. The new buffer's delivery starts first, so
             // moving records into it cannot wait on a full buffer forever.
             let new_buffer = Arc::new(open_buffer(&data_dir, &name, wanted)?);
-            let runtime = start_sink(&data_dir, &name, wanted, Arc::clone(&new_buffer))?;
+            let runtime = start_sink(
+                &data_dir,
+                &name,
+                wanted,
+                Arc::clone(&new_buffer),
+                &extensions,
+            )?;
             if old.buffer.is_durable() {
                 // Disk to memory: what waits stays on disk, in its directory,
                 // for when the sink has a disk buffer again.
@@ -213,7 +238,7 @@ impl Running {
         for (name, wanted) in &new.sinks {
             if !self.sinks.contains_key(name) {
                 let buffer = Arc::new(open_buffer(&data_dir, name, wanted)?);
-                let runtime = start_sink(&data_dir, name, wanted, buffer)?;
+                let runtime = start_sink(&data_dir, name, wanted, buffer, &extensions)?;
                 self.sinks.insert(name.clone(), runtime);
             }
         }
@@ -295,7 +320,14 @@ impl Running {
                 continue;
             }
             let checkpoints = lanes::checkpoint_path(data_dir, name, &lane.key);
-            let mut runtime = start_lane(name, &lane.key, wanted, checkpoints, output)?;
+            let mut runtime = start_lane(
+                name,
+                &lane.key,
+                wanted,
+                checkpoints,
+                output,
+                &self.extensions,
+            )?;
             runtime.sinks = lane.sinks.clone();
             started.insert(lane.key.clone(), runtime);
         }
@@ -429,6 +461,7 @@ fn start_sink(
     name: &str,
     sink: &SinkConfig,
     buffer: Arc<Buffer>,
+    extensions: &Extensions,
 ) -> Result<SinkRuntime, StartError> {
     let metrics = Arc::new(SinkMetrics::new());
     let stop = Arc::new(AtomicBool::new(false));
@@ -448,7 +481,7 @@ fn start_sink(
     let handle = delivery::start(
         name,
         Arc::clone(&buffer),
-        factory(&sink.kind),
+        factory(name, &sink.kind, extensions)?,
         delivery,
         Arc::clone(&metrics),
         Arc::clone(&stop),
@@ -514,6 +547,7 @@ fn start_lane(
     source: &SourceConfig,
     checkpoint_path: PathBuf,
     output: Output,
+    extensions: &Extensions,
 ) -> Result<LaneRuntime, StartError> {
     let metrics = Arc::new(SourceMetrics::default());
     let stop = Arc::new(AtomicBool::new(false));
@@ -528,7 +562,15 @@ fn start_lane(
     let started = match (source, file_source_config(source, checkpoint_path)) {
         (SourceConfig::Forward(config), _) => forward::start(&display, config.clone(), wiring),
         (SourceConfig::Otlp(config), _) => otlp::start(&display, config.clone(), wiring),
-        (SourceConfig::Zipkin(config), _) => zipkin::start(&display, config.clone(), wiring),
+        (SourceConfig::Zipkin(config), _) => {
+            // The collector's API shares the port of a zipkin source on its address.
+            let api = extensions
+                .api
+                .as_ref()
+                .filter(|(address, _)| *address == config.address)
+                .map(|(_, handler)| Arc::clone(handler));
+            zipkin::start(&display, config.clone(), wiring, api)
+        }
         (SourceConfig::Syslog(config), _) => syslog::start(&display, config.clone(), wiring),
         (_, Some(config)) => file::start(&display, config, wiring),
         (SourceConfig::File { .. } | SourceConfig::Monitor { .. }, None) => {
@@ -681,8 +723,23 @@ fn open_buffer(data_dir: &Path, name: &str, sink: &SinkConfig) -> Result<Buffer,
     Ok(Buffer::Disk(buffer))
 }
 
-fn factory(kind: &SinkKind) -> SinkFactory {
-    match kind.clone() {
+fn factory(
+    name: &str,
+    kind: &SinkKind,
+    extensions: &Extensions,
+) -> Result<SinkFactory, StartError> {
+    Ok(match kind.clone() {
+        SinkKind::Store => {
+            let Some(store) = extensions.store.clone() else {
+                return Err(StartError::Io {
+                    what: format!("sink {name}"),
+                    source: std::io::Error::other(
+                        "type = \"store\" writes into the collector's store: run it with `weir collector`",
+                    ),
+                });
+            };
+            Box::new(move || Ok(Box::new(StoreSink::new(Arc::clone(&store))) as Box<dyn Sink>))
+        }
         SinkKind::Blackhole => Box::new(|| Ok(Box::new(Blackhole) as Box<dyn Sink>)),
         SinkKind::Console { stderr } => {
             Box::new(move || Ok(Box::new(Console::new(stderr)) as Box<dyn Sink>))
@@ -738,5 +795,5 @@ fn factory(kind: &SinkKind) -> SinkFactory {
                 Ok(Box::new(sink) as Box<dyn Sink>)
             })
         }
-    }
+    })
 }

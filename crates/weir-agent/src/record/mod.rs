@@ -120,6 +120,16 @@ pub struct DecodeError {
 impl LogRecord {
     /// Appends the binary form to `out`.
     pub fn encode(&self, out: &mut Vec<u8>) {
+        self.encode_parts(out, &self.resource);
+    }
+
+    /// Appends the binary form with an empty resource: for a store that
+    /// keeps each distinct resource once, apart from the records.
+    pub fn encode_without_resource(&self, out: &mut Vec<u8>) {
+        self.encode_parts(out, &[]);
+    }
+
+    fn encode_parts(&self, out: &mut Vec<u8>, resource: &[(CompactString, CompactString)]) {
         let mut flags = self.stream.code();
         if self.severity.is_some() {
             flags |= HAS_SEVERITY;
@@ -150,8 +160,8 @@ impl LogRecord {
             out.extend_from_slice(span);
         }
         put_bytes(out, &self.body);
-        put_len(out, self.resource.len());
-        for (key, value) in &self.resource {
+        put_len(out, resource.len());
+        for (key, value) in resource {
             put_bytes(out, key.as_bytes());
             put_bytes(out, value.as_bytes());
         }

@@ -8,6 +8,7 @@ pub mod file;
 pub mod forward;
 pub mod http;
 pub mod ndjson;
+pub mod store;
 
 use std::time::Duration;
 

@@ -18,6 +18,7 @@ use prost::Message;
 use super::Wiring;
 use super::http_intake::{self, Encoding, Refusal};
 use super::net::Emitter;
+use crate::http_server::Handler;
 use crate::zipkin;
 
 /// The port where a configuration names none (Zipkin's).
@@ -30,13 +31,25 @@ pub const DEFAULT_MAX_MESSAGE: usize = 8 << 20;
 pub type ZipkinConfig = http_intake::HttpSourceConfig;
 
 /// Binds the listener and starts the source; it runs until it is stopped.
-pub fn start(name: &str, config: ZipkinConfig, wiring: Wiring) -> io::Result<JoinHandle<()>> {
-    http_intake::start(
-        name,
-        config,
-        wiring,
-        |request, emitter, config| async move { take(request, &emitter, &config).await },
-    )
+/// With `api`, every request but `POST /api/v2/spans` goes to it: the
+/// collector's query API, on the port where Zipkin clients find both.
+pub fn start(
+    name: &str,
+    config: ZipkinConfig,
+    wiring: Wiring,
+    api: Option<Handler>,
+) -> io::Result<JoinHandle<()>> {
+    http_intake::start(name, config, wiring, move |request, emitter, config| {
+        let api = api.clone();
+        async move {
+            let intake =
+                (request.method(), request.uri().path()) == (&Method::POST, "/api/v2/spans");
+            match api {
+                Some(api) if !intake => Ok(api(request).await),
+                _ => take(request, &emitter, &config).await,
+            }
+        }
+    })
 }
 
 async fn take(

@@ -1,0 +1,214 @@
+//! The embedded store: one SQLite file in write-ahead-log mode. One
+//! connection writes (the `store` sink's batches, then retention); a few
+//! others read at the same time, each query under a time budget.
+
+mod read;
+mod retention;
+mod schema;
+mod sources;
+mod write;
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use rusqlite::Connection;
+use weir_agent::record::LogRecord;
+
+pub use self::retention::Retention;
+use self::sources::Sources;
+use self::write::Writer;
+use super::{
+    Bucket, LogPage, LogQuery, QUERY_BUDGET, Scope, SourceFilter, Spans, Store, StoreError,
+    StoreStats, StoredLog, TraceQuery, Usage,
+};
+
+/// Reading connections kept open between queries.
+const IDLE_READERS: usize = 4;
+
+/// The SQLite store.
+pub struct SqliteStore {
+    path: PathBuf,
+    writer: Mutex<WriteSide>,
+    readers: Mutex<Vec<Connection>>,
+    sources: Sources,
+    budget: Duration,
+}
+
+struct WriteSide {
+    writer: Writer,
+    retention: Retention,
+}
+
+impl SqliteStore {
+    /// Opens the store at `path` (creating it and its directory), keeping
+    /// what `retention` allows.
+    pub fn open(path: &Path, retention: Retention) -> Result<SqliteStore, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::failed(format!("creating {}", dir.display()), e))?;
+        }
+        let connection = schema::open(path, true)
+            .map_err(|e| StoreError::failed(format!("opening {}", path.display()), e))?;
+        Ok(SqliteStore {
+            path: path.to_path_buf(),
+            writer: Mutex::new(WriteSide {
+                writer: Writer::new(connection),
+                retention,
+            }),
+            readers: Mutex::new(Vec::new()),
+            sources: Sources::default(),
+            budget: QUERY_BUDGET,
+        })
+    }
+
+    /// Gives each query `budget` instead of [`QUERY_BUDGET`].
+    pub fn with_budget(mut self, budget: Duration) -> SqliteStore {
+        self.budget = budget;
+        self
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Deletes what retention no longer allows, a step at a time; returns
+    /// how many records went. The writer calls it after its batches.
+    pub fn enforce_retention(&self) -> Result<u64, StoreError> {
+        let mut side = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let WriteSide { writer, retention } = &mut *side;
+        retention
+            .enforce(&writer.connection, &self.path)
+            .map_err(|e| StoreError::failed("retention", e))
+    }
+
+    /// Runs `query` on a reading connection, interrupted past the budget.
+    fn read<T>(
+        &self,
+        query: impl FnOnce(&Connection, &Sources) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
+        let connection = self.reader()?;
+        let deadline = Instant::now() + self.budget;
+        connection.progress_handler(10_000, Some(move || Instant::now() > deadline));
+        let result = self
+            .sources
+            .refresh(&connection)
+            .and_then(|()| query(&connection, &self.sources));
+        connection.progress_handler(0, None::<fn() -> bool>);
+        let mut idle = self.readers.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < IDLE_READERS {
+            idle.push(connection);
+        }
+        result.map_err(|e| match e {
+            rusqlite::Error::SqliteFailure(f, _)
+                if f.code == rusqlite::ErrorCode::OperationInterrupted =>
+            {
+                StoreError::TooSlow(self.budget)
+            }
+            e => StoreError::failed("query", e),
+        })
+    }
+
+    fn reader(&self) -> Result<Connection, StoreError> {
+        if let Some(connection) = self.readers.lock().unwrap_or_else(|e| e.into_inner()).pop() {
+            return Ok(connection);
+        }
+        schema::open(&self.path, false)
+            .map_err(|e| StoreError::failed(format!("opening {}", self.path.display()), e))
+    }
+}
+
+impl Store for SqliteStore {
+    fn append(&self, records: &[LogRecord]) -> Result<(), StoreError> {
+        let mut side = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        side.writer
+            .append(records)
+            .map_err(|e| StoreError::failed(format!("writing to {}", self.path.display()), e))?;
+        let WriteSide { writer, retention } = &mut *side;
+        if retention.due() {
+            // Retention failing must not refuse the batch just committed.
+            if let Err(e) = retention.enforce(&writer.connection, &self.path) {
+                eprintln!("weir: store {}: retention: {e}", self.path.display());
+            }
+        }
+        Ok(())
+    }
+
+    fn logs(&self, query: &LogQuery) -> Result<LogPage, StoreError> {
+        self.read(|c, sources| read::logs(c, sources, query))
+    }
+
+    fn logs_after(&self, query: &LogQuery, after: i64) -> Result<Vec<StoredLog>, StoreError> {
+        self.read(|c, sources| read::logs_after(c, sources, query, after))
+    }
+
+    fn last_log_id(&self) -> Result<i64, StoreError> {
+        self.read(|c, _| c.query_row("SELECT coalesce(max(id), 0) FROM logs", [], |r| r.get(0)))
+    }
+
+    fn log_histogram(&self, query: &LogQuery, step_ns: i64) -> Result<Vec<Bucket>, StoreError> {
+        self.read(|c, sources| read::log_histogram(c, sources, query, step_ns))
+    }
+
+    fn services(&self, scope: &Scope) -> Result<Vec<String>, StoreError> {
+        self.read(|c, sources| read::services(c, sources, scope))
+    }
+
+    fn span_names(&self, scope: &Scope, service: &str) -> Result<Vec<String>, StoreError> {
+        self.read(|c, sources| read::span_column(c, sources, scope, service, "name"))
+    }
+
+    fn remote_services(&self, scope: &Scope, service: &str) -> Result<Vec<String>, StoreError> {
+        self.read(|c, sources| read::span_column(c, sources, scope, service, "remote_service"))
+    }
+
+    fn traces(&self, query: &TraceQuery) -> Result<Vec<Spans>, StoreError> {
+        self.read(|c, sources| read::traces(c, sources, query))
+    }
+
+    fn traces_by_id(&self, scope: &Scope, ids: &[[u8; 16]]) -> Result<Vec<Spans>, StoreError> {
+        self.read(|c, sources| read::traces_by_id(c, sources, scope, ids))
+    }
+
+    fn spans_between(
+        &self,
+        scope: &Scope,
+        from_ns: i64,
+        to_ns: i64,
+        max_spans: usize,
+    ) -> Result<Vec<Spans>, StoreError> {
+        self.read(|c, sources| read::spans_between(c, sources, scope, from_ns, to_ns, max_spans))
+    }
+
+    fn tag_values(
+        &self,
+        scope: &Scope,
+        key: &str,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        self.read(|c, sources| read::tag_values(c, sources, scope, key, limit))
+    }
+
+    fn usage(
+        &self,
+        filter: &SourceFilter,
+        from_ns: i64,
+        to_ns: i64,
+        step_ns: i64,
+    ) -> Result<Usage, StoreError> {
+        self.read(|c, sources| read::usage(c, sources, filter, from_ns, to_ns, step_ns))
+    }
+
+    fn stats(&self) -> Result<StoreStats, StoreError> {
+        self.read(|c, _| {
+            let count = |table: &str| -> rusqlite::Result<u64> {
+                c.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+            };
+            Ok(StoreStats {
+                logs: count("logs")?,
+                spans: count("spans")?,
+                bytes: retention::used_bytes(c)?,
+            })
+        })
+    }
+}

@@ -1,0 +1,579 @@
+//! The SQLite store's queries.
+
+use std::collections::BTreeMap;
+
+use rusqlite::types::Value as Sql;
+use rusqlite::{Connection, params_from_iter};
+use weir_agent::record::LogRecord;
+
+use super::sources::{Allowed, Sources};
+use crate::store::{
+    Bucket, Cursor, LogPage, LogQuery, MAX_LIMIT, Scope, SourceFilter, SourceUsage, Spans,
+    StoredLog, TraceQuery, Usage,
+};
+
+/// A WHERE clause being built, with its parameters.
+struct Filter {
+    sql: String,
+    values: Vec<Sql>,
+}
+
+impl Filter {
+    fn new() -> Filter {
+        Filter {
+            sql: String::from(" WHERE 1"),
+            values: Vec::new(),
+        }
+    }
+
+    fn and(&mut self, condition: &str, values: impl IntoIterator<Item = Sql>) {
+        self.sql.push_str(" AND ");
+        self.sql.push_str(condition);
+        self.values.extend(values);
+    }
+}
+
+/// The conditions of `query` on `logs` other than text and cursor.
+fn log_filter(query: &LogQuery, allowed: &Allowed) -> Filter {
+    let mut filter = Filter::new();
+    filter.and(
+        "time_ns >= ? AND time_ns < ?",
+        [Sql::Integer(query.from_ns), Sql::Integer(query.to_ns)],
+    );
+    filter.sql.push_str(&allowed.sql("source"));
+    if let Some(stream) = query.stream {
+        filter.and("stream = ?", [Sql::Integer(stream as i64)]);
+    }
+    if let Some(severity) = query.severity_at_most {
+        filter.and("severity <= ?", [Sql::Integer(severity.into())]);
+    }
+    if let Some(trace) = query.trace_id {
+        filter.and("trace_id = ?", [Sql::Blob(trace.to_vec())]);
+    }
+    filter
+}
+
+fn before(filter: &mut Filter, cursor: Option<Cursor>) {
+    if let Some(c) = cursor {
+        filter.and(
+            "(time_ns < ? OR (time_ns = ? AND id < ?))",
+            [
+                Sql::Integer(c.time_ns),
+                Sql::Integer(c.time_ns),
+                Sql::Integer(c.id),
+            ],
+        );
+    }
+}
+
+/// Rows of (id, time, source, record) as stored logs.
+fn stored_logs(
+    connection: &Connection,
+    sources: &Sources,
+    sql: &str,
+    values: &[Sql],
+    mut keep: impl FnMut(&StoredLog) -> bool,
+    out: &mut Vec<StoredLog>,
+) -> rusqlite::Result<()> {
+    let mut statement = connection.prepare_cached(sql)?;
+    let mut rows = statement.query(params_from_iter(values))?;
+    while let Some(row) = rows.next()? {
+        let id: i64 = row.get(0)?;
+        let source: i64 = row.get(1)?;
+        let blob = row.get_ref(2)?.as_blob()?;
+        let log = stored(sources, id, source, blob)?;
+        if keep(&log) {
+            out.push(log);
+        }
+    }
+    Ok(())
+}
+
+/// A stored record with its resource put back.
+fn stored(sources: &Sources, id: i64, source: i64, blob: &[u8]) -> rusqlite::Result<StoredLog> {
+    let mut record = LogRecord::decode(blob).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Blob, Box::new(e))
+    })?;
+    let source = sources.get(source);
+    if let Some(source) = &source {
+        record.resource = source.resource.clone();
+    }
+    Ok(StoredLog {
+        id,
+        tenant: source.map(|s| s.tenant.clone()).unwrap_or_default(),
+        record,
+    })
+}
+
+pub fn logs(
+    connection: &Connection,
+    sources: &Sources,
+    query: &LogQuery,
+) -> rusqlite::Result<LogPage> {
+    let limit = query.limit.clamp(1, MAX_LIMIT);
+    let allowed = sources.allowed(&query.sources);
+    if allowed.is_empty() {
+        return Ok(LogPage::default());
+    }
+    let mut filter = log_filter(query, &allowed);
+    before(&mut filter, query.before);
+    let mut records = Vec::new();
+    match &query.text {
+        None => {
+            let sql = format!(
+                "SELECT id, source, record FROM logs{} ORDER BY time_ns DESC, id DESC LIMIT {limit}",
+                filter.sql
+            );
+            stored_logs(
+                connection,
+                sources,
+                &sql,
+                &filter.values,
+                |_| true,
+                &mut records,
+            )?;
+        }
+        Some(text) => {
+            // Chunks that may hold matches, newest first; stop once no
+            // chunk left can hold a record newer than the page's oldest.
+            let chunks = candidate_chunks(connection, text, query)?;
+            let sql = format!(
+                "SELECT id, source, record FROM logs{} AND id BETWEEN ? AND ?",
+                filter.sql
+            );
+            for (first, last, max_time) in chunks {
+                if records.len() >= limit {
+                    records.sort_unstable_by_key(|r: &StoredLog| {
+                        std::cmp::Reverse((r.record.time_ns, r.id))
+                    });
+                    records.truncate(limit);
+                    if max_time < records[limit - 1].record.time_ns {
+                        break;
+                    }
+                }
+                let mut values = filter.values.clone();
+                values.extend([Sql::Integer(first), Sql::Integer(last)]);
+                stored_logs(
+                    connection,
+                    sources,
+                    &sql,
+                    &values,
+                    |log| text.matches(&log.record.body),
+                    &mut records,
+                )?;
+            }
+        }
+    }
+    records.sort_unstable_by_key(|r| std::cmp::Reverse((r.record.time_ns, r.id)));
+    records.truncate(limit);
+    let next = (records.len() == limit).then(|| {
+        let last = &records[limit - 1];
+        Cursor {
+            time_ns: last.record.time_ns,
+            id: last.id,
+        }
+    });
+    Ok(LogPage { records, next })
+}
+
+/// The chunks (first id, last id, newest time) whose words hold every word
+/// of `text`, within the query's time range, newest first.
+fn candidate_chunks(
+    connection: &Connection,
+    text: &crate::store::TextQuery,
+    query: &LogQuery,
+) -> rusqlite::Result<Vec<(i64, i64, i64)>> {
+    let upper = query
+        .before
+        .map_or(query.to_ns, |c| c.time_ns.min(query.to_ns));
+    let mut statement = connection.prepare_cached(
+        "SELECT id, last, max_time FROM log_chunks
+         WHERE id IN (SELECT rowid FROM log_words WHERE log_words MATCH ?1)
+           AND max_time >= ?2 AND min_time <= ?3
+         ORDER BY max_time DESC",
+    )?;
+    let rows = statement.query_map(
+        rusqlite::params![text.index_expression(), query.from_ns, upper],
+        |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+    )?;
+    rows.collect()
+}
+
+pub fn logs_after(
+    connection: &Connection,
+    sources: &Sources,
+    query: &LogQuery,
+    after: i64,
+) -> rusqlite::Result<Vec<StoredLog>> {
+    let allowed = sources.allowed(&query.sources);
+    if allowed.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut filter = log_filter(query, &allowed);
+    filter.and("id > ?", [Sql::Integer(after)]);
+    let sql = format!(
+        "SELECT id, source, record FROM logs{} ORDER BY id LIMIT {}",
+        filter.sql,
+        query.limit.clamp(1, MAX_LIMIT)
+    );
+    let mut records = Vec::new();
+    stored_logs(
+        connection,
+        sources,
+        &sql,
+        &filter.values,
+        |log| {
+            query
+                .text
+                .as_ref()
+                .is_none_or(|t| t.matches(&log.record.body))
+        },
+        &mut records,
+    )?;
+    Ok(records)
+}
+
+pub fn log_histogram(
+    connection: &Connection,
+    sources: &Sources,
+    query: &LogQuery,
+    step_ns: i64,
+) -> rusqlite::Result<Vec<Bucket>> {
+    let step_ns = step_ns.max(1);
+    let buckets = ((query.to_ns - query.from_ns) / step_ns).clamp(0, 10_000) as usize + 1;
+    let mut counts = vec![0u64; buckets];
+    let allowed = sources.allowed(&query.sources);
+    if !allowed.is_empty() {
+        let filter = log_filter(query, &allowed);
+        match &query.text {
+            None => {
+                let sql = format!(
+                    "SELECT (time_ns - {from}) / {step_ns}, count(*) FROM logs{} GROUP BY 1",
+                    filter.sql,
+                    from = query.from_ns
+                );
+                let mut statement = connection.prepare(&sql)?;
+                let mut rows = statement.query(params_from_iter(&filter.values))?;
+                while let Some(row) = rows.next()? {
+                    let (bucket, count): (i64, i64) = (row.get(0)?, row.get(1)?);
+                    if let Some(slot) = counts.get_mut(bucket as usize) {
+                        *slot += count as u64;
+                    }
+                }
+            }
+            Some(text) => {
+                let sql = format!(
+                    "SELECT time_ns, record FROM logs{} AND id BETWEEN ? AND ?",
+                    filter.sql
+                );
+                let mut statement = connection.prepare(&sql)?;
+                let mut record = LogRecord::default();
+                for (first, last, _) in candidate_chunks(connection, text, query)? {
+                    let mut values = filter.values.clone();
+                    values.extend([Sql::Integer(first), Sql::Integer(last)]);
+                    let mut rows = statement.query(params_from_iter(&values))?;
+                    while let Some(row) = rows.next()? {
+                        let time: i64 = row.get(0)?;
+                        if record.decode_core_into(row.get_ref(1)?.as_blob()?).is_ok()
+                            && text.matches(&record.body)
+                            && let Some(slot) =
+                                counts.get_mut(((time - query.from_ns) / step_ns) as usize)
+                        {
+                            *slot += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(counts
+        .into_iter()
+        .enumerate()
+        .map(|(i, count)| Bucket {
+            start_ns: query.from_ns + i as i64 * step_ns,
+            count,
+        })
+        .collect())
+}
+
+pub fn services(
+    connection: &Connection,
+    sources: &Sources,
+    scope: &Scope,
+) -> rusqlite::Result<Vec<String>> {
+    let mut names = std::collections::BTreeSet::new();
+    let mut has_spans =
+        connection.prepare_cached("SELECT 1 FROM span_names WHERE source = ?1 LIMIT 1")?;
+    for (id, source) in sources.all() {
+        if source.service.is_empty()
+            || !scope.allows(&source.tenant)
+            || names.contains(&source.service)
+        {
+            continue;
+        }
+        if has_spans.exists([id])? {
+            names.insert(source.service.clone());
+        }
+    }
+    Ok(names.into_iter().collect())
+}
+
+/// The distinct non-empty `column` (`name` or `remote_service`) of the
+/// spans of `service`, sorted.
+pub fn span_column(
+    connection: &Connection,
+    sources: &Sources,
+    scope: &Scope,
+    service: &str,
+    column: &str,
+) -> rusqlite::Result<Vec<String>> {
+    let allowed = sources.of_service(scope, Some(&service.to_lowercase()));
+    if allowed.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT DISTINCT {column} FROM span_names WHERE {column} != ''{} ORDER BY 1",
+        allowed.sql("source")
+    );
+    let mut statement = connection.prepare(&sql)?;
+    let names = statement.query_map([], |row| row.get(0))?;
+    names.collect()
+}
+
+pub fn traces(
+    connection: &Connection,
+    sources: &Sources,
+    query: &TraceQuery,
+) -> rusqlite::Result<Vec<Spans>> {
+    let service = query.service.as_ref().map(|s| s.to_lowercase());
+    let allowed = sources.of_service(&query.scope, service.as_deref());
+    if allowed.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut filter = Filter::new();
+    filter.and(
+        "start_ns BETWEEN ? AND ?",
+        [Sql::Integer(query.from_ns), Sql::Integer(query.to_ns)],
+    );
+    filter.sql.push_str(&allowed.sql("source"));
+    if let Some(name) = &query.span_name {
+        filter.and("name = ?", [Sql::Text(name.to_lowercase())]);
+    }
+    if let Some(remote) = &query.remote_service {
+        filter.and("remote_service = ?", [Sql::Text(remote.to_lowercase())]);
+    }
+    if let Some(min) = query.min_duration_us {
+        filter.and(
+            "duration_us >= ?",
+            [Sql::Integer(min.min(i64::MAX as u64) as i64)],
+        );
+    }
+    if let Some(max) = query.max_duration_us {
+        filter.and(
+            "duration_us <= ?",
+            [Sql::Integer(max.min(i64::MAX as u64) as i64)],
+        );
+    }
+    for (key, value) in &query.annotations {
+        match value {
+            Some(value) => filter.and(
+                "id IN (SELECT span FROM span_tags WHERE key = ? AND value = ?)",
+                [Sql::Text(key.clone()), Sql::Text(value.clone())],
+            ),
+            None => filter.and(
+                "id IN (SELECT span FROM span_tags WHERE key = ?)",
+                [Sql::Text(key.clone())],
+            ),
+        }
+    }
+    let sql = format!(
+        "SELECT trace_id, max(start_ns) AS newest FROM spans{} GROUP BY trace_id ORDER BY newest DESC LIMIT {}",
+        filter.sql,
+        query.limit.clamp(1, MAX_LIMIT)
+    );
+    let ids: Vec<[u8; 16]> = {
+        let mut statement = connection.prepare(&sql)?;
+        let rows = statement.query_map(params_from_iter(&filter.values), |row| {
+            let id: Vec<u8> = row.get(0)?;
+            Ok(<[u8; 16]>::try_from(id.as_slice()).unwrap_or_default())
+        })?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+    traces_by_id(connection, sources, &query.scope, &ids)
+}
+
+pub fn traces_by_id(
+    connection: &Connection,
+    sources: &Sources,
+    scope: &Scope,
+    ids: &[[u8; 16]],
+) -> rusqlite::Result<Vec<Spans>> {
+    let mut statement = connection.prepare_cached(
+        "SELECT id, source, record FROM spans WHERE trace_id = ?1 ORDER BY start_ns, id",
+    )?;
+    let mut traces = Vec::new();
+    for id in ids {
+        let mut spans = Vec::new();
+        let mut rows = statement.query([&id[..]])?;
+        while let Some(row) = rows.next()? {
+            let span = stored(
+                sources,
+                row.get(0)?,
+                row.get(1)?,
+                row.get_ref(2)?.as_blob()?,
+            )?;
+            if scope.allows(&span.tenant) {
+                spans.push(span.record);
+            }
+        }
+        if !spans.is_empty() {
+            traces.push(spans);
+        }
+    }
+    Ok(traces)
+}
+
+pub fn spans_between(
+    connection: &Connection,
+    sources: &Sources,
+    scope: &Scope,
+    from_ns: i64,
+    to_ns: i64,
+    max_spans: usize,
+) -> rusqlite::Result<Vec<Spans>> {
+    let allowed = sources.of_service(scope, None);
+    if allowed.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT id, source, record, trace_id FROM spans WHERE start_ns BETWEEN ?1 AND ?2{} LIMIT {max_spans}",
+        allowed.sql("source")
+    );
+    let mut statement = connection.prepare(&sql)?;
+    let mut rows = statement.query([from_ns, to_ns])?;
+    let mut traces: BTreeMap<Vec<u8>, Spans> = BTreeMap::new();
+    while let Some(row) = rows.next()? {
+        let span = stored(
+            sources,
+            row.get(0)?,
+            row.get(1)?,
+            row.get_ref(2)?.as_blob()?,
+        )?;
+        traces.entry(row.get(3)?).or_default().push(span.record);
+    }
+    Ok(traces.into_values().collect())
+}
+
+pub fn tag_values(
+    connection: &Connection,
+    sources: &Sources,
+    scope: &Scope,
+    key: &str,
+    limit: usize,
+) -> rusqlite::Result<Vec<String>> {
+    let allowed = sources.of_service(scope, None);
+    if allowed.is_empty() {
+        return Ok(Vec::new());
+    }
+    let scoped = match &allowed {
+        Allowed::All => String::new(),
+        Allowed::Only(_) => format!(
+            " AND EXISTS (SELECT 1 FROM spans WHERE spans.id = span_tags.span{})",
+            allowed.sql("spans.source")
+        ),
+    };
+    let sql = format!(
+        "SELECT DISTINCT value FROM span_tags WHERE key = ?1 AND value != ''{scoped} ORDER BY 1 LIMIT {limit}"
+    );
+    let mut statement = connection.prepare(&sql)?;
+    let values = statement.query_map([key], |row| row.get(0))?;
+    values.collect()
+}
+
+pub fn usage(
+    connection: &Connection,
+    sources: &Sources,
+    filter: &SourceFilter,
+    from_ns: i64,
+    to_ns: i64,
+    step_ns: i64,
+) -> rusqlite::Result<Usage> {
+    const MINUTE: i64 = 60_000_000_000;
+    let step_ns = step_ns.max(MINUTE) / MINUTE * MINUTE;
+    let from_ns = from_ns.div_euclid(MINUTE) * MINUTE;
+    let buckets = ((to_ns - from_ns) / step_ns).clamp(0, 10_000) as usize + 1;
+    let allowed = sources.allowed(filter);
+    let mut by_source: BTreeMap<(String, String), SourceUsage> = BTreeMap::new();
+    if allowed.is_empty() {
+        return Ok(Usage {
+            from_ns,
+            step_ns,
+            sources: Vec::new(),
+        });
+    }
+    let sql = format!(
+        "SELECT source, minute, bytes, records FROM usage
+         WHERE minute >= ?1 AND minute < ?2{}",
+        allowed.sql("source")
+    );
+    let mut statement = connection.prepare(&sql)?;
+    let mut rows = statement.query([from_ns / MINUTE, (to_ns + MINUTE - 1) / MINUTE])?;
+    while let Some(row) = rows.next()? {
+        let (source, minute, bytes, records): (i64, i64, i64, i64) =
+            (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?);
+        let usage = usage_of(&mut by_source, sources, source, buckets);
+        let bucket = ((minute * MINUTE - from_ns) / step_ns) as usize;
+        if bucket < buckets {
+            usage.bytes[bucket] += bytes as u64;
+            usage.records[bucket] += records as u64;
+        }
+    }
+    let sql = format!(
+        "SELECT source, time_ns, reason, bytes FROM losses WHERE time_ns >= ?1 AND time_ns < ?2{}",
+        allowed.sql("source")
+    );
+    let mut statement = connection.prepare(&sql)?;
+    let mut rows = statement.query([from_ns, to_ns])?;
+    while let Some(row) = rows.next()? {
+        let (source, time, reason, bytes): (i64, i64, String, i64) =
+            (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?);
+        let usage = usage_of(&mut by_source, sources, source, buckets);
+        let bucket = ((time - from_ns) / step_ns) as usize;
+        let slot = match usage.dropped.iter().position(|(r, _)| *r == reason) {
+            Some(i) => i,
+            None => {
+                usage.dropped.push((reason, vec![0; buckets]));
+                usage.dropped.len() - 1
+            }
+        };
+        if bucket < buckets {
+            usage.dropped[slot].1[bucket] += bytes.max(0) as u64;
+        }
+    }
+    Ok(Usage {
+        from_ns,
+        step_ns,
+        sources: by_source.into_values().collect(),
+    })
+}
+
+/// The usage of `source`'s node and container, made on first sight.
+fn usage_of<'a>(
+    map: &'a mut BTreeMap<(String, String), SourceUsage>,
+    sources: &Sources,
+    source: i64,
+    buckets: usize,
+) -> &'a mut SourceUsage {
+    let (node, container) = sources
+        .get(source)
+        .map(|s| (s.node.clone(), s.container.clone()))
+        .unwrap_or_default();
+    map.entry((node.clone(), container.clone()))
+        .or_insert_with(|| SourceUsage {
+            node,
+            container,
+            bytes: vec![0; buckets],
+            records: vec![0; buckets],
+            dropped: Vec::new(),
+        })
+}

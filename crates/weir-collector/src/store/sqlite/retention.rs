@@ -1,0 +1,203 @@
+//! Keeping the store within its bounds: records older than `max_age` go,
+//! and while the store is larger than `max_size` or its disk has less than
+//! `min_free` free, the oldest records go, a step at a time, so that the
+//! store never fills the disk. Each call does a bounded amount of work, so
+//! the writer it runs on is never held up for long.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+/// How often the writer enforces retention.
+const INTERVAL: Duration = Duration::from_secs(1);
+
+/// The most log chunks or spans deleted by one step.
+const STEP_ROWS: i64 = 20_000;
+
+/// Steps one call may take.
+const MAX_STEPS: usize = 8;
+
+/// How long tag rows of deleted spans may wait to be swept.
+const SWEEP_EVERY: Duration = Duration::from_secs(600);
+
+/// What the store may keep.
+#[derive(Debug, Clone)]
+pub struct Retention {
+    pub max_age: Duration,
+    pub max_size: u64,
+    pub min_free: u64,
+    last: Option<Instant>,
+    last_sweep: Option<Instant>,
+}
+
+impl Retention {
+    pub fn new(max_age: Duration, max_size: u64, min_free: u64) -> Retention {
+        Retention {
+            max_age,
+            max_size,
+            min_free,
+            last: None,
+            last_sweep: None,
+        }
+    }
+
+    /// Whether it is time to look again.
+    pub fn due(&self) -> bool {
+        self.last.is_none_or(|last| last.elapsed() >= INTERVAL)
+    }
+
+    /// Deletes what is too old, then the oldest while the store is too
+    /// large or the disk too full; returns how many records went.
+    pub fn enforce(&mut self, connection: &Connection, path: &Path) -> rusqlite::Result<u64> {
+        self.last = Some(Instant::now());
+        let now = weir_monitor::format::timestamp::Timestamp::now().as_nanos() as i64;
+        let cutoff = now.saturating_sub(self.max_age.as_nanos().min(i64::MAX as u128) as i64);
+        let mut deleted = delete_before(connection, cutoff)?;
+        let mut swept = false;
+        for _ in 0..MAX_STEPS {
+            if !self.over(connection, path)? {
+                break;
+            }
+            let Some(horizon) = oldest_step(connection)? else {
+                break;
+            };
+            deleted += delete_before(connection, horizon.saturating_add(1))?;
+            if !swept {
+                sweep_tags(connection)?;
+                swept = true;
+                self.last_sweep = Some(Instant::now());
+            }
+        }
+        if !swept && self.last_sweep.is_none_or(|t| t.elapsed() >= SWEEP_EVERY) {
+            sweep_tags(connection)?;
+            self.last_sweep = Some(Instant::now());
+        }
+        give_back_free_pages(connection)?;
+        Ok(deleted)
+    }
+
+    fn over(&self, connection: &Connection, path: &Path) -> rusqlite::Result<bool> {
+        if used_bytes(connection)? > self.max_size {
+            return Ok(true);
+        }
+        Ok(free_bytes(path).is_some_and(|free| free < self.min_free))
+    }
+}
+
+/// Bytes the store's data takes: the file less its free pages. (The
+/// write-ahead log beside it is checkpointed every few MiB and cut back to
+/// [`super::schema::WAL_LIMIT`] after.)
+pub fn used_bytes(connection: &Connection) -> rusqlite::Result<u64> {
+    let pragma = |name: &str| -> rusqlite::Result<u64> {
+        connection.pragma_query_value(None, name, |r| r.get::<_, i64>(0).map(|v| v.max(0) as u64))
+    };
+    let pages = pragma("page_count")?.saturating_sub(pragma("freelist_count")?);
+    Ok(pages * pragma("page_size")?)
+}
+
+/// Bytes free to unprivileged users on the file system of `path`.
+fn free_bytes(path: &Path) -> Option<u64> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let c_path = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).ok()?;
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: c_path is a valid C string and stat a valid out-pointer.
+    if unsafe { libc::statvfs(c_path.as_ptr(), &mut stat) } != 0 {
+        return None;
+    }
+    Some(stat.f_bavail as u64 * stat.f_frsize as u64)
+}
+
+/// The time before which the oldest 2 % (one step at most) of the logs or
+/// of the spans lie, whichever is sooner, so that each step deletes at
+/// least that much of one of them.
+fn oldest_step(connection: &Connection) -> rusqlite::Result<Option<i64>> {
+    let step = |count: i64| (count / 50).clamp(1, STEP_ROWS);
+    let chunks: i64 = connection.query_row("SELECT count(*) FROM log_chunks", [], |r| r.get(0))?;
+    let logs: Option<i64> = connection
+        .query_row(
+            "SELECT max(max_time) FROM (SELECT max_time FROM log_chunks ORDER BY id LIMIT ?1)",
+            [step(chunks)],
+            |r| r.get(0),
+        )
+        .optional()?
+        .flatten();
+    let spans: i64 = connection.query_row("SELECT count(*) FROM spans", [], |r| r.get(0))?;
+    let spans: Option<i64> = connection
+        .query_row(
+            "SELECT start_ns FROM spans ORDER BY start_ns LIMIT 1 OFFSET ?1",
+            [step(spans) - 1],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(match (logs, spans) {
+        (Some(l), Some(s)) => Some(l.min(s)),
+        (l, s) => l.or(s),
+    })
+}
+
+/// Deletes the log chunks wholly before `time`, the spans that start
+/// before it and the usage and losses of before it, a step at most of each.
+fn delete_before(connection: &Connection, time: i64) -> rusqlite::Result<u64> {
+    let transaction = connection.unchecked_transaction()?;
+    let chunks: Vec<(i64, i64)> = {
+        let mut statement = transaction.prepare_cached(
+            "SELECT id, last FROM log_chunks WHERE max_time < ?1 ORDER BY id LIMIT ?2",
+        )?;
+        let rows = statement.query_map(params![time, (STEP_ROWS / 256).max(1)], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+    let mut deleted = 0u64;
+    for (first, last) in chunks {
+        deleted += transaction
+            .prepare_cached("DELETE FROM logs WHERE id BETWEEN ?1 AND ?2")?
+            .execute([first, last])? as u64;
+        transaction
+            .prepare_cached("DELETE FROM losses WHERE log BETWEEN ?1 AND ?2")?
+            .execute([first, last])?;
+        transaction
+            .prepare_cached("DELETE FROM log_words WHERE rowid = ?1")?
+            .execute([first])?;
+        transaction
+            .prepare_cached("DELETE FROM log_chunks WHERE id = ?1")?
+            .execute([first])?;
+    }
+    deleted += transaction
+        .prepare_cached(
+            "DELETE FROM spans WHERE id IN (SELECT id FROM spans WHERE start_ns < ?1 LIMIT ?2)",
+        )?
+        .execute(params![time, STEP_ROWS])? as u64;
+    transaction
+        .prepare_cached("DELETE FROM usage WHERE minute < ?1")?
+        .execute([time.div_euclid(60_000_000_000)])?;
+    transaction.commit()?;
+    Ok(deleted)
+}
+
+/// Deletes the tags of spans that are gone (tags are keyed by name, so
+/// this is a scan, done seldom).
+fn sweep_tags(connection: &Connection) -> rusqlite::Result<()> {
+    connection.execute(
+        "DELETE FROM span_tags WHERE span < (SELECT coalesce(min(id), 9223372036854775807) FROM spans)",
+        [],
+    )?;
+    Ok(())
+}
+
+/// Hands free pages back to the file system once they are a tenth of
+/// the file, and keeps the write-ahead log from growing.
+fn give_back_free_pages(connection: &Connection) -> rusqlite::Result<()> {
+    let pragma = |name: &str| -> rusqlite::Result<i64> {
+        connection.pragma_query_value(None, name, |r| r.get(0))
+    };
+    let (pages, free) = (pragma("page_count")?, pragma("freelist_count")?);
+    if free > 0 && free * 10 >= pages {
+        connection.execute_batch(&format!("PRAGMA incremental_vacuum({free})"))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,131 @@
+//! The tables of the SQLite store, and how a connection to it is opened.
+//!
+//! - `sources`: each distinct resource once (tenant, node, container,
+//!   service pulled out to filter on); records point at it.
+//! - `logs`: one row per log record, in arrival order (`id`), the record in
+//!   weir's binary form without its resource; indexed by time and trace.
+//! - `log_chunks` and `log_words`: records are indexed for full-text search
+//!   in chunks of consecutive ids (FTS5, contentless): a search finds the
+//!   chunks that hold every word, then checks their records one by one.
+//!   One index row per chunk instead of per record keeps ingest fast.
+//! - `losses`: the gate's loss records (also in `logs`), what was dropped,
+//!   why and how much, for the bandwidth view.
+//! - `spans` and `span_tags`: spans with the fields Zipkin's queries filter
+//!   on, and their tags and annotations (`key`, `value`; an annotation has
+//!   an empty value) for `annotationQuery` and autocomplete; `span_names`,
+//!   each source's span and remote service names, for the name lists.
+//! - `usage`: body bytes and records per source and minute, summed as
+//!   batches are written, for the bandwidth view.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::Connection;
+
+/// What the write-ahead log is cut back to after a checkpoint.
+pub const WAL_LIMIT: i64 = 16 << 20;
+
+/// The schema's version, in `PRAGMA user_version`.
+const VERSION: i64 = 1;
+
+const TABLES: &str = "
+CREATE TABLE IF NOT EXISTS sources (
+    id INTEGER PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    node TEXT NOT NULL,
+    container TEXT NOT NULL,
+    service TEXT NOT NULL,
+    resource BLOB NOT NULL UNIQUE
+);
+CREATE TABLE IF NOT EXISTS logs (
+    id INTEGER PRIMARY KEY,
+    time_ns INTEGER NOT NULL,
+    source INTEGER NOT NULL,
+    stream INTEGER NOT NULL,
+    severity INTEGER,
+    trace_id BLOB,
+    size INTEGER NOT NULL,
+    record BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS logs_by_time ON logs (time_ns);
+CREATE INDEX IF NOT EXISTS logs_by_trace ON logs (trace_id) WHERE trace_id IS NOT NULL;
+CREATE TABLE IF NOT EXISTS log_chunks (
+    id INTEGER PRIMARY KEY,
+    last INTEGER NOT NULL,
+    min_time INTEGER NOT NULL,
+    max_time INTEGER NOT NULL
+);
+CREATE VIRTUAL TABLE IF NOT EXISTS log_words USING fts5 (
+    words, content = '', contentless_delete = 1, detail = none,
+    tokenize = 'unicode61 remove_diacritics 0'
+);
+CREATE TABLE IF NOT EXISTS losses (
+    log INTEGER PRIMARY KEY,
+    time_ns INTEGER NOT NULL,
+    source INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    lines INTEGER NOT NULL,
+    bytes INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS losses_by_time ON losses (time_ns);
+CREATE TABLE IF NOT EXISTS spans (
+    id INTEGER PRIMARY KEY,
+    source INTEGER NOT NULL,
+    trace_id BLOB NOT NULL,
+    name TEXT NOT NULL,
+    remote_service TEXT NOT NULL,
+    start_ns INTEGER NOT NULL,
+    duration_us INTEGER NOT NULL,
+    record BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS spans_by_trace ON spans (trace_id);
+CREATE INDEX IF NOT EXISTS spans_by_start ON spans (start_ns);
+CREATE INDEX IF NOT EXISTS spans_by_source ON spans (source, start_ns);
+CREATE TABLE IF NOT EXISTS span_names (
+    source INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    remote_service TEXT NOT NULL,
+    PRIMARY KEY (source, name, remote_service)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS usage (
+    source INTEGER NOT NULL,
+    minute INTEGER NOT NULL,
+    bytes INTEGER NOT NULL,
+    records INTEGER NOT NULL,
+    PRIMARY KEY (source, minute)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS span_tags (
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    span INTEGER NOT NULL,
+    PRIMARY KEY (key, value, span)
+) WITHOUT ROWID;
+";
+
+/// Opens (creating if need be) the store at `path`, for writing or reading.
+pub fn open(path: &Path, writer: bool) -> rusqlite::Result<Connection> {
+    let connection = Connection::open(path)?;
+    connection.busy_timeout(Duration::from_secs(10))?;
+    if writer {
+        // Set before the first table exists; freed pages can then be
+        // handed back to the file system by retention.
+        connection.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
+        connection.pragma_update(None, "journal_mode", "WAL")?;
+        connection.pragma_update(None, "journal_size_limit", WAL_LIMIT)?;
+        let version: i64 = connection.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if version > VERSION {
+            return Err(rusqlite::Error::InvalidParameterName(format!(
+                "the store's schema is version {version}, newer than this weir knows ({VERSION})"
+            )));
+        }
+        connection.execute_batch(TABLES)?;
+        connection.pragma_update(None, "user_version", VERSION)?;
+        connection.pragma_update(None, "cache_size", -32_000)?;
+    } else {
+        connection.pragma_update(None, "cache_size", -16_000)?;
+    }
+    // A commit is on disk (the write-ahead log fsynced) before the batch
+    // is acknowledged.
+    connection.pragma_update(None, "synchronous", "FULL")?;
+    Ok(connection)
+}

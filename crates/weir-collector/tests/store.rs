@@ -1,0 +1,436 @@
+//! The SQLite store: what goes in comes back out, searches find what they
+//! should and only that, pages join up, retention keeps its bounds, and a
+//! reopened store has everything committed before.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use weir_agent::record::{LogRecord, Stream, Value};
+use weir_agent::zipkin;
+use weir_collector::store::sqlite::{Retention, SqliteStore};
+use weir_collector::store::{Cursor, LogQuery, Scope, SourceFilter, Store, TextQuery, TraceQuery};
+
+const SECOND: i64 = 1_000_000_000;
+
+fn now_ns() -> i64 {
+    weir_monitor::format::timestamp::Timestamp::now().as_nanos() as i64
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("weir-store-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn keep_all() -> Retention {
+    Retention::new(Duration::from_secs(365 * 24 * 3600), 1 << 40, 0)
+}
+
+fn log(time_ns: i64, container: &str, body: &str) -> LogRecord {
+    LogRecord {
+        time_ns,
+        observed_ns: time_ns + 5,
+        stream: Stream::Stdout,
+        body: body.as_bytes().to_vec(),
+        resource: vec![
+            ("host.name".into(), "node-1".into()),
+            ("container.name".into(), container.into()),
+            (
+                "container.label.app".into(),
+                format!("{container}-app").into(),
+            ),
+        ],
+        ..LogRecord::default()
+    }
+}
+
+fn everything(from_ns: i64, to_ns: i64) -> LogQuery {
+    LogQuery {
+        from_ns,
+        to_ns,
+        limit: 1000,
+        ..LogQuery::default()
+    }
+}
+
+#[test]
+fn log_records_come_back_exactly_as_written() {
+    let dir = temp_dir("roundtrip");
+    let store = SqliteStore::open(&dir.join("weir.db"), keep_all()).unwrap();
+    let t = now_ns();
+    let mut odd = log(t, "web", "");
+    odd.body = vec![0, 0xff, b'\r', b'\n', 0xc3];
+    odd.stream = Stream::Stderr;
+    odd.severity = Some(3);
+    odd.partial = true;
+    odd.trace_id = Some([7; 16]);
+    odd.span_id = Some([8; 8]);
+    odd.attributes = vec![
+        ("code".into(), Value::Int(507)),
+        ("ratio".into(), Value::Float(0.5)),
+        ("ok".into(), Value::Bool(false)),
+        ("user".into(), Value::Str("ann".into())),
+    ];
+    let written = vec![log(t - 2, "web", "first"), log(t - 1, "db", "second"), odd];
+    store.append(&written).unwrap();
+    let page = store.logs(&everything(t - SECOND, t + SECOND)).unwrap();
+    let read: Vec<LogRecord> = page.records.into_iter().map(|r| r.record).rev().collect();
+    assert_eq!(read, written);
+}
+
+#[test]
+fn filters_select_by_source_stream_severity_trace_and_text() {
+    let dir = temp_dir("filters");
+    let store = SqliteStore::open(&dir.join("weir.db"), keep_all()).unwrap();
+    let t = now_ns();
+    let mut records = Vec::new();
+    for i in 0..2000i64 {
+        let container = ["web", "db", "cache"][(i % 3) as usize];
+        let mut record = log(
+            t - 10_000 + i,
+            container,
+            &format!("request {i} took {}ms", i % 7),
+        );
+        if i % 10 == 0 {
+            record.body = format!("ERROR timeout talking to db-{i}").into_bytes();
+            record.severity = Some(3);
+            record.stream = Stream::Stderr;
+        }
+        if i == 1234 {
+            record.trace_id = Some([0x42; 16]);
+        }
+        records.push(record);
+    }
+    for batch in records.chunks(300) {
+        store.append(batch).unwrap();
+    }
+    let base = everything(t - SECOND, t + SECOND);
+    let count = |query: LogQuery| store.logs(&query).unwrap().records.len();
+    let web = SourceFilter {
+        container: Some("web".into()),
+        ..SourceFilter::default()
+    };
+    assert_eq!(
+        count(LogQuery {
+            sources: web,
+            ..base.clone()
+        }),
+        667
+    );
+    let label = SourceFilter {
+        labels: vec![("container.label.app".into(), "db-app".into())],
+        ..SourceFilter::default()
+    };
+    assert_eq!(
+        count(LogQuery {
+            sources: label,
+            ..base.clone()
+        }),
+        667
+    );
+    let nowhere = SourceFilter {
+        node: Some("node-2".into()),
+        ..SourceFilter::default()
+    };
+    assert_eq!(
+        count(LogQuery {
+            sources: nowhere,
+            ..base.clone()
+        }),
+        0
+    );
+    assert_eq!(
+        count(LogQuery {
+            stream: Some(Stream::Stderr),
+            ..base.clone()
+        }),
+        200
+    );
+    assert_eq!(
+        count(LogQuery {
+            severity_at_most: Some(4),
+            ..base.clone()
+        }),
+        200
+    );
+    let traced = store
+        .logs(&LogQuery {
+            trace_id: Some([0x42; 16]),
+            ..base.clone()
+        })
+        .unwrap();
+    assert_eq!(traced.records.len(), 1);
+    assert_eq!(traced.records[0].record.body, b"request 1234 took 2ms");
+    // Full text: words, case aside, and phrases.
+    let text = |q: &str| LogQuery {
+        text: Some(TextQuery::parse(q).unwrap()),
+        ..base.clone()
+    };
+    assert_eq!(count(text("timeout")), 200);
+    assert_eq!(count(text("TIMEOUT db")), 200);
+    assert_eq!(count(text("\"took 3ms\"")), 257);
+    assert_eq!(count(text("db-1230")), 1);
+    assert_eq!(count(text("nothing-like-this")), 0);
+    let found = store.logs(&text("request 1999")).unwrap();
+    assert_eq!(found.records.len(), 1);
+    assert_eq!(found.records[0].record.body, b"request 1999 took 4ms");
+}
+
+#[test]
+fn pages_join_up_newest_first_without_gap_or_repeat() {
+    let dir = temp_dir("pages");
+    let store = SqliteStore::open(&dir.join("weir.db"), keep_all()).unwrap();
+    let t = now_ns();
+    // Out of time order, and several records sharing a time.
+    let records: Vec<LogRecord> = (0..1000i64)
+        .map(|i| log(t - ((i * 7919) % 500), "web", &format!("line {i} ok")))
+        .collect();
+    store.append(&records).unwrap();
+    for text in [None, Some("ok")] {
+        let mut seen = Vec::new();
+        let mut before: Option<Cursor> = None;
+        loop {
+            let page = store
+                .logs(&LogQuery {
+                    before,
+                    limit: 64,
+                    text: text.map(|t| TextQuery::parse(t).unwrap()),
+                    ..everything(t - SECOND, t + SECOND)
+                })
+                .unwrap();
+            seen.extend(page.records.iter().map(|r| (r.record.time_ns, r.id)));
+            match page.next {
+                Some(next) => before = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(seen.len(), 1000, "text {text:?}");
+        assert!(
+            seen.windows(2).all(|w| w[0] > w[1]),
+            "newest first, text {text:?}"
+        );
+    }
+}
+
+/// The Zipkin v2 example spans, with a 128-bit and a 64-bit trace id, a
+/// shared server span, annotations and tags.
+const SPANS: &str = r#"[
+  {"traceId":"5982fe77008310cc80f1da5e10147517","id":"bd7a977555f6b982","name":"get /api",
+   "timestamp":TS0,"duration":1431,"kind":"SERVER",
+   "localEndpoint":{"serviceName":"Frontend","ipv4":"192.168.99.1","port":3306},
+   "tags":{"http.method":"GET","http.path":"/api"}},
+  {"traceId":"5982fe77008310cc80f1da5e10147517","parentId":"bd7a977555f6b982","id":"be2d01e33cc78d97",
+   "name":"get","timestamp":TS1,"duration":1000,"kind":"CLIENT",
+   "localEndpoint":{"serviceName":"frontend"},
+   "remoteEndpoint":{"serviceName":"backend","ipv6":"2001:db8::c001","port":9000},
+   "annotations":[{"timestamp":TS2,"value":"wire send"}],"tags":{"error":"timeout"}},
+  {"traceId":"5982fe77008310cc80f1da5e10147517","parentId":"bd7a977555f6b982","id":"be2d01e33cc78d97",
+   "name":"get","timestamp":TS1,"duration":900,"kind":"SERVER","shared":true,"debug":true,
+   "localEndpoint":{"serviceName":"backend"}},
+  {"traceId":"80f1da5e10147517","id":"0000000000000001","name":"cron",
+   "timestamp":TS0,"duration":50,"localEndpoint":{"serviceName":"batch"}}
+]"#;
+
+fn example_spans(start_us: u64) -> Vec<zipkin::Span> {
+    let text = SPANS
+        .replace("TS0", &start_us.to_string())
+        .replace("TS1", &(start_us + 100).to_string())
+        .replace("TS2", &(start_us + 150).to_string());
+    serde_json::from_str(&text).unwrap()
+}
+
+#[test]
+fn spans_come_back_with_every_zipkin_field() {
+    let dir = temp_dir("spans");
+    let path = dir.join("weir.db");
+    let store = SqliteStore::open(&path, keep_all()).unwrap();
+    let start_us = (now_ns() / 1000) as u64;
+    let spans = example_spans(start_us);
+    let records: Vec<LogRecord> = spans
+        .iter()
+        .map(|s| zipkin::to_record(s.clone(), 1).unwrap())
+        .collect();
+    store.append(&records).unwrap();
+    let id = |hex: &str| {
+        let mut id = [0u8; 16];
+        let bytes: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect();
+        id[16 - bytes.len()..].copy_from_slice(&bytes);
+        id
+    };
+    let traces = store
+        .traces_by_id(
+            &Scope::All,
+            &[
+                id("5982fe77008310cc80f1da5e10147517"),
+                id("80f1da5e10147517"),
+            ],
+        )
+        .unwrap();
+    let back: Vec<zipkin::Span> = traces
+        .iter()
+        .flatten()
+        .map(|r| zipkin::from_record(r).unwrap())
+        .collect();
+    assert_eq!(back, spans);
+    assert_eq!(
+        store.services(&Scope::All).unwrap(),
+        ["backend", "batch", "frontend"]
+    );
+    assert_eq!(
+        store.span_names(&Scope::All, "FRONTEND").unwrap(),
+        ["get", "get /api"]
+    );
+    assert_eq!(
+        store.remote_services(&Scope::All, "frontend").unwrap(),
+        ["backend"]
+    );
+    assert_eq!(
+        store.tag_values(&Scope::All, "http.method", 10).unwrap(),
+        ["GET"]
+    );
+
+    let window = |query: TraceQuery| TraceQuery {
+        from_ns: (start_us as i64 - 1000) * 1000,
+        to_ns: (start_us as i64 + 1000) * 1000,
+        limit: 10,
+        ..query
+    };
+    let found = |query: TraceQuery| -> Vec<usize> {
+        store
+            .traces(&window(query))
+            .unwrap()
+            .iter()
+            .map(Vec::len)
+            .collect()
+    };
+    assert_eq!(found(TraceQuery::default()).len(), 2);
+    let frontend = || TraceQuery {
+        service: Some("frontend".into()),
+        ..TraceQuery::default()
+    };
+    assert_eq!(found(frontend()), [3]);
+    let tagged = |annotations: Vec<(&str, Option<&str>)>| TraceQuery {
+        annotations: annotations
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.map(str::to_owned)))
+            .collect(),
+        ..frontend()
+    };
+    assert_eq!(found(tagged(vec![("error", None)])), [3]);
+    assert_eq!(found(tagged(vec![("wire send", None)])), [3]);
+    assert_eq!(found(tagged(vec![("http.method", Some("GET"))])), [3]);
+    assert_eq!(
+        found(tagged(vec![("http.method", Some("POST"))])),
+        Vec::<usize>::new()
+    );
+    let slow = TraceQuery {
+        min_duration_us: Some(1200),
+        ..frontend()
+    };
+    assert_eq!(found(slow), [3]);
+    let slower = TraceQuery {
+        min_duration_us: Some(1500),
+        ..frontend()
+    };
+    assert_eq!(found(slower), Vec::<usize>::new());
+    let named = TraceQuery {
+        span_name: Some("Cron".into()),
+        ..TraceQuery::default()
+    };
+    assert_eq!(found(named), [1]);
+
+    // Reopened, the store has everything committed before.
+    drop(store);
+    let store = SqliteStore::open(&path, keep_all()).unwrap();
+    assert_eq!(store.stats().unwrap().spans, 4);
+    assert_eq!(store.services(&Scope::All).unwrap().len(), 3);
+}
+
+#[test]
+fn a_tenant_sees_only_its_own_records() {
+    let dir = temp_dir("tenants");
+    let store = SqliteStore::open(&dir.join("weir.db"), keep_all()).unwrap();
+    let t = now_ns();
+    let mut theirs = log(t, "web", "secret of b");
+    theirs.resource.push(("weir.tenant".into(), "b".into()));
+    let mut ours = log(t, "web", "note of a");
+    ours.resource.push(("weir.tenant".into(), "a".into()));
+    store.append(&[theirs, ours]).unwrap();
+    let scoped = LogQuery {
+        sources: SourceFilter {
+            scope: Scope::Tenant("a".into()),
+            ..SourceFilter::default()
+        },
+        ..everything(t - SECOND, t + SECOND)
+    };
+    let page = store.logs(&scoped).unwrap();
+    assert_eq!(page.records.len(), 1);
+    assert_eq!(page.records[0].record.body, b"note of a");
+    assert_eq!(page.records[0].tenant, "a");
+}
+
+#[test]
+fn retention_deletes_what_is_too_old_and_keeps_the_size_bound() {
+    let dir = temp_dir("retention");
+    let path = dir.join("weir.db");
+    let t = now_ns();
+    {
+        let store = SqliteStore::open(&path, keep_all()).unwrap();
+        let old: Vec<LogRecord> = (0..1000)
+            .map(|i| log(t - 3600 * SECOND + i, "web", "old"))
+            .collect();
+        let new: Vec<LogRecord> = (0..1000).map(|i| log(t - i, "web", "new")).collect();
+        store.append(&old).unwrap();
+        store.append(&new).unwrap();
+    }
+    let store =
+        SqliteStore::open(&path, Retention::new(Duration::from_secs(60), 1 << 40, 0)).unwrap();
+    store.enforce_retention().unwrap();
+    let left = store
+        .logs(&everything(t - 7200 * SECOND, t + SECOND))
+        .unwrap();
+    assert_eq!(left.records.len(), 1000);
+    assert!(left.records.iter().all(|r| r.record.body == b"new"));
+
+    // Size: 20 MiB of records into a store bounded at 4 MiB.
+    let max_size = 4 << 20;
+    let store = SqliteStore::open(
+        &dir.join("small.db"),
+        Retention::new(Duration::from_secs(3600), max_size, 0),
+    )
+    .unwrap();
+    let body = "x".repeat(1000);
+    for batch in 0..200i64 {
+        let records: Vec<LogRecord> = (0..100)
+            .map(|i| log(t - 100_000 + batch * 100 + i, "web", &body))
+            .collect();
+        store.append(&records).unwrap();
+        store.enforce_retention().unwrap();
+    }
+    let stats = store.stats().unwrap();
+    assert!(
+        stats.bytes <= max_size + (1 << 20),
+        "{} bytes in use",
+        stats.bytes
+    );
+    assert!(
+        stats.logs > 0 && stats.logs < 20_000,
+        "{} logs kept",
+        stats.logs
+    );
+    // What is kept is the newest.
+    let newest = store
+        .logs(&LogQuery {
+            limit: 1,
+            ..everything(t - SECOND, t + SECOND)
+        })
+        .unwrap();
+    assert_eq!(
+        newest.records[0].record.time_ns,
+        t - 100_000 + 199 * 100 + 99
+    );
+}
