@@ -19,19 +19,26 @@ use hyper_util::rt::TokioIo;
 
 use crate::metrics::SourceMetrics;
 
+/// A response body of any kind: whole, or streamed (a live tail).
+pub type Body = http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>;
+
 /// A handler that can be handed around: the collector's query API, served
 /// on a listener the pipeline owns.
 pub type Handler = Arc<
-    dyn Fn(
-            Request<Incoming>,
-        ) -> std::pin::Pin<Box<dyn Future<Output = Response<Full<Bytes>>> + Send>>
+    dyn Fn(Request<Incoming>) -> std::pin::Pin<Box<dyn Future<Output = Response<Body>> + Send>>
         + Send
         + Sync,
 >;
 
+/// `body` as a [`Body`].
+pub fn whole(body: impl Into<Bytes>) -> Body {
+    use http_body_util::BodyExt;
+    Full::new(body.into()).boxed()
+}
+
 /// Serves `listener` (non-blocking already) with `handler` until the
 /// process ends.
-pub fn serve<H, F>(
+pub fn serve<H, F, B>(
     listener: std::net::TcpListener,
     name: &str,
     max_connections: usize,
@@ -39,7 +46,9 @@ pub fn serve<H, F>(
 ) -> std::io::Result<JoinHandle<()>>
 where
     H: Fn(Request<Incoming>) -> F + Send + Sync + 'static,
-    F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+    F: Future<Output = Response<B>> + Send + 'static,
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let name = name.to_owned();
     thread::Builder::new().name(name.clone()).spawn(move || {
@@ -70,7 +79,7 @@ where
 /// send a request's head is cut off. A source's `metrics` count each
 /// connection closed for being one too many, for a failed TLS handshake
 /// (`broken_streams`) or for a late one (`timed_out_connections`).
-pub async fn serve_on<H, F>(
+pub async fn serve_on<H, F, B>(
     listener: tokio::net::TcpListener,
     max_connections: usize,
     read_timeout: Option<Duration>,
@@ -79,7 +88,9 @@ pub async fn serve_on<H, F>(
     handler: H,
 ) where
     H: Fn(Request<Incoming>) -> F + Send + Sync + 'static,
-    F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+    F: Future<Output = Response<B>> + Send + 'static,
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let handler = Arc::new(handler);
     let open = Arc::new(AtomicUsize::new(0));

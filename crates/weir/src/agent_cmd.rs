@@ -26,7 +26,7 @@ pub struct AgentArgs {
 }
 
 pub fn run(args: AgentArgs) -> i32 {
-    let mut config = match AgentConfig::load(&args.config) {
+    let config = match AgentConfig::load(&args.config) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("weir: {e}");
@@ -42,14 +42,17 @@ pub fn run(args: AgentArgs) -> i32 {
         );
         return 0;
     }
-    // Signals are taken by this thread alone: block them before any other
-    // thread starts, so every thread inherits the mask.
-    let handled = SignalSet::new(&[libc::SIGTERM, libc::SIGINT, libc::SIGHUP]);
-    if let Err(e) = handled.block() {
-        eprintln!("weir: cannot block signals: {e}");
-        return 1;
+    if config.store.is_some() || config.query.is_some() {
+        eprintln!(
+            "weir: {}: [store] and [query] are read by `weir collector`, not `weir agent`",
+            args.config.display()
+        );
+        return 2;
     }
-    let mut running = match pipeline::start(&config) {
+    let Some(handled) = take_signals() else {
+        return 1;
+    };
+    let running = match pipeline::start(&config) {
         Ok(running) => running,
         Err(e) => {
             eprintln!("weir: {e}");
@@ -66,19 +69,47 @@ pub fn run(args: AgentArgs) -> i32 {
             .map(|a| format!("; metrics at http://{}/metrics", a.address))
             .unwrap_or_default()
     );
+    supervise(running, config, &handled, args.drain_timeout, || {
+        AgentConfig::load(&args.config).map_err(|e| e.to_string())
+    })
+}
+
+/// Blocks SIGTERM, SIGINT and SIGHUP for this thread and every thread it
+/// starts after, so that this one alone takes them.
+pub fn take_signals() -> Option<SignalSet> {
+    let handled = SignalSet::new(&[libc::SIGTERM, libc::SIGINT, libc::SIGHUP]);
+    match handled.block() {
+        Ok(()) => Some(handled),
+        Err(e) => {
+            eprintln!("weir: cannot block signals: {e}");
+            None
+        }
+    }
+}
+
+/// Runs `running` until SIGTERM or SIGINT (then drains and returns 0); on
+/// SIGHUP reads the configuration again with `load` and applies it if it
+/// changed and is valid.
+pub fn supervise(
+    mut running: pipeline::Running,
+    mut config: AgentConfig,
+    handled: &SignalSet,
+    drain_timeout: Duration,
+    load: impl Fn() -> Result<AgentConfig, String>,
+) -> i32 {
     loop {
         let Some(signal) = handled.wait(Duration::from_secs(3600)) else {
             continue;
         };
         if signal != libc::SIGHUP {
             eprintln!("weir: {}: stopping", signals::name(signal));
-            running.stop(args.drain_timeout);
+            running.stop(drain_timeout);
             return 0;
         }
-        match AgentConfig::load(&args.config) {
+        match load() {
             Err(e) => eprintln!("weir: reload refused, still running the old configuration: {e}"),
             Ok(new) if new == config => eprintln!("weir: reload: nothing changed"),
-            Ok(new) => match running.reload(&new, args.drain_timeout) {
+            Ok(new) => match running.reload(&new, drain_timeout) {
                 Ok(()) => {
                     eprintln!("weir: reload: applied; unchanged components kept running");
                     config = new;

@@ -9,6 +9,7 @@ mod agent_cmd;
 #[path = "bench/agent_bench.rs"]
 mod bench;
 mod buffer_cmd;
+mod collector_cmd;
 #[allow(unused_imports)]
 mod units;
 
@@ -20,7 +21,7 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "weir-agent",
     version,
-    about = "The weir node agent (also run as `weir agent`, `weir buffer`, `weir bench agent`)"
+    about = "The weir node agent (also run as `weir agent`, `weir collector`, `weir buffer`, `weir bench agent`)"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -34,6 +35,9 @@ enum Command {
     /// Look at, check or repair a sink's disk buffer.
     #[command(subcommand)]
     Buffer(buffer_cmd::BufferCommand),
+    /// The collector: stores what agents and OTLP, Zipkin and Fluent
+    /// clients send, and serves the query API and UI.
+    Collector(collector_cmd::CollectorArgs),
     /// The agent's benchmark.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -55,6 +59,7 @@ fn main() -> ExitCode {
     let code = match Cli::parse().command {
         Command::Agent(args) => agent_cmd::run(args),
         Command::Buffer(command) => buffer_cmd::run(command),
+        Command::Collector(args) => collector_cmd::run(args),
         Command::Bench(BenchCommand::Agent(args)) => args.run(),
         Command::Bench(BenchCommand::Receive(args)) => args.run(),
     };

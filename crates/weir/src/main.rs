@@ -33,6 +33,13 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<OsString>,
     },
+    /// The collector: stores logs and spans, serves the query API (Zipkin
+    /// v2 too) and the UI; runs on embedded defaults (run by `weir-agent`).
+    #[command(disable_help_flag = true)]
+    Collector {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
     /// Look at, check or repair a sink's disk buffer (run by `weir-agent`).
     #[command(disable_help_flag = true)]
     Buffer {
@@ -55,6 +62,7 @@ fn main() -> ExitCode {
         Command::Bench(command) => bench::run(command),
         Command::Agent { args } => hand_over(&["agent"], args),
         Command::Buffer { args } => hand_over(&["buffer"], args),
+        Command::Collector { args } => hand_over(&["collector"], args),
     };
     ExitCode::from(code.clamp(0, 255) as u8)
 }

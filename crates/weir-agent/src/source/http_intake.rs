@@ -51,7 +51,7 @@ pub fn start<T, F>(
 ) -> io::Result<JoinHandle<()>>
 where
     T: Fn(Request<Incoming>, Emitter, Arc<HttpSourceConfig>) -> F + Send + Sync + 'static,
-    F: Future<Output = Result<Response<Full<Bytes>>, Refusal>> + Send + 'static,
+    F: Future<Output = Result<Response<http_server::Body>, Refusal>> + Send + 'static,
 {
     let tls = match &config.tls {
         Some(files) => Some(tokio_rustls::TlsAcceptor::from(
@@ -85,11 +85,11 @@ where
     })
 }
 
-fn refusal(status: StatusCode, message: String) -> Response<Full<Bytes>> {
+fn refusal(status: StatusCode, message: String) -> Response<http_server::Body> {
     let mut response = Response::builder()
         .status(status)
         .header(CONTENT_TYPE, "text/plain; charset=utf-8")
-        .body(Full::new(Bytes::from(message + "\n")))
+        .body(http_server::whole(message + "\n"))
         .expect("a valid response");
     if status == StatusCode::SERVICE_UNAVAILABLE {
         response
@@ -114,7 +114,9 @@ pub fn check_token(
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    if given == Some(token) {
+    if given.is_some_and(|given| {
+        crate::source::forward::auth::constant_time_eq(given.as_bytes(), token.as_bytes())
+    }) {
         return Ok(());
     }
     metrics.failed_auth.fetch_add(1, Ordering::Relaxed);

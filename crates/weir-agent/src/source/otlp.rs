@@ -17,7 +17,7 @@ use std::io;
 use std::thread::JoinHandle;
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 
@@ -41,7 +41,11 @@ pub fn start(name: &str, config: OtlpConfig, wiring: Wiring) -> io::Result<JoinH
         name,
         config,
         wiring,
-        |request, emitter, config| async move { take(request, &emitter, &config).await },
+        |request, emitter, config| async move {
+            take(request, &emitter, &config)
+                .await
+                .map(|answer| answer.map(BodyExt::boxed))
+        },
     )
 }
 

@@ -10,7 +10,7 @@ use std::io;
 use std::thread::JoinHandle;
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use prost::Message;
@@ -46,7 +46,9 @@ pub fn start(
                 (request.method(), request.uri().path()) == (&Method::POST, "/api/v2/spans");
             match api {
                 Some(api) if !intake => Ok(api(request).await),
-                _ => take(request, &emitter, &config).await,
+                _ => take(request, &emitter, &config)
+                    .await
+                    .map(|answer| answer.map(BodyExt::boxed)),
             }
         }
     })

@@ -24,11 +24,17 @@ pub struct Agent {
 impl Agent {
     /// Writes `config` to the scratch directory and starts the agent on it.
     pub fn start(dir: &Scratch, config: &str) -> Agent {
-        let path = dir.join("weir.toml");
+        Agent::start_as("agent", dir, config)
+    }
+
+    /// Writes `config` to the scratch directory and starts `weir
+    /// COMMAND -c` on it (`agent` or `collector`).
+    pub fn start_as(command: &str, dir: &Scratch, config: &str) -> Agent {
+        let path = dir.join(&format!("{command}.toml"));
         fs::write(&path, config).unwrap();
-        let stderr = dir.join(&format!("agent-{}.stderr", now_ms()));
+        let stderr = dir.join(&format!("{command}-{}.stderr", now_ms()));
         let child = Command::new(WEIR)
-            .args(["agent", "-c"])
+            .args([command, "-c"])
             .arg(&path)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -285,14 +291,35 @@ pub fn free_udp_port() -> u16 {
 /// GET `path` from the agent's operations endpoint on `port`: the status
 /// code and the body.
 pub fn get(port: u16, path: &str) -> (u16, String) {
+    request(port, "GET", path, &[], b"")
+}
+
+/// POST `body` of `content_type` to `path` on `port`: the status and body.
+pub fn post(port: u16, path: &str, content_type: &str, body: &[u8]) -> (u16, String) {
+    request(port, "POST", path, &[("content-type", content_type)], body)
+}
+
+/// One HTTP/1.1 request on a connection of its own.
+pub fn request(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String) {
     use std::io::{Read, Write};
     let mut stream =
         std::net::TcpStream::connect(("127.0.0.1", port)).expect("connecting to the endpoint");
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
     let status = response[9..12].parse().unwrap();

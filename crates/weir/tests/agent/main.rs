@@ -2,6 +2,7 @@
 //! a real HTTP receiver on loopback.
 
 mod cli;
+mod collector;
 mod common;
 mod corruption;
 mod crash;

@@ -1,0 +1,199 @@
+//! The collector's HTTP API: Zipkin's v2 query API under `/api/v2/`, so
+//! Zipkin tools and Grafana work unchanged, and weir's own under `/api/v1/`
+//! (logs, their histogram and live tail, bandwidth). Both read the store
+//! through [`Store`] only, on blocking threads, so a slow query never
+//! holds up the listener's intake.
+//!
+//! With query tokens configured, every request needs `Authorization:
+//! Bearer TOKEN`, and a token limited to a tenant sees only its records.
+
+mod logs;
+pub mod params;
+mod zipkin;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use hyper::body::Incoming;
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use weir_agent::config::QueryToken;
+use weir_agent::http_server::{Body, Handler, whole};
+
+use self::params::Params;
+use crate::store::{Scope, Store, StoreError};
+
+/// The API's state.
+pub struct Api {
+    pub store: Arc<dyn Store>,
+    pub tokens: Vec<QueryToken>,
+    pub autocomplete_keys: Vec<String>,
+}
+
+/// An answer that is not a success: the status and what to say.
+#[derive(Debug)]
+pub struct Failure {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn bad_request(message: impl Into<String>) -> Failure {
+        Failure {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+        }
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Failure {
+        Failure {
+            status: StatusCode::NOT_FOUND,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(error: StoreError) -> Failure {
+        let status = match error {
+            StoreError::TooSlow(_) => StatusCode::SERVICE_UNAVAILABLE,
+            StoreError::Failed { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        Failure {
+            status,
+            message: error.to_string(),
+        }
+    }
+}
+
+/// What a request is answered from: its path, parameters and who asks.
+pub struct Asked {
+    pub path: String,
+    pub params: Params,
+    pub scope: Scope,
+    /// `Last-Event-ID`, for a live tail picked up again.
+    pub last_event_id: Option<String>,
+}
+
+impl Api {
+    /// The API as a handler for the pipeline's HTTP listener.
+    pub fn handler(self: Arc<Api>) -> Handler {
+        Arc::new(move |request| {
+            let api = Arc::clone(&self);
+            Box::pin(async move { api.answer(request).await })
+        })
+    }
+
+    async fn answer(self: Arc<Api>, request: Request<Incoming>) -> Response<Body> {
+        if request.method() != Method::GET && request.method() != Method::HEAD {
+            return failure(Failure {
+                status: StatusCode::METHOD_NOT_ALLOWED,
+                message: format!(
+                    "{} {}: the API answers GET",
+                    request.method(),
+                    request.uri().path()
+                ),
+            });
+        }
+        let scope = match self.scope(&request) {
+            Ok(scope) => scope,
+            Err(failure) => return self::failure(failure),
+        };
+        let asked = Asked {
+            path: request.uri().path().to_owned(),
+            params: Params::parse(request.uri().query()),
+            scope,
+            last_event_id: request
+                .headers()
+                .get("last-event-id")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+        };
+        if asked.path == "/api/v1/logs/tail" {
+            return logs::tail(Arc::clone(&self.store), asked);
+        }
+        let api = Arc::clone(&self);
+        let answered = tokio::task::spawn_blocking(move || api.route(&asked)).await;
+        match answered {
+            Ok(Ok(response)) => response,
+            Ok(Err(failure)) => self::failure(failure),
+            Err(e) => self::failure(Failure {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                message: format!("the query failed: {e}"),
+            }),
+        }
+    }
+
+    /// Whose records the request may read.
+    fn scope(&self, request: &Request<Incoming>) -> Result<Scope, Failure> {
+        if self.tokens.is_empty() {
+            return Ok(Scope::All);
+        }
+        let given = request
+            .headers()
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        let token = self.tokens.iter().find(|t| {
+            weir_agent::source::forward::auth::constant_time_eq(
+                t.token.as_bytes(),
+                given.as_bytes(),
+            )
+        });
+        match token {
+            Some(QueryToken {
+                tenant: Some(tenant),
+                ..
+            }) => Ok(Scope::Tenant(tenant.clone())),
+            Some(_) => Ok(Scope::All),
+            None => Err(Failure {
+                status: StatusCode::UNAUTHORIZED,
+                message: "expected Authorization: Bearer TOKEN (a query token)".into(),
+            }),
+        }
+    }
+
+    fn route(&self, asked: &Asked) -> Result<Response<Body>, Failure> {
+        let path = asked.path.strip_prefix("/zipkin").unwrap_or(&asked.path);
+        if let Some(endpoint) = path.strip_prefix("/api/v2/") {
+            return zipkin::answer(self, endpoint, asked);
+        }
+        match path {
+            "/api/v1/logs" => logs::search(self.store.as_ref(), asked),
+            "/api/v1/logs/histogram" => logs::histogram(self.store.as_ref(), asked),
+            "/api/v1/usage" => logs::usage(self.store.as_ref(), asked),
+            "/health" => Ok(json(&serde_json::json!({ "status": "ok" }))),
+            _ => Err(Failure::not_found(format!("no {path} here"))),
+        }
+    }
+}
+
+/// A 200 with `value` as JSON.
+pub fn json(value: &impl serde::Serialize) -> Response<Body> {
+    json_bytes(serde_json::to_vec(value).unwrap_or_default())
+}
+
+/// A 200 with JSON already encoded.
+pub fn json_bytes(body: Vec<u8>) -> Response<Body> {
+    let mut response = Response::new(whole(Bytes::from(body)));
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    // Zipkin's server allows any origin; so do its clients expect.
+    response
+        .headers_mut()
+        .insert("access-control-allow-origin", HeaderValue::from_static("*"));
+    response
+}
+
+fn failure(failure: Failure) -> Response<Body> {
+    let mut response = Response::new(whole(failure.message + "\n"));
+    *response.status_mut() = failure.status;
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
