@@ -30,7 +30,7 @@ impl Agent {
     /// Writes `config` to the scratch directory and starts `weir
     /// COMMAND -c` on it (`agent` or `collector`).
     pub fn start_as(command: &str, dir: &Scratch, config: &str) -> Agent {
-        let path = dir.join(&format!("{command}.toml"));
+        let path = dir.join("weir.toml");
         fs::write(&path, config).unwrap();
         let stderr = dir.join(&format!("{command}-{}.stderr", now_ms()));
         let child = Command::new(WEIR)
