@@ -175,7 +175,7 @@ impl From<proto::Span> for Span {
 
 /// Hex of `N` bytes, or of `N / 2` bytes as the low half of `N` (a 64-bit
 /// trace id).
-fn parse_id<const N: usize>(hex: &str) -> Option<[u8; N]> {
+pub fn parse_id<const N: usize>(hex: &str) -> Option<[u8; N]> {
     let digits = hex.len();
     if !(digits == N * 2 || (N == 16 && digits == 16)) {
         return None;

@@ -8,7 +8,8 @@ use weir_monitor::format::timestamp::Timestamp;
 
 use crate::record::{CompactString, LogRecord, SpanFields, Value};
 
-const SEVERITY: [&str; 8] = [
+/// RFC 5424's severity names, by number.
+pub const SEVERITY: [&str; 8] = [
     "emergency",
     "alert",
     "critical",

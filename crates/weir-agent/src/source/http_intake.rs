@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
 use hyper::{Request, Response, StatusCode};
@@ -109,11 +109,7 @@ pub fn check_token(
     let Some(token) = token else {
         return Ok(());
     };
-    let given = request
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+    let given = bearer(request);
     if given.is_some_and(|given| {
         crate::source::forward::auth::constant_time_eq(given.as_bytes(), token.as_bytes())
     }) {
@@ -124,6 +120,15 @@ pub fn check_token(
         StatusCode::UNAUTHORIZED,
         "expected Authorization: Bearer TOKEN".into(),
     ))
+}
+
+/// The token of a request's `Authorization: Bearer TOKEN`, if any.
+pub fn bearer<B>(request: &Request<B>) -> Option<&str> {
+    request
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
 }
 
 /// The encoding a request's content type names.
@@ -226,10 +231,14 @@ pub fn decode<T: prost::Message + Default + serde::de::DeserializeOwned>(
 }
 
 /// An answer with `body` of `content_type`.
-pub fn answer(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Full<Bytes>> {
+pub fn answer(
+    status: StatusCode,
+    content_type: &str,
+    body: Vec<u8>,
+) -> Response<http_server::Body> {
     Response::builder()
         .status(status)
         .header(CONTENT_TYPE, content_type)
-        .body(Full::new(Bytes::from(body)))
+        .body(http_server::whole(body))
         .expect("a valid response")
 }

@@ -16,14 +16,13 @@
 use std::io;
 use std::thread::JoinHandle;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 
 use super::Wiring;
 use super::http_intake::{self, Encoding, Refusal, decode};
 use super::net::Emitter;
+use crate::http_server::Body;
 use crate::otlp::{logs, proto, traces};
 
 /// The port where a configuration names none.
@@ -41,11 +40,7 @@ pub fn start(name: &str, config: OtlpConfig, wiring: Wiring) -> io::Result<JoinH
         name,
         config,
         wiring,
-        |request, emitter, config| async move {
-            take(request, &emitter, &config)
-                .await
-                .map(|answer| answer.map(BodyExt::boxed))
-        },
+        |request, emitter, config| async move { take(request, &emitter, &config).await },
     )
 }
 
@@ -53,7 +48,7 @@ async fn take(
     request: Request<Incoming>,
     emitter: &Emitter,
     config: &OtlpConfig,
-) -> Result<Response<Full<Bytes>>, Refusal> {
+) -> Result<Response<Body>, Refusal> {
     let metrics = &emitter.metrics;
     let signal = match (request.method(), request.uri().path()) {
         (&Method::POST, "/v1/logs") => Signal::Logs,

@@ -9,8 +9,6 @@
 use std::io;
 use std::thread::JoinHandle;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use prost::Message;
@@ -18,7 +16,7 @@ use prost::Message;
 use super::Wiring;
 use super::http_intake::{self, Encoding, Refusal};
 use super::net::Emitter;
-use crate::http_server::Handler;
+use crate::http_server::{Body, Handler};
 use crate::zipkin;
 
 /// The port where a configuration names none (Zipkin's).
@@ -46,9 +44,7 @@ pub fn start(
                 (request.method(), request.uri().path()) == (&Method::POST, "/api/v2/spans");
             match api {
                 Some(api) if !intake => Ok(api(request).await),
-                _ => take(request, &emitter, &config)
-                    .await
-                    .map(|answer| answer.map(BodyExt::boxed)),
+                _ => take(request, &emitter, &config).await,
             }
         }
     })
@@ -58,7 +54,7 @@ async fn take(
     request: Request<Incoming>,
     emitter: &Emitter,
     config: &ZipkinConfig,
-) -> Result<Response<Full<Bytes>>, Refusal> {
+) -> Result<Response<Body>, Refusal> {
     let metrics = &emitter.metrics;
     if (request.method(), request.uri().path()) != (&Method::POST, "/api/v2/spans") {
         return Err((

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use hyper::body::Incoming;
-use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
+use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use weir_agent::config::QueryToken;
 use weir_agent::http_server::{Body, Handler, whole};
@@ -129,12 +129,7 @@ impl Api {
         if self.tokens.is_empty() {
             return Ok(Scope::All);
         }
-        let given = request
-            .headers()
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
+        let given = weir_agent::source::http_intake::bearer(request).unwrap_or("");
         let token = self.tokens.iter().find(|t| {
             weir_agent::source::forward::auth::constant_time_eq(
                 t.token.as_bytes(),

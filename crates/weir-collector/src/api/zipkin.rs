@@ -216,12 +216,8 @@ fn normalize_trace_id(id: &str) -> Result<TraceId, String> {
     if text.len() == 32 && text[..16].bytes().all(|b| b == b'0') {
         text = text[16..].to_owned();
     }
-    let mut bytes = [0u8; 16];
-    let start = 16 - text.len() / 2;
-    for (i, pair) in text.as_bytes().chunks(2).enumerate() {
-        let pair = std::str::from_utf8(pair).unwrap_or("00");
-        bytes[start + i] = u8::from_str_radix(pair, 16).unwrap_or(0);
-    }
+    let bytes = weir_agent::zipkin::parse_id::<16>(&text)
+        .ok_or_else(|| format!("{id} should be lower-hex encoded with no prefix"))?;
     Ok(TraceId { text, bytes })
 }
 
