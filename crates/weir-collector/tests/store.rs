@@ -389,7 +389,8 @@ fn retention_deletes_what_is_too_old_and_keeps_the_size_bound() {
     }
     let store =
         SqliteStore::open(&path, Retention::new(Duration::from_secs(60), 1 << 40, 0)).unwrap();
-    store.enforce_retention().unwrap();
+    let deleted = store.enforce_retention().unwrap();
+    assert_eq!((deleted.aged, deleted.evicted), (1000, 0));
     let left = store
         .logs(&everything(t - 7200 * SECOND, t + SECOND))
         .unwrap();

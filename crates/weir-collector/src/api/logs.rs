@@ -37,17 +37,6 @@ const TAIL_POLL: Duration = Duration::from_millis(250);
 /// A comment sent on a quiet tail, so proxies keep the stream open.
 const TAIL_KEEPALIVE: Duration = Duration::from_secs(15);
 
-const SEVERITIES: [&str; 8] = [
-    "emergency",
-    "alert",
-    "critical",
-    "error",
-    "warning",
-    "notice",
-    "info",
-    "debug",
-];
-
 pub fn search(store: &dyn Store, asked: &Asked) -> Result<Response<Body>, Failure> {
     let query = log_query(asked).map_err(Failure::bad_request)?;
     let page = store.logs(&query)?;
@@ -245,7 +234,7 @@ fn log_query(asked: &Asked) -> Result<LogQuery, BadRequest> {
         severity_at_most: match params.text("severity") {
             None => None,
             Some(s) => Some(
-                SEVERITIES
+                ndjson::SEVERITY
                     .iter()
                     .position(|name| name.eq_ignore_ascii_case(s))
                     .map(|i| i as u8)
@@ -262,7 +251,8 @@ fn log_query(asked: &Asked) -> Result<LogQuery, BadRequest> {
         trace_id: params
             .text("trace_id")
             .map(|t| {
-                parse_trace_id(t).ok_or_else(|| format!("trace_id={t:?}: expected 32 hex digits"))
+                weir_agent::zipkin::parse_id::<16>(t)
+                    .ok_or_else(|| format!("trace_id={t:?}: expected 32 (or 16) hex digits"))
             })
             .transpose()?,
         before: params
@@ -307,21 +297,10 @@ fn time_range(params: &Params) -> Result<(i64, i64), BadRequest> {
     if start >= end {
         return Err("start: must be before end".into());
     }
-    if end - start > MAX_RANGE_NS {
+    if end.saturating_sub(start) > MAX_RANGE_NS {
         return Err("start: the range is longer than 31 days".into());
     }
     Ok((start, end))
-}
-
-fn parse_trace_id(text: &str) -> Option<[u8; 16]> {
-    if text.len() != 32 {
-        return None;
-    }
-    let mut id = [0u8; 16];
-    for (i, slot) in id.iter_mut().enumerate() {
-        *slot = u8::from_str_radix(text.get(i * 2..i * 2 + 2)?, 16).ok()?;
-    }
-    Some(id)
 }
 
 /// A response body fed by a channel, for streams that last.

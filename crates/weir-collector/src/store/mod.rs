@@ -185,6 +185,10 @@ pub struct StoreStats {
     pub spans: u64,
     /// Bytes in use (the file less its free pages).
     pub bytes: u64,
+    /// Records deleted since the store was opened for being older than
+    /// `max_age`, and younger ones evicted to keep the size bound.
+    pub aged: u64,
+    pub evicted: u64,
 }
 
 /// The collector's store: written by the `store` sink, read by the API.

@@ -10,12 +10,12 @@ mod write;
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use rusqlite::Connection;
 use weir_agent::record::LogRecord;
 
-pub use self::retention::Retention;
+pub use self::retention::{Deleted, Retention};
 use self::sources::Sources;
 use self::write::Writer;
 use super::{
@@ -32,7 +32,6 @@ pub struct SqliteStore {
     writer: Mutex<WriteSide>,
     readers: Mutex<Vec<Connection>>,
     sources: Sources,
-    budget: Duration,
 }
 
 struct WriteSide {
@@ -58,23 +57,12 @@ impl SqliteStore {
             }),
             readers: Mutex::new(Vec::new()),
             sources: Sources::default(),
-            budget: QUERY_BUDGET,
         })
     }
 
-    /// Gives each query `budget` instead of [`QUERY_BUDGET`].
-    pub fn with_budget(mut self, budget: Duration) -> SqliteStore {
-        self.budget = budget;
-        self
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Deletes what retention no longer allows, a step at a time; returns
+    /// Deletes what retention no longer allows, a step at a time; says
     /// how many records went. The writer calls it after its batches.
-    pub fn enforce_retention(&self) -> Result<u64, StoreError> {
+    pub fn enforce_retention(&self) -> Result<Deleted, StoreError> {
         let mut side = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let WriteSide { writer, retention } = &mut *side;
         retention
@@ -88,7 +76,7 @@ impl SqliteStore {
         query: impl FnOnce(&Connection, &Sources) -> rusqlite::Result<T>,
     ) -> Result<T, StoreError> {
         let connection = self.reader()?;
-        let deadline = Instant::now() + self.budget;
+        let deadline = Instant::now() + QUERY_BUDGET;
         connection.progress_handler(10_000, Some(move || Instant::now() > deadline));
         let result = self
             .sources
@@ -103,7 +91,7 @@ impl SqliteStore {
             rusqlite::Error::SqliteFailure(f, _)
                 if f.code == rusqlite::ErrorCode::OperationInterrupted =>
             {
-                StoreError::TooSlow(self.budget)
+                StoreError::TooSlow(QUERY_BUDGET)
             }
             e => StoreError::failed("query", e),
         })
@@ -127,8 +115,14 @@ impl Store for SqliteStore {
         let WriteSide { writer, retention } = &mut *side;
         if retention.due() {
             // Retention failing must not refuse the batch just committed.
-            if let Err(e) = retention.enforce(&writer.connection, &self.path) {
-                eprintln!("weir: store {}: retention: {e}", self.path.display());
+            match retention.enforce(&writer.connection, &self.path) {
+                Ok(done) if done.evicted > 0 => eprintln!(
+                    "weir: store {}: over its size bound or short of free disk: deleted the {} oldest records before their max_age",
+                    self.path.display(),
+                    done.evicted
+                ),
+                Ok(_) => {}
+                Err(e) => eprintln!("weir: store {}: retention: {e}", self.path.display()),
             }
         }
         Ok(())
@@ -200,6 +194,12 @@ impl Store for SqliteStore {
     }
 
     fn stats(&self) -> Result<StoreStats, StoreError> {
+        let deleted = self
+            .writer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retention
+            .total;
         self.read(|c, _| {
             let count = |table: &str| -> rusqlite::Result<u64> {
                 c.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
@@ -208,6 +208,8 @@ impl Store for SqliteStore {
                 logs: count("logs")?,
                 spans: count("spans")?,
                 bytes: retention::used_bytes(c)?,
+                aged: deleted.aged,
+                evicted: deleted.evicted,
             })
         })
     }

@@ -21,6 +21,14 @@ const MAX_STEPS: usize = 8;
 /// How long tag rows of deleted spans may wait to be swept.
 const SWEEP_EVERY: Duration = Duration::from_secs(600);
 
+/// What one enforcement deleted: records past `max_age`, and records
+/// evicted younger to keep the size bound or the free disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Deleted {
+    pub aged: u64,
+    pub evicted: u64,
+}
+
 /// What the store may keep.
 #[derive(Debug, Clone)]
 pub struct Retention {
@@ -29,6 +37,8 @@ pub struct Retention {
     pub min_free: u64,
     last: Option<Instant>,
     last_sweep: Option<Instant>,
+    /// Everything deleted since the store was opened.
+    pub total: Deleted,
 }
 
 impl Retention {
@@ -39,6 +49,7 @@ impl Retention {
             min_free,
             last: None,
             last_sweep: None,
+            total: Deleted::default(),
         }
     }
 
@@ -48,12 +59,15 @@ impl Retention {
     }
 
     /// Deletes what is too old, then the oldest while the store is too
-    /// large or the disk too full; returns how many records went.
-    pub fn enforce(&mut self, connection: &Connection, path: &Path) -> rusqlite::Result<u64> {
+    /// large or the disk too full; says how many records went, and why.
+    pub fn enforce(&mut self, connection: &Connection, path: &Path) -> rusqlite::Result<Deleted> {
         self.last = Some(Instant::now());
         let now = weir_monitor::format::timestamp::Timestamp::now().as_nanos() as i64;
         let cutoff = now.saturating_sub(self.max_age.as_nanos().min(i64::MAX as u128) as i64);
-        let mut deleted = delete_before(connection, cutoff)?;
+        let mut deleted = Deleted {
+            aged: delete_before(connection, cutoff)?,
+            evicted: 0,
+        };
         let mut swept = false;
         for _ in 0..MAX_STEPS {
             if !self.over(connection, path)? {
@@ -62,7 +76,7 @@ impl Retention {
             let Some(horizon) = oldest_step(connection)? else {
                 break;
             };
-            deleted += delete_before(connection, horizon.saturating_add(1))?;
+            deleted.evicted += delete_before(connection, horizon.saturating_add(1))?;
             if !swept {
                 sweep_tags(connection)?;
                 swept = true;
@@ -74,6 +88,8 @@ impl Retention {
             self.last_sweep = Some(Instant::now());
         }
         give_back_free_pages(connection)?;
+        self.total.aged += deleted.aged;
+        self.total.evicted += deleted.evicted;
         Ok(deleted)
     }
 
