@@ -435,3 +435,29 @@ fn retention_deletes_what_is_too_old_and_keeps_the_size_bound() {
         t - 100_000 + 199 * 100 + 99
     );
 }
+
+#[test]
+fn a_filtered_tail_steps_past_records_that_do_not_match() {
+    let dir = temp_dir("tail");
+    let store = SqliteStore::open(&dir.join("weir.db"), keep_all()).unwrap();
+    let t = now_ns();
+    let mut records: Vec<LogRecord> = (0..250).map(|i| log(t + i, "web", "noise")).collect();
+    records.push(log(t + 250, "web", "the needle"));
+    store.append(&records).unwrap();
+    let query = LogQuery {
+        text: Some(TextQuery::parse("needle").unwrap()),
+        limit: 100,
+        ..everything(i64::MIN, i64::MAX)
+    };
+    let mut after = 0;
+    let mut found = Vec::new();
+    for _ in 0..5 {
+        let step = store.logs_after(&query, after).unwrap();
+        found.extend(step.records.into_iter().map(|r| r.record.body));
+        after = step.read_to;
+        if !step.more {
+            break;
+        }
+    }
+    assert_eq!(found, [b"the needle".to_vec()]);
+}

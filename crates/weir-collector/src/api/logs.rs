@@ -149,8 +149,8 @@ pub fn tail(store: Arc<dyn Store>, asked: Asked) -> Response<Body> {
         loop {
             let (store, asking) = (Arc::clone(&store), query.clone());
             let found = tokio::task::spawn_blocking(move || store.logs_after(&asking, after)).await;
-            let records = match found {
-                Ok(Ok(records)) => records,
+            let step = match found {
+                Ok(Ok(step)) => step,
                 Ok(Err(e)) => {
                     let _ = sender
                         .send(Bytes::from(format!("event: error\ndata: {e}\n\n")))
@@ -160,13 +160,13 @@ pub fn tail(store: Arc<dyn Store>, asked: Asked) -> Response<Body> {
                 Err(_) => return,
             };
             let mut events = Vec::new();
-            for log in &records {
+            for log in &step.records {
                 events.extend_from_slice(format!("id: {}\ndata: ", log.id).as_bytes());
                 record_json(log, &mut events);
                 events.extend_from_slice(b"\n\n");
-                after = log.id;
             }
-            if records.is_empty() {
+            after = step.read_to;
+            if step.records.is_empty() {
                 quiet += TAIL_POLL;
                 if quiet >= TAIL_KEEPALIVE {
                     events.extend_from_slice(b": still here\n\n");
@@ -178,7 +178,7 @@ pub fn tail(store: Arc<dyn Store>, asked: Asked) -> Response<Body> {
             if !events.is_empty() && sender.send(Bytes::from(events)).await.is_err() {
                 return;
             }
-            if records.len() < query.limit {
+            if !step.more {
                 tokio::time::sleep(TAIL_POLL).await;
             }
         }

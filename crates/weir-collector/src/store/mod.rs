@@ -119,6 +119,17 @@ pub struct StoredLog {
     pub record: LogRecord,
 }
 
+/// A step of a live tail.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TailStep {
+    pub records: Vec<StoredLog>,
+    /// The last record looked at, matching or not: the next step starts
+    /// after it, so records a filter skips are not read again.
+    pub read_to: i64,
+    /// The step stopped at its limit: more may be waiting.
+    pub more: bool,
+}
+
 /// One page of a log search.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct LogPage {
@@ -200,8 +211,9 @@ pub trait Store: Send + Sync {
     fn logs(&self, query: &LogQuery) -> Result<LogPage, StoreError>;
 
     /// Log records matching `query` stored after the record `after` (by
-    /// arrival), oldest first: the live tail. `query.before` is ignored.
-    fn logs_after(&self, query: &LogQuery, after: i64) -> Result<Vec<StoredLog>, StoreError>;
+    /// arrival), oldest first: a step of a live tail. At most
+    /// `query.limit` records are looked at; `query.before` is ignored.
+    fn logs_after(&self, query: &LogQuery, after: i64) -> Result<TailStep, StoreError>;
 
     /// The newest record's id, where a live tail starts.
     fn last_log_id(&self) -> Result<i64, StoreError>;

@@ -20,7 +20,7 @@ use self::sources::Sources;
 use self::write::Writer;
 use super::{
     Bucket, LogPage, LogQuery, QUERY_BUDGET, Scope, SourceFilter, Spans, Store, StoreError,
-    StoreStats, StoredLog, TraceQuery, Usage,
+    StoreStats, TailStep, TraceQuery, Usage,
 };
 
 /// Reading connections kept open between queries.
@@ -132,7 +132,7 @@ impl Store for SqliteStore {
         self.read(|c, sources| read::logs(c, sources, query))
     }
 
-    fn logs_after(&self, query: &LogQuery, after: i64) -> Result<Vec<StoredLog>, StoreError> {
+    fn logs_after(&self, query: &LogQuery, after: i64) -> Result<TailStep, StoreError> {
         self.read(|c, sources| read::logs_after(c, sources, query, after))
     }
 

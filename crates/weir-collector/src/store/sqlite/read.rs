@@ -9,7 +9,7 @@ use weir_agent::record::LogRecord;
 use super::sources::{Allowed, Sources};
 use crate::store::{
     Bucket, Cursor, LogPage, LogQuery, MAX_LIMIT, Scope, SourceFilter, SourceUsage, Spans,
-    StoredLog, TraceQuery, Usage,
+    StoredLog, TailStep, TraceQuery, Usage,
 };
 
 /// A WHERE clause being built, with its parameters.
@@ -204,33 +204,40 @@ pub fn logs_after(
     sources: &Sources,
     query: &LogQuery,
     after: i64,
-) -> rusqlite::Result<Vec<StoredLog>> {
+) -> rusqlite::Result<TailStep> {
+    let mut step = TailStep {
+        read_to: after,
+        ..TailStep::default()
+    };
     let allowed = sources.allowed(&query.sources);
     if allowed.is_empty() {
-        return Ok(Vec::new());
+        return Ok(step);
     }
+    let limit = query.limit.clamp(1, MAX_LIMIT);
     let mut filter = log_filter(query, &allowed);
     filter.and("id > ?", [Sql::Integer(after)]);
     let sql = format!(
-        "SELECT id, source, record FROM logs{} ORDER BY id LIMIT {}",
-        filter.sql,
-        query.limit.clamp(1, MAX_LIMIT)
+        "SELECT id, source, record FROM logs{} ORDER BY id LIMIT {limit}",
+        filter.sql
     );
-    let mut records = Vec::new();
+    let mut looked_at = 0;
     stored_logs(
         connection,
         sources,
         &sql,
         &filter.values,
         |log| {
+            looked_at += 1;
+            step.read_to = step.read_to.max(log.id);
             query
                 .text
                 .as_ref()
                 .is_none_or(|t| t.matches(&log.record.body))
         },
-        &mut records,
+        &mut step.records,
     )?;
-    Ok(records)
+    step.more = looked_at == limit;
+    Ok(step)
 }
 
 pub fn log_histogram(
