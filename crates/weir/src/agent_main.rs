@@ -53,6 +53,11 @@ enum BenchCommand {
     /// into a blackhole and a file, against rsyslog for syslog/TCP → file;
     /// records/s, CPU and peak RSS, with the target of issue 5.
     Receive(bench::receive::ReceiveArgs),
+    /// The collector ingesting OTLP logs and spans into its SQLite store,
+    /// against a blackhole sink, and the latency of traces by id and
+    /// full-text searches over a million records, with the targets of
+    /// issue 6.
+    Collector(bench::collector::CollectorArgs),
 }
 
 fn main() -> ExitCode {
@@ -62,6 +67,7 @@ fn main() -> ExitCode {
         Command::Collector(args) => collector_cmd::run(args),
         Command::Bench(BenchCommand::Agent(args)) => args.run(),
         Command::Bench(BenchCommand::Receive(args)) => args.run(),
+        Command::Bench(BenchCommand::Collector(args)) => args.run(),
     };
     ExitCode::from(code.clamp(0, 255) as u8)
 }

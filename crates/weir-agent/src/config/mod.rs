@@ -928,15 +928,19 @@ fn check_sink(
         },
         (None, _) => Fsync::Every(Duration::from_millis(100)),
     };
+    let is_store = matches!(kind, SinkKind::Store);
     Ok(SinkConfig {
         inputs,
         kind,
+        // A store commits (and fsyncs) once a batch: it takes bigger ones.
         max_records: match &batch.max_records {
             Some(n) => checker.positive(&format!("{key}.batch.max_records"), n, 1_000_000)?,
+            None if is_store => 10_000,
             None => 1000,
         },
         max_bytes: match &batch.max_bytes {
             Some(s) => checker.size(&format!("{key}.batch.max_bytes"), s)?.max(1) as usize,
+            None if is_store => 16 << 20,
             None => 1 << 20,
         },
         batch_timeout: match &batch.timeout {

@@ -173,6 +173,10 @@ pub struct Bucket {
 pub struct SourceUsage {
     pub node: String,
     pub container: String,
+    /// The container's budget (bytes per second) and policy, as its
+    /// monitor states them (`weir.budget`, `weir.policy`).
+    pub budget: Option<f64>,
+    pub policy: Option<String>,
     /// Body bytes stored per bucket.
     pub bytes: Vec<u64>,
     /// Records stored per bucket.

@@ -2,6 +2,7 @@
 //! `weir-agent` executable.
 
 pub mod agent;
+pub mod collector;
 pub mod measure;
 pub mod receive;
 pub mod stats;

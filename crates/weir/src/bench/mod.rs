@@ -67,6 +67,15 @@ pub enum BenchCommand {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<std::ffi::OsString>,
     },
+    /// The collector ingesting logs and spans into its SQLite store, and
+    /// the latency of traces by id and full-text searches over a million
+    /// records, with the targets of issue 6 (run by `weir-agent`; `weir
+    /// bench collector --help` there).
+    #[command(disable_help_flag = true)]
+    Collector {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -206,6 +215,7 @@ pub fn run(command: BenchCommand) -> i32 {
     match command {
         BenchCommand::Agent { args } => crate::hand_over(&["bench", "agent"], args),
         BenchCommand::Receive { args } => crate::hand_over(&["bench", "receive"], args),
+        BenchCommand::Collector { args } => crate::hand_over(&["bench", "collector"], args),
         BenchCommand::Gate(args) => {
             let has = |case: &str| args.cases.iter().any(|c| c == case);
             gate::run(gate::Options {

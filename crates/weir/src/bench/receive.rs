@@ -84,10 +84,10 @@ enum Receiver {
 }
 
 #[derive(Debug, Clone, Serialize)]
-struct Run {
-    wall_s: f64,
-    cpu: CpuTimes,
-    peak_rss_kib: u64,
+pub(super) struct Run {
+    pub wall_s: f64,
+    pub cpu: CpuTimes,
+    pub peak_rss_kib: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -408,20 +408,14 @@ fn push_run(
 }
 
 /// Measures the receiver, stops it, cleans up; the run, or why there is none.
-fn finish(
+pub(super) fn finish(
     mut child: Child,
     outcome: Result<Duration, String>,
     clean: impl FnOnce(),
 ) -> Result<Run, String> {
     let cpu = measure::cpu_of(child.id());
     let rss = measure::peak_rss_kib(child.id());
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let _ = measure::wait_with_timeout(&mut child, Duration::from_secs(30));
-    let mut said = String::new();
-    if let Some(mut stderr) = child.stderr.take() {
-        let _ = stderr.read_to_string(&mut said);
-    }
+    let said = stop(&mut child);
     clean();
     let wall = outcome.map_err(|e| format!("{e}; it said: {}", said.trim()))?;
     Ok(Run {
@@ -557,8 +551,20 @@ impl Loads {
     }
 }
 
+/// Stops the receiver (SIGTERM, then waits up to 30 s); what it said on stderr.
+pub(super) fn stop(child: &mut Child) -> String {
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let _ = measure::wait_with_timeout(child, Duration::from_secs(30));
+    let mut said = String::new();
+    if let Some(mut stderr) = child.stderr.take() {
+        let _ = stderr.read_to_string(&mut said);
+    }
+    said
+}
+
 /// Reads from `stream` into `buffer` until `done` holds.
-fn read_until(
+pub(super) fn read_until(
     stream: &mut TcpStream,
     buffer: &mut Vec<u8>,
     done: impl Fn(&[u8]) -> bool,
@@ -575,7 +581,7 @@ fn read_until(
 }
 
 /// Whether `answer` holds a whole HTTP response (head and its body).
-fn complete_response(answer: &[u8]) -> bool {
+pub(super) fn complete_response(answer: &[u8]) -> bool {
     let Some(end) = answer.windows(4).position(|w| w == b"\r\n\r\n") else {
         return false;
     };
@@ -588,7 +594,7 @@ fn complete_response(answer: &[u8]) -> bool {
     answer.len() >= end + 4 + length
 }
 
-fn free_port() -> Result<u16, String> {
+pub(super) fn free_port() -> Result<u16, String> {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -602,12 +608,12 @@ fn which(program: &str) -> Option<PathBuf> {
         .find(|path| path.exists())
 }
 
-fn wait_listening(child: &mut Child, address: SocketAddr) -> Result<(), String> {
+pub(super) fn wait_listening(child: &mut Child, address: SocketAddr) -> Result<(), String> {
     wait_until(child, || TcpStream::connect(address).is_ok())
 }
 
 /// Polls `done` until it holds, the receiver dies, or ten minutes pass.
-fn wait_until(child: &mut Child, mut done: impl FnMut() -> bool) -> Result<(), String> {
+pub(super) fn wait_until(child: &mut Child, mut done: impl FnMut() -> bool) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(600);
     while !done() {
         if let Ok(Some(status)) = child.try_wait() {
@@ -622,7 +628,7 @@ fn wait_until(child: &mut Child, mut done: impl FnMut() -> bool) -> Result<(), S
 }
 
 /// Records the agent's sink has had acknowledged, from its /metrics.
-fn delivered(port: u16) -> Option<u64> {
+pub(super) fn delivered(port: u16) -> Option<u64> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream
         .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")

@@ -571,16 +571,38 @@ fn usage_of<'a>(
     source: i64,
     buckets: usize,
 ) -> &'a mut SourceUsage {
-    let (node, container) = sources
-        .get(source)
+    let found = sources.get(source);
+    let (node, container) = found
+        .as_ref()
         .map(|s| (s.node.clone(), s.container.clone()))
         .unwrap_or_default();
-    map.entry((node.clone(), container.clone()))
+    let stated = |key: &str| {
+        found
+            .as_ref()
+            .and_then(|s| s.resource.iter().find(|(k, _)| k == key))
+            .map(|(_, v)| v.to_string())
+    };
+    let (budget, policy) = (
+        stated("weir.budget").and_then(|b| b.parse().ok()),
+        stated("weir.policy"),
+    );
+    let usage = map
+        .entry((node.clone(), container.clone()))
         .or_insert_with(|| SourceUsage {
             node,
             container,
+            budget: None,
+            policy: None,
             bytes: vec![0; buckets],
             records: vec![0; buckets],
             dropped: Vec::new(),
-        })
+        });
+    // A container run again under another budget: the latest source seen.
+    if budget.is_some() {
+        usage.budget = budget;
+    }
+    if policy.is_some() {
+        usage.policy = policy;
+    }
+    usage
 }

@@ -7,7 +7,8 @@
 //! - `log_chunks` and `log_words`: records are indexed for full-text search
 //!   in chunks of consecutive ids (FTS5, contentless): a search finds the
 //!   chunks that hold every word, then checks their records one by one.
-//!   One index row per chunk instead of per record keeps ingest fast.
+//!   One index row per chunk instead of per record keeps ingest fast; weir
+//!   finds the words itself (`store::text`), the index splits on spaces.
 //! - `losses`: the gate's loss records (also in `logs`), what was dropped,
 //!   why and how much, for the bandwidth view.
 //! - `spans` and `span_tags`: spans with the fields Zipkin's queries filter
@@ -22,11 +23,14 @@ use std::time::Duration;
 
 use rusqlite::Connection;
 
+static SQLITE_SETTINGS: std::sync::Once = std::sync::Once::new();
+
 /// What the write-ahead log is cut back to after a checkpoint.
 pub const WAL_LIMIT: i64 = 16 << 20;
 
-/// The schema's version, in `PRAGMA user_version`.
-const VERSION: i64 = 1;
+/// The schema's version, in `PRAGMA user_version`. Version 1 (before the
+/// first release) indexed words with `unicode61`.
+const VERSION: i64 = 2;
 
 const TABLES: &str = "
 CREATE TABLE IF NOT EXISTS sources (
@@ -57,7 +61,7 @@ CREATE TABLE IF NOT EXISTS log_chunks (
 );
 CREATE VIRTUAL TABLE IF NOT EXISTS log_words USING fts5 (
     words, content = '', contentless_delete = 1, detail = none,
-    tokenize = 'unicode61 remove_diacritics 0'
+    tokenize = 'ascii'
 );
 CREATE TABLE IF NOT EXISTS losses (
     log INTEGER PRIMARY KEY,
@@ -104,6 +108,15 @@ CREATE TABLE IF NOT EXISTS span_tags (
 
 /// Opens (creating if need be) the store at `path`, for writing or reading.
 pub fn open(path: &Path, writer: bool) -> rusqlite::Result<Connection> {
+    SQLITE_SETTINGS.call_once(|| {
+        // SAFETY: sqlite3_config with an int argument, before SQLite is
+        // initialized (after, it refuses with SQLITE_MISUSE and nothing
+        // changes). Without memory statistics, an allocation takes no
+        // global lock.
+        unsafe {
+            rusqlite::ffi::sqlite3_config(rusqlite::ffi::SQLITE_CONFIG_MEMSTATUS, 0);
+        }
+    });
     let connection = Connection::open(path)?;
     connection.busy_timeout(Duration::from_secs(10))?;
     if writer {
@@ -112,10 +125,15 @@ pub fn open(path: &Path, writer: bool) -> rusqlite::Result<Connection> {
         connection.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
         connection.pragma_update(None, "journal_mode", "WAL")?;
         connection.pragma_update(None, "journal_size_limit", WAL_LIMIT)?;
+        // Checkpoint when the log holds as much as it is cut back to, not
+        // at SQLite's 4 MiB: a page written by several batches is copied
+        // into the database once.
+        connection.pragma_update(None, "wal_autocheckpoint", WAL_LIMIT / 4096)?;
         let version: i64 = connection.pragma_query_value(None, "user_version", |r| r.get(0))?;
-        if version > VERSION {
+        if version != 0 && version != VERSION {
             return Err(rusqlite::Error::InvalidParameterName(format!(
-                "the store's schema is version {version}, newer than this weir knows ({VERSION})"
+                "the store's schema is version {version}, and this weir reads version {VERSION} only: move {} aside",
+                path.display()
             )));
         }
         connection.execute_batch(TABLES)?;

@@ -1,11 +1,13 @@
 //! Writing a batch into the SQLite store: one transaction, committed (and
 //! so fsynced) before the batch is acknowledged.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
 use rusqlite::{Connection, Transaction, params};
 use weir_agent::record::{CompactString, LogRecord, Value};
 
+use crate::store::text::IndexWords;
 use crate::store::{container_of, node_of, tenant_of};
 
 /// Records indexed for full-text search together.
@@ -26,7 +28,7 @@ struct Scratch {
     sources: HashMap<Vec<u8>, i64>,
     encoded: Vec<u8>,
     key: Vec<u8>,
-    words: String,
+    words: IndexWords,
     /// `span_names` rows written already.
     names: HashSet<(i64, String, String)>,
 }
@@ -130,9 +132,12 @@ fn write_all(
                 if key.starts_with("zipkin.") || key.starts_with("otel.") {
                     continue;
                 }
-                let value = value.to_string();
+                let value = match value {
+                    Value::Str(text) => Cow::Borrowed(text.as_str()),
+                    other => Cow::Owned(other.to_string()),
+                };
                 if value.len() <= MAX_INDEXED_TAG {
-                    insert_tag.execute(params![key.as_str(), value, id])?;
+                    insert_tag.execute(params![key.as_str(), value.as_ref(), id])?;
                 }
             }
             for event in &span.events {
@@ -169,8 +174,7 @@ fn write_all(
         current.last = id;
         current.min_time = current.min_time.min(record.time_ns);
         current.max_time = current.max_time.max(record.time_ns);
-        words.push_str(&String::from_utf8_lossy(&record.body));
-        words.push('\n');
+        words.add(&record.body);
         if current.last - current.first + 1 >= CHUNK as i64 {
             close_chunk(transaction, chunk.take(), words)?;
         }
@@ -190,7 +194,7 @@ fn write_all(
 fn close_chunk(
     transaction: &Transaction<'_>,
     chunk: Option<Chunk>,
-    words: &mut String,
+    words: &mut IndexWords,
 ) -> rusqlite::Result<()> {
     let Some(chunk) = chunk else {
         return Ok(());
