@@ -6,3 +6,4 @@ pub mod api;
 pub mod run;
 pub mod store;
 pub mod traces;
+pub mod ui;

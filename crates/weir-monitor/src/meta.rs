@@ -20,6 +20,13 @@ pub struct ContainerMeta {
     pub monitor_pid: u32,
     /// RFC 3339, when the monitor started.
     pub started: String,
+    /// The container's budget in bytes per second, both streams together,
+    /// when its gate has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<u64>,
+    /// What happens when the budget runs out: `block`, `drop` or `ring`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
 }
 
 /// `<log>.meta.json`.

@@ -221,6 +221,14 @@ pub fn run(args: RunArgs) -> i32 {
         labels,
         monitor_pid: std::process::id(),
         started: String::from_utf8_lossy(&Timestamp::now().to_rfc3339()).into_owned(),
+        budget: config.gate.as_ref().map(|gate| match gate.streams {
+            Some((out, err)) => (out.rate + err.rate) as u64,
+            None => gate.budget.rate as u64,
+        }),
+        policy: config
+            .gate
+            .as_ref()
+            .map(|gate| gate.policy.name().to_owned()),
     };
     if let Err(e) = weir_monitor::meta::write(&config.log_path, &meta) {
         eprintln!(

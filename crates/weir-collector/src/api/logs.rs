@@ -98,6 +98,8 @@ pub fn usage(store: &dyn Store, asked: &Asked) -> Result<Response<Body>, Failure
             serde_json::json!({
                 "node": s.node,
                 "container": s.container,
+                "budget": s.budget,
+                "policy": s.policy,
                 "bytes": s.bytes,
                 "records": s.records,
                 "dropped": s.dropped.iter()
@@ -209,7 +211,7 @@ fn record_json(log: &StoredLog, out: &mut Vec<u8>) {
     out.pop();
 }
 
-fn log_query(asked: &Asked) -> Result<LogQuery, BadRequest> {
+pub(crate) fn log_query(asked: &Asked) -> Result<LogQuery, BadRequest> {
     let params = &asked.params;
     let (from_ns, to_ns) = time_range(params)?;
     let limit = params.integer("limit")?.unwrap_or(100);

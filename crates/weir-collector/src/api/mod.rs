@@ -5,11 +5,15 @@
 //! holds up the listener's intake.
 //!
 //! With query tokens configured, every request needs `Authorization:
-//! Bearer TOKEN`, and a token limited to a tenant sees only its records.
+//! Bearer TOKEN` (or, from a browser, the cookie the UI's sign-in form
+//! sets), and a token limited to a tenant sees only its records.
+//!
+//! The web UI ([`crate::ui`]) is served beside the API, from the same
+//! store.
 
-mod logs;
+pub(crate) mod logs;
 pub mod params;
-mod zipkin;
+pub(crate) mod zipkin;
 
 use std::sync::Arc;
 
@@ -22,6 +26,7 @@ use weir_agent::http_server::{Body, Handler, whole};
 
 use self::params::Params;
 use crate::store::{Scope, Store, StoreError};
+use crate::ui;
 
 /// The API's state.
 pub struct Api {
@@ -85,6 +90,9 @@ impl Api {
     }
 
     async fn answer(self: Arc<Api>, request: Request<Incoming>) -> Response<Body> {
+        if request.uri().path() == ui::SIGN_IN && request.method() == Method::POST {
+            return ui::sign_in(&self.tokens, request).await;
+        }
         if request.method() != Method::GET && request.method() != Method::HEAD {
             return failure(Failure {
                 status: StatusCode::METHOD_NOT_ALLOWED,
@@ -95,8 +103,10 @@ impl Api {
                 ),
             });
         }
+        let for_ui = ui::owns(request.uri().path());
         let scope = match self.scope(&request) {
             Ok(scope) => scope,
+            Err(_) if for_ui => return ui::sign_in_form(request.uri().path()),
             Err(failure) => return self::failure(failure),
         };
         let asked = Asked {
@@ -113,6 +123,16 @@ impl Api {
             return logs::tail(Arc::clone(&self.store), asked);
         }
         let api = Arc::clone(&self);
+        if for_ui {
+            return tokio::task::spawn_blocking(move || ui::answer(&api, &asked))
+                .await
+                .unwrap_or_else(|e| {
+                    self::failure(Failure {
+                        status: StatusCode::INTERNAL_SERVER_ERROR,
+                        message: format!("the page failed: {e}"),
+                    })
+                });
+        }
         let answered = tokio::task::spawn_blocking(move || api.route(&asked)).await;
         match answered {
             Ok(Ok(response)) => response,
@@ -129,7 +149,9 @@ impl Api {
         if self.tokens.is_empty() {
             return Ok(Scope::All);
         }
-        let given = weir_agent::source::http_intake::bearer(request).unwrap_or("");
+        let given = weir_agent::source::http_intake::bearer(request)
+            .or_else(|| ui::cookie_token(request))
+            .unwrap_or("");
         let token = self.tokens.iter().find(|t| {
             weir_agent::source::forward::auth::constant_time_eq(
                 t.token.as_bytes(),

@@ -40,6 +40,12 @@ impl Owners {
                     "weir.monitor.pid".into(),
                     owner.monitor_pid.to_string().into(),
                 ));
+                if let Some(budget) = owner.budget {
+                    resource.push(("weir.budget".into(), budget.to_string().into()));
+                }
+                if let Some(policy) = owner.policy {
+                    resource.push(("weir.policy".into(), policy.into()));
+                }
             }
             Ok(None) => {}
             Err(e) => eprintln!("weir: {e}; its records go without the container's name"),

@@ -1,0 +1,80 @@
+//! Signing in from a browser, when the collector has query tokens: a form
+//! takes the token once and keeps it in an HTTP-only cookie, which the API
+//! then accepts as it accepts `Authorization: Bearer`.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::header::{COOKIE, HeaderValue, LOCATION, SET_COOKIE};
+use hyper::{Request, Response, StatusCode};
+use weir_agent::config::QueryToken;
+use weir_agent::http_server::Body;
+
+use super::html::{self, esc};
+use crate::api::params::Params;
+
+/// Where the form is sent.
+pub const SIGN_IN: &str = "/ui/sign-in";
+
+/// The cookie that carries the token.
+const COOKIE_NAME: &str = "weir_token";
+
+/// The largest form accepted: a token and where to go next.
+const MAX_FORM: usize = 4096;
+
+/// The token in the request's `weir_token` cookie, if any.
+pub fn cookie_token<B>(request: &Request<B>) -> Option<&str> {
+    request
+        .headers()
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| pair.trim().strip_prefix(COOKIE_NAME)?.strip_prefix('='))
+}
+
+/// The form, answered (401) to a browser that has no valid token.
+pub fn sign_in_form(then: &str) -> Response<Body> {
+    let body = format!(
+        "<h1>Sign in</h1><p class=\"lead\">This collector asks for a query token.</p>\
+         <form class=\"search\" method=\"post\" action=\"{SIGN_IN}\">\
+         <label>query token <input name=\"token\" type=\"password\" size=\"40\" autofocus></label>\
+         <input type=\"hidden\" name=\"then\" value=\"{}\"><button type=\"submit\">Sign in</button></form>",
+        esc(then)
+    );
+    super::html_response(StatusCode::UNAUTHORIZED, html::page("Sign in", "", &body))
+}
+
+/// Takes the form: a known token is set as the cookie and the browser sent
+/// on to the page it asked for; another gets the form again.
+pub async fn sign_in(tokens: &[QueryToken], request: Request<Incoming>) -> Response<Body> {
+    let form = match Limited::new(request.into_body(), MAX_FORM).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => Bytes::new(),
+    };
+    let params = Params::parse(std::str::from_utf8(&form).ok());
+    let token = params.get("token").unwrap_or("");
+    // Only a path of this site, never another site's address.
+    let then = params
+        .get("then")
+        .filter(|t| t.starts_with('/') && !t.starts_with("//"))
+        .unwrap_or("/");
+    let known = tokens.iter().any(|t| {
+        weir_agent::source::forward::auth::constant_time_eq(t.token.as_bytes(), token.as_bytes())
+    });
+    if !known || token.bytes().any(|b| !b.is_ascii_graphic() || b == b';') {
+        return sign_in_form(then);
+    }
+    let mut response = Response::new(weir_agent::http_server::whole(Bytes::new()));
+    *response.status_mut() = StatusCode::SEE_OTHER;
+    let headers = response.headers_mut();
+    if let Ok(location) = HeaderValue::from_str(then) {
+        headers.insert(LOCATION, location);
+    }
+    if let Ok(cookie) = HeaderValue::from_str(&format!(
+        "{COOKIE_NAME}={token}; Path=/; HttpOnly; SameSite=Strict"
+    )) {
+        headers.insert(SET_COOKIE, cookie);
+    }
+    response
+}
