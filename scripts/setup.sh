@@ -12,6 +12,10 @@ command -v mount >/dev/null || missing+=(mount)
 command -v pkill >/dev/null || missing+=(procps)
 command -v logger >/dev/null || missing+=(bsdutils)
 python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
+# The UI tests: Node.js runs playwright-core, which drives Debian's Chromium.
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 if [ "${1:-}" = "--bench" ]; then
     command -v conmon >/dev/null || missing+=(conmon)
     command -v runc >/dev/null || missing+=(runc)
@@ -28,9 +32,19 @@ if ! rustup component list --installed 2>/dev/null | grep -q '^clippy'; then
     rustup component add clippy rustfmt
 fi
 
+here="$(cd "$(dirname "$0")/.." && pwd)"
+
+# playwright-core for the UI tests, as ui-tests/package-lock.json pins it
+# (installed again only when the lock file changes).
+ui="$here/ui-tests"
+if ! cmp -s "$ui/package-lock.json" "$ui/node_modules/.package-lock.json.installed" 2>/dev/null; then
+    echo "setup: installing playwright-core into $ui/node_modules"
+    (cd "$ui" && npm ci --no-audit --no-fund --loglevel=error)
+    cp "$ui/package-lock.json" "$ui/node_modules/.package-lock.json.installed"
+fi
+
 # Third-party clients the tests drive weir with, in a virtualenv under the
 # build directory (made again only when this list changes).
-here="$(cd "$(dirname "$0")/.." && pwd)"
 pyenv="$here/target/pyenv"
 clients="fluent-logger==0.11.1 opentelemetry-sdk==1.45.2 opentelemetry-exporter-otlp-proto-http==1.45.2 rotel==0.0.1a15 py_zipkin==1.2.8"
 if [ "$(cat "$pyenv/clients" 2>/dev/null)" != "$clients" ]; then

@@ -9,4 +9,5 @@ cd "$(dirname "$0")/.."
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
-cargo test --workspace --all-targets --locked
+# The browser test of the UI must run here, not skip (setup installed it).
+WEIR_UI_TESTS=require cargo test --workspace --all-targets --locked

@@ -59,7 +59,7 @@ pub fn page(title: &str, active: &str, body: &str) -> String {
         out,
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{} · weir</title><link rel=\"stylesheet\" href=\"/ui/weir.css\"></head>\
+         <title>{} · weir</title><link rel=\"icon\" href=\"data:,\"><link rel=\"stylesheet\" href=\"/ui/weir.css\"></head>\
          <body><header><a class=\"brand\" href=\"/\">weir</a><nav>",
         esc(title)
     );

@@ -16,4 +16,5 @@ mod reload;
 mod syslog;
 mod tail;
 mod transforms;
+mod ui;
 mod zipkin;
