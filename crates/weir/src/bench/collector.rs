@@ -399,6 +399,26 @@ buffer = {buffer_table}
             count_traces,
             query,
         )?);
+        // The UI's pages, as a browser asks for them (the server's time
+        // to make each, over loopback).
+        let trace = format!("/traces/{}", hex(&trace_id(traces / 2)));
+        for (what, path) in [
+            ("UI: overview, last hour", "/"),
+            ("UI: logs, last hour", "/logs"),
+            ("UI: logs, q=timeout", "/logs?q=timeout"),
+            ("UI: traces of checkout", "/traces?serviceName=checkout"),
+            ("UI: a trace's waterfall", trace.as_str()),
+            ("UI: dependencies, last hour", "/dependencies"),
+        ] {
+            latencies.push(time_query(
+                &format!("{what} (KiB of HTML)"),
+                300.0,
+                self.queries.min(5),
+                |_| path.to_owned(),
+                |body| Ok(body.len() / 1024),
+                query,
+            )?);
+        }
         Ok((latencies, stored_bytes))
     }
 

@@ -5,7 +5,8 @@
 //! driven in a real headless Chromium (`ui-tests/browse.mjs`, playwright-core
 //! with Debian's chromium), which searches, opens a trace, follows a
 //! log→trace link, follows the live tail and keeps screenshots in
-//! `target/ui-screenshots`.
+//! `target/ui-screenshots`. And end to end: `weir run` → `weir agent` →
+//! `weir collector`, the records and the gate's drops on the overview.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -391,4 +392,127 @@ fn a_browser_searches_opens_a_trace_and_follows_the_tail() {
             shot.display()
         );
     }
+}
+
+/// The whole path: `weir run` under a budget it overruns → `weir agent`
+/// (the monitor source reading its log files, a Forward sink) → `weir
+/// collector` (Forward source, store). The records reach the log API and
+/// the UI with their container's name, and the overview shows the gate's
+/// drops with the budget and policy `weir run` stated, to the line.
+#[test]
+fn weir_run_to_agent_to_collector_shows_records_and_drops() {
+    let dir = Scratch::new("ui-end-to-end");
+    let logs = dir.join("logs");
+    let (query, forward) = (free_port(), free_port());
+    let collector_dir = Scratch::new("ui-end-to-end-collector");
+    let _collector = Agent::start_as(
+        "collector",
+        &collector_dir,
+        &format!(
+            "data_dir = \"{}\"\n[api]\nenabled = false\n\
+             [sources.agents]\ntype = \"forward\"\naddress = \"127.0.0.1:{forward}\"\n\
+             [sinks.store]\ntype = \"store\"\ninputs = [\"agents\"]\nbatch = {{ timeout = \"20ms\" }}\n\
+             [query]\naddress = \"127.0.0.1:{query}\"\n",
+            collector_dir.join("data").display()
+        ),
+    );
+    wait_for(Duration::from_secs(20), "the collector", || {
+        std::net::TcpStream::connect(("127.0.0.1", query)).is_ok()
+    });
+    let run = Command::new(WEIR)
+        .args(["run", "--name", "web", "--rate", "10KiB/s", "--policy", "drop"])
+        .args(["--summary", "--log-path"])
+        .arg(logs.join("web.log"))
+        .args([
+            "--",
+            "sh",
+            "-c",
+            "i=0; while [ $i -lt 3000 ]; do echo \"line $i of a writer over its budget\"; i=$((i+1)); done",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let summary: Value = serde_json::from_slice(
+        run.stdout
+            .split(|b| *b == b'\n')
+            .rfind(|l| !l.is_empty())
+            .unwrap(),
+    )
+    .unwrap();
+    let stdout = &summary["streams"]["stdout"];
+    let written = stdout["written"]["lines"].as_u64().unwrap();
+    let dropped_bytes = stdout["dropped"]["rate_limit"]["bytes"].as_u64().unwrap();
+    assert!(dropped_bytes > 0, "the budget was hit: {summary}");
+    let _agent = Agent::start(
+        &dir,
+        &format!(
+            "data_dir = \"{}\"\n[api]\nenabled = false\n\
+             [sources.pods]\ntype = \"monitor\"\ndir = \"{}\"\npoll = \"50ms\"\n\
+             [sinks.collector]\ntype = \"forward\"\ninputs = [\"pods\"]\nservers = [\"127.0.0.1:{forward}\"]\n\
+             batch = {{ timeout = \"20ms\" }}\n",
+            dir.join("data").display(),
+            logs.display()
+        ),
+    );
+    // Every written line and the drop markers, all from container web.
+    let mut total = 0;
+    wait_for(
+        Duration::from_secs(30),
+        "the records in the collector",
+        || {
+            // Pages of up to 1000, newest first.
+            let mut count = 0;
+            let mut cursor = String::new();
+            loop {
+                let (_, body) = get(
+                    query,
+                    &format!("/api/v1/logs?container=web&limit=1000&lookback=1h{cursor}"),
+                );
+                let Ok(page) = serde_json::from_str::<Value>(&body) else {
+                    return false;
+                };
+                count += page["records"].as_array().map_or(0, Vec::len) as u64;
+                match page["next"].as_str() {
+                    Some(next) => cursor = format!("&cursor={next}"),
+                    None => break,
+                }
+            }
+            total = count;
+            count > written
+        },
+    );
+    assert!(total > written);
+    let (_, usage) = get(query, "/api/v1/usage?lookback=1h");
+    let usage: Value = serde_json::from_str(&usage).unwrap();
+    let web = usage["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["container"] == "web")
+        .unwrap_or_else(|| panic!("no usage of web: {usage}"));
+    assert_eq!(web["policy"], "drop", "{web}");
+    assert_eq!(web["budget"], 10240.0, "{web}");
+    let dropped: u64 = web["dropped"]["rate_limit"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b.as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        dropped, dropped_bytes,
+        "the overview's drops are the gate's, to the byte"
+    );
+    let overview = page(query, "/");
+    for expected in ["web", "drop", "10.0 KiB/s", "rate_limit", "class=\"hot\""] {
+        assert!(
+            overview.contains(expected),
+            "the overview lacks {expected:?}"
+        );
+    }
+    let logs_page = page(query, "/logs?container=web");
+    assert!(logs_page.contains("of a writer over its budget"));
 }
