@@ -70,16 +70,16 @@ pub fn start(config: &AgentConfig) -> Result<Collector, String> {
     );
     let store =
         Arc::new(SqliteStore::open(&store_config.path, retention).map_err(|e| e.to_string())?);
+    store
+        .keep_retaining()
+        .map_err(|e| format!("starting the store's retention: {e}"))?;
     let api = Arc::new(Api {
         store: Arc::clone(&store) as Arc<dyn Store>,
         tokens: query.tokens.clone(),
         autocomplete_keys: query.autocomplete_keys.clone(),
     });
     let handler = api.handler();
-    let shared = config.sources.values().any(|source| {
-        matches!(source, weir_agent::config::SourceConfig::Zipkin(z) if z.address == query.address)
-    });
-    if !shared {
+    if !shares_query_address(config, &query) {
         let listener = std::net::TcpListener::bind(query.address)
             .and_then(|l| l.set_nonblocking(true).map(|()| l))
             .map_err(|e| format!("query.address {}: {e}", query.address))?;
@@ -98,4 +98,33 @@ pub fn start(config: &AgentConfig) -> Result<Collector, String> {
         store_config,
         query,
     })
+}
+
+/// Whether a zipkin source listens on the query API's address (and so
+/// serves the API beside its intake).
+fn shares_query_address(config: &AgentConfig, query: &QueryConfig) -> bool {
+    config.sources.values().any(|source| {
+        matches!(source, weir_agent::config::SourceConfig::Zipkin(z) if z.address == query.address)
+    })
+}
+
+/// Why `new` cannot be applied to a collector started with `old` without
+/// a restart, if it cannot: the store, the query tokens and where the API
+/// listens are fixed when the collector starts.
+pub fn needs_restart(old: &AgentConfig, new: &AgentConfig) -> Option<String> {
+    let query_of = |c: &AgentConfig| c.query.clone().unwrap_or_else(default_query);
+    if old.store != new.store {
+        return Some("[store] changed: restart the collector to apply it".into());
+    }
+    if old.query != new.query {
+        return Some("[query] changed: restart the collector to apply it".into());
+    }
+    let (old_query, new_query) = (query_of(old), query_of(new));
+    if shares_query_address(old, &old_query) != shares_query_address(new, &new_query) {
+        return Some(format!(
+            "a zipkin source would start or stop sharing {} with the API: restart the collector to apply it",
+            new_query.address
+        ));
+    }
+    None
 }

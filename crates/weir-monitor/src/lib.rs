@@ -32,3 +32,4 @@ mod sys;
 pub use capture::{CaptureError, run};
 pub use config::{LogFormat, RunConfig, StdinMode};
 pub use summary::Summary;
+pub use sys::free_bytes;

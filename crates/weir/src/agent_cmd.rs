@@ -33,6 +33,17 @@ pub fn run(args: AgentArgs) -> i32 {
             return 2;
         }
     };
+    let stores = config
+        .sinks
+        .values()
+        .any(|sink| matches!(sink.kind, weir_agent::config::SinkKind::Store));
+    if config.store.is_some() || config.query.is_some() || stores {
+        eprintln!(
+            "weir: {}: [store], [query] and store sinks are read by `weir collector`, not `weir agent`",
+            args.config.display()
+        );
+        return 2;
+    }
     if args.check {
         println!(
             "{}: valid ({} sources, {} sinks)",
@@ -41,13 +52,6 @@ pub fn run(args: AgentArgs) -> i32 {
             config.sinks.len()
         );
         return 0;
-    }
-    if config.store.is_some() || config.query.is_some() {
-        eprintln!(
-            "weir: {}: [store] and [query] are read by `weir collector`, not `weir agent`",
-            args.config.display()
-        );
-        return 2;
     }
     let Some(handled) = take_signals() else {
         return 1;

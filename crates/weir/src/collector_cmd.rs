@@ -81,12 +81,19 @@ pub fn run(args: CollectorArgs) -> i32 {
     if collector.query.tokens.is_empty() {
         eprintln!("weir: no query token configured: the API listens on loopback only");
     }
+    let started = config.clone();
     supervise(
         collector.running,
         config,
         &handled,
         args.drain_timeout,
-        || load(args.config.as_deref()),
+        || {
+            let new = load(args.config.as_deref())?;
+            match run::needs_restart(&started, &new) {
+                Some(why) => Err(why),
+                None => Ok(new),
+            }
+        },
     )
 }
 

@@ -22,6 +22,10 @@ pub const MAX_RANGE_NS: i64 = 31 * 24 * 3600 * 1_000_000_000;
 /// The most records (or traces) one query returns.
 pub const MAX_LIMIT: usize = 1000;
 
+/// The most spans of one trace a query returns (the first by start): a
+/// sender can put any number of spans under one trace id.
+pub const MAX_TRACE_SPANS: usize = 20_000;
+
 /// How long one query may run.
 pub const QUERY_BUDGET: Duration = Duration::from_secs(5);
 
@@ -238,7 +242,8 @@ pub trait Store: Send + Sync {
     fn traces(&self, query: &TraceQuery) -> Result<Vec<Spans>, StoreError>;
 
     /// The spans of each trace in `ids` that has any (128-bit ids; a
-    /// 64-bit id is the low half with a zero high half).
+    /// 64-bit id is the low half with a zero high half), at most
+    /// [`MAX_TRACE_SPANS`] of each.
     fn traces_by_id(&self, scope: &Scope, ids: &[[u8; 16]]) -> Result<Vec<Spans>, StoreError>;
 
     /// Every span starting within `[from_ns, to_ns]`, grouped by trace, at

@@ -4,7 +4,7 @@
 //! links its service to the remote one it names. A span counts as an error
 //! if it has an `error` tag (or an OpenTelemetry error status).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::Serialize;
 use weir_agent::record::{LogRecord, SpanKind, Value};
@@ -46,10 +46,17 @@ pub fn link(traces: &[Vec<LogRecord>], links: &mut BTreeMap<(String, String), (u
             .filter(|n| !n.shared)
             .map(|n| (n.id, n))
             .collect();
+        // A span has a child if a span names it as parent, or if another
+        // (shared) span has its id. Looked up, not scanned: a trace may
+        // have many thousands of spans.
+        let parents: HashSet<[u8; 8]> = nodes.iter().filter_map(|n| n.parent).collect();
+        let mut shared: HashMap<[u8; 8], usize> = HashMap::new();
+        for n in nodes.iter().filter(|n| n.shared) {
+            *shared.entry(n.id).or_default() += 1;
+        }
         let has_children = |node: &Node| {
-            nodes.iter().any(|n| {
-                n.parent == Some(node.id) || (n.shared && n.id == node.id && !std::ptr::eq(n, node))
-            })
+            parents.contains(&node.id)
+                || shared.get(&node.id).copied().unwrap_or(0) > usize::from(node.shared)
         };
         let parent_of = |node: &Node| -> Option<&Node> {
             if node.shared {
@@ -140,12 +147,6 @@ pub fn list(links: BTreeMap<(String, String), (u64, u64)>) -> Vec<Link> {
 
 fn node(record: &LogRecord) -> Option<Node> {
     let span = record.span.as_ref()?;
-    let attribute = |key: &str| {
-        record.attributes.iter().find_map(|(k, v)| match v {
-            Value::Str(s) if k == key => Some(s.as_str()),
-            _ => None,
-        })
-    };
     Some(Node {
         id: record.span_id?,
         parent: span.parent_span_id,
@@ -158,11 +159,8 @@ fn node(record: &LogRecord) -> Option<Node> {
             .iter()
             .any(|(k, v)| k == "zipkin.shared" && *v == Value::Bool(true)),
         local: record.resource("service.name").unwrap_or("").to_lowercase(),
-        remote: attribute("zipkin.remote_endpoint.service_name")
-            .or_else(|| attribute("peer.service"))
-            .unwrap_or("")
-            .to_lowercase(),
-        error: span.status.code == 2 || record.attributes.iter().any(|(k, _)| k == "error"),
+        remote: super::remote_service(record).to_lowercase(),
+        error: super::is_error(record),
     })
 }
 

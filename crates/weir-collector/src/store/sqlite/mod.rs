@@ -9,7 +9,7 @@ mod sources;
 mod write;
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use rusqlite::Connection;
@@ -70,6 +70,42 @@ impl SqliteStore {
             .map_err(|e| StoreError::failed("retention", e))
     }
 
+    /// Enforces retention if it is due: after each batch, and from
+    /// [`SqliteStore::keep_retaining`] when no batch comes.
+    fn retain(&self, side: &mut WriteSide) {
+        let WriteSide { writer, retention } = side;
+        if !retention.due() {
+            return;
+        }
+        match retention.enforce(&writer.connection, &self.path) {
+            Ok(done) if done.evicted > 0 => eprintln!(
+                "weir: store {}: over its size bound or short of free disk: deleted the {} oldest records before their max_age",
+                self.path.display(),
+                done.evicted
+            ),
+            Ok(_) => {}
+            Err(e) => eprintln!("weir: store {}: retention: {e}", self.path.display()),
+        }
+    }
+
+    /// Starts a thread that enforces retention while nothing is written,
+    /// so an idle store still lets old records go and frees the disk.
+    pub fn keep_retaining(self: &Arc<Self>) -> std::io::Result<()> {
+        let store = Arc::downgrade(self);
+        std::thread::Builder::new()
+            .name("weir-retention".into())
+            .spawn(move || {
+                while let Some(store) = store.upgrade() {
+                    let mut side = store.writer.lock().unwrap_or_else(|e| e.into_inner());
+                    store.retain(&mut side);
+                    drop(side);
+                    drop(store);
+                    std::thread::sleep(retention::INTERVAL);
+                }
+            })
+            .map(drop)
+    }
+
     /// Runs `query` on a reading connection, interrupted past the budget.
     fn read<T>(
         &self,
@@ -78,10 +114,15 @@ impl SqliteStore {
         let connection = self.reader()?;
         let deadline = Instant::now() + QUERY_BUDGET;
         connection.progress_handler(10_000, Some(move || Instant::now() > deadline));
-        let result = self
-            .sources
-            .refresh(&connection)
-            .and_then(|()| query(&connection, &self.sources));
+        // One read transaction, so the sources and the records are of the
+        // same moment: a record never arrives before its source is known.
+        let result = connection.execute_batch("BEGIN").and_then(|()| {
+            let answer = self
+                .sources
+                .refresh(&connection)
+                .and_then(|()| query(&connection, &self.sources));
+            connection.execute_batch("ROLLBACK").and(answer)
+        });
         connection.progress_handler(0, None::<fn() -> bool>);
         let mut idle = self.readers.lock().unwrap_or_else(|e| e.into_inner());
         if idle.len() < IDLE_READERS {
@@ -112,19 +153,8 @@ impl Store for SqliteStore {
         side.writer
             .append(records)
             .map_err(|e| StoreError::failed(format!("writing to {}", self.path.display()), e))?;
-        let WriteSide { writer, retention } = &mut *side;
-        if retention.due() {
-            // Retention failing must not refuse the batch just committed.
-            match retention.enforce(&writer.connection, &self.path) {
-                Ok(done) if done.evicted > 0 => eprintln!(
-                    "weir: store {}: over its size bound or short of free disk: deleted the {} oldest records before their max_age",
-                    self.path.display(),
-                    done.evicted
-                ),
-                Ok(_) => {}
-                Err(e) => eprintln!("weir: store {}: retention: {e}", self.path.display()),
-            }
-        }
+        // Retention failing must not refuse the batch just committed.
+        self.retain(&mut side);
         Ok(())
     }
 

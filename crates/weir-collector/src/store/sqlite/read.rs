@@ -8,8 +8,8 @@ use weir_agent::record::LogRecord;
 
 use super::sources::{Allowed, Sources};
 use crate::store::{
-    Bucket, Cursor, LogPage, LogQuery, MAX_LIMIT, Scope, SourceFilter, SourceUsage, Spans,
-    StoredLog, TailStep, TraceQuery, Usage,
+    Bucket, Cursor, LogPage, LogQuery, MAX_LIMIT, MAX_TRACE_SPANS, Scope, SourceFilter,
+    SourceUsage, Spans, StoredLog, TailStep, TraceQuery, Usage,
 };
 
 /// A WHERE clause being built, with its parameters.
@@ -205,22 +205,30 @@ pub fn logs_after(
     query: &LogQuery,
     after: i64,
 ) -> rusqlite::Result<TailStep> {
+    // The newest record now: a step that finds fewer than `limit` has
+    // looked at everything up to it, matching or not, and the next step
+    // starts there instead of scanning the skipped records again.
+    let newest: i64 = connection.query_row("SELECT coalesce(max(id), 0) FROM logs", [], |row| {
+        row.get(0)
+    })?;
     let mut step = TailStep {
-        read_to: after,
+        read_to: after.max(newest),
         ..TailStep::default()
     };
     let allowed = sources.allowed(&query.sources);
-    if allowed.is_empty() {
+    if allowed.is_empty() || newest <= after {
         return Ok(step);
     }
     let limit = query.limit.clamp(1, MAX_LIMIT);
     let mut filter = log_filter(query, &allowed);
     filter.and("id > ?", [Sql::Integer(after)]);
+    filter.and("id <= ?", [Sql::Integer(newest)]);
     let sql = format!(
         "SELECT id, source, record FROM logs{} ORDER BY id LIMIT {limit}",
         filter.sql
     );
     let mut looked_at = 0;
+    let mut last_seen = after;
     stored_logs(
         connection,
         sources,
@@ -228,7 +236,7 @@ pub fn logs_after(
         &filter.values,
         |log| {
             looked_at += 1;
-            step.read_to = step.read_to.max(log.id);
+            last_seen = last_seen.max(log.id);
             query
                 .text
                 .as_ref()
@@ -237,6 +245,10 @@ pub fn logs_after(
         &mut step.records,
     )?;
     step.more = looked_at == limit;
+    if step.more {
+        // Stopped at the limit: what lies beyond the last row is unread.
+        step.read_to = last_seen;
+    }
     Ok(step)
 }
 
@@ -416,12 +428,12 @@ pub fn traces_by_id(
     ids: &[[u8; 16]],
 ) -> rusqlite::Result<Vec<Spans>> {
     let mut statement = connection.prepare_cached(
-        "SELECT id, source, record FROM spans WHERE trace_id = ?1 ORDER BY start_ns, id",
+        "SELECT id, source, record FROM spans WHERE trace_id = ?1 ORDER BY start_ns, id LIMIT ?2",
     )?;
     let mut traces = Vec::new();
     for id in ids {
         let mut spans = Vec::new();
-        let mut rows = statement.query([&id[..]])?;
+        let mut rows = statement.query(rusqlite::params![&id[..], MAX_TRACE_SPANS as i64])?;
         while let Some(row) = rows.next()? {
             let span = stored(
                 sources,
@@ -507,7 +519,7 @@ pub fn usage(
 ) -> rusqlite::Result<Usage> {
     const MINUTE: i64 = 60_000_000_000;
     let step_ns = step_ns.max(MINUTE) / MINUTE * MINUTE;
-    let from_ns = from_ns.div_euclid(MINUTE) * MINUTE;
+    let from_ns = from_ns.div_euclid(MINUTE).saturating_mul(MINUTE);
     let buckets = ((to_ns - from_ns) / step_ns).clamp(0, 10_000) as usize + 1;
     let allowed = sources.allowed(filter);
     let mut by_source: BTreeMap<(String, String), SourceUsage> = BTreeMap::new();
@@ -524,7 +536,10 @@ pub fn usage(
         allowed.sql("source")
     );
     let mut statement = connection.prepare(&sql)?;
-    let mut rows = statement.query([from_ns / MINUTE, (to_ns + MINUTE - 1) / MINUTE])?;
+    let mut rows = statement.query([
+        from_ns.div_euclid(MINUTE),
+        to_ns.div_euclid(MINUTE).saturating_add(1),
+    ])?;
     while let Some(row) = rows.next()? {
         let (source, minute, bytes, records): (i64, i64, i64, i64) =
             (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?);

@@ -7,10 +7,10 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 
 /// How often the writer enforces retention.
-const INTERVAL: Duration = Duration::from_secs(1);
+pub const INTERVAL: Duration = Duration::from_secs(1);
 
 /// The most log chunks or spans deleted by one step.
 const STEP_ROWS: i64 = 20_000;
@@ -65,7 +65,7 @@ impl Retention {
         let now = weir_monitor::format::timestamp::Timestamp::now().as_nanos() as i64;
         let cutoff = now.saturating_sub(self.max_age.as_nanos().min(i64::MAX as u128) as i64);
         let mut deleted = Deleted {
-            aged: delete_before(connection, cutoff)?,
+            aged: delete_step(connection, Step::Before(cutoff))?,
             evicted: 0,
         };
         let mut swept = false;
@@ -73,10 +73,11 @@ impl Retention {
             if !self.over(connection, path)? {
                 break;
             }
-            let Some(horizon) = oldest_step(connection)? else {
+            let evicted = delete_step(connection, Step::Oldest)?;
+            if evicted == 0 {
                 break;
-            };
-            deleted.evicted += delete_before(connection, horizon.saturating_add(1))?;
+            }
+            deleted.evicted += evicted;
             if !swept {
                 sweep_tags(connection)?;
                 swept = true;
@@ -118,55 +119,44 @@ fn free_bytes(path: &Path) -> Option<u64> {
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let c_path = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).ok()?;
-    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: c_path is a valid C string and stat a valid out-pointer.
-    if unsafe { libc::statvfs(c_path.as_ptr(), &mut stat) } != 0 {
-        return None;
-    }
-    Some(stat.f_bavail as u64 * stat.f_frsize as u64)
+    std::fs::File::open(dir)
+        .and_then(|dir| weir_monitor::free_bytes(&dir))
+        .ok()
 }
 
-/// The time before which the oldest 2 % (one step at most) of the logs or
-/// of the spans lie, whichever is sooner, so that each step deletes at
-/// least that much of one of them.
-fn oldest_step(connection: &Connection) -> rusqlite::Result<Option<i64>> {
-    let step = |count: i64| (count / 50).clamp(1, STEP_ROWS);
-    let chunks: i64 = connection.query_row("SELECT count(*) FROM log_chunks", [], |r| r.get(0))?;
-    let logs: Option<i64> = connection
-        .query_row(
-            "SELECT max(max_time) FROM (SELECT max_time FROM log_chunks ORDER BY id LIMIT ?1)",
-            [step(chunks)],
-            |r| r.get(0),
-        )
-        .optional()?
-        .flatten();
-    let spans: i64 = connection.query_row("SELECT count(*) FROM spans", [], |r| r.get(0))?;
-    let spans: Option<i64> = connection
-        .query_row(
-            "SELECT start_ns FROM spans ORDER BY start_ns LIMIT 1 OFFSET ?1",
-            [step(spans) - 1],
-            |r| r.get(0),
-        )
-        .optional()?;
-    Ok(match (logs, spans) {
-        (Some(l), Some(s)) => Some(l.min(s)),
-        (l, s) => l.or(s),
-    })
+/// What one step deletes.
+#[derive(Debug, Clone, Copy)]
+enum Step {
+    /// The log chunks wholly before the time, the spans that start before
+    /// it and the usage of before it: what `max_age` no longer allows.
+    Before(i64),
+    /// The oldest 2 % of the log chunks (by arrival) and of the spans (by
+    /// start), to make room. By position, not by time, so that a record
+    /// stamped far in the future cannot make a step take everything.
+    Oldest,
 }
 
-/// Deletes the log chunks wholly before `time`, the spans that start
-/// before it and the usage and losses of before it, a step at most of each.
-fn delete_before(connection: &Connection, time: i64) -> rusqlite::Result<u64> {
+/// Deletes one step's worth (a bounded amount) in one transaction; says
+/// how many log records and spans went.
+fn delete_step(connection: &Connection, step: Step) -> rusqlite::Result<u64> {
     let transaction = connection.unchecked_transaction()?;
-    let chunks: Vec<(i64, i64)> = {
-        let mut statement = transaction.prepare_cached(
+    let share = |table: &str| -> rusqlite::Result<i64> {
+        let count: i64 =
+            transaction.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))?;
+        Ok((count / 50).max(1))
+    };
+    let most_chunks = (STEP_ROWS / 256).max(1);
+    let chunks = match step {
+        Step::Before(time) => chunk_ranges(
+            &transaction,
             "SELECT id, last FROM log_chunks WHERE max_time < ?1 ORDER BY id LIMIT ?2",
-        )?;
-        let rows = statement.query_map(params![time, (STEP_ROWS / 256).max(1)], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })?;
-        rows.collect::<rusqlite::Result<_>>()?
+            params![time, most_chunks],
+        )?,
+        Step::Oldest => chunk_ranges(
+            &transaction,
+            "SELECT id, last FROM log_chunks ORDER BY id LIMIT ?1",
+            params![share("log_chunks")?.min(most_chunks)],
+        )?,
     };
     let mut deleted = 0u64;
     for (first, last) in chunks {
@@ -183,16 +173,36 @@ fn delete_before(connection: &Connection, time: i64) -> rusqlite::Result<u64> {
             .prepare_cached("DELETE FROM log_chunks WHERE id = ?1")?
             .execute([first])?;
     }
-    deleted += transaction
-        .prepare_cached(
-            "DELETE FROM spans WHERE id IN (SELECT id FROM spans WHERE start_ns < ?1 LIMIT ?2)",
-        )?
-        .execute(params![time, STEP_ROWS])? as u64;
-    transaction
-        .prepare_cached("DELETE FROM usage WHERE minute < ?1")?
-        .execute([time.div_euclid(60_000_000_000)])?;
+    deleted += match step {
+        Step::Before(time) => {
+            transaction
+                .prepare_cached("DELETE FROM usage WHERE minute < ?1")?
+                .execute([time.div_euclid(60_000_000_000)])?;
+            transaction
+                .prepare_cached(
+                    "DELETE FROM spans WHERE id IN (SELECT id FROM spans WHERE start_ns < ?1 LIMIT ?2)",
+                )?
+                .execute(params![time, STEP_ROWS])?
+        }
+        Step::Oldest => transaction
+            .prepare_cached(
+                "DELETE FROM spans WHERE id IN (SELECT id FROM spans ORDER BY start_ns LIMIT ?1)",
+            )?
+            .execute([share("spans")?.min(STEP_ROWS)])?,
+    } as u64;
     transaction.commit()?;
     Ok(deleted)
+}
+
+/// The first and last record of each chunk `sql` selects.
+fn chunk_ranges(
+    transaction: &rusqlite::Transaction<'_>,
+    sql: &str,
+    values: impl rusqlite::Params,
+) -> rusqlite::Result<Vec<(i64, i64)>> {
+    let mut statement = transaction.prepare_cached(sql)?;
+    let rows = statement.query_map(values, |r| Ok((r.get(0)?, r.get(1)?)))?;
+    rows.collect()
 }
 
 /// Deletes the tags of spans that are gone (tags are keyed by name, so

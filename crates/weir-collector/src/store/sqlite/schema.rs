@@ -2,7 +2,8 @@
 //!
 //! - `sources`: each distinct resource once (tenant, node, container,
 //!   service pulled out to filter on); records point at it.
-//! - `logs`: one row per log record, in arrival order (`id`), the record in
+//! - `logs`: one row per log record, in arrival order (`id`, never given
+//!   again once retention deleted it: a live tail resumes by id), the record in
 //!   weir's binary form without its resource; indexed by time and trace.
 //! - `log_chunks` and `log_words`: records are indexed for full-text search
 //!   in chunks of consecutive ids (FTS5, contentless): a search finds the
@@ -28,9 +29,10 @@ static SQLITE_SETTINGS: std::sync::Once = std::sync::Once::new();
 /// What the write-ahead log is cut back to after a checkpoint.
 pub const WAL_LIMIT: i64 = 16 << 20;
 
-/// The schema's version, in `PRAGMA user_version`. Version 1 (before the
-/// first release) indexed words with `unicode61`.
-const VERSION: i64 = 2;
+/// The schema's version, in `PRAGMA user_version`. Before the first
+/// release: version 1 indexed words with `unicode61`; version 2 could give
+/// a deleted record's id to a new one.
+const VERSION: i64 = 3;
 
 const TABLES: &str = "
 CREATE TABLE IF NOT EXISTS sources (
@@ -42,7 +44,7 @@ CREATE TABLE IF NOT EXISTS sources (
     resource BLOB NOT NULL UNIQUE
 );
 CREATE TABLE IF NOT EXISTS logs (
-    id INTEGER PRIMARY KEY,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     time_ns INTEGER NOT NULL,
     source INTEGER NOT NULL,
     stream INTEGER NOT NULL,
@@ -73,7 +75,7 @@ CREATE TABLE IF NOT EXISTS losses (
 );
 CREATE INDEX IF NOT EXISTS losses_by_time ON losses (time_ns);
 CREATE TABLE IF NOT EXISTS spans (
-    id INTEGER PRIMARY KEY,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     source INTEGER NOT NULL,
     trace_id BLOB NOT NULL,
     name TEXT NOT NULL,

@@ -13,7 +13,8 @@ use crate::store::{container_of, node_of, tenant_of};
 /// Records indexed for full-text search together.
 pub const CHUNK: usize = 256;
 
-/// Tag values longer than this are not indexed for `annotationQuery`.
+/// Tag values longer than this are not indexed for `annotationQuery`
+/// `key=value` (their key is).
 const MAX_INDEXED_TAG: usize = 256;
 
 /// The writing connection and what it remembers between batches.
@@ -108,7 +109,7 @@ fn write_all(
             let trace_id = record.trace_id.unwrap_or_default();
             let duration_us = (span.end_ns.saturating_sub(record.time_ns) / 1000).max(0);
             let name = span.name.to_lowercase();
-            let remote = remote_service(record).to_lowercase();
+            let remote = crate::traces::remote_service(record).to_lowercase();
             insert_span.execute(params![
                 source,
                 &trace_id[..],
@@ -136,9 +137,14 @@ fn write_all(
                     Value::Str(text) => Cow::Borrowed(text.as_str()),
                     other => Cow::Owned(other.to_string()),
                 };
-                if value.len() <= MAX_INDEXED_TAG {
-                    insert_tag.execute(params![key.as_str(), value.as_ref(), id])?;
-                }
+                // A long value (an exception's message) is not indexed,
+                // but its key is: `annotationQuery=error` still finds it.
+                let indexed = if value.len() <= MAX_INDEXED_TAG {
+                    value.as_ref()
+                } else {
+                    ""
+                };
+                insert_tag.execute(params![key.as_str(), indexed, id])?;
             }
             for event in &span.events {
                 if event.name.len() <= MAX_INDEXED_TAG {
@@ -272,20 +278,6 @@ pub fn decode_resource(mut bytes: &[u8]) -> Option<Vec<(CompactString, CompactSt
         pairs.push((key, value));
     }
     Some(pairs)
-}
-
-/// The service a span calls: Zipkin's remote endpoint, or OpenTelemetry's
-/// `peer.service`.
-fn remote_service(record: &LogRecord) -> &str {
-    ["zipkin.remote_endpoint.service_name", "peer.service"]
-        .iter()
-        .find_map(|key| {
-            record.attributes.iter().find_map(|(k, v)| match v {
-                Value::Str(s) if k == key => Some(s.as_str()),
-                _ => None,
-            })
-        })
-        .unwrap_or("")
 }
 
 /// What a loss record says was lost: reason, lines, bytes.
