@@ -93,7 +93,8 @@ try {
   // The live tail shows what arrives after it started.
   await page.goto(base + "/logs?container=worker");
   await page.click("#tail");
-  await page.waitForTimeout(500);
+  // The tail starts at the newest record when its stream opens: send only then.
+  await page.locator("#tail-state[data-open='1']").waitFor({ timeout: 10000 });
   const now = BigInt(Date.now()) * 1000000n;
   const sent = await fetch(otlp + "/v1/logs", {
     method: "POST",
@@ -107,8 +108,9 @@ try {
     }] }),
   });
   check(sent.ok, "a new record is sent");
-  await page.locator("#records tbody tr.new", { hasText: "tailed while watching" }).waitFor({ timeout: 10000 });
-  check(true, "the live tail shows it");
+  const tailed = page.locator("#records tbody tr.new", { hasText: "tailed while watching" });
+  await tailed.waitFor({ timeout: 10000 });
+  check((await tailed.innerText()).includes("node-b/worker"), "the live tail shows it, with its source");
   await shot("tail");
 
   check(errors.length === 0, "no script error: " + errors.join("; "));

@@ -36,8 +36,12 @@ pub fn whole(body: impl Into<Bytes>) -> Body {
     Full::new(body.into()).boxed()
 }
 
+/// How long a client of [`serve`] may take to send a request's head: one
+/// that connects and says nothing does not hold a connection for ever.
+const READ_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Serves `listener` (non-blocking already) with `handler` until the
-/// process ends.
+/// process ends, cutting off clients slower than [`READ_TIMEOUT`].
 pub fn serve<H, F, B>(
     listener: std::net::TcpListener,
     name: &str,
@@ -65,7 +69,15 @@ where
         runtime.block_on(async move {
             match tokio::net::TcpListener::from_std(listener) {
                 Ok(listener) => {
-                    serve_on(listener, max_connections, None, None, None, handler).await;
+                    serve_on(
+                        listener,
+                        max_connections,
+                        Some(READ_TIMEOUT),
+                        None,
+                        None,
+                        handler,
+                    )
+                    .await;
                 }
                 Err(e) => eprintln!("weir: {name}: {e}"),
             }

@@ -31,6 +31,9 @@ use crate::store::{
 
 const HOUR_NS: i64 = 3_600_000_000_000;
 
+/// The most steps `/api/v1/usage` answers with (the store's own bound).
+const MAX_USAGE_BUCKETS: i64 = 10_000;
+
 /// How often a live tail looks for new records.
 const TAIL_POLL: Duration = Duration::from_millis(250);
 
@@ -89,6 +92,11 @@ pub fn usage(store: &dyn Store, asked: &Asked) -> Result<Response<Body>, Failure
         .duration_ns("step")
         .map_err(Failure::bad_request)?
         .unwrap_or(((to_ns - from_ns) / 60).max(60_000_000_000));
+    if step_ns <= 0 || (to_ns - from_ns) / step_ns > MAX_USAGE_BUCKETS {
+        return Err(Failure::bad_request(format!(
+            "step: at most {MAX_USAGE_BUCKETS} steps fit between start and end"
+        )));
+    }
     let sources = source_filter(asked).map_err(Failure::bad_request)?;
     let usage = store.usage(&sources, from_ns, to_ns, step_ns)?;
     let sources: Vec<serde_json::Value> = usage
@@ -140,11 +148,10 @@ pub fn tail(store: Arc<dyn Store>, asked: Asked) -> Response<Body> {
                 }
             }
         };
-        if sender
-            .send(Bytes::from_static(b"retry: 1000\n\n"))
-            .await
-            .is_err()
-        {
+        // `ready` says where the tail starts; as an id, it is where a
+        // client that reconnects picks up.
+        let ready = format!("retry: 1000\nid: {after}\nevent: ready\ndata: {after}\n\n");
+        if sender.send(Bytes::from(ready)).await.is_err() {
             return;
         }
         let mut quiet = Duration::ZERO;

@@ -103,10 +103,16 @@ impl Api {
                 ),
             });
         }
+        if let Some(asset) = ui::asset(request.uri().path()) {
+            return asset;
+        }
         let for_ui = ui::owns(request.uri().path());
         let scope = match self.scope(&request) {
             Ok(scope) => scope,
-            Err(_) if for_ui => return ui::sign_in_form(request.uri().path()),
+            Err(_) if for_ui => {
+                let asked_for = request.uri().path_and_query().map_or("/", |p| p.as_str());
+                return ui::sign_in_form(asked_for);
+            }
             Err(failure) => return self::failure(failure),
         };
         let asked = Asked {
@@ -174,7 +180,17 @@ impl Api {
     fn route(&self, asked: &Asked) -> Result<Response<Body>, Failure> {
         let path = asked.path.strip_prefix("/zipkin").unwrap_or(&asked.path);
         if let Some(endpoint) = path.strip_prefix("/api/v2/") {
-            return zipkin::answer(self, endpoint, asked);
+            let mut answer = zipkin::answer(self, endpoint, asked)?;
+            // Zipkin's server lets any origin read its API. weir does so
+            // only where a token guards it: otherwise any web page open in
+            // the operator's browser could read the traces of a collector
+            // on loopback.
+            if !self.tokens.is_empty() {
+                answer
+                    .headers_mut()
+                    .insert("access-control-allow-origin", HeaderValue::from_static("*"));
+            }
+            return Ok(answer);
         }
         match path {
             "/api/v1/logs" => logs::search(self.store.as_ref(), asked),
@@ -198,10 +214,6 @@ pub fn json_bytes(body: Vec<u8>) -> Response<Body> {
         CONTENT_TYPE,
         HeaderValue::from_static("application/json; charset=utf-8"),
     );
-    // Zipkin's server allows any origin; so do its clients expect.
-    response
-        .headers_mut()
-        .insert("access-control-allow-origin", HeaderValue::from_static("*"));
     response
 }
 

@@ -190,12 +190,12 @@ pub fn annotation_query(text: &str) -> Vec<(String, Option<String>)> {
 
 /// A trace id as Zipkin normalises it, and its 128-bit form.
 #[derive(Debug)]
-struct TraceId {
-    text: String,
-    bytes: [u8; 16],
+pub(crate) struct TraceId {
+    pub text: String,
+    pub bytes: [u8; 16],
 }
 
-fn normalize_trace_id(id: &str) -> Result<TraceId, String> {
+pub(crate) fn normalize_trace_id(id: &str) -> Result<TraceId, String> {
     if id.is_empty() {
         return Err("traceId is empty".into());
     }
@@ -226,7 +226,10 @@ fn trace_ids(list: &str) -> Result<Vec<[u8; 16]>, String> {
         return Err("traceIds parameter is empty".into());
     }
     let mut ids: Vec<[u8; 16]> = Vec::new();
-    for part in list.split(',').take(1000) {
+    if list.split(',').count() > MAX_LIMIT {
+        return Err(format!("traceIds: at most {MAX_LIMIT} ids"));
+    }
+    for part in list.split(',') {
         let id = normalize_trace_id(part)?;
         if ids.contains(&id.bytes) {
             return Err(format!("redundant traceId: {part}"));

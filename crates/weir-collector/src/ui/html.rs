@@ -3,8 +3,6 @@
 
 use std::fmt::{self, Write as _};
 
-use weir_monitor::format::timestamp::civil_from_days;
-
 /// Text made safe for HTML content and quoted attribute values.
 pub struct Escaped<'a>(pub &'a str);
 
@@ -73,18 +71,13 @@ pub fn page(title: &str, active: &str, body: &str) -> String {
     out
 }
 
-/// `2026-11-22 01:23:45.678` (UTC).
+/// `2026-11-22 01:23:45.678` (UTC): the RFC 3339 form the API gives, cut
+/// to milliseconds and read more easily.
 pub fn time(ns: i64) -> String {
-    let ms = ns.div_euclid(1_000_000);
-    let (days, ms_of_day) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
-    let (year, month, day) = civil_from_days(days);
-    let (h, m, s, milli) = (
-        ms_of_day / 3_600_000,
-        ms_of_day / 60_000 % 60,
-        ms_of_day / 1000 % 60,
-        ms_of_day % 1000,
-    );
-    format!("{year:04}-{month:02}-{day:02} {h:02}:{m:02}:{s:02}.{milli:03}")
+    let text = weir_agent::sink::ndjson::rfc3339(ns);
+    let mut out = String::from_utf8_lossy(&text[..23]).into_owned();
+    out.replace_range(10..11, " ");
+    out
 }
 
 /// `1.5 MiB`, `820 B`.
@@ -115,13 +108,7 @@ pub fn duration_us(us: i64) -> String {
 }
 
 /// Lower-case hex.
-pub fn hex(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(out, "{b:02x}");
-    }
-    out
-}
+pub use weir_agent::source::forward::auth::hex;
 
 #[cfg(test)]
 mod tests {

@@ -17,7 +17,7 @@ use crate::store::{Store, container_of, node_of};
 /// Bars in the histogram.
 const BUCKETS: i64 = 60;
 
-/// The parameters a search carries from link to link.
+/// The parameters a search carries from link to link (and every `label`).
 const KEPT: [&str; 9] = [
     "q",
     "node",
@@ -36,6 +36,7 @@ pub fn page(store: &dyn Store, asked: &Asked, _now_ns: i64) -> Result<Page, Fail
     let kept: Vec<(&str, &str)> = KEPT
         .iter()
         .filter_map(|k| params.text(k).map(|v| (*k, v)))
+        .chain(params.all("label").map(|v| ("label", v)))
         .collect();
     let carried = |skip: &[&str]| {
         kept.iter()

@@ -61,8 +61,6 @@ pub fn answer(api: &Api, asked: &Asked) -> Response<Body> {
     let now_ns = weir_monitor::format::timestamp::Timestamp::now().as_nanos() as i64;
     let store = api.store.as_ref();
     let made = match asked.path.as_str() {
-        "/ui/weir.css" => return asset(CSS, "text/css; charset=utf-8"),
-        "/ui/weir.js" => return asset(JS, "text/javascript; charset=utf-8"),
         "/" => overview::page(store, asked, now_ns),
         "/logs" => logs::page(store, asked, now_ns),
         "/traces" => traces::search(store, asked, now_ns),
@@ -101,7 +99,14 @@ fn html_response(status: StatusCode, text: String) -> Response<Body> {
     response
 }
 
-fn asset(text: &'static str, kind: &'static str) -> Response<Body> {
+/// The stylesheet or the script at `path`, if it names one: served to
+/// anyone, as the sign-in page needs them.
+pub fn asset(path: &str) -> Option<Response<Body>> {
+    let (text, kind) = match path {
+        "/ui/weir.css" => (CSS, "text/css; charset=utf-8"),
+        "/ui/weir.js" => (JS, "text/javascript; charset=utf-8"),
+        _ => return None,
+    };
     let mut response = Response::new(whole(Bytes::from_static(text.as_bytes())));
     response
         .headers_mut()
@@ -109,7 +114,7 @@ fn asset(text: &'static str, kind: &'static str) -> Response<Body> {
     response
         .headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("max-age=300"));
-    response
+    Some(response)
 }
 
 /// The time spans the pages offer, by name.

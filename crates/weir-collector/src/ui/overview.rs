@@ -8,7 +8,7 @@ use super::html::{self, esc, url};
 use super::svg::{self, DROPPED, PALETTE, Series};
 use super::{Page, lookback_ns, lookback_picker};
 use crate::api::{Asked, Failure};
-use crate::store::{SourceFilter, SourceUsage, Store};
+use crate::store::{Scope, SourceFilter, SourceUsage, Store};
 
 /// Sources drawn in the chart; the rest are in the table only.
 const CHARTED: usize = 8;
@@ -25,7 +25,12 @@ pub fn page(store: &dyn Store, asked: &Asked, now_ns: i64) -> Result<Page, Failu
         labels: Vec::new(),
     };
     let usage = store.usage(&filter, from_ns, now_ns, step_ns)?;
-    let stats = store.stats()?;
+    // What the whole store holds is everyone's business only when the
+    // reader may see everyone's records.
+    let stats = match asked.scope {
+        Scope::All => Some(store.stats()?),
+        Scope::Tenant(_) => None,
+    };
     let step_s = usage.step_ns as f64 / 1e9;
     let mut sources: Vec<&SourceUsage> = usage.sources.iter().collect();
     let stored_of = |s: &SourceUsage| s.bytes.iter().sum::<u64>();
@@ -42,22 +47,32 @@ pub fn page(store: &dyn Store, asked: &Asked, now_ns: i64) -> Result<Page, Failu
         "<h1>Log bandwidth</h1><p class=\"lead\">Bytes per second each node and container logged in the last {}, against its budget; what the gate dropped, in red.</p>",
         esc(lookback.0)
     );
-    body.push_str(&lookback_picker("/", lookback.0, &[]));
+    let keep: Vec<(&str, &str)> = ["node", "container"]
+        .iter()
+        .filter_map(|k| params.text(k).map(|v| (*k, v)))
+        .collect();
+    body.push_str(&lookback_picker("/", lookback.0, &keep));
     let total_stored: u64 = sources.iter().map(|s| stored_of(s)).sum();
     let total_dropped: u64 = sources.iter().map(|s| dropped_of(s)).sum();
     let _ = write!(
         body,
         "<div class=\"cards\"><div><b>{}</b>stored</div><div class=\"{}\"><b>{}</b>dropped</div>\
-         <div><b>{}</b>sources</div><div><b>{}</b>log records held</div><div><b>{}</b>spans held</div>\
-         <div><b>{}</b>store size</div></div>",
+         <div><b>{}</b>sources</div>",
         html::bytes(total_stored as f64),
         if total_dropped > 0 { "bad" } else { "" },
         html::bytes(total_dropped as f64),
         sources.len(),
-        stats.logs,
-        stats.spans,
-        html::bytes(stats.bytes as f64),
     );
+    if let Some(stats) = stats {
+        let _ = write!(
+            body,
+            "<div><b>{}</b>log records held</div><div><b>{}</b>spans held</div><div><b>{}</b>store size</div>",
+            stats.logs,
+            stats.spans,
+            html::bytes(stats.bytes as f64),
+        );
+    }
+    body.push_str("</div>");
     if sources.is_empty() {
         body.push_str("<p class=\"empty\">Nothing was stored in this time. Send logs to the collector (OTLP on :4318, Forward on :24224) or widen the time.</p>");
         return Ok(Page::new("Overview", "/", body));

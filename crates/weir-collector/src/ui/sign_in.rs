@@ -33,6 +33,17 @@ pub fn cookie_token<B>(request: &Request<B>) -> Option<&str> {
         .find_map(|pair| pair.trim().strip_prefix(COOKIE_NAME)?.strip_prefix('='))
 }
 
+/// Whether `then` is one of the UI's pages (with its query), where the
+/// browser may be sent after signing in: never another site's address,
+/// however a browser would read it (`//x`, `/\x`, a tab or a control).
+fn is_page(then: &str) -> bool {
+    let path = then.split('?').next().unwrap_or("");
+    then.bytes().all(|b| b.is_ascii_graphic() && b != b'\\')
+        && !then.starts_with("//")
+        && super::owns(path)
+        && !path.starts_with("/ui/")
+}
+
 /// The form, answered (401) to a browser that has no valid token.
 pub fn sign_in_form(then: &str) -> Response<Body> {
     let body = format!(
@@ -54,11 +65,7 @@ pub async fn sign_in(tokens: &[QueryToken], request: Request<Incoming>) -> Respo
     };
     let params = Params::parse(std::str::from_utf8(&form).ok());
     let token = params.get("token").unwrap_or("");
-    // Only a path of this site, never another site's address.
-    let then = params
-        .get("then")
-        .filter(|t| t.starts_with('/') && !t.starts_with("//"))
-        .unwrap_or("/");
+    let then = params.get("then").filter(|t| is_page(t)).unwrap_or("/");
     let known = tokens.iter().any(|t| {
         weir_agent::source::forward::auth::constant_time_eq(t.token.as_bytes(), token.as_bytes())
     });
@@ -77,4 +84,32 @@ pub async fn sign_in(tokens: &[QueryToken], request: Request<Incoming>) -> Respo
         headers.insert(SET_COOKIE, cookie);
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_ui_s_own_pages_are_places_to_go_after_signing_in() {
+        for good in [
+            "/",
+            "/logs?q=error&lookback=1h",
+            "/traces/abc",
+            "/dependencies",
+        ] {
+            assert!(is_page(good), "{good}");
+        }
+        for bad in [
+            "//evil.example",
+            "/\\evil.example",
+            "/\t/evil.example",
+            "https://evil.example",
+            "/api/v1/logs",
+            "/ui/sign-in",
+            "",
+        ] {
+            assert!(!is_page(bad), "{bad:?}");
+        }
+    }
 }

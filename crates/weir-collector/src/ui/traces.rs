@@ -11,10 +11,10 @@ use weir_agent::record::{LogRecord, SpanKind, Value};
 use super::html::{self, esc, url};
 use super::logs::select;
 use super::{Page, lookback_ns, lookback_picker};
-use crate::api::zipkin::annotation_query;
+use crate::api::zipkin::{TraceId, annotation_query, normalize_trace_id};
 use crate::api::{Asked, Failure};
-use crate::store::{MAX_LIMIT, Store, TraceQuery};
-use crate::traces::dependencies;
+use crate::store::{MAX_LIMIT, MAX_TRACE_SPANS, Store, TraceQuery};
+use crate::traces::{dependencies, is_error};
 
 /// The most spans the dependency graph is drawn from: about 100 ms of
 /// reading on a 2-core machine, so the page stays quick; the page says when
@@ -189,22 +189,9 @@ fn service_of(span: &LogRecord) -> &str {
     span.resource("service.name").unwrap_or("unknown")
 }
 
-/// An error status, or an `error` tag (Zipkin's convention).
-fn is_error(span: &LogRecord) -> bool {
-    span.span.as_ref().is_some_and(|f| f.status.code == 2)
-        || span.attributes.iter().any(|(k, _)| k == "error")
-}
-
 pub fn trace(store: &dyn Store, asked: &Asked, id: &str) -> Result<Page, Failure> {
-    let text = id.trim().to_ascii_lowercase();
-    if text.is_empty() || text.len() > 32 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(Failure::bad_request(format!(
-            "{id:?} is not a trace id: expected 16 or 32 hex digits"
-        )));
-    }
-    let padded = format!("{text:0>32}");
-    let bytes = weir_agent::zipkin::parse_id::<16>(&padded)
-        .ok_or_else(|| Failure::bad_request(format!("{id:?} is not a trace id")))?;
+    let TraceId { text, bytes } =
+        normalize_trace_id(&id.trim().to_ascii_lowercase()).map_err(Failure::bad_request)?;
     let mut found = store.traces_by_id(&asked.scope, &[bytes])?;
     let Some(mut spans) = found.pop().filter(|s| !s.is_empty()) else {
         return Err(Failure::not_found(format!("trace {text} not found")));
@@ -236,6 +223,12 @@ pub fn trace(store: &dyn Store, asked: &Asked, id: &str) -> Result<Page, Failure
         (end_ns / 1_000_000 + 3_600_000),
         html::hex(&bytes),
     );
+    if spans.len() >= MAX_TRACE_SPANS {
+        let _ = write!(
+            body,
+            "<p class=\"note\">This trace has more spans than a page shows: these are its first {MAX_TRACE_SPANS}, by start.</p>"
+        );
+    }
     body.push_str("<div class=\"waterfall\"><div class=\"ruler\"><span>0</span>");
     for quarter in 1..=4 {
         let _ = write!(
