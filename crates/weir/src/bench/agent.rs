@@ -13,7 +13,6 @@
 use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -277,15 +276,7 @@ fn run_once(
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     if options.one_core {
-        // SAFETY: only async-signal-safe calls between fork and exec.
-        unsafe {
-            command.pre_exec(|| {
-                let mut set: libc::cpu_set_t = std::mem::zeroed();
-                libc::CPU_SET(0, &mut set);
-                libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-                Ok(())
-            });
-        }
+        measure::pin(&mut command, 0);
     }
     let started = Instant::now();
     let mut child = command.spawn().map_err(|e| e.to_string())?;

@@ -165,6 +165,31 @@ pub fn readable_within(fd: RawFd, timeout: Duration) -> io::Result<bool> {
     Ok(rc > 0)
 }
 
+/// Makes `command`'s process run on CPU `cpu` only (for `weir-agent`'s
+/// benchmarks).
+#[allow(dead_code)]
+pub fn pin(command: &mut std::process::Command, cpu: usize) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        command.pre_exec(move || {
+            pin_current(cpu);
+            Ok(())
+        });
+    }
+}
+
+/// Makes the calling thread run on CPU `cpu` only (when the machine has it).
+#[allow(dead_code)]
+pub fn pin_current(cpu: usize) {
+    // SAFETY: a zeroed cpu_set_t is valid; the call only reads it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
 /// A live process's own CPU time so far (for `weir-agent`'s benchmark).
 #[allow(dead_code)]
 pub fn cpu_of(pid: u32) -> Option<CpuTimes> {

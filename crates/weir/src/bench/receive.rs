@@ -5,7 +5,7 @@
 //! and into a file; and in the same run, the same syslog/TCP load into
 //! rsyslog (Debian's `rsyslogd`, imtcp → omfile), the peer issue 5 names.
 //!
-//! Each run starts the receiver afresh (the agent pinned to CPU 0 with
+//! Each run starts the receiver afresh (the agent pinned to CPU 0
 //! unless `--all-cores`; rsyslog likewise), sends every record, and is
 //! timed from the first byte sent to the moment the sink has them all: the
 //! agent's /metrics says so, or rsyslog's file has every line. It prints
@@ -16,7 +16,6 @@
 use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -203,15 +202,7 @@ impl ReceiveArgs {
         let mut command = Command::new(program);
         command.stdin(Stdio::null()).stdout(Stdio::null());
         if !self.all_cores {
-            // SAFETY: only async-signal-safe calls between fork and exec.
-            unsafe {
-                command.pre_exec(|| {
-                    let mut set: libc::cpu_set_t = std::mem::zeroed();
-                    libc::CPU_SET(0, &mut set);
-                    libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-                    Ok(())
-                });
-            }
+            measure::pin(&mut command, 0);
         }
         command
     }
