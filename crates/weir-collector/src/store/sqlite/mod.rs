@@ -2,6 +2,8 @@
 //! connection writes (the `store` sink's batches, then retention); a few
 //! others read at the same time, each query under a time budget.
 
+mod blocks;
+mod logs;
 mod read;
 mod retention;
 mod schema;
@@ -159,19 +161,19 @@ impl Store for SqliteStore {
     }
 
     fn logs(&self, query: &LogQuery) -> Result<LogPage, StoreError> {
-        self.read(|c, sources| read::logs(c, sources, query))
+        self.read(|c, sources| logs::logs(c, sources, query))
     }
 
     fn logs_after(&self, query: &LogQuery, after: i64) -> Result<TailStep, StoreError> {
-        self.read(|c, sources| read::logs_after(c, sources, query, after))
+        self.read(|c, sources| logs::logs_after(c, sources, query, after))
     }
 
     fn last_log_id(&self) -> Result<i64, StoreError> {
-        self.read(|c, _| c.query_row("SELECT coalesce(max(id), 0) FROM logs", [], |r| r.get(0)))
+        self.read(|c, _| logs::last_id(c))
     }
 
     fn log_histogram(&self, query: &LogQuery, step_ns: i64) -> Result<Vec<Bucket>, StoreError> {
-        self.read(|c, sources| read::log_histogram(c, sources, query, step_ns))
+        self.read(|c, sources| logs::log_histogram(c, sources, query, step_ns))
     }
 
     fn services(&self, scope: &Scope) -> Result<Vec<String>, StoreError> {
@@ -235,7 +237,7 @@ impl Store for SqliteStore {
                 c.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
             };
             Ok(StoreStats {
-                logs: count("logs")?,
+                logs: logs::count(c)?,
                 spans: count("spans")?,
                 bytes: retention::used_bytes(c)?,
                 aged: deleted.aged,

@@ -1,4 +1,4 @@
-//! The SQLite store's queries.
+//! The SQLite store's queries of spans and of usage (logs: `logs`).
 
 use std::collections::BTreeMap;
 
@@ -8,8 +8,8 @@ use weir_agent::record::LogRecord;
 
 use super::sources::{Allowed, Sources};
 use crate::store::{
-    Bucket, Cursor, LogPage, LogQuery, MAX_LIMIT, MAX_TRACE_SPANS, Scope, SourceFilter,
-    SourceUsage, Spans, StoredLog, TailStep, TraceQuery, Usage,
+    MAX_LIMIT, MAX_TRACE_SPANS, Scope, SourceFilter, SourceUsage, Spans, StoredLog, TraceQuery,
+    Usage,
 };
 
 /// A WHERE clause being built, with its parameters.
@@ -33,64 +33,13 @@ impl Filter {
     }
 }
 
-/// The conditions of `query` on `logs` other than text and cursor.
-fn log_filter(query: &LogQuery, allowed: &Allowed) -> Filter {
-    let mut filter = Filter::new();
-    filter.and(
-        "time_ns >= ? AND time_ns < ?",
-        [Sql::Integer(query.from_ns), Sql::Integer(query.to_ns)],
-    );
-    filter.sql.push_str(&allowed.sql("source"));
-    if let Some(stream) = query.stream {
-        filter.and("stream = ?", [Sql::Integer(stream as i64)]);
-    }
-    if let Some(severity) = query.severity_at_most {
-        filter.and("severity <= ?", [Sql::Integer(severity.into())]);
-    }
-    if let Some(trace) = query.trace_id {
-        filter.and("trace_id = ?", [Sql::Blob(trace.to_vec())]);
-    }
-    filter
-}
-
-fn before(filter: &mut Filter, cursor: Option<Cursor>) {
-    if let Some(c) = cursor {
-        filter.and(
-            "(time_ns < ? OR (time_ns = ? AND id < ?))",
-            [
-                Sql::Integer(c.time_ns),
-                Sql::Integer(c.time_ns),
-                Sql::Integer(c.id),
-            ],
-        );
-    }
-}
-
-/// Rows of (id, time, source, record) as stored logs.
-fn stored_logs(
-    connection: &Connection,
-    sources: &Sources,
-    sql: &str,
-    values: &[Sql],
-    mut keep: impl FnMut(&StoredLog) -> bool,
-    out: &mut Vec<StoredLog>,
-) -> rusqlite::Result<()> {
-    let mut statement = connection.prepare_cached(sql)?;
-    let mut rows = statement.query(params_from_iter(values))?;
-    while let Some(row) = rows.next()? {
-        let id: i64 = row.get(0)?;
-        let source: i64 = row.get(1)?;
-        let blob = row.get_ref(2)?.as_blob()?;
-        let log = stored(sources, id, source, blob)?;
-        if keep(&log) {
-            out.push(log);
-        }
-    }
-    Ok(())
-}
-
 /// A stored record with its resource put back.
-fn stored(sources: &Sources, id: i64, source: i64, blob: &[u8]) -> rusqlite::Result<StoredLog> {
+pub(super) fn stored(
+    sources: &Sources,
+    id: i64,
+    source: i64,
+    blob: &[u8],
+) -> rusqlite::Result<StoredLog> {
     let mut record = LogRecord::decode(blob).map_err(|e| {
         rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Blob, Box::new(e))
     })?;
@@ -103,216 +52,6 @@ fn stored(sources: &Sources, id: i64, source: i64, blob: &[u8]) -> rusqlite::Res
         tenant: source.map(|s| s.tenant.clone()).unwrap_or_default(),
         record,
     })
-}
-
-pub fn logs(
-    connection: &Connection,
-    sources: &Sources,
-    query: &LogQuery,
-) -> rusqlite::Result<LogPage> {
-    let limit = query.limit.clamp(1, MAX_LIMIT);
-    let allowed = sources.allowed(&query.sources);
-    if allowed.is_empty() {
-        return Ok(LogPage::default());
-    }
-    let mut filter = log_filter(query, &allowed);
-    before(&mut filter, query.before);
-    let mut records = Vec::new();
-    match &query.text {
-        None => {
-            let sql = format!(
-                "SELECT id, source, record FROM logs{} ORDER BY time_ns DESC, id DESC LIMIT {limit}",
-                filter.sql
-            );
-            stored_logs(
-                connection,
-                sources,
-                &sql,
-                &filter.values,
-                |_| true,
-                &mut records,
-            )?;
-        }
-        Some(text) => {
-            // Chunks that may hold matches, newest first; stop once no
-            // chunk left can hold a record newer than the page's oldest.
-            let chunks = candidate_chunks(connection, text, query)?;
-            let sql = format!(
-                "SELECT id, source, record FROM logs{} AND id BETWEEN ? AND ?",
-                filter.sql
-            );
-            for (first, last, max_time) in chunks {
-                if records.len() >= limit {
-                    records.sort_unstable_by_key(|r: &StoredLog| {
-                        std::cmp::Reverse((r.record.time_ns, r.id))
-                    });
-                    records.truncate(limit);
-                    if max_time < records[limit - 1].record.time_ns {
-                        break;
-                    }
-                }
-                let mut values = filter.values.clone();
-                values.extend([Sql::Integer(first), Sql::Integer(last)]);
-                stored_logs(
-                    connection,
-                    sources,
-                    &sql,
-                    &values,
-                    |log| text.matches(&log.record.body),
-                    &mut records,
-                )?;
-            }
-        }
-    }
-    records.sort_unstable_by_key(|r| std::cmp::Reverse((r.record.time_ns, r.id)));
-    records.truncate(limit);
-    let next = (records.len() == limit).then(|| {
-        let last = &records[limit - 1];
-        Cursor {
-            time_ns: last.record.time_ns,
-            id: last.id,
-        }
-    });
-    Ok(LogPage { records, next })
-}
-
-/// The chunks (first id, last id, newest time) whose words hold every word
-/// of `text`, within the query's time range, newest first.
-fn candidate_chunks(
-    connection: &Connection,
-    text: &crate::store::TextQuery,
-    query: &LogQuery,
-) -> rusqlite::Result<Vec<(i64, i64, i64)>> {
-    let upper = query
-        .before
-        .map_or(query.to_ns, |c| c.time_ns.min(query.to_ns));
-    let mut statement = connection.prepare_cached(
-        "SELECT id, last, max_time FROM log_chunks
-         WHERE id IN (SELECT rowid FROM log_words WHERE log_words MATCH ?1)
-           AND max_time >= ?2 AND min_time <= ?3
-         ORDER BY max_time DESC",
-    )?;
-    let rows = statement.query_map(
-        rusqlite::params![text.index_expression(), query.from_ns, upper],
-        |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
-    )?;
-    rows.collect()
-}
-
-pub fn logs_after(
-    connection: &Connection,
-    sources: &Sources,
-    query: &LogQuery,
-    after: i64,
-) -> rusqlite::Result<TailStep> {
-    // The newest record now: a step that finds fewer than `limit` has
-    // looked at everything up to it, matching or not, and the next step
-    // starts there instead of scanning the skipped records again.
-    let newest: i64 = connection.query_row("SELECT coalesce(max(id), 0) FROM logs", [], |row| {
-        row.get(0)
-    })?;
-    let mut step = TailStep {
-        read_to: after.max(newest),
-        ..TailStep::default()
-    };
-    let allowed = sources.allowed(&query.sources);
-    if allowed.is_empty() || newest <= after {
-        return Ok(step);
-    }
-    let limit = query.limit.clamp(1, MAX_LIMIT);
-    let mut filter = log_filter(query, &allowed);
-    filter.and("id > ?", [Sql::Integer(after)]);
-    filter.and("id <= ?", [Sql::Integer(newest)]);
-    let sql = format!(
-        "SELECT id, source, record FROM logs{} ORDER BY id LIMIT {limit}",
-        filter.sql
-    );
-    let mut looked_at = 0;
-    let mut last_seen = after;
-    stored_logs(
-        connection,
-        sources,
-        &sql,
-        &filter.values,
-        |log| {
-            looked_at += 1;
-            last_seen = last_seen.max(log.id);
-            query
-                .text
-                .as_ref()
-                .is_none_or(|t| t.matches(&log.record.body))
-        },
-        &mut step.records,
-    )?;
-    step.more = looked_at == limit;
-    if step.more {
-        // Stopped at the limit: what lies beyond the last row is unread.
-        step.read_to = last_seen;
-    }
-    Ok(step)
-}
-
-pub fn log_histogram(
-    connection: &Connection,
-    sources: &Sources,
-    query: &LogQuery,
-    step_ns: i64,
-) -> rusqlite::Result<Vec<Bucket>> {
-    let step_ns = step_ns.max(1);
-    let buckets = ((query.to_ns - query.from_ns) / step_ns).clamp(0, 10_000) as usize + 1;
-    let mut counts = vec![0u64; buckets];
-    let allowed = sources.allowed(&query.sources);
-    if !allowed.is_empty() {
-        let filter = log_filter(query, &allowed);
-        match &query.text {
-            None => {
-                let sql = format!(
-                    "SELECT (time_ns - {from}) / {step_ns}, count(*) FROM logs{} GROUP BY 1",
-                    filter.sql,
-                    from = query.from_ns
-                );
-                let mut statement = connection.prepare(&sql)?;
-                let mut rows = statement.query(params_from_iter(&filter.values))?;
-                while let Some(row) = rows.next()? {
-                    let (bucket, count): (i64, i64) = (row.get(0)?, row.get(1)?);
-                    if let Some(slot) = counts.get_mut(bucket as usize) {
-                        *slot += count as u64;
-                    }
-                }
-            }
-            Some(text) => {
-                let sql = format!(
-                    "SELECT time_ns, record FROM logs{} AND id BETWEEN ? AND ?",
-                    filter.sql
-                );
-                let mut statement = connection.prepare(&sql)?;
-                let mut record = LogRecord::default();
-                for (first, last, _) in candidate_chunks(connection, text, query)? {
-                    let mut values = filter.values.clone();
-                    values.extend([Sql::Integer(first), Sql::Integer(last)]);
-                    let mut rows = statement.query(params_from_iter(&values))?;
-                    while let Some(row) = rows.next()? {
-                        let time: i64 = row.get(0)?;
-                        if record.decode_core_into(row.get_ref(1)?.as_blob()?).is_ok()
-                            && text.matches(&record.body)
-                            && let Some(slot) =
-                                counts.get_mut(((time - query.from_ns) / step_ns) as usize)
-                        {
-                            *slot += 1;
-                        }
-                    }
-                }
-            }
-        }
-    }
-    Ok(counts
-        .into_iter()
-        .enumerate()
-        .map(|(i, count)| Bucket {
-            start_ns: query.from_ns + i as i64 * step_ns,
-            count,
-        })
-        .collect())
 }
 
 pub fn services(

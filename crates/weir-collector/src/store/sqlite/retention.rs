@@ -12,7 +12,7 @@ use rusqlite::{Connection, params};
 /// How often the writer enforces retention.
 pub const INTERVAL: Duration = Duration::from_secs(1);
 
-/// The most log chunks or spans deleted by one step.
+/// The most log records or spans deleted by one step.
 const STEP_ROWS: i64 = 20_000;
 
 /// Steps one call may take.
@@ -127,10 +127,10 @@ fn free_bytes(path: &Path) -> Option<u64> {
 /// What one step deletes.
 #[derive(Debug, Clone, Copy)]
 enum Step {
-    /// The log chunks wholly before the time, the spans that start before
+    /// The log blocks wholly before the time, the spans that start before
     /// it and the usage of before it: what `max_age` no longer allows.
     Before(i64),
-    /// The oldest 2 % of the log chunks (by arrival) and of the spans (by
+    /// The oldest 2 % of the log blocks (by arrival) and of the spans (by
     /// start), to make room. By position, not by time, so that a record
     /// stamped far in the future cannot make a step take everything.
     Oldest,
@@ -145,33 +145,38 @@ fn delete_step(connection: &Connection, step: Step) -> rusqlite::Result<u64> {
             transaction.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))?;
         Ok((count / 50).max(1))
     };
-    let most_chunks = (STEP_ROWS / 256).max(1);
-    let chunks = match step {
-        Step::Before(time) => chunk_ranges(
+    let most_blocks = (STEP_ROWS / super::blocks::MAX_RECORDS as i64).max(1);
+    let blocks = match step {
+        Step::Before(time) => block_ranges(
             &transaction,
-            "SELECT id, last FROM log_chunks WHERE max_time < ?1 ORDER BY id LIMIT ?2",
-            params![time, most_chunks],
+            "SELECT id, last FROM log_blocks WHERE max_time < ?1 ORDER BY id LIMIT ?2",
+            params![time, most_blocks],
         )?,
-        Step::Oldest => chunk_ranges(
+        Step::Oldest => block_ranges(
             &transaction,
-            "SELECT id, last FROM log_chunks ORDER BY id LIMIT ?1",
-            params![share("log_chunks")?.min(most_chunks)],
+            "SELECT id, last FROM log_blocks ORDER BY id LIMIT ?1",
+            params![share("log_blocks")?.min(most_blocks)],
         )?,
     };
     let mut deleted = 0u64;
-    for (first, last) in chunks {
-        deleted += transaction
-            .prepare_cached("DELETE FROM logs WHERE id BETWEEN ?1 AND ?2")?
-            .execute([first, last])? as u64;
+    for (first, last) in blocks {
+        let traces: Vec<u8> = transaction
+            .prepare_cached("SELECT traces FROM log_records WHERE block = ?1")?
+            .query_row([first], |r| r.get(0))?;
+        let mut unindex = transaction
+            .prepare_cached("DELETE FROM log_traces WHERE trace_id = ?1 AND block = ?2")?;
+        for trace in traces.chunks_exact(16) {
+            unindex.execute(params![trace, first])?;
+        }
+        for table in ["log_records WHERE block", "log_blocks WHERE id"] {
+            transaction
+                .prepare_cached(&format!("DELETE FROM {table} = ?1"))?
+                .execute([first])?;
+        }
         transaction
             .prepare_cached("DELETE FROM losses WHERE log BETWEEN ?1 AND ?2")?
             .execute([first, last])?;
-        transaction
-            .prepare_cached("DELETE FROM log_words WHERE rowid = ?1")?
-            .execute([first])?;
-        transaction
-            .prepare_cached("DELETE FROM log_chunks WHERE id = ?1")?
-            .execute([first])?;
+        deleted += (last - first + 1) as u64;
     }
     deleted += match step {
         Step::Before(time) => {
@@ -194,8 +199,8 @@ fn delete_step(connection: &Connection, step: Step) -> rusqlite::Result<u64> {
     Ok(deleted)
 }
 
-/// The first and last record of each chunk `sql` selects.
-fn chunk_ranges(
+/// The first and last record of each block `sql` selects.
+fn block_ranges(
     transaction: &rusqlite::Transaction<'_>,
     sql: &str,
     values: impl rusqlite::Params,

@@ -2,16 +2,15 @@
 //!
 //! - `sources`: each distinct resource once (tenant, node, container,
 //!   service pulled out to filter on); records point at it.
-//! - `logs`: one row per log record, in arrival order (`id`, never given
-//!   again once retention deleted it: a live tail resumes by id), the record in
-//!   weir's binary form without its resource; indexed by time and trace.
-//! - `log_chunks` and `log_words`: records are indexed for full-text search
-//!   in chunks of consecutive ids (FTS5, contentless): a search finds the
-//!   chunks that hold every word, then checks their records one by one.
-//!   One index row per chunk instead of per record keeps ingest fast; weir
-//!   finds the words itself (`store::text`), the index splits on spaces.
-//! - `losses`: the gate's loss records (also in `logs`), what was dropped,
-//!   why and how much, for the bandwidth view.
+//! - `log_blocks` and `log_records`: log records in blocks of consecutive
+//!   ids (see `blocks`), in arrival order; an id is never given again once
+//!   retention deleted it (`counters.next_log`), so a live tail resumes by
+//!   id. `log_blocks` summarizes each block (ids, time span, streams,
+//!   severities, sources, a Bloom filter of its words), indexed by its
+//!   newest time; `log_records` holds its records and trace ids.
+//! - `log_traces`: which blocks hold records of a trace.
+//! - `losses`: the gate's loss records (also among the logs), what was
+//!   dropped, why and how much, for the bandwidth view.
 //! - `spans` and `span_tags`: spans with the fields Zipkin's queries filter
 //!   on, and their tags and annotations (`key`, `value`; an annotation has
 //!   an empty value) for `annotationQuery` and autocomplete; `span_names`,
@@ -31,8 +30,9 @@ pub const WAL_LIMIT: i64 = 16 << 20;
 
 /// The schema's version, in `PRAGMA user_version`. Before the first
 /// release: version 1 indexed words with `unicode61`; version 2 could give
-/// a deleted record's id to a new one.
-const VERSION: i64 = 3;
+/// a deleted record's id to a new one; version 3 had a row per log record
+/// and an FTS5 index of words.
+const VERSION: i64 = 4;
 
 const TABLES: &str = "
 CREATE TABLE IF NOT EXISTS sources (
@@ -43,28 +43,31 @@ CREATE TABLE IF NOT EXISTS sources (
     service TEXT NOT NULL,
     resource BLOB NOT NULL UNIQUE
 );
-CREATE TABLE IF NOT EXISTS logs (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    time_ns INTEGER NOT NULL,
-    source INTEGER NOT NULL,
-    stream INTEGER NOT NULL,
-    severity INTEGER,
-    trace_id BLOB,
-    size INTEGER NOT NULL,
-    record BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS logs_by_time ON logs (time_ns);
-CREATE INDEX IF NOT EXISTS logs_by_trace ON logs (trace_id) WHERE trace_id IS NOT NULL;
-CREATE TABLE IF NOT EXISTS log_chunks (
+CREATE TABLE IF NOT EXISTS counters (
+    name TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS log_blocks (
     id INTEGER PRIMARY KEY,
     last INTEGER NOT NULL,
     min_time INTEGER NOT NULL,
-    max_time INTEGER NOT NULL
+    max_time INTEGER NOT NULL,
+    streams INTEGER NOT NULL,
+    severities INTEGER NOT NULL,
+    sources BLOB NOT NULL,
+    words BLOB NOT NULL
 );
-CREATE VIRTUAL TABLE IF NOT EXISTS log_words USING fts5 (
-    words, content = '', contentless_delete = 1, detail = none,
-    tokenize = 'ascii'
+CREATE INDEX IF NOT EXISTS log_blocks_by_time ON log_blocks (max_time);
+CREATE TABLE IF NOT EXISTS log_records (
+    block INTEGER PRIMARY KEY,
+    traces BLOB NOT NULL,
+    records BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS log_traces (
+    trace_id BLOB NOT NULL,
+    block INTEGER NOT NULL,
+    PRIMARY KEY (trace_id, block)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS losses (
     log INTEGER PRIMARY KEY,
     time_ns INTEGER NOT NULL,

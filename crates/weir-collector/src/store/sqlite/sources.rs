@@ -53,6 +53,14 @@ impl Allowed {
     pub fn is_empty(&self) -> bool {
         matches!(self, Allowed::Only(ids) if ids.is_empty())
     }
+
+    /// Whether records of source `id` may be read.
+    pub fn contains(&self, id: i64) -> bool {
+        match self {
+            Allowed::All => true,
+            Allowed::Only(ids) => ids.binary_search(&id).is_ok(),
+        }
+    }
 }
 
 impl Sources {

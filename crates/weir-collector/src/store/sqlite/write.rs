@@ -7,11 +7,8 @@ use std::collections::{HashMap, HashSet};
 use rusqlite::{Connection, Transaction, params};
 use weir_agent::record::{CompactString, LogRecord, Value};
 
-use crate::store::text::IndexWords;
+use super::blocks::{BlockBuilder, ClosedBlock, Closing};
 use crate::store::{container_of, node_of, tenant_of};
-
-/// Records indexed for full-text search together.
-pub const CHUNK: usize = 256;
 
 /// Tag values longer than this are not indexed for `annotationQuery`
 /// `key=value` (their key is).
@@ -29,17 +26,12 @@ struct Scratch {
     sources: HashMap<Vec<u8>, i64>,
     encoded: Vec<u8>,
     key: Vec<u8>,
-    words: IndexWords,
+    block: BlockBuilder,
+    closing: Closing,
+    /// The next log record's id, once read from `counters`.
+    next_log: Option<i64>,
     /// `span_names` rows written already.
     names: HashSet<(i64, String, String)>,
-}
-
-/// A chunk of log records being written.
-struct Chunk {
-    first: i64,
-    last: i64,
-    min_time: i64,
-    max_time: i64,
 }
 
 impl Writer {
@@ -60,6 +52,8 @@ impl Writer {
                 // What the rolled-back transaction inserted is gone.
                 self.scratch.sources.clear();
                 self.scratch.names.clear();
+                self.scratch.next_log = None;
+                self.scratch.block = BlockBuilder::default();
                 Err(e)
             }
         }
@@ -75,14 +69,23 @@ fn write_all(
         sources,
         encoded,
         key,
-        words,
+        block,
+        closing,
+        next_log,
         names,
     } = scratch;
+    let first_log = match *next_log {
+        Some(id) => id,
+        None => transaction.query_row(
+            "SELECT max(
+                 coalesce((SELECT value FROM counters WHERE name = 'next_log'), 1),
+                 coalesce((SELECT last + 1 FROM log_blocks ORDER BY id DESC LIMIT 1), 1))",
+            [],
+            |row| row.get(0),
+        )?,
+    };
+    let mut next_id = first_log;
     let mut usage: HashMap<(i64, i64), (i64, i64)> = HashMap::new();
-    let mut insert_log = transaction.prepare_cached(
-        "INSERT INTO logs (time_ns, source, stream, severity, trace_id, size, record)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )?;
     let mut insert_span = transaction.prepare_cached(
         "INSERT INTO spans (source, trace_id, name, remote_service, start_ns, duration_us, record)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -93,7 +96,6 @@ fn write_all(
         "INSERT INTO losses (log, time_ns, source, reason, lines, bytes) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?;
     let mut last_source: Option<(&[(CompactString, CompactString)], i64)> = None;
-    let mut chunk: Option<Chunk> = None;
     for record in records {
         let source = match last_source {
             Some((resource, id)) if resource == record.resource.as_slice() => id,
@@ -103,9 +105,9 @@ fn write_all(
                 id
             }
         };
-        encoded.clear();
-        record.encode_without_resource(encoded);
         if let Some(span) = &record.span {
+            encoded.clear();
+            record.encode_without_resource(encoded);
             let trace_id = record.trace_id.unwrap_or_default();
             let duration_us = (span.end_ns.saturating_sub(record.time_ns) / 1000).max(0);
             let name = span.name.to_lowercase();
@@ -153,39 +155,35 @@ fn write_all(
             }
             continue;
         }
-        insert_log.execute(params![
-            record.time_ns,
-            source,
-            record.stream as i64,
-            record.severity,
-            record.trace_id.as_ref().map(|t| &t[..]),
-            record.body.len() as i64,
-            &encoded[..],
-        ])?;
-        let id = transaction.last_insert_rowid();
+        let id = next_id;
+        next_id += 1;
+        let source = u32::try_from(source)
+            .map_err(|_| rusqlite::Error::IntegralValueOutOfRange(0, source))?;
+        block.push(id, source, record);
         let used = usage
-            .entry((source, record.time_ns.div_euclid(60_000_000_000)))
+            .entry((i64::from(source), record.time_ns.div_euclid(60_000_000_000)))
             .or_default();
         used.0 += record.body.len() as i64;
         used.1 += 1;
         if let Some((reason, lines, bytes)) = loss(record) {
             insert_loss.execute(params![id, record.time_ns, source, reason, lines, bytes])?;
         }
-        let current = chunk.get_or_insert(Chunk {
-            first: id,
-            last: id,
-            min_time: record.time_ns,
-            max_time: record.time_ns,
-        });
-        current.last = id;
-        current.min_time = current.min_time.min(record.time_ns);
-        current.max_time = current.max_time.max(record.time_ns);
-        words.add(&record.body);
-        if current.last - current.first + 1 >= CHUNK as i64 {
-            close_chunk(transaction, chunk.take(), words)?;
+        if block.is_full() {
+            close_block(transaction, block, closing)?;
         }
     }
-    close_chunk(transaction, chunk.take(), words)?;
+    if !block.is_empty() {
+        close_block(transaction, block, closing)?;
+    }
+    if next_id != first_log {
+        transaction
+            .prepare_cached(
+                "INSERT INTO counters (name, value) VALUES ('next_log', ?1)
+                 ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            )?
+            .execute([next_id])?;
+    }
+    *next_log = Some(next_id);
     let mut add_usage = transaction.prepare_cached(
         "INSERT INTO usage (source, minute, bytes, records) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (source, minute) DO UPDATE SET
@@ -197,29 +195,42 @@ fn write_all(
     Ok(())
 }
 
-fn close_chunk(
+/// Writes the block being filled, and empties it.
+fn close_block(
     transaction: &Transaction<'_>,
-    chunk: Option<Chunk>,
-    words: &mut IndexWords,
+    block: &mut BlockBuilder,
+    closing: &mut Closing,
 ) -> rusqlite::Result<()> {
-    let Some(chunk) = chunk else {
-        return Ok(());
-    };
-    transaction
-        .prepare_cached(
-            "INSERT INTO log_chunks (id, last, min_time, max_time) VALUES (?1, ?2, ?3, ?4)",
-        )?
-        .execute(params![
-            chunk.first,
-            chunk.last,
-            chunk.min_time,
-            chunk.max_time
-        ])?;
-    transaction
-        .prepare_cached("INSERT INTO log_words (rowid, words) VALUES (?1, ?2)")?
-        .execute(params![chunk.first, words.as_str()])?;
-    words.clear();
-    Ok(())
+    block.close(closing, |closed: &ClosedBlock<'_>| {
+        transaction
+            .prepare_cached(
+                "INSERT INTO log_blocks (id, last, min_time, max_time, streams, severities, sources, words)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?
+            .execute(params![
+                closed.first,
+                closed.last,
+                closed.min_time,
+                closed.max_time,
+                closed.streams,
+                closed.severities,
+                closed.sources,
+                closed.words,
+            ])?;
+        transaction
+            .prepare_cached("INSERT INTO log_records (block, traces, records) VALUES (?1, ?2, ?3)")?
+            .execute(params![
+                closed.first,
+                closed.traces.as_flattened(),
+                closed.records
+            ])?;
+        let mut index_trace = transaction
+            .prepare_cached("INSERT OR IGNORE INTO log_traces (trace_id, block) VALUES (?1, ?2)")?;
+        for trace in closed.traces {
+            index_trace.execute(params![&trace[..], closed.first])?;
+        }
+        Ok(())
+    })
 }
 
 /// The id of `record`'s source, inserted if it is new.
