@@ -1,15 +1,18 @@
-//! Log records are stored in blocks of up to [`MAX_RECORDS`] consecutive
-//! records: one row of `log_blocks` says what a block holds (its ids, time
-//! span, streams, severities, sources and a filter of its words), one row
-//! of `log_records` holds the records. A query reads the summaries and
+//! Log records and spans are stored in blocks of up to [`MAX_RECORDS`]
+//! consecutive records: one row of `log_blocks` (`span_blocks`) says what
+//! a block holds (its ids, time span, sources, a filter of its words or
+//! terms, and for logs their streams and severities, for spans their
+//! longest duration), one row of `log_records` (`span_records`) holds the
+//! records and the trace ids among them. A query reads the summaries and
 //! opens only the blocks that may hold a match. One row a block instead of
-//! one a record (and two index entries a record) is what lets the store
-//! take hundreds of thousands of records a second on one core.
+//! one a record (and two or more index entries a record) is what lets the
+//! store take hundreds of thousands of records a second on one core.
 //!
 //! The records of a block, one after another, each as: its source (u32),
-//! the length of its encoded form (u32) and its time (i64), little-endian,
-//! then the record in weir's binary form without its resource. Record `i`
-//! of a block has id `block id + i`.
+//! the length of its encoded form (u32), its time (i64) and for a span its
+//! duration in microseconds (i64), little-endian, then the record in weir's
+//! binary form without its resource. Record `i` of a block has id
+//! `block id + i`.
 
 use weir_agent::record::{LogRecord, Stream};
 
@@ -21,7 +24,31 @@ pub const MAX_RECORDS: usize = 256;
 /// A block is closed once its records take this many bytes.
 const MAX_BYTES: usize = 256 << 10;
 
-const HEADER: usize = 16;
+/// What a block holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Kind {
+    #[default]
+    Logs,
+    Spans,
+}
+
+impl Kind {
+    /// The bytes before each record's encoded form.
+    fn header(self) -> usize {
+        match self {
+            Kind::Logs => 16,
+            Kind::Spans => 24,
+        }
+    }
+
+    /// The prefix of its tables' names.
+    pub fn table(self) -> &'static str {
+        match self {
+            Kind::Logs => "log",
+            Kind::Spans => "span",
+        }
+    }
+}
 
 /// The bit of `stream` in a block's `streams`.
 pub fn stream_bit(stream: Stream) -> u32 {
@@ -45,6 +72,7 @@ pub fn severity_bit(severity: Option<u8>) -> u32 {
 /// The block being filled.
 #[derive(Default)]
 pub struct BlockBuilder {
+    kind: Kind,
     /// The id of its first record.
     pub first: i64,
     pub count: usize,
@@ -52,6 +80,7 @@ pub struct BlockBuilder {
     pub max_time: i64,
     pub streams: u32,
     pub severities: u32,
+    pub max_duration: i64,
     sources: Vec<u32>,
     traces: Vec<[u8; 16]>,
     records: Vec<u8>,
@@ -66,6 +95,7 @@ pub struct ClosedBlock<'a> {
     pub max_time: i64,
     pub streams: u32,
     pub severities: u32,
+    pub max_duration: i64,
     pub sources: &'a [u8],
     pub words: &'a [u8],
     /// The distinct trace ids, 16 bytes each.
@@ -81,6 +111,23 @@ pub struct Closing {
 }
 
 impl BlockBuilder {
+    pub fn new(kind: Kind) -> BlockBuilder {
+        BlockBuilder {
+            kind,
+            ..BlockBuilder::default()
+        }
+    }
+
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// The filter of the block's words (of a span: its terms), which the
+    /// caller fills.
+    pub fn words(&mut self) -> &mut WordFilter {
+        &mut self.words
+    }
+
     pub fn is_empty(&self) -> bool {
         self.count == 0
     }
@@ -90,8 +137,8 @@ impl BlockBuilder {
     }
 
     /// Adds `record` of `source` as record `id`, which must follow the
-    /// block's last (or start it).
-    pub fn push(&mut self, id: i64, source: u32, record: &LogRecord) {
+    /// block's last (or start it); a span with its duration.
+    pub fn push(&mut self, id: i64, source: u32, record: &LogRecord, duration_us: i64) {
         if self.count == 0 {
             self.first = id;
             self.min_time = record.time_ns;
@@ -111,14 +158,17 @@ impl BlockBuilder {
         {
             self.traces.push(trace);
         }
-        self.words.add(&record.body);
+        self.max_duration = self.max_duration.max(duration_us);
         let start = self.records.len();
         self.records.extend_from_slice(&source.to_le_bytes());
         self.records.extend_from_slice(&[0; 4]);
         self.records
             .extend_from_slice(&record.time_ns.to_le_bytes());
+        if self.kind == Kind::Spans {
+            self.records.extend_from_slice(&duration_us.to_le_bytes());
+        }
         record.encode_without_resource(&mut self.records);
-        let len = (self.records.len() - start - HEADER) as u32;
+        let len = (self.records.len() - start - self.kind.header()) as u32;
         self.records[start + 4..start + 8].copy_from_slice(&len.to_le_bytes());
     }
 
@@ -143,6 +193,7 @@ impl BlockBuilder {
             max_time: self.max_time,
             streams: self.streams,
             severities: self.severities,
+            max_duration: self.max_duration,
             sources: &closing.sources,
             words: &closing.words,
             traces: &self.traces,
@@ -151,6 +202,7 @@ impl BlockBuilder {
         self.count = 0;
         self.streams = 0;
         self.severities = 0;
+        self.max_duration = 0;
         self.sources.clear();
         self.traces.clear();
         self.records.clear();
@@ -171,21 +223,25 @@ pub struct Entry<'a> {
     pub index: i64,
     pub source: u32,
     pub time_ns: i64,
+    /// A span's duration in microseconds (0 for a log record).
+    pub duration_us: i64,
     /// Its binary form, without the resource.
     pub record: &'a [u8],
 }
 
 /// The records of a block's `records` column; an error says where it is
 /// damaged, and ends the iteration.
-pub fn entries(column: &[u8]) -> Entries<'_> {
+pub fn entries(column: &[u8], kind: Kind) -> Entries<'_> {
     Entries {
         rest: column,
+        kind,
         index: 0,
     }
 }
 
 pub struct Entries<'a> {
     rest: &'a [u8],
+    kind: Kind,
     index: i64,
 }
 
@@ -196,22 +252,30 @@ impl<'a> Iterator for Entries<'a> {
         if self.rest.is_empty() {
             return None;
         }
-        let Some((header, rest)) = self.rest.split_first_chunk::<HEADER>() else {
+        let Some((header, rest)) = self.rest.split_at_checked(self.kind.header()) else {
             return Some(Err(self.damaged()));
         };
         let word = |at: usize| {
-            u32::from_le_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
+            let mut bytes = [0; 4];
+            bytes.copy_from_slice(&header[at..at + 4]);
+            u32::from_le_bytes(bytes)
         };
-        let (source, len) = (word(0), word(4) as usize);
-        let mut time = [0; 8];
-        time.copy_from_slice(&header[8..]);
-        let Some((record, rest)) = rest.split_at_checked(len) else {
+        let long = |at: usize| {
+            let mut bytes = [0; 8];
+            bytes.copy_from_slice(&header[at..at + 8]);
+            i64::from_le_bytes(bytes)
+        };
+        let Some((record, rest)) = rest.split_at_checked(word(4) as usize) else {
             return Some(Err(self.damaged()));
         };
         let entry = Entry {
             index: self.index,
-            source,
-            time_ns: i64::from_le_bytes(time),
+            source: word(0),
+            time_ns: long(8),
+            duration_us: match self.kind {
+                Kind::Logs => 0,
+                Kind::Spans => long(16),
+            },
             record,
         };
         self.rest = rest;
@@ -245,7 +309,7 @@ mod tests {
 
     #[test]
     fn a_block_gives_back_its_records_and_says_what_it_holds() {
-        let mut block = BlockBuilder::default();
+        let mut block = BlockBuilder::new(Kind::Logs);
         let mut closing = Closing::default();
         let records = [
             record(30, "first line", Some(1)),
@@ -253,7 +317,7 @@ mod tests {
             record(20, "", Some(1)),
         ];
         for (i, r) in records.iter().enumerate() {
-            block.push(100 + i as i64, [7, 3, 7][i], r);
+            block.push(100 + i as i64, [7, 3, 7][i], r, 0);
         }
         assert!(!block.is_full());
         block.close(&mut closing, |closed| {
@@ -263,7 +327,9 @@ mod tests {
             assert_eq!(closed.severities, 1 << 3);
             assert_eq!(sources(closed.sources).collect::<Vec<_>>(), [3, 7]);
             assert_eq!(closed.traces, [[1; 16]]);
-            let back: Vec<Entry<'_>> = entries(closed.records).map(Result::unwrap).collect();
+            let back: Vec<Entry<'_>> = entries(closed.records, Kind::Logs)
+                .map(Result::unwrap)
+                .collect();
             assert_eq!(back.len(), 3);
             for (entry, (i, original)) in back.iter().zip(records.iter().enumerate()) {
                 assert_eq!(entry.index, i as i64);
@@ -272,7 +338,7 @@ mod tests {
             }
         });
         assert!(block.is_empty());
-        block.push(103, 1, &record(5, "next", None));
+        block.push(103, 1, &record(5, "next", None), 0);
         block.close(&mut closing, |closed| {
             assert_eq!((closed.first, closed.last, closed.min_time), (103, 103, 5));
             assert_eq!(closed.traces.len(), 0);
@@ -280,15 +346,29 @@ mod tests {
     }
 
     #[test]
+    fn a_span_block_keeps_durations() {
+        let mut block = BlockBuilder::new(Kind::Spans);
+        block.push(1, 2, &record(50, "a", None), 700);
+        block.push(2, 2, &record(40, "b", None), 9);
+        block.close(&mut Closing::default(), |closed| {
+            assert_eq!(closed.max_duration, 700);
+            let back: Vec<(i64, i64)> = entries(closed.records, Kind::Spans)
+                .map(|e| e.map(|e| (e.time_ns, e.duration_us)).unwrap())
+                .collect();
+            assert_eq!(back, [(50, 700), (40, 9)]);
+        });
+    }
+
+    #[test]
     fn a_damaged_block_is_an_error_not_a_panic() {
-        let mut block = BlockBuilder::default();
-        block.push(1, 1, &record(1, "hello", None));
+        let mut block = BlockBuilder::new(Kind::Logs);
+        block.push(1, 1, &record(1, "hello", None), 0);
         let mut bytes = Vec::new();
         block.close(&mut Closing::default(), |closed| {
             bytes = closed.records.to_vec()
         });
         for cut in 0..bytes.len() {
-            let back: Vec<_> = entries(&bytes[..cut]).collect();
+            let back: Vec<_> = entries(&bytes[..cut], Kind::Logs).collect();
             assert!(back.iter().all(|e| e.is_err()) && back.len() == usize::from(cut > 0));
         }
     }

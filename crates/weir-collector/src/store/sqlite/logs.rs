@@ -219,7 +219,7 @@ fn each_record(
     let Some(row) = rows.next()? else {
         return Ok(());
     };
-    for entry in blocks::entries(row.get_ref(0)?.as_blob()?) {
+    for entry in blocks::entries(row.get_ref(0)?.as_blob()?, blocks::Kind::Logs) {
         let entry = entry.map_err(damaged)?;
         if visit(first + entry.index, entry)?.is_break() {
             break;
@@ -232,7 +232,7 @@ fn records_statement(connection: &Connection) -> rusqlite::Result<CachedStatemen
     connection.prepare_cached("SELECT records FROM log_records WHERE block = ?1")
 }
 
-fn damaged(error: impl std::fmt::Display) -> rusqlite::Error {
+pub(super) fn damaged(error: impl std::fmt::Display) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(
         0,
         rusqlite::types::Type::Blob,

@@ -8,6 +8,7 @@ mod read;
 mod retention;
 mod schema;
 mod sources;
+mod spans;
 mod write;
 
 use std::path::{Path, PathBuf};
@@ -189,11 +190,11 @@ impl Store for SqliteStore {
     }
 
     fn traces(&self, query: &TraceQuery) -> Result<Vec<Spans>, StoreError> {
-        self.read(|c, sources| read::traces(c, sources, query))
+        self.read(|c, sources| spans::traces(c, sources, query))
     }
 
     fn traces_by_id(&self, scope: &Scope, ids: &[[u8; 16]]) -> Result<Vec<Spans>, StoreError> {
-        self.read(|c, sources| read::traces_by_id(c, sources, scope, ids))
+        self.read(|c, sources| spans::traces_by_id(c, sources, scope, ids))
     }
 
     fn spans_between(
@@ -203,7 +204,7 @@ impl Store for SqliteStore {
         to_ns: i64,
         max_spans: usize,
     ) -> Result<Vec<Spans>, StoreError> {
-        self.read(|c, sources| read::spans_between(c, sources, scope, from_ns, to_ns, max_spans))
+        self.read(|c, sources| spans::spans_between(c, sources, scope, from_ns, to_ns, max_spans))
     }
 
     fn tag_values(
@@ -212,7 +213,7 @@ impl Store for SqliteStore {
         key: &str,
         limit: usize,
     ) -> Result<Vec<String>, StoreError> {
-        self.read(|c, sources| read::tag_values(c, sources, scope, key, limit))
+        self.read(|c, sources| spans::tag_values(c, sources, scope, key, limit))
     }
 
     fn usage(
@@ -233,12 +234,9 @@ impl Store for SqliteStore {
             .retention
             .total;
         self.read(|c, _| {
-            let count = |table: &str| -> rusqlite::Result<u64> {
-                c.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
-            };
             Ok(StoreStats {
                 logs: logs::count(c)?,
-                spans: count("spans")?,
+                spans: spans::count(c)?,
                 bytes: retention::used_bytes(c)?,
                 aged: deleted.aged,
                 evicted: deleted.evicted,

@@ -1,37 +1,13 @@
-//! The SQLite store's queries of spans and of usage (logs: `logs`).
+//! The SQLite store's listings of services and names, and its usage
+//! query (logs: `logs`, spans: `spans`).
 
 use std::collections::BTreeMap;
 
-use rusqlite::types::Value as Sql;
-use rusqlite::{Connection, params_from_iter};
+use rusqlite::Connection;
 use weir_agent::record::LogRecord;
 
-use super::sources::{Allowed, Sources};
-use crate::store::{
-    MAX_LIMIT, MAX_TRACE_SPANS, Scope, SourceFilter, SourceUsage, Spans, StoredLog, TraceQuery,
-    Usage,
-};
-
-/// A WHERE clause being built, with its parameters.
-struct Filter {
-    sql: String,
-    values: Vec<Sql>,
-}
-
-impl Filter {
-    fn new() -> Filter {
-        Filter {
-            sql: String::from(" WHERE 1"),
-            values: Vec::new(),
-        }
-    }
-
-    fn and(&mut self, condition: &str, values: impl IntoIterator<Item = Sql>) {
-        self.sql.push_str(" AND ");
-        self.sql.push_str(condition);
-        self.values.extend(values);
-    }
-}
+use super::sources::Sources;
+use crate::store::{Scope, SourceFilter, SourceUsage, StoredLog, Usage};
 
 /// A stored record with its resource put back.
 pub(super) fn stored(
@@ -96,156 +72,6 @@ pub fn span_column(
     let mut statement = connection.prepare(&sql)?;
     let names = statement.query_map([], |row| row.get(0))?;
     names.collect()
-}
-
-pub fn traces(
-    connection: &Connection,
-    sources: &Sources,
-    query: &TraceQuery,
-) -> rusqlite::Result<Vec<Spans>> {
-    let service = query.service.as_ref().map(|s| s.to_lowercase());
-    let allowed = sources.of_service(&query.scope, service.as_deref());
-    if allowed.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut filter = Filter::new();
-    filter.and(
-        "start_ns BETWEEN ? AND ?",
-        [Sql::Integer(query.from_ns), Sql::Integer(query.to_ns)],
-    );
-    filter.sql.push_str(&allowed.sql("source"));
-    if let Some(name) = &query.span_name {
-        filter.and("name = ?", [Sql::Text(name.to_lowercase())]);
-    }
-    if let Some(remote) = &query.remote_service {
-        filter.and("remote_service = ?", [Sql::Text(remote.to_lowercase())]);
-    }
-    if let Some(min) = query.min_duration_us {
-        filter.and(
-            "duration_us >= ?",
-            [Sql::Integer(min.min(i64::MAX as u64) as i64)],
-        );
-    }
-    if let Some(max) = query.max_duration_us {
-        filter.and(
-            "duration_us <= ?",
-            [Sql::Integer(max.min(i64::MAX as u64) as i64)],
-        );
-    }
-    for (key, value) in &query.annotations {
-        match value {
-            Some(value) => filter.and(
-                "id IN (SELECT span FROM span_tags WHERE key = ? AND value = ?)",
-                [Sql::Text(key.clone()), Sql::Text(value.clone())],
-            ),
-            None => filter.and(
-                "id IN (SELECT span FROM span_tags WHERE key = ?)",
-                [Sql::Text(key.clone())],
-            ),
-        }
-    }
-    let sql = format!(
-        "SELECT trace_id, max(start_ns) AS newest FROM spans{} GROUP BY trace_id ORDER BY newest DESC LIMIT {}",
-        filter.sql,
-        query.limit.clamp(1, MAX_LIMIT)
-    );
-    let ids: Vec<[u8; 16]> = {
-        let mut statement = connection.prepare(&sql)?;
-        let rows = statement.query_map(params_from_iter(&filter.values), |row| {
-            let id: Vec<u8> = row.get(0)?;
-            Ok(<[u8; 16]>::try_from(id.as_slice()).unwrap_or_default())
-        })?;
-        rows.collect::<rusqlite::Result<_>>()?
-    };
-    traces_by_id(connection, sources, &query.scope, &ids)
-}
-
-pub fn traces_by_id(
-    connection: &Connection,
-    sources: &Sources,
-    scope: &Scope,
-    ids: &[[u8; 16]],
-) -> rusqlite::Result<Vec<Spans>> {
-    let mut statement = connection.prepare_cached(
-        "SELECT id, source, record FROM spans WHERE trace_id = ?1 ORDER BY start_ns, id LIMIT ?2",
-    )?;
-    let mut traces = Vec::new();
-    for id in ids {
-        let mut spans = Vec::new();
-        let mut rows = statement.query(rusqlite::params![&id[..], MAX_TRACE_SPANS as i64])?;
-        while let Some(row) = rows.next()? {
-            let span = stored(
-                sources,
-                row.get(0)?,
-                row.get(1)?,
-                row.get_ref(2)?.as_blob()?,
-            )?;
-            if scope.allows(&span.tenant) {
-                spans.push(span.record);
-            }
-        }
-        if !spans.is_empty() {
-            traces.push(spans);
-        }
-    }
-    Ok(traces)
-}
-
-pub fn spans_between(
-    connection: &Connection,
-    sources: &Sources,
-    scope: &Scope,
-    from_ns: i64,
-    to_ns: i64,
-    max_spans: usize,
-) -> rusqlite::Result<Vec<Spans>> {
-    let allowed = sources.of_service(scope, None);
-    if allowed.is_empty() {
-        return Ok(Vec::new());
-    }
-    let sql = format!(
-        "SELECT id, source, record, trace_id FROM spans WHERE start_ns BETWEEN ?1 AND ?2{} LIMIT {max_spans}",
-        allowed.sql("source")
-    );
-    let mut statement = connection.prepare(&sql)?;
-    let mut rows = statement.query([from_ns, to_ns])?;
-    let mut traces: BTreeMap<Vec<u8>, Spans> = BTreeMap::new();
-    while let Some(row) = rows.next()? {
-        let span = stored(
-            sources,
-            row.get(0)?,
-            row.get(1)?,
-            row.get_ref(2)?.as_blob()?,
-        )?;
-        traces.entry(row.get(3)?).or_default().push(span.record);
-    }
-    Ok(traces.into_values().collect())
-}
-
-pub fn tag_values(
-    connection: &Connection,
-    sources: &Sources,
-    scope: &Scope,
-    key: &str,
-    limit: usize,
-) -> rusqlite::Result<Vec<String>> {
-    let allowed = sources.of_service(scope, None);
-    if allowed.is_empty() {
-        return Ok(Vec::new());
-    }
-    let scoped = match &allowed {
-        Allowed::All => String::new(),
-        Allowed::Only(_) => format!(
-            " AND EXISTS (SELECT 1 FROM spans WHERE spans.id = span_tags.span{})",
-            allowed.sql("spans.source")
-        ),
-    };
-    let sql = format!(
-        "SELECT DISTINCT value FROM span_tags WHERE key = ?1 AND value != ''{scoped} ORDER BY 1 LIMIT {limit}"
-    );
-    let mut statement = connection.prepare(&sql)?;
-    let values = statement.query_map([key], |row| row.get(0))?;
-    values.collect()
 }
 
 pub fn usage(

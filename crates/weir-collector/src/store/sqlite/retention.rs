@@ -7,7 +7,9 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, Transaction, params};
+
+use super::blocks::{Kind, MAX_RECORDS};
 
 /// How often the writer enforces retention.
 pub const INTERVAL: Duration = Duration::from_secs(1);
@@ -17,9 +19,6 @@ const STEP_ROWS: i64 = 20_000;
 
 /// Steps one call may take.
 const MAX_STEPS: usize = 8;
-
-/// How long tag rows of deleted spans may wait to be swept.
-const SWEEP_EVERY: Duration = Duration::from_secs(600);
 
 /// What one enforcement deleted: records past `max_age`, and records
 /// evicted younger to keep the size bound or the free disk.
@@ -36,7 +35,6 @@ pub struct Retention {
     pub max_size: u64,
     pub min_free: u64,
     last: Option<Instant>,
-    last_sweep: Option<Instant>,
     /// Everything deleted since the store was opened.
     pub total: Deleted,
 }
@@ -48,7 +46,6 @@ impl Retention {
             max_size,
             min_free,
             last: None,
-            last_sweep: None,
             total: Deleted::default(),
         }
     }
@@ -68,7 +65,6 @@ impl Retention {
             aged: delete_step(connection, Step::Before(cutoff))?,
             evicted: 0,
         };
-        let mut swept = false;
         for _ in 0..MAX_STEPS {
             if !self.over(connection, path)? {
                 break;
@@ -78,15 +74,6 @@ impl Retention {
                 break;
             }
             deleted.evicted += evicted;
-            if !swept {
-                sweep_tags(connection)?;
-                swept = true;
-                self.last_sweep = Some(Instant::now());
-            }
-        }
-        if !swept && self.last_sweep.is_none_or(|t| t.elapsed() >= SWEEP_EVERY) {
-            sweep_tags(connection)?;
-            self.last_sweep = Some(Instant::now());
         }
         give_back_free_pages(connection)?;
         self.total.aged += deleted.aged;
@@ -127,10 +114,10 @@ fn free_bytes(path: &Path) -> Option<u64> {
 /// What one step deletes.
 #[derive(Debug, Clone, Copy)]
 enum Step {
-    /// The log blocks wholly before the time, the spans that start before
-    /// it and the usage of before it: what `max_age` no longer allows.
+    /// The blocks of logs and spans wholly before the time and the usage
+    /// of before it: what `max_age` no longer allows.
     Before(i64),
-    /// The oldest 2 % of the log blocks (by arrival) and of the spans (by
+    /// The oldest 2 % of the log blocks and of the span blocks (by
     /// start), to make room. By position, not by time, so that a record
     /// stamped far in the future cannot make a step take everything.
     Oldest,
@@ -140,84 +127,83 @@ enum Step {
 /// how many log records and spans went.
 fn delete_step(connection: &Connection, step: Step) -> rusqlite::Result<u64> {
     let transaction = connection.unchecked_transaction()?;
-    let share = |table: &str| -> rusqlite::Result<i64> {
-        let count: i64 =
-            transaction.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))?;
-        Ok((count / 50).max(1))
-    };
-    let most_blocks = (STEP_ROWS / super::blocks::MAX_RECORDS as i64).max(1);
+    let mut deleted = 0;
+    for kind in [Kind::Logs, Kind::Spans] {
+        deleted += delete_blocks(&transaction, kind, step)?;
+    }
+    if let Step::Before(time) = step {
+        transaction
+            .prepare_cached("DELETE FROM usage WHERE minute < ?1")?
+            .execute([time.div_euclid(60_000_000_000)])?;
+    }
+    transaction.commit()?;
+    Ok(deleted)
+}
+
+/// Deletes the blocks of `kind` that `step` selects (at most
+/// [`STEP_ROWS`] records' worth) and what refers to them; says how many
+/// records went.
+fn delete_blocks(transaction: &Transaction<'_>, kind: Kind, step: Step) -> rusqlite::Result<u64> {
+    let table = kind.table();
+    let most = (STEP_ROWS / MAX_RECORDS as i64).max(1);
     let blocks = match step {
         Step::Before(time) => block_ranges(
-            &transaction,
-            "SELECT id, last FROM log_blocks WHERE max_time < ?1 ORDER BY id LIMIT ?2",
-            params![time, most_blocks],
+            transaction,
+            &format!(
+                "SELECT id, last FROM {table}_blocks WHERE max_time < ?1 ORDER BY id LIMIT ?2"
+            ),
+            params![time, most],
         )?,
-        Step::Oldest => block_ranges(
-            &transaction,
-            "SELECT id, last FROM log_blocks ORDER BY id LIMIT ?1",
-            params![share("log_blocks")?.min(most_blocks)],
-        )?,
+        Step::Oldest => {
+            let count: i64 = transaction.query_row(
+                &format!("SELECT count(*) FROM {table}_blocks"),
+                [],
+                |r| r.get(0),
+            )?;
+            block_ranges(
+                transaction,
+                &format!("SELECT id, last FROM {table}_blocks ORDER BY id LIMIT ?1"),
+                params![(count / 50).max(1).min(most)],
+            )?
+        }
     };
     let mut deleted = 0u64;
     for (first, last) in blocks {
         let traces: Vec<u8> = transaction
-            .prepare_cached("SELECT traces FROM log_records WHERE block = ?1")?
+            .prepare_cached(&format!(
+                "SELECT traces FROM {table}_records WHERE block = ?1"
+            ))?
             .query_row([first], |r| r.get(0))?;
-        let mut unindex = transaction
-            .prepare_cached("DELETE FROM log_traces WHERE trace_id = ?1 AND block = ?2")?;
+        let mut unindex = transaction.prepare_cached(&format!(
+            "DELETE FROM {table}_traces WHERE trace_id = ?1 AND block = ?2"
+        ))?;
         for trace in traces.chunks_exact(16) {
             unindex.execute(params![trace, first])?;
         }
-        for table in ["log_records WHERE block", "log_blocks WHERE id"] {
+        for rows in ["records WHERE block", "blocks WHERE id"] {
             transaction
-                .prepare_cached(&format!("DELETE FROM {table} = ?1"))?
+                .prepare_cached(&format!("DELETE FROM {table}_{rows} = ?1"))?
                 .execute([first])?;
         }
-        transaction
-            .prepare_cached("DELETE FROM losses WHERE log BETWEEN ?1 AND ?2")?
-            .execute([first, last])?;
+        if kind == Kind::Logs {
+            transaction
+                .prepare_cached("DELETE FROM losses WHERE log BETWEEN ?1 AND ?2")?
+                .execute([first, last])?;
+        }
         deleted += (last - first + 1) as u64;
     }
-    deleted += match step {
-        Step::Before(time) => {
-            transaction
-                .prepare_cached("DELETE FROM usage WHERE minute < ?1")?
-                .execute([time.div_euclid(60_000_000_000)])?;
-            transaction
-                .prepare_cached(
-                    "DELETE FROM spans WHERE id IN (SELECT id FROM spans WHERE start_ns < ?1 LIMIT ?2)",
-                )?
-                .execute(params![time, STEP_ROWS])?
-        }
-        Step::Oldest => transaction
-            .prepare_cached(
-                "DELETE FROM spans WHERE id IN (SELECT id FROM spans ORDER BY start_ns LIMIT ?1)",
-            )?
-            .execute([share("spans")?.min(STEP_ROWS)])?,
-    } as u64;
-    transaction.commit()?;
     Ok(deleted)
 }
 
 /// The first and last record of each block `sql` selects.
 fn block_ranges(
-    transaction: &rusqlite::Transaction<'_>,
+    transaction: &Transaction<'_>,
     sql: &str,
     values: impl rusqlite::Params,
 ) -> rusqlite::Result<Vec<(i64, i64)>> {
     let mut statement = transaction.prepare_cached(sql)?;
     let rows = statement.query_map(values, |r| Ok((r.get(0)?, r.get(1)?)))?;
     rows.collect()
-}
-
-/// Deletes the tags of spans that are gone (tags are keyed by name, so
-/// this is a scan, done seldom).
-fn sweep_tags(connection: &Connection) -> rusqlite::Result<()> {
-    connection.execute(
-        "DELETE FROM span_tags WHERE span < (SELECT coalesce(min(id), 9223372036854775807) FROM spans)",
-        [],
-    )?;
-    Ok(())
 }
 
 /// Hands free pages back to the file system once they are a tenth of

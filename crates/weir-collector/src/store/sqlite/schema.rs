@@ -11,10 +11,11 @@
 //! - `log_traces`: which blocks hold records of a trace.
 //! - `losses`: the gate's loss records (also among the logs), what was
 //!   dropped, why and how much, for the bandwidth view.
-//! - `spans` and `span_tags`: spans with the fields Zipkin's queries filter
-//!   on, and their tags and annotations (`key`, `value`; an annotation has
-//!   an empty value) for `annotationQuery` and autocomplete; `span_names`,
-//!   each source's span and remote service names, for the name lists.
+//! - `span_blocks`, `span_records` and `span_traces`: spans in blocks,
+//!   as logs are; a block's filter holds terms (its spans' names, remote
+//!   services, tag keys and key=value pairs, annotations: see `spans`)
+//!   instead of words. `span_names`: each source's span and remote service
+//!   names, for the name lists.
 //! - `usage`: body bytes and records per source and minute, summed as
 //!   batches are written, for the bandwidth view.
 
@@ -31,8 +32,8 @@ pub const WAL_LIMIT: i64 = 16 << 20;
 /// The schema's version, in `PRAGMA user_version`. Before the first
 /// release: version 1 indexed words with `unicode61`; version 2 could give
 /// a deleted record's id to a new one; version 3 had a row per log record
-/// and an FTS5 index of words.
-const VERSION: i64 = 4;
+/// and an FTS5 index of words; version 4 a row per span.
+const VERSION: i64 = 5;
 
 const TABLES: &str = "
 CREATE TABLE IF NOT EXISTS sources (
@@ -77,19 +78,26 @@ CREATE TABLE IF NOT EXISTS losses (
     bytes INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS losses_by_time ON losses (time_ns);
-CREATE TABLE IF NOT EXISTS spans (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    source INTEGER NOT NULL,
-    trace_id BLOB NOT NULL,
-    name TEXT NOT NULL,
-    remote_service TEXT NOT NULL,
-    start_ns INTEGER NOT NULL,
-    duration_us INTEGER NOT NULL,
-    record BLOB NOT NULL
+CREATE TABLE IF NOT EXISTS span_blocks (
+    id INTEGER PRIMARY KEY,
+    last INTEGER NOT NULL,
+    min_time INTEGER NOT NULL,
+    max_time INTEGER NOT NULL,
+    max_duration INTEGER NOT NULL,
+    sources BLOB NOT NULL,
+    terms BLOB NOT NULL
 );
-CREATE INDEX IF NOT EXISTS spans_by_trace ON spans (trace_id);
-CREATE INDEX IF NOT EXISTS spans_by_start ON spans (start_ns);
-CREATE INDEX IF NOT EXISTS spans_by_source ON spans (source, start_ns);
+CREATE INDEX IF NOT EXISTS span_blocks_by_time ON span_blocks (max_time);
+CREATE TABLE IF NOT EXISTS span_records (
+    block INTEGER PRIMARY KEY,
+    traces BLOB NOT NULL,
+    records BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS span_traces (
+    trace_id BLOB NOT NULL,
+    block INTEGER NOT NULL,
+    PRIMARY KEY (trace_id, block)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS span_names (
     source INTEGER NOT NULL,
     name TEXT NOT NULL,
@@ -102,12 +110,6 @@ CREATE TABLE IF NOT EXISTS usage (
     bytes INTEGER NOT NULL,
     records INTEGER NOT NULL,
     PRIMARY KEY (source, minute)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS span_tags (
-    key TEXT NOT NULL,
-    value TEXT NOT NULL,
-    span INTEGER NOT NULL,
-    PRIMARY KEY (key, value, span)
 ) WITHOUT ROWID;
 ";
 

@@ -1,18 +1,14 @@
 //! Writing a batch into the SQLite store: one transaction, committed (and
 //! so fsynced) before the batch is acknowledged.
 
-use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
 use rusqlite::{Connection, Transaction, params};
 use weir_agent::record::{CompactString, LogRecord, Value};
 
-use super::blocks::{BlockBuilder, ClosedBlock, Closing};
+use super::blocks::{BlockBuilder, ClosedBlock, Closing, Kind};
+use super::spans::add_terms;
 use crate::store::{container_of, node_of, tenant_of};
-
-/// Tag values longer than this are not indexed for `annotationQuery`
-/// `key=value` (their key is).
-const MAX_INDEXED_TAG: usize = 256;
 
 /// The writing connection and what it remembers between batches.
 pub struct Writer {
@@ -20,25 +16,101 @@ pub struct Writer {
     scratch: Scratch,
 }
 
-#[derive(Default)]
 struct Scratch {
     /// Source ids by their resource's encoded form.
     sources: HashMap<Vec<u8>, i64>,
-    encoded: Vec<u8>,
     key: Vec<u8>,
-    block: BlockBuilder,
+    logs: Filling,
+    spans: Filling,
     closing: Closing,
-    /// The next log record's id, once read from `counters`.
-    next_log: Option<i64>,
     /// `span_names` rows written already.
     names: HashSet<(i64, String, String)>,
+}
+
+/// The block of one kind being filled, and the id its next record gets.
+struct Filling {
+    block: BlockBuilder,
+    /// Read from `counters` by the first batch.
+    next_id: Option<i64>,
+}
+
+impl Filling {
+    fn new(kind: Kind) -> Filling {
+        Filling {
+            block: BlockBuilder::new(kind),
+            next_id: None,
+        }
+    }
+
+    /// The id the next record gets: past every id ever given, even those
+    /// retention deleted since.
+    fn next_id(&mut self, transaction: &Transaction<'_>) -> rusqlite::Result<i64> {
+        if let Some(id) = self.next_id {
+            return Ok(id);
+        }
+        let table = self.block.kind().table();
+        let id = transaction.query_row(
+            &format!(
+                "SELECT max(
+                     coalesce((SELECT value FROM counters WHERE name = 'next_{table}'), 1),
+                     coalesce((SELECT last + 1 FROM {table}_blocks ORDER BY id DESC LIMIT 1), 1))"
+            ),
+            [],
+            |row| row.get(0),
+        )?;
+        self.next_id = Some(id);
+        Ok(id)
+    }
+
+    /// Adds `record` as the next record, closing the block once full.
+    fn push(
+        &mut self,
+        transaction: &Transaction<'_>,
+        source: u32,
+        record: &LogRecord,
+        duration_us: i64,
+    ) -> rusqlite::Result<i64> {
+        let id = self.next_id(transaction)?;
+        self.next_id = Some(id + 1);
+        self.block.push(id, source, record, duration_us);
+        Ok(id)
+    }
+
+    /// Writes the block (if it holds records) and the next id.
+    fn flush(
+        &mut self,
+        transaction: &Transaction<'_>,
+        closing: &mut Closing,
+    ) -> rusqlite::Result<()> {
+        if self.block.is_empty() {
+            return Ok(());
+        }
+        close_block(transaction, &mut self.block, closing)?;
+        transaction
+            .prepare_cached(
+                "INSERT INTO counters (name, value) VALUES (?1, ?2)
+                 ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            )?
+            .execute(params![
+                format!("next_{}", self.block.kind().table()),
+                self.next_id
+            ])?;
+        Ok(())
+    }
 }
 
 impl Writer {
     pub fn new(connection: Connection) -> Writer {
         Writer {
             connection,
-            scratch: Scratch::default(),
+            scratch: Scratch {
+                sources: HashMap::new(),
+                key: Vec::new(),
+                logs: Filling::new(Kind::Logs),
+                spans: Filling::new(Kind::Spans),
+                closing: Closing::default(),
+                names: HashSet::new(),
+            },
         }
     }
 
@@ -50,10 +122,11 @@ impl Writer {
             Ok(()) => Ok(()),
             Err(e) => {
                 // What the rolled-back transaction inserted is gone.
-                self.scratch.sources.clear();
-                self.scratch.names.clear();
-                self.scratch.next_log = None;
-                self.scratch.block = BlockBuilder::default();
+                let scratch = &mut self.scratch;
+                scratch.sources.clear();
+                scratch.names.clear();
+                scratch.logs = Filling::new(Kind::Logs);
+                scratch.spans = Filling::new(Kind::Spans);
                 Err(e)
             }
         }
@@ -67,62 +140,35 @@ fn write_all(
 ) -> rusqlite::Result<()> {
     let Scratch {
         sources,
-        encoded,
         key,
-        block,
+        logs,
+        spans,
         closing,
-        next_log,
         names,
     } = scratch;
-    let first_log = match *next_log {
-        Some(id) => id,
-        None => transaction.query_row(
-            "SELECT max(
-                 coalesce((SELECT value FROM counters WHERE name = 'next_log'), 1),
-                 coalesce((SELECT last + 1 FROM log_blocks ORDER BY id DESC LIMIT 1), 1))",
-            [],
-            |row| row.get(0),
-        )?,
-    };
-    let mut next_id = first_log;
     let mut usage: HashMap<(i64, i64), (i64, i64)> = HashMap::new();
-    let mut insert_span = transaction.prepare_cached(
-        "INSERT INTO spans (source, trace_id, name, remote_service, start_ns, duration_us, record)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )?;
-    let mut insert_tag = transaction
-        .prepare_cached("INSERT OR IGNORE INTO span_tags (key, value, span) VALUES (?1, ?2, ?3)")?;
     let mut insert_loss = transaction.prepare_cached(
         "INSERT INTO losses (log, time_ns, source, reason, lines, bytes) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?;
-    let mut last_source: Option<(&[(CompactString, CompactString)], i64)> = None;
+    let mut last_source: Option<(&[(CompactString, CompactString)], u32)> = None;
     for record in records {
         let source = match last_source {
             Some((resource, id)) if resource == record.resource.as_slice() => id,
             _ => {
                 let id = source_id(transaction, sources, key, record)?;
+                let id = u32::try_from(id)
+                    .map_err(|_| rusqlite::Error::IntegralValueOutOfRange(0, id))?;
                 last_source = Some((&record.resource, id));
                 id
             }
         };
         if let Some(span) = &record.span {
-            encoded.clear();
-            record.encode_without_resource(encoded);
-            let trace_id = record.trace_id.unwrap_or_default();
             let duration_us = (span.end_ns.saturating_sub(record.time_ns) / 1000).max(0);
             let name = span.name.to_lowercase();
             let remote = crate::traces::remote_service(record).to_lowercase();
-            insert_span.execute(params![
-                source,
-                &trace_id[..],
-                name,
-                remote,
-                record.time_ns,
-                duration_us,
-                &encoded[..],
-            ])?;
-            let id = transaction.last_insert_rowid();
-            let named = (source, name, remote);
+            spans.push(transaction, source, record, duration_us)?;
+            add_terms(spans.block.words(), record, &name, &remote);
+            let named = (i64::from(source), name, remote);
             if !names.contains(&named) {
                 transaction
                     .prepare_cached(
@@ -131,35 +177,13 @@ fn write_all(
                     .execute(params![named.0, named.1, named.2])?;
                 names.insert(named);
             }
-            for (key, value) in &record.attributes {
-                if key.starts_with("zipkin.") || key.starts_with("otel.") {
-                    continue;
-                }
-                let value = match value {
-                    Value::Str(text) => Cow::Borrowed(text.as_str()),
-                    other => Cow::Owned(other.to_string()),
-                };
-                // A long value (an exception's message) is not indexed,
-                // but its key is: `annotationQuery=error` still finds it.
-                let indexed = if value.len() <= MAX_INDEXED_TAG {
-                    value.as_ref()
-                } else {
-                    ""
-                };
-                insert_tag.execute(params![key.as_str(), indexed, id])?;
-            }
-            for event in &span.events {
-                if event.name.len() <= MAX_INDEXED_TAG {
-                    insert_tag.execute(params![event.name, "", id])?;
-                }
+            if spans.block.is_full() {
+                close_block(transaction, &mut spans.block, closing)?;
             }
             continue;
         }
-        let id = next_id;
-        next_id += 1;
-        let source = u32::try_from(source)
-            .map_err(|_| rusqlite::Error::IntegralValueOutOfRange(0, source))?;
-        block.push(id, source, record);
+        let id = logs.push(transaction, source, record, 0)?;
+        logs.block.words().add(&record.body);
         let used = usage
             .entry((i64::from(source), record.time_ns.div_euclid(60_000_000_000)))
             .or_default();
@@ -168,22 +192,12 @@ fn write_all(
         if let Some((reason, lines, bytes)) = loss(record) {
             insert_loss.execute(params![id, record.time_ns, source, reason, lines, bytes])?;
         }
-        if block.is_full() {
-            close_block(transaction, block, closing)?;
+        if logs.block.is_full() {
+            close_block(transaction, &mut logs.block, closing)?;
         }
     }
-    if !block.is_empty() {
-        close_block(transaction, block, closing)?;
-    }
-    if next_id != first_log {
-        transaction
-            .prepare_cached(
-                "INSERT INTO counters (name, value) VALUES ('next_log', ?1)
-                 ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-            )?
-            .execute([next_id])?;
-    }
-    *next_log = Some(next_id);
+    logs.flush(transaction, closing)?;
+    spans.flush(transaction, closing)?;
     let mut add_usage = transaction.prepare_cached(
         "INSERT INTO usage (source, minute, bytes, records) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (source, minute) DO UPDATE SET
@@ -201,31 +215,52 @@ fn close_block(
     block: &mut BlockBuilder,
     closing: &mut Closing,
 ) -> rusqlite::Result<()> {
+    let kind = block.kind();
+    let table = kind.table();
     block.close(closing, |closed: &ClosedBlock<'_>| {
+        match kind {
+            Kind::Logs => transaction
+                .prepare_cached(
+                    "INSERT INTO log_blocks (id, last, min_time, max_time, streams, severities, sources, words)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )?
+                .execute(params![
+                    closed.first,
+                    closed.last,
+                    closed.min_time,
+                    closed.max_time,
+                    closed.streams,
+                    closed.severities,
+                    closed.sources,
+                    closed.words,
+                ])?,
+            Kind::Spans => transaction
+                .prepare_cached(
+                    "INSERT INTO span_blocks (id, last, min_time, max_time, max_duration, sources, terms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )?
+                .execute(params![
+                    closed.first,
+                    closed.last,
+                    closed.min_time,
+                    closed.max_time,
+                    closed.max_duration,
+                    closed.sources,
+                    closed.words,
+                ])?,
+        };
         transaction
-            .prepare_cached(
-                "INSERT INTO log_blocks (id, last, min_time, max_time, streams, severities, sources, words)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )?
-            .execute(params![
-                closed.first,
-                closed.last,
-                closed.min_time,
-                closed.max_time,
-                closed.streams,
-                closed.severities,
-                closed.sources,
-                closed.words,
-            ])?;
-        transaction
-            .prepare_cached("INSERT INTO log_records (block, traces, records) VALUES (?1, ?2, ?3)")?
+            .prepare_cached(&format!(
+                "INSERT INTO {table}_records (block, traces, records) VALUES (?1, ?2, ?3)"
+            ))?
             .execute(params![
                 closed.first,
                 closed.traces.as_flattened(),
                 closed.records
             ])?;
-        let mut index_trace = transaction
-            .prepare_cached("INSERT OR IGNORE INTO log_traces (trace_id, block) VALUES (?1, ?2)")?;
+        let mut index_trace = transaction.prepare_cached(&format!(
+            "INSERT OR IGNORE INTO {table}_traces (trace_id, block) VALUES (?1, ?2)"
+        ))?;
         for trace in closed.traces {
             index_trace.execute(params![&trace[..], closed.first])?;
         }
