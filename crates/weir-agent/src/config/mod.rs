@@ -935,12 +935,12 @@ fn check_sink(
         // A store commits (and fsyncs) once a batch: it takes bigger ones.
         max_records: match &batch.max_records {
             Some(n) => checker.positive(&format!("{key}.batch.max_records"), n, 1_000_000)?,
-            None if is_store => 10_000,
+            None if is_store => 30_000,
             None => 1000,
         },
         max_bytes: match &batch.max_bytes {
             Some(s) => checker.size(&format!("{key}.batch.max_bytes"), s)?.max(1) as usize,
-            None if is_store => 16 << 20,
+            None if is_store => 32 << 20,
             None => 1 << 20,
         },
         batch_timeout: match &batch.timeout {

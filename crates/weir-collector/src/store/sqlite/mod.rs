@@ -3,6 +3,7 @@
 //! others read at the same time, each query under a time budget.
 
 mod blocks;
+mod checkpoint;
 mod logs;
 mod read;
 mod retention;
@@ -18,6 +19,7 @@ use std::time::Instant;
 use rusqlite::Connection;
 use weir_agent::record::LogRecord;
 
+use self::checkpoint::Checkpointer;
 pub use self::retention::{Deleted, Retention};
 use self::sources::Sources;
 use self::write::Writer;
@@ -33,6 +35,7 @@ const IDLE_READERS: usize = 4;
 pub struct SqliteStore {
     path: PathBuf,
     writer: Mutex<WriteSide>,
+    checkpointer: Checkpointer,
     readers: Mutex<Vec<Connection>>,
     sources: Sources,
 }
@@ -52,8 +55,11 @@ impl SqliteStore {
         }
         let connection = schema::open(path, true)
             .map_err(|e| StoreError::failed(format!("opening {}", path.display()), e))?;
+        let checkpointer = Checkpointer::start(path)
+            .map_err(|e| StoreError::failed(format!("checkpointing {}", path.display()), e))?;
         Ok(SqliteStore {
             path: path.to_path_buf(),
+            checkpointer,
             writer: Mutex::new(WriteSide {
                 writer: Writer::new(connection),
                 retention,
@@ -156,6 +162,7 @@ impl Store for SqliteStore {
         side.writer
             .append(records)
             .map_err(|e| StoreError::failed(format!("writing to {}", self.path.display()), e))?;
+        self.checkpointer.committed();
         // Retention failing must not refuse the batch just committed.
         self.retain(&mut side);
         Ok(())

@@ -90,8 +90,8 @@ impl Retention {
 }
 
 /// Bytes the store's data takes: the file less its free pages. (The
-/// write-ahead log beside it is checkpointed every few MiB and cut back to
-/// [`super::schema::WAL_LIMIT`] after.)
+/// write-ahead log beside it is checkpointed within a fraction of a second
+/// of each commit, and cut back to [`super::schema::WAL_LIMIT`] after.)
 pub fn used_bytes(connection: &Connection) -> rusqlite::Result<u64> {
     let pragma = |name: &str| -> rusqlite::Result<u64> {
         connection.pragma_query_value(None, name, |r| r.get::<_, i64>(0).map(|v| v.max(0) as u64))

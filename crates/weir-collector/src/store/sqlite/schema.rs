@@ -132,10 +132,8 @@ pub fn open(path: &Path, writer: bool) -> rusqlite::Result<Connection> {
         connection.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
         connection.pragma_update(None, "journal_mode", "WAL")?;
         connection.pragma_update(None, "journal_size_limit", WAL_LIMIT)?;
-        // Checkpoint when the log holds as much as it is cut back to, not
-        // at SQLite's 4 MiB: a page written by several batches is copied
-        // into the database once.
-        connection.pragma_update(None, "wal_autocheckpoint", WAL_LIMIT / 4096)?;
+        // Checkpoints are the `checkpoint` thread's, not the commit's.
+        connection.pragma_update(None, "wal_autocheckpoint", 0)?;
         let version: i64 = connection.pragma_query_value(None, "user_version", |r| r.get(0))?;
         if version != 0 && version != VERSION {
             return Err(rusqlite::Error::InvalidParameterName(format!(
