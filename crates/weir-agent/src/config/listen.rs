@@ -9,6 +9,7 @@ use std::time::Duration;
 use super::{Checker, ConfigError, RawSink, RawSource, SourceConfig};
 use crate::sink::forward::{Balance, ForwardSinkConfig};
 use crate::source::forward::{self, ForwardConfig};
+use crate::source::http_intake::IngestToken;
 use crate::source::net::{Endpoint, Limits};
 use crate::source::otlp::{self, OtlpConfig};
 use crate::source::syslog::{self, Mode, SyslogConfig};
@@ -27,11 +28,13 @@ pub(super) fn check_syslog(
         ("shared_key", &raw.shared_key),
         ("self_hostname", &raw.self_hostname),
         ("token", &raw.token),
+        ("tenant", &raw.tenant),
     ] {
         if let Some(value) = value {
             return Err(not_for(checker, key, name, value.span().start, raw));
         }
     }
+    refuse_tokens(checker, key, raw)?;
     let mode = match &raw.mode {
         Some(mode) => checker.choice(
             &format!("{key}.mode"),
@@ -100,6 +103,7 @@ pub(super) fn check_forward(
             return Err(not_for(checker, key, name, value.span().start, raw));
         }
     }
+    refuse_tokens(checker, key, raw)?;
     let mut limits = Limits {
         max_message: forward::DEFAULT_MAX_MESSAGE,
         ..Limits::default()
@@ -122,6 +126,7 @@ pub(super) fn check_forward(
             .self_hostname
             .as_ref()
             .map_or_else(forward::hostname, |h| h.get_ref().clone()),
+        tenant: tenant(checker, key, raw)?,
     }))
 }
 
@@ -194,7 +199,8 @@ pub(super) fn check_forward_sink(
 }
 
 /// `[sources.NAME] type = "otlp"`: `address` (default 127.0.0.1:4318),
-/// `token` (clients must send `Authorization: Bearer TOKEN`).
+/// `token` (clients must send `Authorization: Bearer TOKEN`) or `tokens`
+/// (any of them, each maybe with its tenant), `tenant`.
 pub(super) fn check_otlp(
     checker: &Checker<'_>,
     key: &str,
@@ -219,7 +225,8 @@ pub(super) fn check_otlp(
         tls: server_tls(checker, key, raw)?,
         address: address(checker, key, raw, otlp::DEFAULT_PORT)?,
         limits: limits_from(checker, key, raw, limits)?,
-        token: raw.token.as_ref().map(|t| t.get_ref().clone()),
+        tokens: ingest_tokens(checker, key, raw)?,
+        tenant: tenant(checker, key, raw)?,
     }))
 }
 
@@ -240,7 +247,8 @@ pub(super) fn check_zipkin(
     Ok(SourceConfig::Zipkin(ZipkinConfig {
         address,
         limits: otlp.limits,
-        token: otlp.token,
+        tokens: otlp.tokens,
+        tenant: otlp.tenant,
         tls: otlp.tls,
     }))
 }
@@ -329,6 +337,67 @@ fn limits_from(
     Ok(limits)
 }
 
+/// The tokens of an HTTP source: `token`, and those of `tokens` with
+/// their tenants.
+fn ingest_tokens(
+    checker: &Checker<'_>,
+    key: &str,
+    raw: &RawSource,
+) -> Result<Vec<IngestToken>, ConfigError> {
+    let mut tokens: Vec<IngestToken> = raw
+        .token
+        .iter()
+        .map(|t| IngestToken {
+            token: t.get_ref().clone(),
+            tenant: None,
+        })
+        .collect();
+    if let Some(listed) = &raw.tokens {
+        for token in listed.get_ref() {
+            if token.token.len() < 16 {
+                return Err(checker.error(
+                    listed.span().start,
+                    format!("{key}.tokens: a token needs at least 16 characters"),
+                ));
+            }
+            if token.tenant.as_deref() == Some("") {
+                return Err(checker.error(
+                    listed.span().start,
+                    format!("{key}.tokens: a tenant may not be empty; leave it out for none"),
+                ));
+            }
+            tokens.push(IngestToken {
+                token: token.token.clone(),
+                tenant: token.tenant.clone(),
+            });
+        }
+    }
+    Ok(tokens)
+}
+
+/// `tenant`: every record the source takes belongs to it.
+fn tenant(
+    checker: &Checker<'_>,
+    key: &str,
+    raw: &RawSource,
+) -> Result<Option<String>, ConfigError> {
+    match &raw.tenant {
+        Some(tenant) if tenant.get_ref().is_empty() => Err(checker.error(
+            tenant.span().start,
+            format!("{key}.tenant: empty; leave it out for none"),
+        )),
+        tenant => Ok(tenant.as_ref().map(|t| t.get_ref().clone())),
+    }
+}
+
+/// A source that takes no `tokens` given some.
+fn refuse_tokens(checker: &Checker<'_>, key: &str, raw: &RawSource) -> Result<(), ConfigError> {
+    match &raw.tokens {
+        Some(tokens) => Err(not_for(checker, key, "tokens", tokens.span().start, raw)),
+        None => Ok(()),
+    }
+}
+
 /// A file or monitor source given a listener's keys.
 pub(super) fn refuse_listener_keys(
     checker: &Checker<'_>,
@@ -344,12 +413,14 @@ pub(super) fn refuse_listener_keys(
         ("shared_key", &raw.shared_key),
         ("self_hostname", &raw.self_hostname),
         ("token", &raw.token),
+        ("tenant", &raw.tenant),
     ];
     for (name, value) in strings {
         if let Some(value) = value {
             return Err(not_for(checker, key, name, value.span().start, raw));
         }
     }
+    refuse_tokens(checker, key, raw)?;
     if let Some(value) = &raw.max_connections {
         return Err(not_for(
             checker,

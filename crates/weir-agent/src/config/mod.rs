@@ -267,7 +267,17 @@ struct RawSource {
     shared_key: Option<S<String>>,
     self_hostname: Option<S<String>>,
     token: Option<S<String>>,
+    tokens: Option<S<Vec<RawIngestToken>>>,
+    tenant: Option<S<String>>,
     tls: Option<S<RawTls>>,
+}
+
+/// `tokens = [{ token = "…", tenant = "team-a" }]` of an HTTP source.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIngestToken {
+    token: String,
+    tenant: Option<String>,
 }
 
 /// `tls = { cert = "PEM", key = "PEM" }` for a listener, `tls = { ca =
@@ -1315,7 +1325,41 @@ buffer = { type = "disk", max_size = "10MiB", fsync = "always" }
             panic!()
         };
         assert_eq!(otlp.address, "127.0.0.1:4318".parse().unwrap());
+        let SourceConfig::Zipkin(zipkin) = &parse(&with(
+            "type = \"zipkin\"\ntoken = \"any\"\ntenant = \"z\"\ntokens = [{ token = \"0123456789abcdef\", tenant = \"a\" }]",
+            "",
+        ))
+        .unwrap()
+        .sources["in"]
+        else {
+            panic!()
+        };
+        assert_eq!(zipkin.tenant.as_deref(), Some("z"));
+        assert_eq!(
+            zipkin
+                .tokens
+                .iter()
+                .map(|t| (t.token.as_str(), t.tenant.as_deref()))
+                .collect::<Vec<_>>(),
+            [("any", None), ("0123456789abcdef", Some("a"))]
+        );
         let cases = [
+            (
+                with("type = \"otlp\"\ntokens = [{ token = \"short\" }]", ""),
+                "weir.toml:3:10: sources.in.tokens: a token needs at least 16 characters",
+            ),
+            (
+                with("type = \"forward\"\ntenant = \"\"", ""),
+                "weir.toml:3:10: sources.in.tenant: empty; leave it out for none",
+            ),
+            (
+                with("type = \"syslog\"\ntenant = \"a\"", ""),
+                "weir.toml:3:10: sources.in.tenant: not a key of a syslog source",
+            ),
+            (
+                with("type = \"forward\"\ntokens = [{ token = \"0123456789abcdef\" }]", ""),
+                "weir.toml:3:10: sources.in.tokens: not a key of a forward source",
+            ),
             (
                 with("type = \"syslog\"\nmode = \"unix\"", ""),
                 "weir.toml:2:8: sources.in: mode = \"unix\" needs path = \"SOCKET\"",

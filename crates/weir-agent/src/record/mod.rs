@@ -18,6 +18,10 @@ pub use compact_str::CompactString;
 
 pub use self::span::{SpanEvent, SpanFields, SpanKind, SpanLink, SpanStatus};
 
+/// The resource key that names the tenant a record belongs to: a
+/// collector's query token limited to a tenant reads only its records.
+pub const TENANT: &str = "weir.tenant";
+
 /// Where a record came from within its source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Stream {
@@ -287,6 +291,15 @@ impl LogRecord {
         *span_id = None;
         *partial = false;
         *span = None;
+    }
+
+    /// Sets resource key `key` to `value`, in place of what the record
+    /// had for it.
+    pub fn set_resource(&mut self, key: &str, value: &str) {
+        match self.resource.iter_mut().find(|(k, _)| k == key) {
+            Some((_, v)) => *v = value.into(),
+            None => self.resource.push((key.into(), value.into())),
+        }
     }
 
     /// The value of resource key `key`.

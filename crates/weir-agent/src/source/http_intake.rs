@@ -18,6 +18,7 @@ use super::Wiring;
 use super::net::{self, Emitter, Limits};
 use crate::http_server;
 use crate::metrics::SourceMetrics;
+use crate::record::LogRecord;
 
 /// A request refused: the status and what to tell the client.
 pub type Refusal = (StatusCode, String);
@@ -34,10 +35,21 @@ pub enum Encoding {
 pub struct HttpSourceConfig {
     pub address: std::net::SocketAddr,
     pub limits: Limits,
-    /// Requests must carry `Authorization: Bearer TOKEN`.
-    pub token: Option<String>,
+    /// Requests must carry `Authorization: Bearer TOKEN` with one of
+    /// these tokens (when there are any).
+    pub tokens: Vec<IngestToken>,
+    /// The tenant of every record this source takes, whatever its sender
+    /// says (a token's own tenant goes first).
+    pub tenant: Option<String>,
     /// Serve HTTPS with this certificate and key.
     pub tls: Option<crate::tls::ServerFiles>,
+}
+
+/// A token that may send, and the tenant its records belong to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IngestToken {
+    pub token: String,
+    pub tenant: Option<String>,
 }
 
 /// Binds the listener `config` names and serves it (over TLS if asked)
@@ -99,27 +111,47 @@ fn refusal(status: StatusCode, message: String) -> Response<http_server::Body> {
     response
 }
 
-/// Refuses a request without `Authorization: Bearer TOKEN` when a token is
-/// configured.
-pub fn check_token(
+/// Refuses (401, counted) a request without one of the source's tokens;
+/// says which tenant the request's records belong to, if the token or the
+/// source names one.
+pub fn check_token<'c>(
     request: &Request<Incoming>,
-    token: Option<&str>,
+    config: &'c HttpSourceConfig,
     metrics: &SourceMetrics,
-) -> Result<(), Refusal> {
-    let Some(token) = token else {
-        return Ok(());
-    };
-    let given = bearer(request);
-    if given.is_some_and(|given| {
-        crate::source::forward::auth::constant_time_eq(given.as_bytes(), token.as_bytes())
-    }) {
-        return Ok(());
+) -> Result<Option<&'c str>, Refusal> {
+    if config.tokens.is_empty() {
+        return Ok(config.tenant.as_deref());
     }
-    metrics.failed_auth.fetch_add(1, Ordering::Relaxed);
-    Err((
-        StatusCode::UNAUTHORIZED,
-        "expected Authorization: Bearer TOKEN".into(),
-    ))
+    let given = bearer(request).unwrap_or("");
+    // Every token is compared, so the time taken says nothing of which
+    // one came close.
+    let mut found = None;
+    for token in &config.tokens {
+        if crate::source::forward::auth::constant_time_eq(given.as_bytes(), token.token.as_bytes())
+        {
+            found = Some(token);
+        }
+    }
+    match found {
+        Some(token) => Ok(token.tenant.as_deref().or(config.tenant.as_deref())),
+        None => {
+            metrics.failed_auth.fetch_add(1, Ordering::Relaxed);
+            Err((
+                StatusCode::UNAUTHORIZED,
+                "expected Authorization: Bearer TOKEN".into(),
+            ))
+        }
+    }
+}
+
+/// Puts every record in `tenant`, if there is one, whatever its sender
+/// said.
+pub fn set_tenant(records: &mut [LogRecord], tenant: Option<&str>) {
+    if let Some(tenant) = tenant {
+        for record in records {
+            record.set_resource(crate::record::TENANT, tenant);
+        }
+    }
 }
 
 /// The token of a request's `Authorization: Bearer TOKEN`, if any.

@@ -60,7 +60,7 @@ async fn take(
             ));
         }
     };
-    http_intake::check_token(&request, config.token.as_deref(), metrics)?;
+    let tenant = http_intake::check_token(&request, config, metrics)?;
     let encoding = http_intake::encoding(&request)?;
     http_intake::check_room(emitter)?;
     let (body, size) = http_intake::body(request, config.limits.max_message, metrics).await?;
@@ -68,7 +68,7 @@ async fn take(
         metrics.malformed.add(1, size);
         (StatusCode::BAD_REQUEST, what)
     };
-    let (records, rejected) = match signal {
+    let (mut records, rejected) = match signal {
         Signal::Logs => {
             let request: proto::ExportLogsServiceRequest =
                 decode(encoding, &body, "ExportLogsServiceRequest").map_err(malformed)?;
@@ -96,6 +96,7 @@ async fn take(
             traces::to_records(request, now_ns())
         }
     };
+    http_intake::set_tenant(&mut records, tenant);
     metrics.read.add(records.len() as u64, size);
     if rejected > 0 {
         metrics.malformed.add(rejected as u64, 0);

@@ -62,7 +62,7 @@ async fn take(
             format!("no {} here: POST /api/v2/spans", request.uri().path()),
         ));
     }
-    http_intake::check_token(&request, config.token.as_deref(), metrics)?;
+    let tenant = http_intake::check_token(&request, config, metrics)?;
     let encoding = http_intake::encoding(&request)?;
     http_intake::check_room(emitter)?;
     let (body, size) = http_intake::body(request, config.limits.max_message, metrics).await?;
@@ -81,12 +81,13 @@ async fn take(
             .collect(),
     };
     let observed = now_ns();
-    let records = spans
+    let mut records = spans
         .into_iter()
         .enumerate()
         .map(|(i, span)| zipkin::to_record(span, observed).map_err(|e| format!("span {i}: {e}")))
         .collect::<Result<Vec<_>, _>>()
         .map_err(malformed)?;
+    http_intake::set_tenant(&mut records, tenant);
     metrics.read.add(records.len() as u64, size);
     if !records.is_empty() && !emitter.send_and_wait(records).await {
         return Err((StatusCode::SERVICE_UNAVAILABLE, "weir is stopping".into()));

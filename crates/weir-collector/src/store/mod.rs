@@ -295,4 +295,4 @@ pub fn tenant_of(record: &LogRecord) -> &str {
 }
 
 /// The resource key that carries a record's tenant.
-pub const TENANT: &str = "weir.tenant";
+pub const TENANT: &str = weir_agent::record::TENANT;

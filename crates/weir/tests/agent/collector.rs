@@ -521,3 +521,94 @@ fn the_collector_runs_on_its_embedded_defaults() {
     );
     assert!(said.contains("listens on loopback only"), "{said}");
 }
+
+#[test]
+fn ingest_tokens_put_records_in_their_tenant_whatever_the_sender_says() {
+    let dir = Scratch::new("collector-ingest-tokens");
+    let (port, otlp) = (free_port(), free_port());
+    let config = format!(
+        "data_dir = \"{}\"\n[api]\nenabled = false\n\
+         [sources.zipkin]\ntype = \"zipkin\"\naddress = \"127.0.0.1:{port}\"\ntenant = \"team-z\"\n\
+         [sources.otlp]\ntype = \"otlp\"\naddress = \"127.0.0.1:{otlp}\"\n\
+         tokens = [{{ token = \"team-a-sends-0123456789\", tenant = \"team-a\" }},\n\
+                   {{ token = \"trusted-agent-0123456789\" }}]\n\
+         [sinks.store]\ntype = \"store\"\ninputs = [\"zipkin\", \"otlp\"]\n\
+         batch = {{ timeout = \"20ms\" }}\n\
+         [query]\naddress = \"127.0.0.1:{port}\"\n\
+         tokens = [{{ token = \"team-a-reads-0123456789\", tenant = \"team-a\" }},\n\
+                   {{ token = \"team-b-reads-0123456789\", tenant = \"team-b\" }},\n\
+                   {{ token = \"admin-reads-0123456789\" }}]\n",
+        dir.join("data").display()
+    );
+    let _collector = Agent::start_as("collector", &dir, &config);
+    wait_for(Duration::from_secs(20), "the collector's listeners", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+            && std::net::TcpStream::connect(("127.0.0.1", otlp)).is_ok()
+    });
+    // Both senders claim team-b in their resource.
+    let start_ns = now_us() * 1000 - 60_000_000_000;
+    let claiming_b = |first: usize| {
+        otlp_logs(start_ns + first as i64 * 1_000_000, 10).replace(
+            r#"{"key":"host.name""#,
+            r#"{"key":"weir.tenant","value":{"stringValue":"team-b"}},{"key":"host.name""#,
+        )
+    };
+    let send = |token: Option<&str>, body: &str| {
+        let bearer = token.map(|t| format!("Bearer {t}"));
+        let mut headers = vec![("content-type", "application/json")];
+        if let Some(bearer) = &bearer {
+            headers.push(("authorization", bearer.as_str()));
+        }
+        request(otlp, "POST", "/v1/logs", &headers, body.as_bytes()).0
+    };
+    assert_eq!(send(None, &claiming_b(0)), 401);
+    assert_eq!(send(Some("team-b-reads-0123456789"), &claiming_b(0)), 401);
+    assert_eq!(send(Some("team-a-sends-0123456789"), &claiming_b(0)), 200);
+    assert_eq!(send(Some("trusted-agent-0123456789"), &claiming_b(1)), 200);
+    let (status, body) = post(
+        port,
+        "/api/v2/spans",
+        "application/json",
+        spans(now_us() - 5_000_000).as_bytes(),
+    );
+    assert!(status == 202, "{status} {body}");
+
+    let as_reader = |token: &str, path: &str| -> Value {
+        let (status, body) = request(
+            port,
+            "GET",
+            path,
+            &[("authorization", &format!("Bearer {token}"))],
+            b"",
+        );
+        assert_eq!(status, 200, "GET {path}: {body}");
+        serde_json::from_str(&body).unwrap()
+    };
+    let tenants = |token: &str| -> Vec<String> {
+        as_reader(token, "/api/v1/logs?limit=1000")["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["resource"]["weir.tenant"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    wait_for(Duration::from_secs(10), "every record in the store", || {
+        tenants("admin-reads-0123456789").len() == 20
+            && as_reader("admin-reads-0123456789", "/api/v2/services")
+                .as_array()
+                .is_some_and(|s| !s.is_empty())
+    });
+    // The team-a token's records are team-a's, whatever they said; the
+    // trusted token's keep what the sender said.
+    assert_eq!(tenants("team-a-reads-0123456789"), vec!["team-a"; 10]);
+    assert_eq!(tenants("team-b-reads-0123456789"), vec!["team-b"; 10]);
+    // The spans are the zipkin source's tenant's: no one else's services.
+    assert_eq!(
+        as_reader("team-a-reads-0123456789", "/api/v2/services"),
+        serde_json::json!([])
+    );
+    assert_eq!(
+        as_reader("admin-reads-0123456789", "/api/v2/services"),
+        serde_json::json!(["backend", "batch", "frontend"])
+    );
+}

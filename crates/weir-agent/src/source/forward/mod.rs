@@ -44,6 +44,9 @@ pub struct ForwardConfig {
     pub hostname: String,
     /// Serve TLS with this certificate and key.
     pub tls: Option<crate::tls::ServerFiles>,
+    /// The tenant of every record this source takes, whatever its sender
+    /// says.
+    pub tenant: Option<String>,
 }
 
 /// Binds the listener and starts the source; it runs until `stop` is set.
@@ -207,7 +210,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<'_, S> {
     /// Hands one message's records on, and acknowledges it if asked.
     async fn take(&mut self, value: &msgpack::Value<'_>, len: usize) -> Result<(), String> {
         let metrics = &self.emitter.metrics;
-        let decoded = match message::decode(value, self.config.limits.max_message * 4) {
+        let mut decoded = match message::decode(value, self.config.limits.max_message * 4) {
             Ok(decoded) => decoded,
             Err(what) => {
                 metrics.malformed.add(1, len as u64);
@@ -221,6 +224,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<'_, S> {
                 return Ok(());
             }
         };
+        crate::source::http_intake::set_tenant(&mut decoded.records, self.config.tenant.as_deref());
         metrics.read.add(decoded.records.len() as u64, len as u64);
         match decoded.chunk {
             Some(chunk) => {
