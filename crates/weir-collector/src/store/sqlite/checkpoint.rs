@@ -3,15 +3,25 @@
 //! its threshold: the writer copies pages and waits for the database
 //! file's fsync while batches queue behind it. Here the writer only
 //! commits (one fsync of the log); the copy and its fsync overlap the next
-//! batches. A passive checkpoint never blocks the writer or a reader.
+//! batches. A passive checkpoint never blocks the writer or a reader; but
+//! the log only starts over from its beginning when a write begins with
+//! every frame copied, which under steady writing never happens. So once
+//! the log passes [`RESTART_PAST`], a restarting checkpoint waits for the
+//! writer's current batch, copies the rest and lets the next batch start
+//! the log over (cut back to `WAL_LIMIT`).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use rusqlite::Connection;
+
 /// The longest a commit waits to be copied into the database file.
 const EVERY: Duration = Duration::from_millis(200);
+
+/// How large the write-ahead log may grow before it is started over.
+const RESTART_PAST: u64 = 8 * super::schema::WAL_LIMIT as u64;
 
 /// The checkpointing thread; stopped (after a last checkpoint) when dropped.
 pub struct Checkpointer {
@@ -43,29 +53,7 @@ impl Checkpointer {
             let path = path.to_path_buf();
             std::thread::Builder::new()
                 .name("weir-checkpoint".into())
-                .spawn(move || {
-                    let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
-                    loop {
-                        let stop = state.stop;
-                        if state.commits > 0 || stop {
-                            state.commits = 0;
-                            drop(state);
-                            let done =
-                                connection
-                                    .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
-                            if let Err(e) = done {
-                                eprintln!("weir: store {}: checkpoint: {e}", path.display());
-                            }
-                            if stop {
-                                return;
-                            }
-                            std::thread::sleep(EVERY);
-                            state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
-                            continue;
-                        }
-                        state = shared.wake.wait(state).unwrap_or_else(|e| e.into_inner());
-                    }
-                })?
+                .spawn(move || run(&connection, &shared, &path))?
         };
         Ok(Checkpointer {
             shared,
@@ -78,6 +66,37 @@ impl Checkpointer {
         let mut state = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
         state.commits += 1;
         self.shared.wake.notify_one();
+    }
+}
+
+/// Checkpoints after commits, at most every [`EVERY`], until told to stop.
+fn run(connection: &Connection, shared: &Shared, path: &Path) {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    let wal = PathBuf::from(wal);
+    let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        if state.commits == 0 && !state.stop {
+            state = shared.wake.wait(state).unwrap_or_else(|e| e.into_inner());
+            continue;
+        }
+        let stop = state.stop;
+        state.commits = 0;
+        drop(state);
+        let large = std::fs::metadata(&wal).is_ok_and(|m| m.len() > RESTART_PAST);
+        let sql = if large {
+            "PRAGMA wal_checkpoint(RESTART)"
+        } else {
+            "PRAGMA wal_checkpoint(PASSIVE)"
+        };
+        if let Err(e) = connection.query_row(sql, [], |_| Ok(())) {
+            eprintln!("weir: store {}: checkpoint: {e}", path.display());
+        }
+        if stop {
+            return;
+        }
+        std::thread::sleep(EVERY);
+        state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
     }
 }
 
