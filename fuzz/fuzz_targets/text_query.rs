@@ -1,8 +1,9 @@
 //! Full-text queries: any text parses or is refused with a message, and a
-//! parsed query matches any body, valid UTF-8 or not, without a panic. A
-//! body always matches a query made of its own words, and the word filter
-//! of a block holding it may hold every word of that query: what the index
-//! holds, a search finds.
+//! parsed query matches any body, valid UTF-8 or not, without a panic.
+//! Whatever body a query matches, the word filter of a block holding the
+//! body may hold every word the query asks the filter for (a search never
+//! skips a block with a match); and a body always matches a query made of
+//! its own words.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -10,14 +11,19 @@ use weir_collector::store::text::{TextQuery, WordFilter, may_contain, words};
 
 fuzz_target!(|input: (&str, &[u8], &[u8])| {
     let (text, body, other) = input;
-    if let Ok(query) = TextQuery::parse(text) {
-        let _ = query.matches(body);
-    }
     let mut filter = WordFilter::default();
     filter.add(other);
     filter.add(body);
     let mut bits = Vec::new();
     filter.finish(&mut bits);
+    if let Ok(query) = TextQuery::parse(text)
+        && query.matches(body)
+    {
+        // What a search matches, the filter of its block may hold.
+        for hash in query.word_hashes() {
+            assert!(may_contain(&bits, hash), "{text:?} matches {body:?}, lost by the filter");
+        }
+    }
     let lowered = String::from_utf8_lossy(body).to_lowercase();
     let own: Vec<&str> = words(&lowered).take(16).collect();
     if !own.is_empty() && own.join(" ").len() <= 1024 {

@@ -499,14 +499,17 @@ fn a_deleted_record_s_id_is_never_given_again() {
     let path = dir.join("weir.db");
     let t = now_ns();
     let store = SqliteStore::open(&path, keep_all()).unwrap();
-    store
-        .append(&[log(t - 7200 * SECOND, "web", "old")])
-        .unwrap();
+    // A batch that fills its last block of 256 exactly.
+    let old: Vec<LogRecord> = (0..512)
+        .map(|i| log(t - 7200 * SECOND + i, "web", "old"))
+        .collect();
+    store.append(&old).unwrap();
     let old_id = store.last_log_id().unwrap();
     drop(store);
     let store =
         SqliteStore::open(&path, Retention::new(Duration::from_secs(60), 1 << 40, 0)).unwrap();
-    assert_eq!(store.enforce_retention().unwrap().aged, 1);
+    assert_eq!(store.enforce_retention().unwrap().aged, 512);
+    assert_eq!(store.last_log_id().unwrap(), 0, "nothing left");
     store.append(&[log(t, "web", "new")]).unwrap();
     // A tail that had read the old record still sees the new one.
     let step = store

@@ -344,14 +344,19 @@ fn ingest_tokens(
     key: &str,
     raw: &RawSource,
 ) -> Result<Vec<IngestToken>, ConfigError> {
-    let mut tokens: Vec<IngestToken> = raw
-        .token
-        .iter()
-        .map(|t| IngestToken {
-            token: t.get_ref().clone(),
+    let mut tokens = Vec::new();
+    if let Some(token) = &raw.token {
+        if token.get_ref().is_empty() {
+            return Err(checker.error(
+                token.span().start,
+                format!("{key}.token: empty; leave it out for none"),
+            ));
+        }
+        tokens.push(IngestToken {
+            token: token.get_ref().clone(),
             tenant: None,
-        })
-        .collect();
+        });
+    }
     if let Some(listed) = &raw.tokens {
         for token in listed.get_ref() {
             if token.token.len() < 16 {

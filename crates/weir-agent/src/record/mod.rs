@@ -293,13 +293,11 @@ impl LogRecord {
         *span = None;
     }
 
-    /// Sets resource key `key` to `value`, in place of what the record
-    /// had for it.
+    /// Sets resource key `key` to `value`, in place of every value the
+    /// record had for it.
     pub fn set_resource(&mut self, key: &str, value: &str) {
-        match self.resource.iter_mut().find(|(k, _)| k == key) {
-            Some((_, v)) => *v = value.into(),
-            None => self.resource.push((key.into(), value.into())),
-        }
+        self.resource.retain(|(k, _)| k != key);
+        self.resource.push((key.into(), value.into()));
     }
 
     /// The value of resource key `key`.

@@ -97,7 +97,7 @@ impl TextQuery {
         self.terms.iter().all(|term| match term {
             Term::Word(w) => words(&body).any(|b| b == w),
             Term::Prefix(p) => words(&body).any(|b| b.starts_with(p.as_str())),
-            Term::Phrase(phrase, _) => body.contains(phrase.as_str()),
+            Term::Phrase(phrase, _) => holds_phrase(&body, phrase),
         })
     }
 }
@@ -117,6 +117,27 @@ const BITS_PER_WORD: f64 = 10.0;
 
 /// The smallest filter kept, in bits.
 const MIN_BITS: usize = 64;
+
+/// Whether `body` holds `phrase` as consecutive text that does not start
+/// or end inside a word: where the phrase begins (ends) with a letter or
+/// digit, the body may not have one just before (after) it. So each word
+/// of the phrase is a whole word of the body, which the block's filter
+/// holds: `"b query"` does not find `db query`, `user-42` not
+/// `superuser-420`.
+fn holds_phrase(body: &str, phrase: &str) -> bool {
+    let starts_word = phrase.chars().next().is_some_and(char::is_alphanumeric);
+    let ends_word = phrase
+        .chars()
+        .next_back()
+        .is_some_and(char::is_alphanumeric);
+    body.match_indices(phrase).any(|(at, _)| {
+        let before = body[..at].chars().next_back();
+        let after = body[at + phrase.len()..].chars().next();
+        let cuts_in_before = starts_word && before.is_some_and(char::is_alphanumeric);
+        let cuts_in_after = ends_word && after.is_some_and(char::is_alphanumeric);
+        !cuts_in_before && !cuts_in_after
+    })
+}
 
 /// A Bloom filter of the words of a block of records: a search reads only
 /// the blocks whose filter may hold every word it looks for (ClickHouse's
@@ -347,7 +368,26 @@ mod tests {
         let query = TextQuery::parse("user-42").unwrap();
         assert_eq!(query.word_hashes(), ["user", "42"].map(word_hash).to_vec());
         assert!(query.matches(b"login by user-42 ok"));
+        assert!(query.matches(b"superuser-420 then user-42."));
         assert!(!query.matches(b"42 user"));
+    }
+
+    #[test]
+    fn a_phrase_starts_and_ends_on_word_boundaries() {
+        let matches =
+            |query: &str, body: &str| TextQuery::parse(query).unwrap().matches(body.as_bytes());
+        assert!(!matches("user-42", "superuser-420"));
+        assert!(!matches("\"b query\"", "db query"));
+        assert!(matches("\"db query\"", "the db query ran"));
+        // Punctuation at an end of the phrase does not ask for a boundary.
+        assert!(matches("\"error:\"", "error:x"));
+        assert!(matches("\":42\"", "port:42"));
+        // Whatever a phrase matches, the block's filter holds its words.
+        for (query, body) in [("\"error:\"", "error:x"), ("user-42", "a user-42 b")] {
+            let query = TextQuery::parse(query).unwrap();
+            let filter = filter_of(&[body.as_bytes()]);
+            assert!(query.word_hashes().iter().all(|&h| may_contain(&filter, h)));
+        }
     }
 
     #[test]

@@ -74,9 +74,13 @@ impl SqliteStore {
     pub fn enforce_retention(&self) -> Result<Deleted, StoreError> {
         let mut side = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let WriteSide { writer, retention } = &mut *side;
-        retention
+        let done = retention
             .enforce(&writer.connection, &self.path)
-            .map_err(|e| StoreError::failed("retention", e))
+            .map_err(|e| StoreError::failed("retention", e));
+        // What retention deleted and gave back reaches the database file
+        // (and the disk) at a checkpoint.
+        self.checkpointer.committed();
+        done
     }
 
     /// Enforces retention if it is due: after each batch, and from
@@ -86,7 +90,9 @@ impl SqliteStore {
         if !retention.due() {
             return;
         }
-        match retention.enforce(&writer.connection, &self.path) {
+        let done = retention.enforce(&writer.connection, &self.path);
+        self.checkpointer.committed();
+        match done {
             Ok(done) if done.evicted > 0 => eprintln!(
                 "weir: store {}: over its size bound or short of free disk: deleted the {} oldest records before their max_age",
                 self.path.display(),

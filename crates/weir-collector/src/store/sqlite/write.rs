@@ -32,6 +32,8 @@ struct Filling {
     block: BlockBuilder,
     /// Read from `counters` by the first batch.
     next_id: Option<i64>,
+    /// Ids were given in this batch: `counters` must say so.
+    gave_ids: bool,
 }
 
 impl Filling {
@@ -39,6 +41,7 @@ impl Filling {
         Filling {
             block: BlockBuilder::new(kind),
             next_id: None,
+            gave_ids: false,
         }
     }
 
@@ -72,20 +75,25 @@ impl Filling {
     ) -> rusqlite::Result<i64> {
         let id = self.next_id(transaction)?;
         self.next_id = Some(id + 1);
+        self.gave_ids = true;
         self.block.push(id, source, record, duration_us);
         Ok(id)
     }
 
-    /// Writes the block (if it holds records) and the next id.
+    /// Writes the block (if it holds records) and, if ids were given, the
+    /// next one: retention may delete every block, and the ids they held
+    /// must still never be given again.
     fn flush(
         &mut self,
         transaction: &Transaction<'_>,
         closing: &mut Closing,
     ) -> rusqlite::Result<()> {
-        if self.block.is_empty() {
+        if !self.block.is_empty() {
+            close_block(transaction, &mut self.block, closing)?;
+        }
+        if !std::mem::take(&mut self.gave_ids) {
             return Ok(());
         }
-        close_block(transaction, &mut self.block, closing)?;
         transaction
             .prepare_cached(
                 "INSERT INTO counters (name, value) VALUES (?1, ?2)
