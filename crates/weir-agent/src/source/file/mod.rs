@@ -210,7 +210,11 @@ impl Tail {
             tailed.path = path.to_path_buf();
             return Ok(());
         }
-        let file = File::open(path)?;
+        let Some((file, meta)) = open_as_seen(path, id)? else {
+            // Renamed and replaced between the look and the open: the next
+            // scan finds both files under their new names.
+            return Ok(());
+        };
         if self.config.monitor {
             self.owners.forget(path);
         }
@@ -479,6 +483,17 @@ fn starts_as_before(tailed: &Tailed) -> bool {
     }
 }
 
+/// Opens `path` if it is still the file `id` that was looked at, with its
+/// size as of the open. A rotation can rename the file and put a new one
+/// in its place between the look and the open: the open file would then be
+/// tracked under the old file's id, and the old file, found later under
+/// its new name with that id, would never be read.
+fn open_as_seen(path: &Path, id: FileId) -> io::Result<Option<(File, std::fs::Metadata)>> {
+    let file = File::open(path)?;
+    let meta = file.metadata()?;
+    Ok(((meta.dev(), meta.ino()) == id && meta.is_file()).then_some((file, meta)))
+}
+
 fn memchr_newline(bytes: &[u8]) -> Option<usize> {
     bytes.iter().position(|b| *b == b'\n')
 }
@@ -487,4 +502,27 @@ fn now_ns() -> i64 {
     weir_monitor::format::timestamp::Timestamp::now()
         .as_nanos()
         .clamp(0, i64::MAX as i128) as i64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_replaced_between_the_look_and_the_open_is_not_taken_for_it() {
+        let dir = std::env::temp_dir().join(format!("weir-open-as-seen-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = dir.join("app.log");
+        std::fs::write(&log, "first file\n").unwrap();
+        let meta = std::fs::metadata(&log).unwrap();
+        let id = (meta.dev(), meta.ino());
+        assert!(open_as_seen(&log, id).unwrap().is_some());
+        // Rotated: renamed away, a new file in its place.
+        std::fs::rename(&log, dir.join("app.log.1")).unwrap();
+        std::fs::write(&log, "second file\n").unwrap();
+        assert!(open_as_seen(&log, id).unwrap().is_none());
+        let (_, meta) = open_as_seen(&dir.join("app.log.1"), id).unwrap().unwrap();
+        assert_eq!(meta.len(), 11);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
