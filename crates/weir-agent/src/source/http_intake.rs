@@ -204,9 +204,10 @@ pub fn check_room(emitter: &Emitter) -> Result<(), Refusal> {
 /// The request's body, unpacked, and its size as sent.
 pub async fn body(
     request: Request<Incoming>,
-    max: usize,
+    limits: &Limits,
     metrics: &SourceMetrics,
 ) -> Result<(Bytes, u64), Refusal> {
+    let max = limits.max_message;
     let gzipped = match header(&request, CONTENT_ENCODING).as_str() {
         "" | "identity" => false,
         "gzip" => true,
@@ -217,7 +218,26 @@ pub async fn body(
             ));
         }
     };
-    let body = match Limited::new(request.into_body(), max).collect().await {
+    // A client that trickles its body would otherwise hold a connection
+    // slot for good.
+    let collected = tokio::time::timeout(
+        limits.read_timeout,
+        Limited::new(request.into_body(), max).collect(),
+    )
+    .await
+    .map_err(|_| {
+        metrics
+            .timed_out_connections
+            .fetch_add(1, Ordering::Relaxed);
+        (
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "the body took longer than read_timeout ({} s)",
+                limits.read_timeout.as_secs()
+            ),
+        )
+    })?;
+    let body = match collected {
         Ok(body) => body.to_bytes(),
         Err(e)
             if e.downcast_ref::<http_body_util::LengthLimitError>()

@@ -65,7 +65,7 @@ async fn take(
     let tenant = http_intake::check_token(&request, config, metrics)?;
     let encoding = http_intake::encoding(&request)?;
     http_intake::check_room(emitter)?;
-    let (body, size) = http_intake::body(request, config.limits.max_message, metrics).await?;
+    let (body, size) = http_intake::body(request, &config.limits, metrics).await?;
     let malformed = |what: String| {
         metrics.malformed.add(1, size);
         (StatusCode::BAD_REQUEST, what)

@@ -230,6 +230,54 @@ fn a_full_buffer_answers_503_with_retry_after_and_takes_nothing() {
     agent.kill();
 }
 
+#[test]
+fn a_body_trickled_past_read_timeout_is_cut_off_and_counted() {
+    let dir = Scratch::new("otlp-slow-body");
+    let (port, api) = (free_port(), free_port());
+    let config = config(
+        &dir.join("data"),
+        Some(api),
+        &format!(
+            "[sources.otel]\ntype = \"otlp\"\naddress = \"127.0.0.1:{port}\"\nread_timeout = \"1s\"\n{}",
+            "[sinks.out]\ntype = \"blackhole\"\ninputs = [\"otel\"]\n"
+        ),
+    );
+    let agent = Agent::start(&dir, &config);
+    wait_for(Duration::from_secs(10), "the listener", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
+        .write_all(b"POST /v1/logs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
+        .unwrap();
+    // A byte now and then, never the whole body.
+    let started = std::time::Instant::now();
+    let mut answer = Vec::new();
+    for _ in 0..8 {
+        std::thread::sleep(Duration::from_millis(300));
+        if stream.write_all(b" ").is_err() {
+            break;
+        }
+    }
+    let _ = stream.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(8));
+    let (_, metrics) = get(api, "/metrics");
+    assert_eq!(
+        metric(
+            &metrics,
+            "weir_source_connections_closed_total{source=\"otel\",reason=\"read_timeout\"}"
+        ),
+        1.0,
+        "{metrics}"
+    );
+    agent.kill();
+}
+
 /// weir's otlp sink into Rotel, a third-party OTLP collector, which sends
 /// on to weir's otlp source: every line arrives, with its resource.
 #[test]
