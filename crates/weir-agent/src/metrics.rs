@@ -36,6 +36,10 @@ pub struct SinkMetrics {
     pub retries: AtomicU64,
     /// Permanently refused, or given up on, and written to the dead-letter file.
     pub dead_lettered: Tally,
+    /// Taken by the destination in a batch, then refused by it (OTLP's
+    /// `partial_success`): lost there, and not known which. Their bytes
+    /// are the batch's average record's.
+    pub refused_by_destination: Tally,
     /// Buffer payloads that were not records (damage the checksum missed).
     pub undecodable: Tally,
     pub in_flight: AtomicU64,

@@ -256,7 +256,7 @@ impl Registry {
         let mut dropped = Vec::new();
         for (n, m, buffer) in &self.sinks {
             let stats = buffer.stats();
-            let reasons: [(&str, Counts); 5] = [
+            let reasons: [(&str, Counts); 6] = [
                 ("buffer_full_newest", stats.dropped_newest),
                 ("buffer_full_oldest", stats.dropped_oldest),
                 ("buffer_damaged", sum(stats.cut_read, stats.cut_at_open)),
@@ -274,6 +274,13 @@ impl Registry {
                         bytes: m.dead_lettered.get().1,
                     },
                 ),
+                (
+                    "destination_refused",
+                    Counts {
+                        records: m.refused_by_destination.get().0,
+                        bytes: m.refused_by_destination.get().1,
+                    },
+                ),
             ];
             for (reason, counts) in reasons {
                 dropped.push((
@@ -285,7 +292,7 @@ impl Registry {
         family(
             "weir_dropped_records_total",
             "counter",
-            "Records not delivered, by reason (sink_rejected ones are in the dead-letter file).",
+            "Records not delivered, by reason (sink_rejected ones are in the dead-letter file; destination_refused ones the destination took and then refused, OTLP partial_success).",
             dropped,
         );
         family(

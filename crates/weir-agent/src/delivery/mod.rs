@@ -88,6 +88,7 @@ pub fn start(
             rng: Rng::seeded(),
             stop: Arc::clone(&stop),
             index,
+            refusals: 0,
         });
     }
     thread::Builder::new()
@@ -250,6 +251,9 @@ struct Sender {
     rng: Rng,
     stop: Arc<AtomicBool>,
     index: usize,
+    /// Batches the destination took with some records refused: said on
+    /// stderr the first time and at each power of two.
+    refusals: u64,
 }
 
 impl Sender {
@@ -273,12 +277,25 @@ impl Sender {
         self.metrics.in_flight.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
         let mut attempt = 0u32;
+        // Ok: delivered, with how many records the destination then
+        // refused.
         let outcome = loop {
             if records.is_empty() {
-                break Ok(());
+                break Ok(0);
             }
             match self.sink.send(records) {
-                Ok(()) => break Ok(()),
+                Ok(()) => break Ok(0),
+                Err(SendError::PartlyRefused { refused, reason }) => {
+                    if self.refusals == 0 || self.refusals.is_power_of_two() {
+                        eprintln!(
+                            "weir: sink {}: the destination took a batch of {} records but refused {refused} of them: {reason}",
+                            self.name,
+                            records.len()
+                        );
+                    }
+                    self.refusals += 1;
+                    break Ok(refused.min(records.len() as u64));
+                }
                 Err(SendError::Permanent { reason }) => break Err(reason),
                 Err(SendError::Retryable {
                     reason,
@@ -316,10 +333,17 @@ impl Sender {
         };
         let record_bytes: u64 = records.iter().map(|r| r.body.len() as u64).sum();
         match outcome {
-            Ok(()) => {
+            Ok(refused) => {
+                let sent = records.len() as u64;
+                let refused_bytes = record_bytes * refused / sent.max(1);
                 self.metrics
                     .delivered
-                    .add(records.len() as u64, record_bytes);
+                    .add(sent - refused, record_bytes - refused_bytes);
+                if refused > 0 {
+                    self.metrics
+                        .refused_by_destination
+                        .add(refused, refused_bytes);
+                }
                 self.metrics.batches.fetch_add(1, Ordering::Relaxed);
             }
             Err(reason) => {

@@ -16,11 +16,12 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Request, StatusCode, Uri};
 use hyper_util::rt::TokioIo;
+use prost::Message;
 use tokio::net::TcpStream;
 use tokio::runtime::Runtime;
 
 use super::{SendError, Sink, ndjson};
-use crate::otlp;
+use crate::otlp::{self, proto};
 use crate::record::LogRecord;
 
 /// Bytes of a response body read at most (its first 200 name a failure).
@@ -124,7 +125,13 @@ impl HttpSink {
     }
 
     /// POSTs `body` to `uri` on the kept connection.
-    fn post(&mut self, uri: Uri, content_type: &'static str, body: Bytes) -> Result<(), SendError> {
+    /// POSTs `body`; the answer's body once it is a success.
+    fn post(
+        &mut self,
+        uri: Uri,
+        content_type: &'static str,
+        body: Bytes,
+    ) -> Result<Bytes, SendError> {
         let config = self.config.clone();
         let tls = self.tls.clone();
         let mut sender = self.sender.take();
@@ -159,23 +166,65 @@ impl Sink for HttpSink {
                 }
                 let body = self.body()?;
                 self.post(self.config.uri.clone(), "application/x-ndjson", body)
+                    .map(drop)
             }
             // Logs and spans each to their own path; should the spans fail
             // after the logs went, the retry sends the logs again.
             BodyFormat::Otlp => {
+                let mut refused = Refused::default();
                 if records.iter().any(|r| r.span.is_none()) {
                     let body = self.protobuf(&otlp::logs::to_request(records))?;
                     let uri = signal_uri(&self.config.uri, "logs");
-                    self.post(uri, "application/x-protobuf", body)?;
+                    let answer = self.post(uri, "application/x-protobuf", body)?;
+                    if let Ok(answer) = proto::ExportLogsServiceResponse::decode(answer)
+                        && let Some(partial) = answer.partial_success
+                    {
+                        refused.add(partial.rejected_log_records, &partial.error_message);
+                    }
                 }
                 if records.iter().any(|r| r.span.is_some()) {
                     let body = self.protobuf(&otlp::traces::to_request(records))?;
                     let uri = signal_uri(&self.config.uri, "traces");
-                    self.post(uri, "application/x-protobuf", body)?;
+                    let answer = self.post(uri, "application/x-protobuf", body)?;
+                    if let Ok(answer) = proto::ExportTraceServiceResponse::decode(answer)
+                        && let Some(partial) = answer.partial_success
+                    {
+                        refused.add(partial.rejected_spans, &partial.error_message);
+                    }
                 }
-                Ok(())
+                refused.outcome(records.len())
             }
         }
+    }
+}
+
+/// What an OTLP destination's `partial_success` answers said it refused.
+#[derive(Default)]
+struct Refused {
+    records: u64,
+    messages: Vec<String>,
+}
+
+impl Refused {
+    fn add(&mut self, rejected: i64, message: &str) {
+        if rejected > 0 {
+            self.records += rejected as u64;
+        }
+        if rejected > 0 || !message.is_empty() {
+            self.messages.push(message.chars().take(200).collect());
+        }
+    }
+
+    /// Delivered, or delivered with some refused (never more than were
+    /// sent, whatever the destination claims).
+    fn outcome(self, sent: usize) -> Result<(), SendError> {
+        if self.records == 0 {
+            return Ok(());
+        }
+        Err(SendError::PartlyRefused {
+            refused: self.records.min(sent as u64),
+            reason: self.messages.join("; "),
+        })
     }
 }
 
@@ -193,7 +242,7 @@ async fn exchange(
     content_type: &'static str,
     sender: &mut Option<Sender>,
     body: Bytes,
-) -> Result<(), SendError> {
+) -> Result<Bytes, SendError> {
     let ready = match sender.as_mut() {
         Some(s) => s.ready().await.is_ok(),
         None => false,
@@ -239,7 +288,8 @@ async fn exchange(
             Bytes::from_static(b"(a response body over 64 KiB, not read)")
         }
     };
-    classify(config.format, status, retry_after, &text, uri)
+    classify(config.format, status, retry_after, &text, uri)?;
+    Ok(text)
 }
 
 fn classify(
@@ -373,5 +423,102 @@ mod tests {
                 "{status}"
             );
         }
+    }
+
+    /// A destination on loopback that answers each request with `answer`
+    /// (protobuf, 200), for as many requests as it is given answers.
+    fn destination(answers: Vec<Vec<u8>>) -> Uri {
+        use std::io::{BufRead, BufReader, Read};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut writer = stream;
+            for answer in answers {
+                let mut length = 0;
+                loop {
+                    let mut line = String::new();
+                    reader.read_line(&mut line).unwrap();
+                    if line == "\r\n" {
+                        break;
+                    }
+                    if let Some(n) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = n.trim().parse().unwrap();
+                    }
+                }
+                let mut body = vec![0; length];
+                reader.read_exact(&mut body).unwrap();
+                write!(
+                    writer,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\nContent-Length: {}\r\n\r\n",
+                    answer.len()
+                )
+                .unwrap();
+                writer.write_all(&answer).unwrap();
+            }
+        });
+        format!("http://127.0.0.1:{port}").parse().unwrap()
+    }
+
+    #[test]
+    fn an_otlp_partial_success_says_how_many_records_the_destination_refused() {
+        let logs = proto::ExportLogsServiceResponse {
+            partial_success: Some(proto::ExportLogsPartialSuccess {
+                rejected_log_records: 2,
+                error_message: "too old".into(),
+            }),
+        }
+        .encode_to_vec();
+        let spans = proto::ExportTraceServiceResponse {
+            partial_success: Some(proto::ExportTracePartialSuccess {
+                rejected_spans: 1,
+                error_message: "no name".into(),
+            }),
+        }
+        .encode_to_vec();
+        let fine = proto::ExportLogsServiceResponse::default().encode_to_vec();
+        let uri = destination(vec![logs, spans, fine]);
+        let mut sink = HttpSink::new(HttpConfig {
+            uri,
+            format: BodyFormat::Otlp,
+            headers: Vec::new(),
+            tls: None,
+            gzip: false,
+            timeout: Duration::from_secs(5),
+        })
+        .unwrap();
+        let log = LogRecord {
+            body: b"a log".to_vec(),
+            ..LogRecord::default()
+        };
+        let span = LogRecord {
+            span: Some(Box::default()),
+            trace_id: Some([1; 16]),
+            span_id: Some([2; 8]),
+            ..LogRecord::default()
+        };
+        let batch = vec![log.clone(), log.clone(), log.clone(), span];
+        match sink.send(&batch) {
+            Err(SendError::PartlyRefused { refused, reason }) => {
+                assert_eq!(refused, 3);
+                assert_eq!(reason, "too old; no name");
+            }
+            other => panic!("{other:?}"),
+        }
+        // An answer without partial_success: all delivered.
+        assert_eq!(sink.send(&[log]), Ok(()));
+    }
+
+    #[test]
+    fn a_destination_never_refuses_more_than_it_was_sent() {
+        let mut refused = Refused::default();
+        refused.add(1_000, "everything");
+        refused.add(-5, "");
+        assert!(matches!(
+            refused.outcome(10),
+            Err(SendError::PartlyRefused { refused: 10, .. })
+        ));
+        assert_eq!(Refused::default().outcome(10), Ok(()));
     }
 }

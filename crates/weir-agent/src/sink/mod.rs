@@ -27,6 +27,11 @@ pub enum SendError {
     /// Trying again cannot help: the destination refused the batch itself.
     #[error("{reason}")]
     Permanent { reason: String },
+    /// The destination took the batch but refused `refused` of its records
+    /// (OTLP's `partial_success`), without saying which: the batch counts
+    /// as delivered, and the refused records as dropped by the destination.
+    #[error("refused {refused} records: {reason}")]
+    PartlyRefused { refused: u64, reason: String },
 }
 
 impl SendError {
