@@ -83,6 +83,8 @@ pub struct SourceMetrics {
     pub shed: Tally,
     /// Messages longer than the maximum, cut there (what was kept is read).
     pub cut: Tally,
+    /// The bytes of cut messages past the maximum, passed by unread.
+    pub cut_off_bytes: AtomicU64,
     /// Connections closed at once because the listener had its maximum open.
     pub refused_connections: AtomicU64,
     /// Connections closed after being quiet longer than the read timeout.

@@ -98,6 +98,15 @@ impl Registry {
                 .collect(),
         );
         family(
+            "weir_source_cut_bytes_total",
+            "counter",
+            "Bytes of cut messages past the listener's max_message, passed by unread.",
+            self.sources
+                .iter()
+                .map(|(n, m)| (n.clone(), m.cut_off_bytes.load(Ordering::Relaxed) as f64))
+                .collect(),
+        );
+        family(
             "weir_source_connections_closed_total",
             "counter",
             "Connections a listener closed: over max_connections, quiet past read_timeout, or with broken framing.",

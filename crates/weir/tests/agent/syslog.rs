@@ -280,6 +280,12 @@ batch = {{ timeout = "20ms" }}
         metric(&metrics, "weir_source_cut_records_total{source=\"tcp\"}"),
         1.0
     );
+    // Every byte of the stream is counted: what the cut message kept is
+    // read, the rest of it passed by.
+    assert_eq!(
+        metric(&metrics, "weir_source_cut_bytes_total{source=\"tcp\"}"),
+        (oversized.len() - 1024) as f64
+    );
     assert_eq!(
         metric(
             &metrics,

@@ -33,6 +33,8 @@ pub struct Framer {
     offset: u64,
     max: usize,
     skip: Skip,
+    /// Bytes of cut messages passed by since [`Framer::take_passed_by`].
+    passed_by: u64,
     /// Where the room [`Framer::spare`] gave starts.
     spare_from: Option<usize>,
 }
@@ -44,8 +46,15 @@ impl Framer {
             offset: 0,
             max: max_message.max(1),
             skip: Skip::Nothing,
+            passed_by: 0,
             spare_from: None,
         }
+    }
+
+    /// The bytes of cut messages passed by (past `max_message`) since the
+    /// last call: what a cut cost, for the operator's count.
+    pub fn take_passed_by(&mut self) -> u64 {
+        std::mem::take(&mut self.passed_by)
     }
 
     /// Takes the next bytes of the stream and calls `each` with every
@@ -97,6 +106,7 @@ impl Framer {
                 Skip::Bytes(n) => {
                     let passed = n.min(available.len() as u64);
                     *at += passed as usize;
+                    self.passed_by += passed;
                     if passed < n {
                         self.skip = Skip::Bytes(n - passed);
                         return Ok(());
@@ -107,11 +117,13 @@ impl Framer {
                 Skip::ToNewline => match memchr::memchr(b'\n', available) {
                     Some(newline) => {
                         *at += newline + 1;
+                        self.passed_by += newline as u64;
                         self.skip = Skip::Nothing;
                         continue;
                     }
                     None => {
                         *at += available.len();
+                        self.passed_by += available.len() as u64;
                         return Ok(());
                     }
                 },
@@ -244,6 +256,9 @@ mod tests {
                 (b"<2>b".to_vec(), false)
             ]
         );
+        // What was passed by: "456789" of the counted one, "456" of the line.
+        assert_eq!(framer.take_passed_by(), 9);
+        assert_eq!(framer.take_passed_by(), 0);
     }
 
     #[test]

@@ -155,6 +155,9 @@ async fn read_stream<R: AsyncRead + Unpin>(
         // Parsed on the emitter's thread, into records it reuses.
         let mut messages = Messages::new(parse_counted, now_ns());
         let framed = framer.commit(n, |message, cut| messages.push(message, cut));
+        metrics
+            .cut_off_bytes
+            .fetch_add(framer.take_passed_by(), Ordering::Relaxed);
         if !messages.is_empty() && !emitter.send_messages(messages).await {
             return;
         }
