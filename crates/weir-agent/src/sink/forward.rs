@@ -228,13 +228,21 @@ fn entry(record: &LogRecord, out: &mut Vec<u8>) {
         .iter()
         .filter(|(k, _)| k != "fluent.tag")
         .collect();
+    // An attribute named as one of the record's own fields goes in a map
+    // of its own, so that it can neither clash with the field nor be
+    // taken for it.
+    let (clashing, plain): (Vec<_>, Vec<_>) = record
+        .attributes
+        .iter()
+        .partition(|(key, _)| RECORD_FIELDS.contains(&key.as_str()));
     let fields = 2
         + record.severity.is_some() as u32
         + record.partial as u32
         + record.trace_id.is_some() as u32
         + record.span_id.is_some() as u32
         + !resource.is_empty() as u32
-        + record.attributes.len() as u32;
+        + !clashing.is_empty() as u32
+        + plain.len() as u32;
     let _ = rmp::encode::write_map_len(out, fields);
     let _ = rmp::encode::write_str(out, "log");
     match std::str::from_utf8(&record.body) {
@@ -272,7 +280,32 @@ fn entry(record: &LogRecord, out: &mut Vec<u8>) {
         }
     }
     // Writing into a Vec cannot fail.
-    for (key, value) in &record.attributes {
+    if !clashing.is_empty() {
+        let _ = rmp::encode::write_str(out, CLASHING_ATTRIBUTES);
+        let _ = rmp::encode::write_map_len(out, clashing.len() as u32);
+        attributes(&clashing, out);
+    }
+    attributes(&plain, out);
+}
+
+/// The map key under which attributes named as a record field go.
+pub const CLASHING_ATTRIBUTES: &str = "weir.attributes";
+
+/// The keys of an entry that are the record's own fields.
+const RECORD_FIELDS: [&str; 8] = [
+    "log",
+    "stream",
+    "severity",
+    "partial",
+    "trace_id",
+    "span_id",
+    "resource",
+    CLASHING_ATTRIBUTES,
+];
+
+/// Attributes as map pairs.
+fn attributes(pairs: &[&(CompactString, Value)], out: &mut Vec<u8>) {
+    for (key, value) in pairs {
         let _ = rmp::encode::write_str(out, key);
         match value {
             Value::Str(s) => {
@@ -416,7 +449,12 @@ mod tests {
                 ("fluent.tag".into(), "pods.web".into()),
                 ("container.name".into(), "web".into()),
             ],
+            // Named as record fields: they may neither clash with nor
+            // stand in for them (a `log` attribute is not the body).
             attributes: vec![
+                ("log".into(), Value::Str("not the body".into())),
+                ("stream".into(), Value::Str("sideways".into())),
+                ("resource".into(), Value::Int(3)),
                 ("user".into(), Value::Str("ann".into())),
                 ("n".into(), Value::Int(-7)),
                 ("ratio".into(), Value::Float(0.25)),

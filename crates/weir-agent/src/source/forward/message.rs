@@ -168,6 +168,15 @@ fn record_field(record: &mut LogRecord, key: &str, value: &Value<'_>) -> bool {
             Some(id) => record.span_id = Some(id),
             None => return false,
         },
+        (crate::sink::forward::CLASHING_ATTRIBUTES, Value::Map(entries))
+            if entries.iter().all(|(k, _)| k.as_str().is_some()) =>
+        {
+            for (k, v) in entries {
+                if let (Some(k), Some(v)) = (k.as_str(), attribute(v)) {
+                    record.attributes.push((k.into(), v));
+                }
+            }
+        }
         ("resource", Value::Map(entries))
             if entries
                 .iter()
