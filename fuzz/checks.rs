@@ -8,7 +8,7 @@ use weir_agent::otlp::{logs, proto, traces};
 use weir_agent::record::Value;
 use weir_agent::source::forward::auth::Handshake;
 use weir_agent::source::forward::message;
-use weir_agent::source::forward::msgpack::{read, skip};
+use weir_agent::source::forward::msgpack::{ReadError, Skipper, read, skip};
 use weir_agent::source::syslog::framing::Framer;
 use weir_agent::source::syslog::parse::parse;
 use weir_agent::zipkin::{self, Span};
@@ -66,6 +66,18 @@ pub fn syslog(input: &[u8]) {
 /// agree on every value's length; no compressed message grows past its
 /// bound.
 pub fn forward(input: &[u8]) {
+    // Fed a few bytes at a time, as a connection reads, the skipper finds
+    // the end that the whole input gives.
+    let mut skipper = Skipper::default();
+    let mut end = 0;
+    let pieced = loop {
+        end = (end + 7).min(input.len());
+        match skipper.skip(&input[..end]) {
+            Err(ReadError::Incomplete) if end < input.len() => continue,
+            other => break other,
+        }
+    };
+    assert_eq!(pieced.ok(), skip(input).ok());
     let handshake = Handshake::new("key", "host");
     let mut rest = input;
     let mut first = true;

@@ -137,10 +137,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<'_, S> {
         }
         let mut buffer = Vec::new();
         let mut read = vec![0; 64 << 10];
+        // Where the message being received has been walked to.
+        let mut skipper = msgpack::Skipper::default();
         loop {
             let mut start = 0;
             loop {
-                let len = match msgpack::skip(&buffer[start..]) {
+                let len = match skipper.skip(&buffer[start..]) {
                     Ok(len) => len,
                     Err(ReadError::Incomplete) => break,
                     Err(ReadError::Invalid { at, what }) => {

@@ -69,27 +69,68 @@ pub fn read(input: &[u8]) -> Result<(Value<'_>, usize), ReadError> {
 /// The length of the value at the start of `input`, without building it:
 /// a cheap test of whether a whole message has arrived.
 pub fn skip(input: &[u8]) -> Result<usize, ReadError> {
-    let mut reader = Reader { input, at: 0 };
-    let mut pending: u64 = 1;
-    let mut depth_left = Vec::new();
-    while pending > 0 {
-        pending -= 1;
-        let children = reader.skip_one()?;
-        if children > 0 {
-            if depth_left.len() >= MAX_DEPTH {
-                return Err(reader.invalid("nested deeper than 32"));
-            }
-            depth_left.push(pending);
-            pending = children;
+    Skipper::default().skip(input)
+}
+
+/// Finds where a value ends as its bytes arrive, remembering how far it
+/// got: a message that arrives in many reads is walked once, not once a
+/// read (which is quadratic in its size).
+#[derive(Debug, Default)]
+pub struct Skipper {
+    /// Within a value: where its next item starts.
+    at: usize,
+    /// Items left at the current depth, and at each depth above.
+    pending: u64,
+    depth_left: Vec<u64>,
+    started: bool,
+}
+
+impl Skipper {
+    /// The length of the value at the start of `input`, once it is whole;
+    /// [`ReadError::Incomplete`] until then. `input` must start where it
+    /// did at the previous call and hold at least what it held then. After
+    /// a whole value or an error, the next call starts a new value.
+    pub fn skip(&mut self, input: &[u8]) -> Result<usize, ReadError> {
+        if !self.started {
+            self.at = 0;
+            self.pending = 1;
+            self.depth_left.clear();
+            self.started = true;
         }
-        while pending == 0 {
-            match depth_left.pop() {
-                Some(outer) => pending = outer,
-                None => break,
+        let mut reader = Reader { input, at: self.at };
+        while self.pending > 0 {
+            let before = reader.at;
+            let children = match reader.skip_one() {
+                Ok(children) => children,
+                Err(ReadError::Incomplete) => {
+                    // Taken again from this item's start when more comes.
+                    self.at = before;
+                    return Err(ReadError::Incomplete);
+                }
+                Err(e) => {
+                    self.started = false;
+                    return Err(e);
+                }
+            };
+            self.pending -= 1;
+            if children > 0 {
+                if self.depth_left.len() >= MAX_DEPTH {
+                    self.started = false;
+                    return Err(reader.invalid("nested deeper than 32"));
+                }
+                self.depth_left.push(self.pending);
+                self.pending = children;
+            }
+            while self.pending == 0 {
+                match self.depth_left.pop() {
+                    Some(outer) => self.pending = outer,
+                    None => break,
+                }
             }
         }
+        self.started = false;
+        Ok(reader.at)
     }
-    Ok(reader.at)
 }
 
 struct Reader<'a> {
@@ -305,5 +346,39 @@ mod tests {
                 what: "byte 0xc1 is never used in MessagePack"
             }
         );
+    }
+
+    #[test]
+    fn a_value_arriving_byte_by_byte_ends_where_it_ends_whole() {
+        let bytes = encode(|out| {
+            rmp::encode::write_array_len(out, 3).unwrap();
+            rmp::encode::write_str(out, "tag").unwrap();
+            rmp::encode::write_array_len(out, 2).unwrap();
+            for i in 0..2 {
+                rmp::encode::write_array_len(out, 2).unwrap();
+                rmp::encode::write_uint(out, i).unwrap();
+                rmp::encode::write_map_len(out, 1).unwrap();
+                rmp::encode::write_str(out, "log").unwrap();
+                rmp::encode::write_str(out, &"x".repeat(300)).unwrap();
+            }
+            rmp::encode::write_map_len(out, 0).unwrap();
+            rmp::encode::write_uint(out, 7).unwrap();
+        });
+        let whole = skip(&bytes).unwrap();
+        let mut skipper = Skipper::default();
+        let mut found = None;
+        for end in 0..=bytes.len() {
+            match skipper.skip(&bytes[..end]) {
+                Ok(len) => {
+                    found = Some((end, len));
+                    break;
+                }
+                Err(ReadError::Incomplete) => {}
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+        assert_eq!(found, Some((whole, whole)));
+        // The next value starts afresh.
+        assert_eq!(skipper.skip(&bytes[whole..]).unwrap(), 1);
     }
 }
