@@ -89,6 +89,13 @@ impl MemoryBuffer {
         let mut config = self.config();
         let mut state = self.lock();
         let mut outcome = Appended::default();
+        // The payloads share their source's read buffer: a kept one would
+        // keep all of it, the refused ones' bytes too, and a full buffer
+        // that keeps one record of each read would hold far more than its
+        // bound. Under drop_newest (which never waits, so this look is
+        // exact) the kept ones are copied out when some will be refused.
+        let refusing = config.when_full == WhenFull::DropNewest
+            && state.used + payloads.iter().map(|p| cost(p)).sum::<u64>() > config.max_bytes;
         for payload in payloads {
             loop {
                 if state.closed {
@@ -97,7 +104,11 @@ impl MemoryBuffer {
                 let fits = state.used + cost(payload) <= config.max_bytes;
                 if fits {
                     state.used += cost(payload);
-                    state.records.push_back(payload.clone());
+                    state.records.push_back(if refusing {
+                        Bytes::copy_from_slice(payload)
+                    } else {
+                        payload.clone()
+                    });
                     state.stats.appended.add(1, payload.len() as u64);
                     state.stats.held.add(1, payload.len() as u64);
                     outcome.accepted += 1;
@@ -341,6 +352,25 @@ mod tests {
                 bytes: 33
             }
         );
+    }
+
+    #[test]
+    fn what_drop_newest_keeps_does_not_hold_on_to_what_it_refused() {
+        let buffer = buffer(2 * (11 + RECORD_OVERHEAD), WhenFull::DropNewest);
+        // Eight payloads cut from one read's buffer, as a source hands them.
+        let read = Bytes::from(payloads(0..8).concat());
+        let shared: Vec<Bytes> = (0..8).map(|i| read.slice(i * 11..(i + 1) * 11)).collect();
+        let outcome = buffer.append(&shared).unwrap();
+        assert_eq!((outcome.accepted, outcome.refused), (2, 6));
+        let held = buffer.read(10, usize::MAX, Duration::ZERO).unwrap();
+        let whole = read.as_ptr_range();
+        for entry in &held {
+            assert!(
+                !whole.contains(&entry.payload.as_ptr()),
+                "a copy, not a slice"
+            );
+        }
+        assert_eq!(held[1].payload, shared[1]);
     }
 
     #[test]

@@ -674,7 +674,7 @@ fn check_source(
     })
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Blackhole,
     Console,
@@ -683,6 +683,54 @@ enum Kind {
     Otlp,
     Forward,
     Store,
+}
+
+/// Refuses a key that only sinks of other types read (a `sync` on an
+/// http sink, a `uri` on a file sink), instead of ignoring it: the user
+/// meant something by it.
+fn refuse_keys_of_other_sinks(
+    checker: &Checker<'_>,
+    key: &str,
+    raw: &RawSink,
+    kind: Kind,
+    at: usize,
+) -> Result<(), ConfigError> {
+    use Kind::{Console, File, Forward, Http, Otlp};
+    fn place<T>(value: &Option<S<T>>) -> Option<usize> {
+        value.as_ref().map(|v| v.span().start)
+    }
+    let given = |present: bool| present.then_some(at);
+    let keys: [(&str, Option<usize>, &[Kind]); 18] = [
+        ("path", place(&raw.path), &[File]),
+        ("format", place(&raw.format), &[File]),
+        ("max_size", place(&raw.max_size), &[File]),
+        ("max_files", place(&raw.max_files), &[File]),
+        ("sync", given(raw.sync.is_some()), &[File]),
+        ("stream", place(&raw.stream), &[Console]),
+        ("uri", place(&raw.uri), &[Http, Otlp]),
+        ("headers", given(raw.headers.is_some()), &[Http, Otlp]),
+        ("auth", given(raw.auth.is_some()), &[Http, Otlp]),
+        ("gzip", given(raw.gzip.is_some()), &[Http, Otlp, Forward]),
+        ("timeout", place(&raw.timeout), &[Http, Otlp, Forward]),
+        ("tls", place(&raw.tls), &[Http, Otlp, Forward]),
+        ("servers", place(&raw.servers), &[Forward]),
+        ("balance", place(&raw.balance), &[Forward]),
+        ("tag", place(&raw.tag), &[Forward]),
+        ("require_ack", given(raw.require_ack.is_some()), &[Forward]),
+        ("shared_key", place(&raw.shared_key), &[Forward]),
+        ("self_hostname", place(&raw.self_hostname), &[Forward]),
+    ];
+    for (name, present, kinds) in keys {
+        if let Some(place) = present
+            && !kinds.contains(&kind)
+        {
+            return Err(checker.error(
+                place,
+                format!("{key}.{name}: not a key of a {} sink", raw.r#type.get_ref()),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn check_sink(
@@ -706,6 +754,7 @@ fn check_sink(
         ],
     )?;
     let inputs = check_inputs(checker, key, raw.inputs.clone(), at, names)?;
+    refuse_keys_of_other_sinks(checker, key, &raw, kind, at)?;
     let needs = |value: &Option<S<String>>, what: &str| {
         value.clone().ok_or_else(|| {
             checker.error(
@@ -1393,6 +1442,14 @@ buffer = { type = "disk", max_size = "10MiB", fsync = "always" }
             (
                 "[sources.in]\ntype = \"otlp\"\n[sinks.out]\ntype = \"otlp\"\ninputs = [\"in\"]\nuri = \"http://127.0.0.1:1\"\ntls = { ca = \"ca.pem\" }\n".to_owned(),
                 "weir.toml:7:7: sinks.out.tls: only for an https:// uri",
+            ),
+            (
+                with("type = \"otlp\"", "sync = false"),
+                "weir.toml:3:8: sinks.out.sync: not a key of a blackhole sink",
+            ),
+            (
+                "[sources.in]\ntype = \"otlp\"\n[sinks.out]\ntype = \"file\"\ninputs = [\"in\"]\npath = \"x\"\nuri = \"http://127.0.0.1:1\"\n".to_owned(),
+                "weir.toml:7:7: sinks.out.uri: not a key of a file sink",
             ),
             (
                 with("type = \"otlp\"", "order_key = \"a ==\""),
