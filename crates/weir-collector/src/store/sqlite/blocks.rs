@@ -14,6 +14,9 @@
 //! binary form without its resource. Record `i` of a block has id
 //! `block id + i`.
 
+use std::ops::ControlFlow;
+
+use rusqlite::{CachedStatement, Connection};
 use weir_agent::record::{LogRecord, Stream};
 
 use crate::store::text::WordFilter;
@@ -290,6 +293,65 @@ impl Entries<'_> {
         self.rest = &[];
         format!("a block of records is damaged at its record {at}")
     }
+}
+
+/// How many records the blocks of `kind` hold.
+pub fn count(connection: &Connection, kind: Kind) -> rusqlite::Result<u64> {
+    connection.query_row(
+        &format!(
+            "SELECT coalesce(sum(last - id + 1), 0) FROM {}_blocks",
+            kind.table()
+        ),
+        [],
+        |row| row.get(0),
+    )
+}
+
+/// Reads the records of blocks of one kind, a block at a time.
+pub struct BlockReader<'c> {
+    statement: CachedStatement<'c>,
+    kind: Kind,
+}
+
+impl<'c> BlockReader<'c> {
+    pub fn new(connection: &'c Connection, kind: Kind) -> rusqlite::Result<BlockReader<'c>> {
+        Ok(BlockReader {
+            statement: connection.prepare_cached(&format!(
+                "SELECT records FROM {}_records WHERE block = ?1",
+                kind.table()
+            ))?,
+            kind,
+        })
+    }
+
+    /// Calls `visit` with the id and entry of each record of block
+    /// `first`, in id order, until it breaks.
+    pub fn each(
+        &mut self,
+        first: i64,
+        mut visit: impl FnMut(i64, Entry<'_>) -> rusqlite::Result<ControlFlow<()>>,
+    ) -> rusqlite::Result<()> {
+        let mut rows = self.statement.query([first])?;
+        let Some(row) = rows.next()? else {
+            return Ok(());
+        };
+        for entry in entries(row.get_ref(0)?.as_blob()?, self.kind) {
+            let entry = entry.map_err(damaged)?;
+            if visit(first + entry.index, entry)?.is_break() {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A damaged block or record, as the error of the query that read it.
+pub fn damaged(error: impl std::fmt::Display) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        0,
+        rusqlite::types::Type::Blob,
+        error.to_string().into(),
+    )
 }
 
 #[cfg(test)]

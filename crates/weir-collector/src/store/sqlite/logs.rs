@@ -8,7 +8,7 @@ use rusqlite::types::Value as Sql;
 use rusqlite::{CachedStatement, Connection, Row, params_from_iter};
 use weir_agent::record::LogRecord;
 
-use super::blocks::{self, Entry, severity_bit, stream_bit};
+use super::blocks::{self, BlockReader, Entry, Kind, damaged, severity_bit, stream_bit};
 use super::read::stored;
 use super::sources::{Allowed, Sources};
 use crate::store::text::may_contain;
@@ -22,15 +22,6 @@ const MAX_TAIL_READ: i64 = 20_000;
 pub fn last_id(connection: &Connection) -> rusqlite::Result<i64> {
     connection.query_row(
         "SELECT coalesce((SELECT last FROM log_blocks ORDER BY id DESC LIMIT 1), 0)",
-        [],
-        |row| row.get(0),
-    )
-}
-
-/// How many log records the store holds.
-pub fn count(connection: &Connection) -> rusqlite::Result<u64> {
-    connection.query_row(
-        "SELECT coalesce(sum(last - id + 1), 0) FROM log_blocks",
         [],
         |row| row.get(0),
     )
@@ -208,38 +199,6 @@ impl<'a> Wanted<'a> {
     }
 }
 
-/// Calls `visit` with the id and entry of each record of block `first`, in
-/// id order, until it breaks.
-fn each_record(
-    read_records: &mut CachedStatement<'_>,
-    first: i64,
-    mut visit: impl FnMut(i64, Entry<'_>) -> rusqlite::Result<ControlFlow<()>>,
-) -> rusqlite::Result<()> {
-    let mut rows = read_records.query([first])?;
-    let Some(row) = rows.next()? else {
-        return Ok(());
-    };
-    for entry in blocks::entries(row.get_ref(0)?.as_blob()?, blocks::Kind::Logs) {
-        let entry = entry.map_err(damaged)?;
-        if visit(first + entry.index, entry)?.is_break() {
-            break;
-        }
-    }
-    Ok(())
-}
-
-fn records_statement(connection: &Connection) -> rusqlite::Result<CachedStatement<'_>> {
-    connection.prepare_cached("SELECT records FROM log_records WHERE block = ?1")
-}
-
-pub(super) fn damaged(error: impl std::fmt::Display) -> rusqlite::Error {
-    rusqlite::Error::FromSqlConversionFailure(
-        0,
-        rusqlite::types::Type::Blob,
-        error.to_string().into(),
-    )
-}
-
 pub fn logs(
     connection: &Connection,
     sources: &Sources,
@@ -260,7 +219,7 @@ pub fn logs(
     };
     let (mut statement, values) =
         wanted.blocks(connection, query.from_ns, upper, "max_time DESC")?;
-    let mut read_records = records_statement(connection)?;
+    let mut read_records = BlockReader::new(connection, Kind::Logs)?;
     let mut rows = statement.query(params_from_iter(&values))?;
     let mut found: Vec<StoredLog> = Vec::new();
     // The oldest record of a full page found so far: nothing older can
@@ -276,7 +235,7 @@ pub fn logs(
         if !wanted.may_match(&block) {
             continue;
         }
-        each_record(&mut read_records, block.first, |id, entry| {
+        read_records.each(block.first, |id, entry| {
             let place = (entry.time_ns, id);
             let newer = floor.is_none_or(|f| place > f);
             let on_page = query.before.is_none_or(|c| place < (c.time_ns, c.id));
@@ -330,7 +289,7 @@ pub fn logs_after(
          WHERE id >= (SELECT coalesce(max(id), 0) FROM log_blocks WHERE id <= ?1)
            AND id <= ?2 ORDER BY id"
     ))?;
-    let mut read_records = records_statement(connection)?;
+    let mut read_records = BlockReader::new(connection, Kind::Logs)?;
     let mut rows = statement.query([after, newest])?;
     let mut read = 0;
     let mut record = LogRecord::default();
@@ -345,7 +304,7 @@ pub fn logs_after(
             read += to - from + 1;
             step.read_to = to;
         } else {
-            each_record(&mut read_records, block.first, |id, entry| {
+            read_records.each(block.first, |id, entry| {
                 if id < from {
                     return Ok(ControlFlow::Continue(()));
                 }
@@ -390,7 +349,7 @@ pub fn log_histogram(
         let bucket = |time: i64| ((time - query.from_ns) / step_ns) as usize;
         let (mut statement, values) =
             wanted.blocks(connection, query.from_ns, query.to_ns - 1, "id")?;
-        let mut read_records = records_statement(connection)?;
+        let mut read_records = BlockReader::new(connection, Kind::Logs)?;
         let mut rows = statement.query(params_from_iter(&values))?;
         let mut record = LogRecord::default();
         while let Some(row) = rows.next()? {
@@ -406,7 +365,7 @@ pub fn log_histogram(
                 }
                 continue;
             }
-            each_record(&mut read_records, block.first, |_, entry| {
+            read_records.each(block.first, |_, entry| {
                 if wanted.matches(&entry, &mut record)?
                     && let Some(slot) = counts.get_mut(bucket(entry.time_ns))
                 {

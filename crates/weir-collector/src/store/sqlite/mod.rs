@@ -248,8 +248,8 @@ impl Store for SqliteStore {
             .total;
         self.read(|c, _| {
             Ok(StoreStats {
-                logs: logs::count(c)?,
-                spans: spans::count(c)?,
+                logs: blocks::count(c, blocks::Kind::Logs)?,
+                spans: blocks::count(c, blocks::Kind::Spans)?,
                 bytes: retention::used_bytes(c)?,
                 aged: deleted.aged,
                 evicted: deleted.evicted,

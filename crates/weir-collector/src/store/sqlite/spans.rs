@@ -9,10 +9,10 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::ControlFlow;
 
-use rusqlite::{CachedStatement, Connection, Row};
+use rusqlite::{Connection, Row};
 use weir_agent::record::{LogRecord, Value};
 
-use super::blocks::{self, Entry, Kind};
+use super::blocks::{self, BlockReader, Kind, damaged};
 use super::read::stored;
 use super::sources::{Allowed, Sources};
 use crate::store::text::{WordFilter, may_contain, term_hash};
@@ -20,15 +20,6 @@ use crate::store::{MAX_LIMIT, MAX_TRACE_SPANS, Scope, Spans, TraceQuery};
 
 /// The most spans `autocompleteValues` reads, the newest first.
 const MAX_VALUE_SPANS: i64 = 100_000;
-
-/// How many spans the store holds.
-pub fn count(connection: &Connection) -> rusqlite::Result<u64> {
-    connection.query_row(
-        "SELECT coalesce(sum(last - id + 1), 0) FROM span_blocks",
-        [],
-        |row| row.get(0),
-    )
-}
 
 /// Tags weir adds when it maps Zipkin and OTLP spans, not the sender's.
 fn is_internal(key: &str) -> bool {
@@ -104,30 +95,6 @@ impl Block {
     }
 }
 
-/// Calls `visit` with the id and entry of each span of block `first`, in
-/// id order, until it breaks.
-fn each_span(
-    read_records: &mut CachedStatement<'_>,
-    first: i64,
-    mut visit: impl FnMut(i64, Entry<'_>) -> rusqlite::Result<ControlFlow<()>>,
-) -> rusqlite::Result<()> {
-    let mut rows = read_records.query([first])?;
-    let Some(row) = rows.next()? else {
-        return Ok(());
-    };
-    for entry in blocks::entries(row.get_ref(0)?.as_blob()?, Kind::Spans) {
-        let entry = entry.map_err(super::logs::damaged)?;
-        if visit(first + entry.index, entry)?.is_break() {
-            break;
-        }
-    }
-    Ok(())
-}
-
-fn records_statement(connection: &Connection) -> rusqlite::Result<CachedStatement<'_>> {
-    connection.prepare_cached("SELECT records FROM span_records WHERE block = ?1")
-}
-
 /// The ids of the newest traces with a span that matches `query`, newest
 /// first, then their spans.
 pub fn traces(
@@ -166,7 +133,7 @@ pub fn traces(
         "SELECT {} FROM span_blocks WHERE max_time >= ?1 AND min_time <= ?2 ORDER BY max_time DESC",
         Block::COLUMNS
     ))?;
-    let mut read_records = records_statement(connection)?;
+    let mut read_records = BlockReader::new(connection, Kind::Spans)?;
     let mut rows = statement.query([query.from_ns, query.to_ns])?;
     // Each matching trace's newest matching span's start.
     let mut newest: HashMap<[u8; 16], i64> = HashMap::new();
@@ -184,7 +151,7 @@ pub fn traces(
         {
             continue;
         }
-        each_span(&mut read_records, block.first, |_, entry| {
+        read_records.each(block.first, |_, entry| {
             let wanted = (query.from_ns..=query.to_ns).contains(&entry.time_ns)
                 && (min_duration..=max_duration).contains(&entry.duration_us)
                 && floor.is_none_or(|floor| entry.time_ns > floor)
@@ -192,8 +159,7 @@ pub fn traces(
             if !wanted {
                 return Ok(ControlFlow::Continue(()));
             }
-            span.decode_into(entry.record)
-                .map_err(super::logs::damaged)?;
+            span.decode_into(entry.record).map_err(damaged)?;
             let Some(fields) = &span.span else {
                 return Ok(ControlFlow::Continue(()));
             };
@@ -238,7 +204,7 @@ pub fn traces_by_id(
 ) -> rusqlite::Result<Vec<Spans>> {
     let mut blocks_of =
         connection.prepare_cached("SELECT block FROM span_traces WHERE trace_id = ?1")?;
-    let mut read_records = records_statement(connection)?;
+    let mut read_records = BlockReader::new(connection, Kind::Spans)?;
     let mut core = LogRecord::default();
     let mut traces = Vec::new();
     for id in ids {
@@ -248,9 +214,8 @@ pub fn traces_by_id(
         // (start, id, span): a trace's spans in start order.
         let mut spans: Vec<(i64, i64, LogRecord)> = Vec::new();
         for block in blocks {
-            each_span(&mut read_records, block, |span_id, entry| {
-                core.decode_core_into(entry.record)
-                    .map_err(super::logs::damaged)?;
+            read_records.each(block, |span_id, entry| {
+                core.decode_core_into(entry.record).map_err(damaged)?;
                 if core.trace_id != Some(*id) {
                     return Ok(ControlFlow::Continue(()));
                 }
@@ -297,7 +262,7 @@ pub fn spans_between(
         "SELECT {} FROM span_blocks WHERE max_time >= ?1 AND min_time <= ?2 ORDER BY id",
         Block::COLUMNS
     ))?;
-    let mut read_records = records_statement(connection)?;
+    let mut read_records = BlockReader::new(connection, Kind::Spans)?;
     let mut rows = statement.query([from_ns, to_ns])?;
     let mut traces: BTreeMap<[u8; 16], Spans> = BTreeMap::new();
     let mut taken = 0;
@@ -309,7 +274,7 @@ pub fn spans_between(
         if !block.has_source_of(&allowed) {
             continue;
         }
-        each_span(&mut read_records, block.first, |id, entry| {
+        read_records.each(block.first, |id, entry| {
             if taken >= max_spans {
                 return Ok(ControlFlow::Break(()));
             }
@@ -344,7 +309,7 @@ pub fn tag_values(
         "SELECT {}, last FROM span_blocks ORDER BY id DESC",
         Block::COLUMNS
     ))?;
-    let mut read_records = records_statement(connection)?;
+    let mut read_records = BlockReader::new(connection, Kind::Spans)?;
     let mut rows = statement.query([])?;
     let mut values = BTreeSet::new();
     let mut read = 0;
@@ -359,10 +324,9 @@ pub fn tag_values(
         if !block.has_source_of(&allowed) || !may_contain(&block.terms, term) {
             continue;
         }
-        each_span(&mut read_records, block.first, |_, entry| {
+        read_records.each(block.first, |_, entry| {
             if allowed.contains(entry.source.into()) {
-                span.decode_into(entry.record)
-                    .map_err(super::logs::damaged)?;
+                span.decode_into(entry.record).map_err(damaged)?;
                 for (k, v) in &span.attributes {
                     let value = text_of(v);
                     if k == key && !is_internal(k) && !value.is_empty() {
