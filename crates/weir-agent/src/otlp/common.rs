@@ -6,6 +6,19 @@ use crate::record::{CompactString, LogRecord, Value};
 
 pub const SCOPE_NAME: &str = "otel.scope.name";
 pub const SCOPE_VERSION: &str = "otel.scope.version";
+pub const SEVERITY_NUMBER: &str = "otel.severity_number";
+pub const SEVERITY_TEXT: &str = "otel.severity_text";
+pub const EVENT_NAME: &str = "otel.event_name";
+
+/// The attributes in which weir keeps OTLP fields that a record has no
+/// field of its own for; on export they go back to those fields.
+const OWN: [&str; 5] = [
+    SCOPE_NAME,
+    SCOPE_VERSION,
+    SEVERITY_NUMBER,
+    SEVERITY_TEXT,
+    EVENT_NAME,
+];
 
 /// Resource attributes as a record's resource (values as text).
 pub fn resource_of(resource: Option<proto::Resource>) -> Vec<(CompactString, CompactString)> {
@@ -48,12 +61,12 @@ pub fn attributes_of(attributes: Vec<KeyValue>) -> impl Iterator<Item = (Compact
     })
 }
 
-/// A record's attributes as OTLP's, less the `otel.*` ones kept for OTLP's
-/// own fields.
+/// A record's attributes as OTLP's, less the ones weir keeps OTLP's own
+/// fields in ([`OWN`]); a sender's other `otel.*` attributes go as sent.
 pub fn key_values(attributes: &[(CompactString, Value)]) -> Vec<KeyValue> {
     attributes
         .iter()
-        .filter(|(k, _)| !k.starts_with("otel."))
+        .filter(|(k, _)| !OWN.contains(&k.as_str()))
         .map(|(k, v)| key_value(k, v))
         .collect()
 }
@@ -222,5 +235,25 @@ fn key_value(key: &str, value: &Value) -> KeyValue {
     KeyValue {
         key: key.to_owned(),
         value: Some(AnyValue { value: Some(value) }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_weirs_own_otel_attributes_stay_behind_on_export() {
+        let attributes = [
+            (SCOPE_NAME.into(), Value::Str("lib".into())),
+            (SEVERITY_TEXT.into(), Value::Str("WARN".into())),
+            ("otel.library.name".into(), Value::Str("kept".into())),
+            ("user".into(), Value::Int(7)),
+        ];
+        let keys: Vec<String> = key_values(&attributes)
+            .into_iter()
+            .map(|kv| kv.key)
+            .collect();
+        assert_eq!(keys, ["otel.library.name", "user"]);
     }
 }

@@ -8,15 +8,11 @@
 //! (4), ERROR error (3), FATAL critical (2).
 
 use super::common::{
-    attributes_of, group_for, id, json_of, key_values, resource_of, scope_attributes,
-    text_attribute,
+    EVENT_NAME, SEVERITY_NUMBER, SEVERITY_TEXT, attributes_of, group_for, id, json_of, key_values,
+    resource_of, scope_attributes, text_attribute,
 };
 use super::proto::{self, AnyValue, any_value};
 use crate::record::{CompactString, LogRecord, Stream, Value};
-
-const SEVERITY_NUMBER: &str = "otel.severity_number";
-const SEVERITY_TEXT: &str = "otel.severity_text";
-const EVENT_NAME: &str = "otel.event_name";
 
 /// RFC 5424 severity for an OTLP severity number (1–24).
 pub fn severity_from_otlp(number: i32) -> Option<u8> {
