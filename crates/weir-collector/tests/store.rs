@@ -518,3 +518,226 @@ fn a_deleted_record_s_id_is_never_given_again() {
     assert_eq!(step.records.len(), 1);
     assert!(step.records[0].id > old_id);
 }
+
+mod against_a_model {
+    //! Log searches over blocks, checked against the plainest model: the
+    //! records as a list, filtered and sorted. Records arrive out of time
+    //! order in batches that cut blocks anywhere; every query is walked
+    //! through all its pages, counted in a histogram and tailed.
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const WORDS: [&str; 8] = [
+        "alpha", "beta", "gamma", "error", "timeout", "x1", "x2", "x3",
+    ];
+    const CONTAINERS: [&str; 3] = ["web", "db", "api"];
+    const STREAMS: [Stream; 3] = [Stream::Stdout, Stream::Stderr, Stream::Other];
+    const BASE: i64 = 1_800_000_000 * SECOND;
+    const MS: i64 = 1_000_000;
+
+    #[derive(Debug, Clone)]
+    struct Spec {
+        time_ms: i64,
+        container: usize,
+        stream: usize,
+        severity: Option<u8>,
+        words: Vec<usize>,
+        trace: Option<u8>,
+    }
+
+    fn spec() -> impl Strategy<Value = Spec> {
+        (
+            0..2_000i64,
+            0..3usize,
+            0..3usize,
+            proptest::option::of(0..9u8),
+            proptest::collection::vec(0..WORDS.len(), 1..4),
+            proptest::option::weighted(0.2, 0..3u8),
+        )
+            .prop_map(
+                |(time_ms, container, stream, severity, words, trace)| Spec {
+                    time_ms,
+                    container,
+                    stream,
+                    severity,
+                    words,
+                    trace,
+                },
+            )
+    }
+
+    fn record(spec: &Spec) -> LogRecord {
+        let body: Vec<&str> = spec.words.iter().map(|&w| WORDS[w]).collect();
+        let mut record = log(
+            BASE + spec.time_ms * MS,
+            CONTAINERS[spec.container],
+            &body.join(" "),
+        );
+        record.stream = STREAMS[spec.stream];
+        record.severity = spec.severity;
+        record.trace_id = spec.trace.map(|t| [t + 1; 16]);
+        record
+    }
+
+    #[derive(Debug, Clone)]
+    struct Ask {
+        from_ms: i64,
+        span_ms: i64,
+        stream: Option<usize>,
+        severity: Option<u8>,
+        text: Option<String>,
+        trace: Option<u8>,
+        container: Option<usize>,
+        limit: usize,
+    }
+
+    fn ask() -> impl Strategy<Value = Ask> {
+        let text = prop_oneof![
+            (0..WORDS.len()).prop_map(|w| WORDS[w].to_owned()),
+            (0..WORDS.len(), 0..WORDS.len())
+                .prop_map(|(a, b)| format!("{} {}", WORDS[a], WORDS[b])),
+            (0..WORDS.len(), 0..WORDS.len())
+                .prop_map(|(a, b)| format!("\"{} {}\"", WORDS[a], WORDS[b])),
+            Just("nosuchword".to_owned()),
+            Just("ga*".to_owned()),
+        ];
+        (
+            -100..2_000i64,
+            1..2_200i64,
+            proptest::option::weighted(0.3, 0..3usize),
+            proptest::option::weighted(0.3, 0..8u8),
+            proptest::option::weighted(0.5, text),
+            proptest::option::weighted(0.2, 0..3u8),
+            proptest::option::weighted(0.3, 0..3usize),
+            1..60usize,
+        )
+            .prop_map(
+                |(from_ms, span_ms, stream, severity, text, trace, container, limit)| Ask {
+                    from_ms,
+                    span_ms,
+                    stream,
+                    severity,
+                    text,
+                    trace,
+                    container,
+                    limit,
+                },
+            )
+    }
+
+    fn query(ask: &Ask) -> LogQuery {
+        LogQuery {
+            sources: SourceFilter {
+                container: ask.container.map(|c| CONTAINERS[c].to_owned()),
+                ..SourceFilter::default()
+            },
+            from_ns: BASE + ask.from_ms * MS,
+            to_ns: BASE + (ask.from_ms + ask.span_ms) * MS,
+            stream: ask.stream.map(|s| STREAMS[s]),
+            severity_at_most: ask.severity,
+            text: ask.text.as_deref().map(|t| TextQuery::parse(t).unwrap()),
+            trace_id: ask.trace.map(|t| [t + 1; 16]),
+            limit: ask.limit,
+            ..LogQuery::default()
+        }
+    }
+
+    /// What the query should find: (id, time), newest first.
+    fn model(records: &[LogRecord], query: &LogQuery) -> Vec<(i64, i64)> {
+        let mut found: Vec<(i64, i64)> = records
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| {
+                (query.from_ns..query.to_ns).contains(&r.time_ns)
+                    && query
+                        .sources
+                        .container
+                        .as_deref()
+                        .is_none_or(|c| r.resource("container.name") == Some(c))
+                    && query.stream.is_none_or(|s| s == r.stream)
+                    && query
+                        .severity_at_most
+                        .is_none_or(|most| r.severity.is_some_and(|s| s <= most))
+                    && query.trace_id.is_none_or(|t| r.trace_id == Some(t))
+                    && query.text.as_ref().is_none_or(|t| t.matches(&r.body))
+            })
+            .map(|(i, r)| (i as i64 + 1, r.time_ns))
+            .collect();
+        found.sort_unstable_by_key(|&(id, time)| std::cmp::Reverse((time, id)));
+        found
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
+        #[test]
+        fn searches_pages_histograms_and_tails_find_what_the_model_finds(
+            specs in proptest::collection::vec(spec(), 1..1_500),
+            cuts in proptest::collection::vec(1..400usize, 1..20),
+            asks in proptest::collection::vec(ask(), 6),
+            after_share in 0..100i64,
+        ) {
+            let dir = temp_dir("model");
+            let store = SqliteStore::open(&dir.join("weir.db"), keep_all()).unwrap();
+            let records: Vec<LogRecord> = specs.iter().map(record).collect();
+            let mut rest = &records[..];
+            let mut i = 0;
+            while !rest.is_empty() {
+                let n = cuts[i % cuts.len()].min(rest.len());
+                store.append(&rest[..n]).unwrap();
+                rest = &rest[n..];
+                i += 1;
+            }
+            for ask in &asks {
+                let query = query(ask);
+                let expected = model(&records, &query);
+
+                // Every page, joined: the model's list.
+                let mut got = Vec::new();
+                let mut page_query = query.clone();
+                loop {
+                    let page = store.logs(&page_query).unwrap();
+                    prop_assert!(page.records.len() <= query.limit);
+                    got.extend(page.records.iter().map(|r| (r.id, r.record.time_ns)));
+                    match page.next {
+                        Some(cursor) => page_query.before = Some(cursor),
+                        None => break,
+                    }
+                }
+                prop_assert_eq!(&got, &expected, "{:?}", ask);
+
+                // The histogram counts the same records.
+                let step = 97 * MS;
+                let buckets = store.log_histogram(&query, step).unwrap();
+                let mut counts = vec![0u64; buckets.len()];
+                for &(_, time) in &expected {
+                    counts[((time - query.from_ns) / step) as usize] += 1;
+                }
+                let got_counts: Vec<u64> = buckets.iter().map(|b| b.count).collect();
+                prop_assert_eq!(got_counts, counts, "{:?}", ask);
+
+                // A tail from somewhere finds the newer ones, in id order.
+                let after = records.len() as i64 * after_share / 100;
+                let mut tailed = Vec::new();
+                let mut from = after;
+                loop {
+                    let step = store.logs_after(&query, from).unwrap();
+                    tailed.extend(step.records.iter().map(|r| r.id));
+                    prop_assert!(step.read_to >= from);
+                    from = step.read_to;
+                    if !step.more {
+                        break;
+                    }
+                }
+                let mut newer: Vec<i64> =
+                    expected.iter().map(|&(id, _)| id).filter(|&id| id > after).collect();
+                newer.sort_unstable();
+                prop_assert_eq!(tailed, newer, "{:?}", ask);
+            }
+            drop(store);
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+}
