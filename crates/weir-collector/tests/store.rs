@@ -741,3 +741,231 @@ mod against_a_model {
         }
     }
 }
+
+mod traces_against_a_model {
+    //! Trace searches over span blocks, checked against a model: every
+    //! condition must hold for one span (of the service, if named), traces
+    //! come newest first by their newest matching span, ties by id.
+
+    use proptest::prelude::*;
+    use weir_agent::record::{SpanEvent, SpanFields};
+
+    use super::*;
+
+    const SERVICES: [&str; 3] = ["front", "back", "db"];
+    const NAMES: [&str; 3] = ["get", "Put", "query"];
+    const METHODS: [&str; 2] = ["GET", "POST"];
+    const BASE: i64 = 1_800_000_000 * SECOND;
+    const MS: i64 = 1_000_000;
+
+    #[derive(Debug, Clone)]
+    struct Spec {
+        trace: u8,
+        service: usize,
+        name: usize,
+        start_ms: i64,
+        duration_ms: i64,
+        method: Option<usize>,
+        remote: Option<usize>,
+        error_event: bool,
+    }
+
+    fn spec() -> impl Strategy<Value = Spec> {
+        (
+            0..40u8,
+            0..3usize,
+            0..3usize,
+            0..2_000i64,
+            0..300i64,
+            proptest::option::of(0..2usize),
+            proptest::option::weighted(0.3, 0..3usize),
+            proptest::bool::weighted(0.1),
+        )
+            .prop_map(
+                |(trace, service, name, start_ms, duration_ms, method, remote, error_event)| Spec {
+                    trace,
+                    service,
+                    name,
+                    start_ms,
+                    duration_ms,
+                    method,
+                    remote,
+                    error_event,
+                },
+            )
+    }
+
+    fn span(spec: &Spec, index: usize) -> LogRecord {
+        let start = BASE + spec.start_ms * MS;
+        let mut attributes = Vec::new();
+        if let Some(m) = spec.method {
+            attributes.push(("http.method".into(), Value::Str(METHODS[m].into())));
+        }
+        if let Some(r) = spec.remote {
+            attributes.push(("peer.service".into(), Value::Str(SERVICES[r].into())));
+        }
+        let mut span_id = [0u8; 8];
+        span_id[..8].copy_from_slice(&(index as u64 + 1).to_be_bytes());
+        LogRecord {
+            time_ns: start,
+            resource: vec![("service.name".into(), SERVICES[spec.service].into())],
+            attributes,
+            trace_id: Some([spec.trace + 1; 16]),
+            span_id: Some(span_id),
+            span: Some(Box::new(SpanFields {
+                name: NAMES[spec.name].into(),
+                end_ns: start + spec.duration_ms * MS,
+                events: if spec.error_event {
+                    vec![SpanEvent {
+                        time_ns: start,
+                        name: "error".into(),
+                        attributes: Vec::new(),
+                    }]
+                } else {
+                    Vec::new()
+                },
+                ..SpanFields::default()
+            })),
+            ..LogRecord::default()
+        }
+    }
+
+    #[derive(Debug, Clone)]
+    struct Ask {
+        service: Option<usize>,
+        name: Option<usize>,
+        remote: Option<usize>,
+        method: Option<usize>,
+        error: bool,
+        min_ms: Option<i64>,
+        max_ms: Option<i64>,
+        from_ms: i64,
+        span_ms: i64,
+        limit: usize,
+    }
+
+    fn ask() -> impl Strategy<Value = Ask> {
+        (
+            proptest::option::of(0..3usize),
+            proptest::option::weighted(0.3, 0..3usize),
+            proptest::option::weighted(0.2, 0..3usize),
+            proptest::option::weighted(0.3, 0..2usize),
+            proptest::bool::weighted(0.2),
+            proptest::option::weighted(0.3, 0..300i64),
+            proptest::option::weighted(0.2, 0..300i64),
+            (-50..2_000i64, 1..2_200i64, 1..15usize),
+        )
+            .prop_map(
+                |(
+                    service,
+                    name,
+                    remote,
+                    method,
+                    error,
+                    min_ms,
+                    max_ms,
+                    (from_ms, span_ms, limit),
+                )| {
+                    Ask {
+                        service,
+                        name,
+                        remote,
+                        method,
+                        error,
+                        min_ms,
+                        max_ms,
+                        from_ms,
+                        span_ms,
+                        limit,
+                    }
+                },
+            )
+    }
+
+    fn query(ask: &Ask) -> TraceQuery {
+        let mut annotations = Vec::new();
+        if let Some(m) = ask.method {
+            annotations.push(("http.method".to_owned(), Some(METHODS[m].to_owned())));
+        }
+        if ask.error {
+            annotations.push(("error".to_owned(), None));
+        }
+        TraceQuery {
+            scope: Scope::All,
+            service: ask.service.map(|s| SERVICES[s].to_uppercase()),
+            remote_service: ask.remote.map(|r| SERVICES[r].to_owned()),
+            span_name: ask.name.map(|n| NAMES[n].to_uppercase()),
+            annotations,
+            min_duration_us: ask.min_ms.map(|d| d as u64 * 1000),
+            max_duration_us: ask.max_ms.map(|d| d as u64 * 1000),
+            from_ns: BASE + ask.from_ms * MS,
+            to_ns: BASE + (ask.from_ms + ask.span_ms) * MS,
+            limit: ask.limit,
+        }
+    }
+
+    fn model(specs: &[Spec], ask: &Ask) -> Vec<u8> {
+        let query = query(ask);
+        let mut newest: std::collections::BTreeMap<u8, i64> = Default::default();
+        for s in specs {
+            let start = BASE + s.start_ms * MS;
+            let duration_us = s.duration_ms * 1000;
+            let holds = (query.from_ns..=query.to_ns).contains(&start)
+                && ask.service.is_none_or(|v| v == s.service)
+                && ask.name.is_none_or(|n| n == s.name)
+                && ask.remote.is_none_or(|r| Some(r) == s.remote)
+                && ask.method.is_none_or(|m| Some(m) == s.method)
+                && (!ask.error || s.error_event)
+                && ask.min_ms.is_none_or(|d| duration_us >= d * 1000)
+                && ask.max_ms.is_none_or(|d| duration_us <= d * 1000);
+            if holds {
+                let at = newest.entry(s.trace).or_insert(i64::MIN);
+                *at = (*at).max(start);
+            }
+        }
+        let mut traces: Vec<(u8, i64)> = newest.into_iter().collect();
+        traces.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        traces.truncate(ask.limit);
+        traces.into_iter().map(|(t, _)| t).collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 10, ..ProptestConfig::default() })]
+
+        #[test]
+        fn trace_searches_find_what_the_model_finds(
+            specs in proptest::collection::vec(spec(), 1..1_200),
+            cuts in proptest::collection::vec(1..400usize, 1..10),
+            asks in proptest::collection::vec(ask(), 8),
+        ) {
+            let dir = temp_dir("trace-model");
+            let store = SqliteStore::open(&dir.join("weir.db"), keep_all()).unwrap();
+            let spans: Vec<LogRecord> = specs.iter().enumerate().map(|(i, s)| span(s, i)).collect();
+            let mut rest = &spans[..];
+            let mut i = 0;
+            while !rest.is_empty() {
+                let n = cuts[i % cuts.len()].min(rest.len());
+                store.append(&rest[..n]).unwrap();
+                rest = &rest[n..];
+                i += 1;
+            }
+            for ask in &asks {
+                let found = store.traces(&query(ask)).unwrap();
+                let got: Vec<u8> = found
+                    .iter()
+                    .map(|t| t[0].trace_id.unwrap()[0] - 1)
+                    .collect();
+                prop_assert_eq!(got, model(&specs, ask), "{:?}", ask);
+                // Each trace comes whole, in start order.
+                for trace in &found {
+                    let id = trace[0].trace_id.unwrap()[0] - 1;
+                    let whole = specs.iter().filter(|s| s.trace == id).count();
+                    prop_assert_eq!(trace.len(), whole);
+                    prop_assert!(trace.windows(2).all(|w| w[0].time_ns <= w[1].time_ns));
+                }
+            }
+            drop(store);
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+}
