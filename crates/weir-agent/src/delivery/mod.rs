@@ -277,6 +277,7 @@ impl Sender {
         self.metrics.in_flight.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
         let mut attempt = 0u32;
+        self.sink.new_batch();
         // Ok: delivered, with how many records the destination then
         // refused.
         let outcome = loop {

@@ -59,6 +59,10 @@ pub struct HttpSink {
     /// The connection kept between batches.
     sender: Option<Sender>,
     body: Vec<u8>,
+    /// OTLP: the logs of the batch being sent were delivered, with what
+    /// the destination refused of them (its spans failed after): a retry
+    /// sends only the spans.
+    logs_delivered: Option<Refused>,
 }
 
 impl std::fmt::Debug for HttpSink {
@@ -97,6 +101,7 @@ impl HttpSink {
             runtime,
             sender: None,
             body: Vec::new(),
+            logs_delivered: None,
         })
     }
 
@@ -157,6 +162,10 @@ impl HttpSink {
 }
 
 impl Sink for HttpSink {
+    fn new_batch(&mut self) {
+        self.logs_delivered = None;
+    }
+
     fn send(&mut self, records: &[LogRecord]) -> Result<(), SendError> {
         match self.config.format {
             BodyFormat::Ndjson => {
@@ -169,10 +178,12 @@ impl Sink for HttpSink {
                     .map(drop)
             }
             // Logs and spans each to their own path; should the spans fail
-            // after the logs went, the retry sends the logs again.
+            // after the logs went, the retry sends only the spans. (A
+            // partial_success of the logs is counted once: then.)
             BodyFormat::Otlp => {
-                let mut refused = Refused::default();
-                if records.iter().any(|r| r.span.is_none()) {
+                let logs_went = self.logs_delivered.is_some();
+                let mut refused = self.logs_delivered.clone().unwrap_or_default();
+                if !logs_went && records.iter().any(|r| r.span.is_none()) {
                     let body = self.protobuf(&otlp::logs::to_request(records))?;
                     let uri = signal_uri(&self.config.uri, "logs");
                     let answer = self.post(uri, "application/x-protobuf", body)?;
@@ -181,6 +192,7 @@ impl Sink for HttpSink {
                     {
                         refused.add(partial.rejected_log_records, &partial.error_message);
                     }
+                    self.logs_delivered = Some(refused.clone());
                 }
                 if records.iter().any(|r| r.span.is_some()) {
                     let body = self.protobuf(&otlp::traces::to_request(records))?;
@@ -199,7 +211,7 @@ impl Sink for HttpSink {
 }
 
 /// What an OTLP destination's `partial_success` answers said it refused.
-#[derive(Default)]
+#[derive(Debug, Clone, Default)]
 struct Refused {
     records: u64,
     messages: Vec<String>,
@@ -250,7 +262,10 @@ async fn exchange(
     if !ready {
         *sender = Some(connect(uri, tls).await?);
     }
-    let mut request = Request::post(uri.clone())
+    // Origin form (`/path?query`), as a client sends to the server itself;
+    // the host goes in its header.
+    let target = uri.path_and_query().map_or("/", |p| p.as_str());
+    let mut request = Request::post(target)
         .header(hyper::header::HOST, authority(uri))
         .header(hyper::header::CONTENT_TYPE, content_type);
     if config.gzip {
@@ -425,40 +440,124 @@ mod tests {
         }
     }
 
-    /// A destination on loopback that answers each request with `answer`
-    /// (protobuf, 200), for as many requests as it is given answers.
-    fn destination(answers: Vec<Vec<u8>>) -> Uri {
+    /// A destination on loopback that answers each request with the next
+    /// of `answers` (status, protobuf body); the request lines it got.
+    fn destination(
+        answers: Vec<(u16, Vec<u8>)>,
+    ) -> (Uri, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
         use std::io::{BufRead, BufReader, Read};
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = std::sync::Arc::clone(&seen);
         std::thread::spawn(move || {
-            let (stream, _) = listener.accept().unwrap();
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut writer = stream;
-            for answer in answers {
-                let mut length = 0;
-                loop {
-                    let mut line = String::new();
-                    reader.read_line(&mut line).unwrap();
-                    if line == "\r\n" {
+            let mut answers = answers.into_iter().peekable();
+            // A connection after a failed answer is a new one.
+            while answers.peek().is_some() {
+                let (stream, _) = listener.accept().unwrap();
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut writer = stream;
+                while let Some((status, answer)) = answers.peek().cloned() {
+                    let mut length = 0;
+                    let mut first = String::new();
+                    if reader.read_line(&mut first).unwrap_or(0) == 0 {
                         break;
                     }
-                    if let Some(n) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                        length = n.trim().parse().unwrap();
+                    answers.next();
+                    log.lock().unwrap().push(first.trim().to_owned());
+                    loop {
+                        let mut line = String::new();
+                        reader.read_line(&mut line).unwrap();
+                        if line == "\r\n" {
+                            break;
+                        }
+                        if let Some(n) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                            length = n.trim().parse().unwrap();
+                        }
                     }
-                }
-                let mut body = vec![0; length];
-                reader.read_exact(&mut body).unwrap();
-                write!(
+                    let mut body = vec![0; length];
+                    reader.read_exact(&mut body).unwrap();
+                    write!(
                     writer,
-                    "HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\nContent-Length: {}\r\n\r\n",
+                    "HTTP/1.1 {status} X\r\nContent-Type: application/x-protobuf\r\nContent-Length: {}\r\n\r\n",
                     answer.len()
                 )
                 .unwrap();
-                writer.write_all(&answer).unwrap();
+                    writer.write_all(&answer).unwrap();
+                }
             }
         });
-        format!("http://127.0.0.1:{port}").parse().unwrap()
+        (format!("http://127.0.0.1:{port}").parse().unwrap(), seen)
+    }
+
+    fn otlp_sink(uri: Uri) -> HttpSink {
+        HttpSink::new(HttpConfig {
+            uri,
+            format: BodyFormat::Otlp,
+            headers: Vec::new(),
+            tls: None,
+            gzip: false,
+            timeout: Duration::from_secs(5),
+        })
+        .unwrap()
+    }
+
+    fn a_log() -> LogRecord {
+        LogRecord {
+            body: b"a log".to_vec(),
+            ..LogRecord::default()
+        }
+    }
+
+    fn a_span() -> LogRecord {
+        LogRecord {
+            span: Some(Box::default()),
+            trace_id: Some([1; 16]),
+            span_id: Some([2; 8]),
+            ..LogRecord::default()
+        }
+    }
+
+    #[test]
+    fn a_retry_after_the_spans_failed_sends_only_the_spans() {
+        let partial = proto::ExportLogsServiceResponse {
+            partial_success: Some(proto::ExportLogsPartialSuccess {
+                rejected_log_records: 1,
+                error_message: "too old".into(),
+            }),
+        }
+        .encode_to_vec();
+        let (uri, seen) = destination(vec![
+            (200, partial),
+            (503, Vec::new()),
+            (200, Vec::new()),
+            (200, Vec::new()),
+        ]);
+        let mut sink = otlp_sink(uri);
+        let batch = vec![a_log(), a_log(), a_span()];
+        sink.new_batch();
+        assert!(matches!(
+            sink.send(&batch),
+            Err(SendError::Retryable { .. })
+        ));
+        // The retry: the logs went already, and what was refused of them
+        // is still said.
+        assert!(matches!(
+            sink.send(&batch),
+            Err(SendError::PartlyRefused { refused: 1, .. })
+        ));
+        // A new batch sends its logs again.
+        sink.new_batch();
+        assert_eq!(sink.send(&[a_log()]), Ok(()));
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [
+                "POST /v1/logs HTTP/1.1",
+                "POST /v1/traces HTTP/1.1",
+                "POST /v1/traces HTTP/1.1",
+                "POST /v1/logs HTTP/1.1"
+            ]
+        );
     }
 
     #[test]
@@ -478,27 +577,10 @@ mod tests {
         }
         .encode_to_vec();
         let fine = proto::ExportLogsServiceResponse::default().encode_to_vec();
-        let uri = destination(vec![logs, spans, fine]);
-        let mut sink = HttpSink::new(HttpConfig {
-            uri,
-            format: BodyFormat::Otlp,
-            headers: Vec::new(),
-            tls: None,
-            gzip: false,
-            timeout: Duration::from_secs(5),
-        })
-        .unwrap();
-        let log = LogRecord {
-            body: b"a log".to_vec(),
-            ..LogRecord::default()
-        };
-        let span = LogRecord {
-            span: Some(Box::default()),
-            trace_id: Some([1; 16]),
-            span_id: Some([2; 8]),
-            ..LogRecord::default()
-        };
-        let batch = vec![log.clone(), log.clone(), log.clone(), span];
+        let (uri, _) = destination(vec![(200, logs), (200, spans), (200, fine)]);
+        let mut sink = otlp_sink(uri);
+        let batch = vec![a_log(), a_log(), a_log(), a_span()];
+        sink.new_batch();
         match sink.send(&batch) {
             Err(SendError::PartlyRefused { refused, reason }) => {
                 assert_eq!(refused, 3);
@@ -507,7 +589,8 @@ mod tests {
             other => panic!("{other:?}"),
         }
         // An answer without partial_success: all delivered.
-        assert_eq!(sink.send(&[log]), Ok(()));
+        sink.new_batch();
+        assert_eq!(sink.send(&[a_log()]), Ok(()));
     }
 
     #[test]

@@ -69,4 +69,9 @@ pub trait Sink: Send {
     fn reads(&self) -> Reads {
         Reads::Whole
     }
+
+    /// Says that the next [`Sink::send`] is a new batch's first attempt,
+    /// not a retry: a sink that sends a batch in parts forgets which parts
+    /// went.
+    fn new_batch(&mut self) {}
 }
