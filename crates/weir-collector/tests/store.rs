@@ -969,3 +969,39 @@ mod traces_against_a_model {
         }
     }
 }
+
+#[test]
+fn traces_that_tie_on_their_newest_start_go_by_id_across_blocks() {
+    use weir_agent::record::SpanFields;
+    let dir = temp_dir("trace-ties");
+    let store = SqliteStore::open(&dir.join("weir.db"), keep_all()).unwrap();
+    let t = now_ns();
+    let span = |trace: u8, start: i64| LogRecord {
+        time_ns: start,
+        resource: vec![("service.name".into(), "svc".into())],
+        trace_id: Some([trace; 16]),
+        span_id: Some([trace; 8]),
+        span: Some(Box::new(SpanFields {
+            name: "op".into(),
+            end_ns: start + 1000,
+            ..SpanFields::default()
+        })),
+        ..LogRecord::default()
+    };
+    // Three batches, so three blocks: visited newest first, the one with
+    // trace 5 (and 9) before the one with trace 2, which ties with 5.
+    store.append(&[span(5, t - 100), span(9, t - 50)]).unwrap();
+    store.append(&[span(2, t - 100)]).unwrap();
+    store.append(&[span(7, t)]).unwrap();
+    let found = store
+        .traces(&TraceQuery {
+            scope: Scope::All,
+            from_ns: t - SECOND,
+            to_ns: t + SECOND,
+            limit: 3,
+            ..TraceQuery::default()
+        })
+        .unwrap();
+    let ids: Vec<u8> = found.iter().map(|t| t[0].trace_id.unwrap()[0]).collect();
+    assert_eq!(ids, [7, 9, 2]);
+}

@@ -154,7 +154,9 @@ pub fn traces(
         read_records.each(block.first, |_, entry| {
             let wanted = (query.from_ns..=query.to_ns).contains(&entry.time_ns)
                 && (min_duration..=max_duration).contains(&entry.duration_us)
-                && floor.is_none_or(|floor| entry.time_ns > floor)
+                // A span at the floor's very start may still make its
+                // trace win a tie (traces of one start go by id).
+                && floor.is_none_or(|floor| entry.time_ns >= floor)
                 && allowed.contains(entry.source.into());
             if !wanted {
                 return Ok(ControlFlow::Continue(()));
