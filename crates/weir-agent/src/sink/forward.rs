@@ -59,7 +59,9 @@ pub struct ForwardSink {
     config: ForwardSinkConfig,
     /// Which server is in use.
     current: usize,
-    connection: Option<Box<dyn Stream>>,
+    /// A connection kept to each server (round_robin moves between them
+    /// without connecting, and handshaking, again).
+    connections: Vec<Option<Box<dyn Stream>>>,
     tls: Option<std::sync::Arc<rustls::ClientConfig>>,
     message: Vec<u8>,
     entries: Vec<u8>,
@@ -76,7 +78,7 @@ impl ForwardSink {
         Ok(ForwardSink {
             config,
             current: 0,
-            connection: None,
+            connections: Vec::new(),
             tls,
             message: Vec::new(),
             entries: Vec::new(),
@@ -84,13 +86,23 @@ impl ForwardSink {
     }
 
     fn server(&self) -> SocketAddr {
-        self.config.servers[self.current % self.config.servers.len()]
+        self.config.servers[self.slot()]
+    }
+
+    /// The place of the server in use among the servers.
+    fn slot(&self) -> usize {
+        self.current % self.config.servers.len()
     }
 
     /// The connection in use, made (over TLS if configured, and
     /// authenticated) if there is none.
     fn connect(&mut self) -> Result<&mut Box<dyn Stream>, SendError> {
-        if self.connection.is_none() {
+        let slot = self.slot();
+        if self.connections.len() != self.config.servers.len() {
+            self.connections
+                .resize_with(self.config.servers.len(), || None);
+        }
+        if self.connections[slot].is_none() {
             let server = self.server();
             let timeout = self.config.timeout;
             let tcp = TcpStream::connect_timeout(&server, timeout)
@@ -113,9 +125,9 @@ impl ForwardSink {
                 handshake(&mut *stream, key, &self.config.hostname, timeout)
                     .map_err(|e| SendError::retryable(format!("{server}: handshake: {e}")))?;
             }
-            self.connection = Some(stream);
+            self.connections[slot] = Some(stream);
         }
-        Ok(self.connection.as_mut().expect("made above"))
+        Ok(self.connections[slot].as_mut().expect("made above"))
     }
 
     /// Sends one message per run of records with the same tag, waiting
@@ -198,13 +210,15 @@ impl Sink for ForwardSink {
     fn send(&mut self, records: &[LogRecord]) -> Result<(), SendError> {
         if self.config.balance == Balance::RoundRobin {
             self.current += 1;
-            self.connection = None;
         }
         let sent = self.deliver(records);
         if sent.is_err() {
             // Whatever the connection had in flight is unknown: the retry
             // starts afresh, on the next server.
-            self.connection = None;
+            let slot = self.slot();
+            if let Some(connection) = self.connections.get_mut(slot) {
+                *connection = None;
+            }
             self.current += 1;
         }
         sent
@@ -486,5 +500,51 @@ mod tests {
             back.observed_ns = 0;
             assert_eq!(back, record);
         }
+    }
+
+    #[test]
+    fn round_robin_keeps_a_connection_to_each_server() {
+        use std::io::Read;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let mut servers = Vec::new();
+        let mut accepted = Vec::new();
+        for _ in 0..2 {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            servers.push(listener.local_addr().unwrap());
+            let count = std::sync::Arc::new(AtomicUsize::new(0));
+            accepted.push(std::sync::Arc::clone(&count));
+            std::thread::spawn(move || {
+                for stream in listener.incoming() {
+                    count.fetch_add(1, Ordering::SeqCst);
+                    let mut stream = stream.unwrap();
+                    std::thread::spawn(move || {
+                        let mut sink = [0u8; 4096];
+                        while stream.read(&mut sink).is_ok_and(|n| n > 0) {}
+                    });
+                }
+            });
+        }
+        let mut sink = ForwardSink::new(ForwardSinkConfig {
+            servers,
+            balance: Balance::RoundRobin,
+            tag: "t".into(),
+            gzip: false,
+            require_ack: false,
+            shared_key: None,
+            hostname: "h".into(),
+            timeout: Duration::from_secs(2),
+            tls: None,
+        })
+        .unwrap();
+        let record = LogRecord {
+            body: b"x".to_vec(),
+            ..LogRecord::default()
+        };
+        for _ in 0..6 {
+            sink.send(std::slice::from_ref(&record)).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        let counts: Vec<usize> = accepted.iter().map(|c| c.load(Ordering::SeqCst)).collect();
+        assert_eq!(counts, [1, 1]);
     }
 }
