@@ -45,6 +45,26 @@ fn log(time_ns: i64, container: &str, body: &str) -> LogRecord {
     }
 }
 
+/// `n` records of `container` saying `body`, a nanosecond apart from
+/// `first_ns` on.
+fn logs_from(first_ns: i64, n: i64, container: &str, body: &str) -> Vec<LogRecord> {
+    (0..n).map(|i| log(first_ns + i, container, body)).collect()
+}
+
+/// Appends `records` in batches of the sizes `cuts` gives in turn, so
+/// that batches end anywhere within the store's blocks.
+fn append_in_cuts(store: &SqliteStore, records: &[LogRecord], cuts: &[usize]) {
+    let mut rest = records;
+    for n in cuts.iter().cycle() {
+        if rest.is_empty() {
+            break;
+        }
+        let (batch, after) = rest.split_at((*n).min(rest.len()));
+        store.append(batch).unwrap();
+        rest = after;
+    }
+}
+
 fn everything(from_ns: i64, to_ns: i64) -> LogQuery {
     LogQuery {
         from_ns,
@@ -380,10 +400,8 @@ fn retention_deletes_what_is_too_old_and_keeps_the_size_bound() {
     let t = now_ns();
     {
         let store = SqliteStore::open(&path, keep_all()).unwrap();
-        let old: Vec<LogRecord> = (0..1000)
-            .map(|i| log(t - 3600 * SECOND + i, "web", "old"))
-            .collect();
-        let new: Vec<LogRecord> = (0..1000).map(|i| log(t - i, "web", "new")).collect();
+        let old = logs_from(t - 3600 * SECOND, 1000, "web", "old");
+        let new = logs_from(t - 999, 1000, "web", "new");
         store.append(&old).unwrap();
         store.append(&new).unwrap();
     }
@@ -450,7 +468,7 @@ fn a_filtered_tail_steps_past_records_that_do_not_match() {
     let dir = temp_dir("tail");
     let store = SqliteStore::open(&dir.join("weir.db"), keep_all()).unwrap();
     let t = now_ns();
-    let mut records: Vec<LogRecord> = (0..250).map(|i| log(t + i, "web", "noise")).collect();
+    let mut records = logs_from(t, 250, "web", "noise");
     records.push(log(t + 250, "web", "the needle"));
     store.append(&records).unwrap();
     let query = LogQuery {
@@ -482,7 +500,7 @@ fn a_tail_of_one_container_moves_past_the_others_records_at_once() {
     let start = store.last_log_id().unwrap();
     // 500 records of web, which SQL filters out: one step reads past them
     // all, so the next does not scan them again.
-    let noise: Vec<LogRecord> = (0..500).map(|i| log(t + i, "web", "noise")).collect();
+    let noise = logs_from(t, 500, "web", "noise");
     store.append(&noise).unwrap();
     let step = store.logs_after(&query, start).unwrap();
     assert!(step.records.is_empty() && !step.more);
@@ -500,9 +518,7 @@ fn a_deleted_record_s_id_is_never_given_again() {
     let t = now_ns();
     let store = SqliteStore::open(&path, keep_all()).unwrap();
     // A batch that fills its last block of 256 exactly.
-    let old: Vec<LogRecord> = (0..512)
-        .map(|i| log(t - 7200 * SECOND + i, "web", "old"))
-        .collect();
+    let old = logs_from(t - 7200 * SECOND, 512, "web", "old");
     store.append(&old).unwrap();
     let old_id = store.last_log_id().unwrap();
     drop(store);
@@ -682,14 +698,7 @@ mod against_a_model {
             let dir = temp_dir("model");
             let store = SqliteStore::open(&dir.join("weir.db"), keep_all()).unwrap();
             let records: Vec<LogRecord> = specs.iter().map(record).collect();
-            let mut rest = &records[..];
-            let mut i = 0;
-            while !rest.is_empty() {
-                let n = cuts[i % cuts.len()].min(rest.len());
-                store.append(&rest[..n]).unwrap();
-                rest = &rest[n..];
-                i += 1;
-            }
+            append_in_cuts(&store, &records, &cuts);
             for ask in &asks {
                 let query = query(ask);
                 let expected = model(&records, &query);
@@ -941,14 +950,7 @@ mod traces_against_a_model {
             let dir = temp_dir("trace-model");
             let store = SqliteStore::open(&dir.join("weir.db"), keep_all()).unwrap();
             let spans: Vec<LogRecord> = specs.iter().enumerate().map(|(i, s)| span(s, i)).collect();
-            let mut rest = &spans[..];
-            let mut i = 0;
-            while !rest.is_empty() {
-                let n = cuts[i % cuts.len()].min(rest.len());
-                store.append(&rest[..n]).unwrap();
-                rest = &rest[n..];
-                i += 1;
-            }
+            append_in_cuts(&store, &spans, &cuts);
             for ask in &asks {
                 let found = store.traces(&query(ask)).unwrap();
                 let got: Vec<u8> = found

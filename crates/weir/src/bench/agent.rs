@@ -21,7 +21,7 @@ use serde::Serialize;
 
 use super::measure::{self, CpuTimes};
 use super::stats::median;
-use super::workdir::WorkDir;
+use super::workdir::{Setup, WorkDir};
 
 #[derive(Debug, clap::Args)]
 pub struct AgentArgs {
@@ -31,16 +31,8 @@ pub struct AgentArgs {
     /// Measured runs per variant (after one warm-up run).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
     runs: u32,
-    /// Let the agent use every CPU instead of pinning it to CPU 0.
-    #[arg(long)]
-    all_cores: bool,
-    /// Directory for the input file and the agent's data [default: a
-    /// directory under /tmp, removed afterwards].
-    #[arg(long)]
-    work_dir: Option<PathBuf>,
-    /// Print the report as one JSON object on stdout (the table goes to stderr).
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    setup: Setup,
 }
 
 impl AgentArgs {
@@ -48,9 +40,9 @@ impl AgentArgs {
         run(Options {
             lines: self.lines,
             runs: self.runs,
-            one_core: !self.all_cores,
-            work_dir: self.work_dir,
-            json: self.json,
+            one_core: !self.setup.all_cores,
+            work_dir: self.setup.work_dir,
+            json: self.setup.json,
         })
     }
 }

@@ -25,7 +25,7 @@
 use std::fmt::Write as _;
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -39,7 +39,7 @@ use super::receive::{
     wait_until,
 };
 use super::stats::median;
-use super::workdir::WorkDir;
+use super::workdir::{Setup, WorkDir};
 
 #[derive(Debug, clap::Args)]
 pub struct CollectorArgs {
@@ -55,16 +55,8 @@ pub struct CollectorArgs {
     /// Times each query is asked.
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     queries: u32,
-    /// Let the collector use every CPU instead of pinning it to CPU 0.
-    #[arg(long)]
-    all_cores: bool,
-    /// Directory for the collector's data [default: a directory under /tmp,
-    /// removed afterwards].
-    #[arg(long)]
-    work_dir: Option<PathBuf>,
-    /// Print the report as one JSON object on stdout (the table goes to stderr).
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    setup: Setup,
 }
 
 /// Records per OTLP request.
@@ -137,7 +129,7 @@ struct Target {
 
 impl CollectorArgs {
     pub fn run(self) -> i32 {
-        let work = match WorkDir::new(self.work_dir.clone(), "collector", &[]) {
+        let work = match WorkDir::new(self.setup.work_dir.clone(), "collector", &[]) {
             Ok(work) => work,
             Err(e) => {
                 eprintln!("weir bench collector: {e}");
@@ -168,33 +160,18 @@ impl CollectorArgs {
                     continue;
                 }
                 let label = format!("{signal:?} → {sink} ({buffer} buffer)");
-                match self.ingest(&work.path, &loads, signal, sink, buffer) {
-                    Ok(run) => {
-                        eprintln!(
-                            "{} {label}: {:.3} s, {:.0} records/s, CPU {:.3} s, peak RSS {} KiB",
-                            if round == 0 { "warm-up" } else { "run" },
-                            run.wall_s,
-                            self.count(signal) as f64 / run.wall_s,
-                            run.cpu.total(),
-                            run.peak_rss_kib
-                        );
-                        if round > 0 {
-                            push_run(&mut results, signal, sink, buffer, run);
-                        }
-                    }
-                    Err(e) => {
-                        eprintln!("{label}: FAILED: {e}");
-                        failures.push(format!("{label}: {e}"));
-                    }
+                let outcome = self.ingest(&work.path, &loads, signal, sink, buffer);
+                let records = self.count(signal);
+                if let Some(run) = Run::noted(outcome, round, &label, records, &mut failures) {
+                    push_run(&mut results, signal, sink, buffer, run);
                 }
             }
         }
         for case in &mut results {
             let count = self.count(case.signal) as f64;
-            let walls: Vec<f64> = case.runs.iter().map(|r| r.wall_s).collect();
-            let cpus: Vec<f64> = case.runs.iter().map(|r| r.cpu.total()).collect();
-            case.records_per_s = count / median(&walls);
-            case.median_cpu_s = median(&cpus);
+            let (wall, cpu) = Run::medians(&case.runs);
+            case.records_per_s = count / wall;
+            case.median_cpu_s = cpu;
             case.records_per_cpu_s = count / case.median_cpu_s.max(1e-9);
             case.max_peak_rss_kib = case.runs.iter().map(|r| r.peak_rss_kib).max().unwrap_or(0);
         }
@@ -206,14 +183,14 @@ impl CollectorArgs {
                 (Vec::new(), 0)
             }
         };
-        let targets = targets(&results, &latencies, !self.all_cores);
+        let targets = targets(&results, &latencies, !self.setup.all_cores);
         let table = self.render(&results, &latencies, stored_bytes, &targets, &failures);
-        if self.json {
+        if self.setup.json {
             eprint!("{table}");
             let report = serde_json::json!({
                 "logs": self.logs,
                 "spans": self.spans,
-                "one_core": !self.all_cores,
+                "one_core": !self.setup.all_cores,
                 "cases": results,
                 "queries": latencies,
                 "stored_bytes": stored_bytes,
@@ -274,7 +251,7 @@ buffer = {buffer_table}
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        if !self.all_cores {
+        if !self.setup.all_cores {
             measure::pin(&mut command, 0);
         }
         let mut child = command.spawn().map_err(|e| e.to_string())?;
@@ -442,7 +419,7 @@ buffer = {buffer_table}
             self.logs,
             self.spans,
             self.runs,
-            if self.all_cores {
+            if self.setup.all_cores {
                 "on any CPU"
             } else {
                 "pinned to CPU 0, the load generator to CPU 1"

@@ -26,7 +26,7 @@ use weir_agent::otlp::proto;
 
 use super::measure::{self, CpuTimes};
 use super::stats::median;
-use super::workdir::WorkDir;
+use super::workdir::{Setup, WorkDir};
 
 #[derive(Debug, clap::Args)]
 pub struct ReceiveArgs {
@@ -36,16 +36,8 @@ pub struct ReceiveArgs {
     /// Measured runs per case (after one warm-up run of the first).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
     runs: u32,
-    /// Let the receivers use every CPU instead of pinning them to CPU 0.
-    #[arg(long)]
-    all_cores: bool,
-    /// Directory for the receivers' data [default: a directory under /tmp,
-    /// removed afterwards].
-    #[arg(long)]
-    work_dir: Option<PathBuf>,
-    /// Print the report as one JSON object on stdout (the table goes to stderr).
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    setup: Setup,
     /// Only these protocols [default: all].
     #[arg(long = "protocol", value_enum)]
     protocols: Vec<Protocol>,
@@ -89,6 +81,44 @@ pub(super) struct Run {
     pub peak_rss_kib: u64,
 }
 
+impl Run {
+    /// Says on stderr how a run of `records` went (or that it failed,
+    /// kept in `failures`); the run, unless it was the warm-up (round 0).
+    pub(super) fn noted(
+        outcome: Result<Run, String>,
+        round: u32,
+        label: &str,
+        records: u64,
+        failures: &mut Vec<String>,
+    ) -> Option<Run> {
+        match outcome {
+            Ok(run) => {
+                eprintln!(
+                    "{} {label}: {:.3} s, {:.0} records/s, CPU {:.3} s, peak RSS {} KiB",
+                    if round == 0 { "warm-up" } else { "run" },
+                    run.wall_s,
+                    records as f64 / run.wall_s,
+                    run.cpu.total(),
+                    run.peak_rss_kib
+                );
+                (round > 0).then_some(run)
+            }
+            Err(e) => {
+                eprintln!("{label}: FAILED: {e}");
+                failures.push(format!("{label}: {e}"));
+                None
+            }
+        }
+    }
+
+    /// The median wall and CPU seconds of `runs`.
+    pub(super) fn medians(runs: &[Run]) -> (f64, f64) {
+        let walls: Vec<f64> = runs.iter().map(|r| r.wall_s).collect();
+        let cpus: Vec<f64> = runs.iter().map(|r| r.cpu.total()).collect();
+        (median(&walls), median(&cpus))
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 struct Case {
     receiver: Receiver,
@@ -104,7 +134,7 @@ struct Case {
 
 impl ReceiveArgs {
     pub fn run(self) -> i32 {
-        let work = match WorkDir::new(self.work_dir.clone(), "receive", &[]) {
+        let work = match WorkDir::new(self.setup.work_dir.clone(), "receive", &[]) {
             Ok(work) => work,
             Err(e) => {
                 eprintln!("weir bench receive: {e}");
@@ -150,44 +180,26 @@ impl ReceiveArgs {
                     ),
                 };
                 let label = format!("{receiver:?} {} → {sink}", protocol.name());
-                match outcome {
-                    Ok(run) => {
-                        eprintln!(
-                            "{} {label}: {:.3} s, {:.0} records/s, CPU {:.3} s, peak RSS {} KiB",
-                            if round == 0 { "warm-up" } else { "run" },
-                            run.wall_s,
-                            self.records as f64 / run.wall_s,
-                            run.cpu.total(),
-                            run.peak_rss_kib
-                        );
-                        if round > 0 {
-                            push_run(&mut results, receiver, protocol, sink, run);
-                        }
-                    }
-                    Err(e) => {
-                        eprintln!("{label}: FAILED: {e}");
-                        failures.push(format!("{label}: {e}"));
-                    }
+                if let Some(run) = Run::noted(outcome, round, &label, self.records, &mut failures) {
+                    push_run(&mut results, receiver, protocol, sink, run);
                 }
             }
         }
         for case in &mut results {
-            let walls: Vec<f64> = case.runs.iter().map(|r| r.wall_s).collect();
-            let cpus: Vec<f64> = case.runs.iter().map(|r| r.cpu.total()).collect();
-            let wall = median(&walls);
-            case.median_cpu_s = median(&cpus);
+            let (wall, cpu) = Run::medians(&case.runs);
+            case.median_cpu_s = cpu;
             case.records_per_s = self.records as f64 / wall;
             case.mib_per_s = (self.records as usize * MESSAGE_LEN) as f64 / MIB / wall;
             case.cpu_us_per_record = case.median_cpu_s * 1e6 / self.records as f64;
             case.max_peak_rss_kib = case.runs.iter().map(|r| r.peak_rss_kib).max().unwrap_or(0);
         }
         let table = self.render(&results, &failures);
-        if self.json {
+        if self.setup.json {
             eprint!("{table}");
             let report = serde_json::json!({
                 "records": self.records,
                 "message_len": MESSAGE_LEN,
-                "one_core": !self.all_cores,
+                "one_core": !self.setup.all_cores,
                 "cases": results,
                 "failures": failures,
             });
@@ -201,7 +213,7 @@ impl ReceiveArgs {
     fn command(&self, program: &Path) -> Command {
         let mut command = Command::new(program);
         command.stdin(Stdio::null()).stdout(Stdio::null());
-        if !self.all_cores {
+        if !self.setup.all_cores {
             measure::pin(&mut command, 0);
         }
         command
@@ -312,7 +324,7 @@ action(type="omfile" file="{out}" template="RSYSLOG_FileFormat" ioBufferSize="64
             "\nweir bench receive: {} records of {MESSAGE_LEN} B per run, {} runs per case after a warm-up, taking turns; the receivers {}; the load from one connection of this process\n",
             self.records,
             self.runs,
-            if self.all_cores {
+            if self.setup.all_cores {
                 "on any CPU"
             } else {
                 "pinned to CPU 0"

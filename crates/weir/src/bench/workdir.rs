@@ -48,3 +48,21 @@ impl Drop for WorkDir {
         }
     }
 }
+
+/// Where a bench of a weir process runs and how it reports: the options
+/// `weir bench agent`, `receive` and `collector` share.
+#[derive(Debug, clap::Args)]
+pub struct Setup {
+    /// Let weir use every CPU instead of pinning it to CPU 0 (the figures
+    /// are then not per core).
+    #[arg(long)]
+    pub all_cores: bool,
+    /// Directory for the bench's files and weir's data [default: a
+    /// directory under /tmp, removed afterwards].
+    #[arg(long)]
+    pub work_dir: Option<PathBuf>,
+    /// Print the report as one JSON object on stdout (the table goes to
+    /// stderr).
+    #[arg(long)]
+    pub json: bool,
+}

@@ -417,3 +417,34 @@ pub fn http_config(data_dir: &Path, pattern: &str, receiver: &Receiver, extra: &
         &(tail_source(pattern) + &http_sink("app", &uri, extra)),
     )
 }
+
+/// Runs `weir run --name web --rate 10KiB/s --policy drop` (and `extra`
+/// arguments) writing into `logs/web.log` a writer of 3000 lines, well
+/// over its budget, and then `tail` (shell); its `--summary`.
+pub fn run_over_budget(logs: &Path, extra: &[&str], tail: &str) -> serde_json::Value {
+    let script = format!(
+        "i=0; while [ $i -lt 3000 ]; do echo \"line $i of a writer over its budget\"; i=$((i+1)); done{tail}"
+    );
+    let run = std::process::Command::new(WEIR)
+        .args([
+            "run", "--name", "web", "--rate", "10KiB/s", "--policy", "drop",
+        ])
+        .args(extra)
+        .args(["--summary", "--log-path"])
+        .arg(logs.join("web.log"))
+        .args(["--", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    serde_json::from_slice(
+        run.stdout
+            .split(|b| *b == b'\n')
+            .rfind(|l| !l.is_empty())
+            .unwrap(),
+    )
+    .unwrap()
+}

@@ -12,30 +12,7 @@ fn weir_run_logs_arrive_with_their_owner_and_their_losses() {
     let dir = Scratch::new("monitor");
     let logs = dir.join("logs");
     // 3000 numbered lines as fast as sh can, under a budget that drops most.
-    let run = std::process::Command::new(WEIR)
-        .args(["run", "--name", "web", "--label", "tier=front", "--rate", "10KiB/s"])
-        .args(["--policy", "drop", "--summary", "--log-path"])
-        .arg(logs.join("web.log"))
-        .args([
-            "--",
-            "sh",
-            "-c",
-            "i=0; while [ $i -lt 3000 ]; do echo \"line $i of a writer over its budget\"; i=$((i+1)); done; echo done >&2",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let summary: serde_json::Value = serde_json::from_slice(
-        run.stdout
-            .split(|b| *b == b'\n')
-            .rfind(|l| !l.is_empty())
-            .unwrap(),
-    )
-    .unwrap();
+    let summary = run_over_budget(&logs, &["--label", "tier=front"], "; echo done >&2");
     let dropped = summary["streams"]["stdout"]["dropped"]["rate_limit"]["lines"]
         .as_u64()
         .unwrap();

@@ -419,30 +419,7 @@ fn weir_run_to_agent_to_collector_shows_records_and_drops() {
     wait_for(Duration::from_secs(20), "the collector", || {
         std::net::TcpStream::connect(("127.0.0.1", query)).is_ok()
     });
-    let run = Command::new(WEIR)
-        .args(["run", "--name", "web", "--rate", "10KiB/s", "--policy", "drop"])
-        .args(["--summary", "--log-path"])
-        .arg(logs.join("web.log"))
-        .args([
-            "--",
-            "sh",
-            "-c",
-            "i=0; while [ $i -lt 3000 ]; do echo \"line $i of a writer over its budget\"; i=$((i+1)); done",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let summary: Value = serde_json::from_slice(
-        run.stdout
-            .split(|b| *b == b'\n')
-            .rfind(|l| !l.is_empty())
-            .unwrap(),
-    )
-    .unwrap();
+    let summary = run_over_budget(&logs, &[], "");
     let stdout = &summary["streams"]["stdout"];
     let written = stdout["written"]["lines"].as_u64().unwrap();
     let dropped_bytes = stdout["dropped"]["rate_limit"]["bytes"].as_u64().unwrap();
