@@ -66,18 +66,27 @@ pub fn syslog(input: &[u8]) {
 /// agree on every value's length; no compressed message grows past its
 /// bound.
 pub fn forward(input: &[u8]) {
-    // Fed a few bytes at a time, as a connection reads, the skipper finds
-    // the end that the whole input gives.
+    // Fed a few bytes at a time, as a connection reads, one skipper finds
+    // the end (or the error) of each value in turn that the whole input
+    // gives.
     let mut skipper = Skipper::default();
-    let mut end = 0;
-    let pieced = loop {
-        end = (end + 7).min(input.len());
-        match skipper.skip(&input[..end]) {
-            Err(ReadError::Incomplete) if end < input.len() => continue,
-            other => break other,
+    let mut start = 0;
+    loop {
+        let rest = &input[start..];
+        let mut end = 0;
+        let pieced = loop {
+            end = (end + 7).min(rest.len());
+            match skipper.skip(&rest[..end]) {
+                Err(ReadError::Incomplete) if end < rest.len() => continue,
+                other => break other,
+            }
+        };
+        assert_eq!(pieced, skip(rest));
+        match pieced {
+            Ok(len) if len > 0 => start += len,
+            _ => break,
         }
-    };
-    assert_eq!(pieced.ok(), skip(input).ok());
+    }
     let handshake = Handshake::new("key", "host");
     let mut rest = input;
     let mut first = true;

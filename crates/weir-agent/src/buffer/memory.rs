@@ -94,8 +94,10 @@ impl MemoryBuffer {
         // that keeps one record of each read would hold far more than its
         // bound. Under drop_newest (which never waits, so this look is
         // exact) the kept ones are copied out when some will be refused.
-        let refusing = config.when_full == WhenFull::DropNewest
-            && state.used + payloads.iter().map(|p| cost(p)).sum::<u64>() > config.max_bytes;
+        // (Any policy refuses a payload larger than the whole buffer.)
+        let refusing = payloads.iter().any(|p| cost(p) > config.max_bytes)
+            || config.when_full == WhenFull::DropNewest
+                && state.used + payloads.iter().map(|p| cost(p)).sum::<u64>() > config.max_bytes;
         for payload in payloads {
             loop {
                 if state.closed {

@@ -147,7 +147,6 @@ pub(super) fn check_query(
             tenant: raw_token.tenant,
         });
     }
-    let address: SocketAddr = address;
     if tokens.is_empty() && !address.ip().is_loopback() {
         let at = raw.address.as_ref().map_or(0, |a| a.span().start);
         return Err(checker.error(

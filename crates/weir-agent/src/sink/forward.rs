@@ -210,6 +210,15 @@ impl Sink for ForwardSink {
     fn send(&mut self, records: &[LogRecord]) -> Result<(), SendError> {
         if self.config.balance == Balance::RoundRobin {
             self.current += 1;
+            if !self.config.require_ack {
+                // Without acks, a write into a connection the server closed
+                // while it sat idle would seem to succeed: only a
+                // connection just made (or just used) is trusted.
+                let slot = self.slot();
+                if let Some(connection) = self.connections.get_mut(slot) {
+                    *connection = None;
+                }
+            }
         }
         let sent = self.deliver(records);
         if sent.is_err() {
@@ -245,18 +254,17 @@ fn entry(record: &LogRecord, out: &mut Vec<u8>) {
     // An attribute named as one of the record's own fields goes in a map
     // of its own, so that it can neither clash with the field nor be
     // taken for it.
-    let (clashing, plain): (Vec<_>, Vec<_>) = record
-        .attributes
-        .iter()
-        .partition(|(key, _)| RECORD_FIELDS.contains(&key.as_str()));
+    let clashes = |(key, _): &&(CompactString, Value)| RECORD_FIELDS.contains(&key.as_str());
+    let clashing = record.attributes.iter().filter(clashes).count();
+    let plain = record.attributes.len() - clashing;
     let fields = 2
         + record.severity.is_some() as u32
         + record.partial as u32
         + record.trace_id.is_some() as u32
         + record.span_id.is_some() as u32
         + !resource.is_empty() as u32
-        + !clashing.is_empty() as u32
-        + plain.len() as u32;
+        + (clashing > 0) as u32
+        + plain as u32;
     let _ = rmp::encode::write_map_len(out, fields);
     let _ = rmp::encode::write_str(out, "log");
     match std::str::from_utf8(&record.body) {
@@ -294,12 +302,12 @@ fn entry(record: &LogRecord, out: &mut Vec<u8>) {
         }
     }
     // Writing into a Vec cannot fail.
-    if !clashing.is_empty() {
+    if clashing > 0 {
         let _ = rmp::encode::write_str(out, CLASHING_ATTRIBUTES);
-        let _ = rmp::encode::write_map_len(out, clashing.len() as u32);
-        attributes(&clashing, out);
+        let _ = rmp::encode::write_map_len(out, clashing as u32);
+        attributes(record.attributes.iter().filter(clashes), out);
     }
-    attributes(&plain, out);
+    attributes(record.attributes.iter().filter(|a| !clashes(a)), out);
 }
 
 /// The map key under which attributes named as a record field go.
@@ -318,7 +326,7 @@ const RECORD_FIELDS: [&str; 8] = [
 ];
 
 /// Attributes as map pairs.
-fn attributes(pairs: &[&(CompactString, Value)], out: &mut Vec<u8>) {
+fn attributes<'a>(pairs: impl Iterator<Item = &'a (CompactString, Value)>, out: &mut Vec<u8>) {
     for (key, value) in pairs {
         let _ = rmp::encode::write_str(out, key);
         match value {
@@ -517,9 +525,24 @@ mod tests {
                 for stream in listener.incoming() {
                     count.fetch_add(1, Ordering::SeqCst);
                     let mut stream = stream.unwrap();
+                    // Acknowledges each message, as a Forward server does.
                     std::thread::spawn(move || {
-                        let mut sink = [0u8; 4096];
-                        while stream.read(&mut sink).is_ok_and(|n| n > 0) {}
+                        use std::io::Write;
+                        let mut buffer = Vec::new();
+                        let mut read = [0u8; 4096];
+                        while let Ok(n @ 1..) = stream.read(&mut read) {
+                            buffer.extend_from_slice(&read[..n]);
+                            while let Ok(len) = msgpack::skip(&buffer) {
+                                let (value, _) = msgpack::read(&buffer[..len]).unwrap();
+                                let chunk = message::decode(&value, 1 << 20).unwrap().chunk;
+                                let mut answer = Vec::new();
+                                rmp::encode::write_map_len(&mut answer, 1).unwrap();
+                                rmp::encode::write_str(&mut answer, "ack").unwrap();
+                                rmp::encode::write_bin(&mut answer, &chunk.unwrap()).unwrap();
+                                stream.write_all(&answer).unwrap();
+                                buffer.drain(..len);
+                            }
+                        }
                     });
                 }
             });
@@ -529,7 +552,7 @@ mod tests {
             balance: Balance::RoundRobin,
             tag: "t".into(),
             gzip: false,
-            require_ack: false,
+            require_ack: true,
             shared_key: None,
             hostname: "h".into(),
             timeout: Duration::from_secs(2),
@@ -543,8 +566,13 @@ mod tests {
         for _ in 0..6 {
             sink.send(std::slice::from_ref(&record)).unwrap();
         }
-        std::thread::sleep(Duration::from_millis(100));
-        let counts: Vec<usize> = accepted.iter().map(|c| c.load(Ordering::SeqCst)).collect();
-        assert_eq!(counts, [1, 1]);
+        let counts =
+            || -> Vec<usize> { accepted.iter().map(|c| c.load(Ordering::SeqCst)).collect() };
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while counts().iter().sum::<usize>() < 2 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(counts(), [1, 1]);
     }
 }

