@@ -80,6 +80,21 @@ pub struct Asked {
     pub last_event_id: Option<String>,
 }
 
+/// Whether a `Host` header names loopback (with or without a port).
+fn is_loopback_host(host: &[u8]) -> bool {
+    let Ok(host) = std::str::from_utf8(host) else {
+        return false;
+    };
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 impl Api {
     /// The API as a handler for the pipeline's HTTP listener.
     pub fn handler(self: Arc<Api>) -> Handler {
@@ -153,7 +168,20 @@ impl Api {
     /// Whose records the request may read.
     fn scope(&self, request: &Request<Incoming>) -> Result<Scope, Failure> {
         if self.tokens.is_empty() {
-            return Ok(Scope::All);
+            // Without tokens the API listens on loopback only, and answers
+            // only requests addressed to loopback: a web page whose own
+            // name an attacker points at 127.0.0.1 (DNS rebinding) would
+            // otherwise read it as its own origin.
+            return match request.headers().get(hyper::header::HOST) {
+                Some(host) if !is_loopback_host(host.as_bytes()) => Err(Failure {
+                    status: StatusCode::FORBIDDEN,
+                    message: format!(
+                        "Host {:?}: without query tokens the API answers only requests to localhost, 127.0.0.1 or [::1]",
+                        String::from_utf8_lossy(host.as_bytes())
+                    ),
+                }),
+                _ => Ok(Scope::All),
+            };
         }
         let given = weir_agent::source::http_intake::bearer(request)
             .or_else(|| ui::cookie_token(request))
@@ -225,4 +253,31 @@ fn failure(failure: Failure) -> Response<Body> {
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_loopback_names_are_loopback_hosts() {
+        for host in [
+            "localhost",
+            "LOCALHOST:9411",
+            "127.0.0.1:9411",
+            "127.9.9.9",
+            "[::1]:9411",
+            "[::1]",
+        ] {
+            assert!(super::is_loopback_host(host.as_bytes()), "{host}");
+        }
+        for host in [
+            "evil.example",
+            "evil.example:9411",
+            "10.0.0.1:9411",
+            "[::2]:1",
+            "localhost.evil.example",
+            "",
+        ] {
+            assert!(!super::is_loopback_host(host.as_bytes()), "{host}");
+        }
+    }
 }

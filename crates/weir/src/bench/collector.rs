@@ -605,7 +605,7 @@ fn time_query(
 
 /// One GET on a kept-alive connection; the body of a 200.
 fn get(stream: &mut TcpStream, path: &str) -> Result<Vec<u8>, String> {
-    let head = format!("GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n");
+    let head = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
     stream
         .write_all(head.as_bytes())
         .map_err(|e| format!("asking {path}: {e}"))?;

@@ -253,6 +253,15 @@ fn logs_are_searched_paged_and_tailed_and_survive_a_restart() {
     wait_for(Duration::from_secs(10), "the records in the store", || {
         records("/api/v1/logs?limit=1000").len() == 500
     });
+    // Without tokens, only requests addressed to loopback are answered
+    // (a page on another name pointed at 127.0.0.1 reads nothing).
+    let mut rebound = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    rebound
+        .write_all(b"GET /api/v1/logs HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    std::io::Read::read_to_string(&mut rebound, &mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
     let newest = records("/api/v1/logs?limit=1");
     assert_eq!(newest[0]["body"], "request 499 served by db");
     assert_eq!(newest[0]["resource"]["container.name"], "db");
@@ -349,7 +358,7 @@ fn logs_are_searched_paged_and_tailed_and_survive_a_restart() {
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     write!(
         stream,
-        "GET /api/v1/logs/tail?container=web HTTP/1.1\r\nHost: x\r\n\r\n"
+        "GET /api/v1/logs/tail?container=web HTTP/1.1\r\nHost: localhost\r\n\r\n"
     )
     .unwrap();
     stream
@@ -445,7 +454,7 @@ fn query_tokens_guard_the_api() {
         let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
         write!(
             stream,
-            "POST /ui/sign-in HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{}: {}\r\nContent-Length: {}\r\n\r\n{body}",
+            "POST /ui/sign-in HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{}: {}\r\nContent-Length: {}\r\n\r\n{body}",
             form_type.0,
             form_type.1,
             body.len()

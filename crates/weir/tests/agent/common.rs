@@ -311,7 +311,7 @@ pub fn request(
     let mut stream =
         std::net::TcpStream::connect(("127.0.0.1", port)).expect("connecting to the endpoint");
     let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
     );
     for (name, value) in headers {
