@@ -123,11 +123,42 @@ pub fn usage(store: &dyn Store, asked: &Asked) -> Result<Response<Body>, Failure
     })))
 }
 
+/// The most live tails at once: each asks the store four times a second.
+const MAX_TAILS: usize = 32;
+
+/// Live tails running now.
+static TAILS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// A place among the live tails, given back when the tail ends.
+struct TailSlot;
+
+impl TailSlot {
+    fn take() -> Option<TailSlot> {
+        use std::sync::atomic::Ordering::Relaxed;
+        TAILS
+            .fetch_update(Relaxed, Relaxed, |n| (n < MAX_TAILS).then_some(n + 1))
+            .ok()
+            .map(|_| TailSlot)
+    }
+}
+
+impl Drop for TailSlot {
+    fn drop(&mut self) {
+        TAILS.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// A live tail: a stream of Server-Sent Events, one per record.
 pub fn tail(store: Arc<dyn Store>, asked: Asked) -> Response<Body> {
     let mut query = match log_query(&asked) {
         Ok(query) => query,
         Err(message) => return super::failure(Failure::bad_request(message)),
+    };
+    let Some(slot) = TailSlot::take() else {
+        return super::failure(Failure {
+            status: hyper::StatusCode::SERVICE_UNAVAILABLE,
+            message: format!("{MAX_TAILS} live tails are open already; try again later"),
+        });
     };
     // A tail follows what arrives, whatever its time.
     query.from_ns = i64::MIN;
@@ -138,6 +169,7 @@ pub fn tail(store: Arc<dyn Store>, asked: Asked) -> Response<Body> {
         .and_then(|id| id.parse::<i64>().ok());
     let (sender, body) = stream::channel();
     tokio::spawn(async move {
+        let _slot = slot;
         let mut after = match resume {
             Some(id) => id,
             None => {
@@ -156,13 +188,21 @@ pub fn tail(store: Arc<dyn Store>, asked: Asked) -> Response<Body> {
         }
         let mut quiet = Duration::ZERO;
         loop {
+            if sender.is_closed() {
+                // The client went: its place among the tails is free.
+                return;
+            }
             let (store, asking) = (Arc::clone(&store), query.clone());
             let found = tokio::task::spawn_blocking(move || store.logs_after(&asking, after)).await;
             let step = match found {
                 Ok(Ok(step)) => step,
                 Ok(Err(e)) => {
                     let _ = sender
-                        .send(Bytes::from(format!("event: error\ndata: {e}\n\n")))
+                        // One data line: a line break would end the event.
+                        .send(Bytes::from(format!(
+                            "event: error\ndata: {}\n\n",
+                            e.to_string().replace(['\r', '\n'], " ")
+                        )))
                         .await;
                     return;
                 }

@@ -621,3 +621,37 @@ fn ingest_tokens_put_records_in_their_tenant_whatever_the_sender_says() {
         serde_json::json!(["backend", "batch", "frontend"])
     );
 }
+
+#[test]
+fn live_tails_are_capped_and_a_closed_one_frees_its_place() {
+    let dir = Scratch::new("collector-tails");
+    let (port, otlp) = (free_port(), free_port());
+    let _collector = collector(&dir, port, otlp, "");
+    let open_tail = || {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        stream
+            .write_all(b"GET /api/v1/logs/tail HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .unwrap();
+        let mut reader = BufReader::new(stream);
+        let mut status = String::new();
+        reader.read_line(&mut status).unwrap();
+        (status, reader)
+    };
+    let mut open = Vec::new();
+    for _ in 0..32 {
+        let (status, reader) = open_tail();
+        assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+        open.push(reader);
+    }
+    let (status, _) = open_tail();
+    assert!(status.starts_with("HTTP/1.1 503"), "{status}");
+    drop(open.pop());
+    wait_for(
+        Duration::from_secs(10),
+        "a place freed by a closed tail",
+        || open_tail().0.starts_with("HTTP/1.1 200"),
+    );
+}
