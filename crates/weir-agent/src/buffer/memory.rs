@@ -6,6 +6,7 @@ use std::collections::VecDeque;
 
 use bytes::Bytes;
 use std::ops::Range;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -85,6 +86,16 @@ impl MemoryBuffer {
     /// Appends `payloads`, as the policy for a full buffer allows. Under
     /// [`WhenFull::Block`] it waits for room.
     pub fn append(&self, payloads: &[Bytes]) -> Result<Appended, BufferError> {
+        self.append_unless(payloads, &AtomicBool::new(false))
+    }
+
+    /// [`MemoryBuffer::append`], giving up a wait for room once `stopping`
+    /// is set.
+    pub fn append_unless(
+        &self,
+        payloads: &[Bytes],
+        stopping: &AtomicBool,
+    ) -> Result<Appended, BufferError> {
         // Read once per call, not per record; again after each wait.
         let mut config = self.config();
         let mut state = self.lock();
@@ -98,7 +109,7 @@ impl MemoryBuffer {
         let refusing = payloads.iter().any(|p| cost(p) > config.max_bytes)
             || config.when_full == WhenFull::DropNewest
                 && state.used + payloads.iter().map(|p| cost(p)).sum::<u64>() > config.max_bytes;
-        for payload in payloads {
+        'payloads: for (index, payload) in payloads.iter().enumerate() {
             loop {
                 if state.closed {
                     return Err(BufferError::Closed);
@@ -119,6 +130,10 @@ impl MemoryBuffer {
                 let can_make_room = !state.records.is_empty();
                 match config.when_full {
                     WhenFull::Block if can_make_room => {
+                        if stopping.load(Ordering::Relaxed) {
+                            outcome.given_up = (payloads.len() - index) as u64;
+                            break 'payloads;
+                        }
                         // The reader may be waiting for what was just added.
                         self.changed.notify_all();
                         state = self
@@ -394,5 +409,25 @@ mod tests {
         }
         assert_eq!(writer.join().unwrap().accepted, 50);
         assert_eq!(seen, (0..50).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_wait_for_room_ends_when_the_appender_stops() {
+        let buffer = std::sync::Arc::new(buffer(4 * (11 + RECORD_OVERHEAD), WhenFull::Block));
+        let stopping = std::sync::Arc::new(AtomicBool::new(false));
+        let writer = {
+            let (buffer, stopping) = (buffer.clone(), stopping.clone());
+            std::thread::spawn(move || {
+                let shared: Vec<Bytes> = payloads(0..10).into_iter().map(Bytes::from).collect();
+                buffer.append_unless(&shared, &stopping).unwrap()
+            })
+        };
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(!writer.is_finished(), "it waits for room");
+        stopping.store(true, Ordering::Relaxed);
+        let appended = writer.join().unwrap();
+        assert_eq!((appended.accepted, appended.given_up), (4, 6));
+        assert_eq!(buffer.stats().held.records, 4);
+        assert!(balanced(&buffer.stats()));
     }
 }

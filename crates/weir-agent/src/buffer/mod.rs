@@ -7,6 +7,7 @@ pub mod memory;
 
 use std::io;
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
 
 use serde::Serialize;
 
@@ -93,6 +94,9 @@ pub struct Appended {
     /// Refused for room (`drop_newest`, or `drop_oldest` when deleting old
     /// segments cannot make room).
     pub refused: u64,
+    /// Left out, the last ones given: the buffer was full, it waits for
+    /// room (`block`), and the appender gave up waiting because it stops.
+    pub given_up: u64,
 }
 
 /// A sink's buffer, in memory or on disk: one producer appends, one consumer
@@ -108,11 +112,22 @@ impl Buffer {
     /// `Bytes` themselves (slices of one allocation, as a source encodes a
     /// read's records together); a disk buffer writes them out.
     pub fn append(&self, payloads: &[bytes::Bytes]) -> Result<Appended, BufferError> {
+        self.append_unless(payloads, &AtomicBool::new(false))
+    }
+
+    /// [`Buffer::append`], but a wait for room ends once `stopping` is
+    /// set, leaving the rest out ([`Appended::given_up`]): a source that
+    /// stops must not wait on a sink that may never take anything again.
+    pub fn append_unless(
+        &self,
+        payloads: &[bytes::Bytes],
+        stopping: &AtomicBool,
+    ) -> Result<Appended, BufferError> {
         match self {
-            Buffer::Memory(b) => b.append(payloads),
+            Buffer::Memory(b) => b.append_unless(payloads, stopping),
             Buffer::Disk(b) => {
                 let refs: Vec<&[u8]> = payloads.iter().map(|p| &p[..]).collect();
-                b.append(&refs)
+                b.append_unless(&refs, stopping)
             }
         }
     }

@@ -28,8 +28,8 @@ use crate::sink::forward::ForwardSink;
 use crate::sink::http::{HttpConfig, HttpSink};
 use crate::sink::store::{RecordStore, StoreSink};
 use crate::source::file::checkpoint::{Checkpoints, Entry};
-use crate::source::file::{self, FileSourceConfig};
-use crate::source::{Control, Output, Route, Wiring};
+use crate::source::file::{self, FileSourceConfig, Handover};
+use crate::source::{Control, Output, Position, Route, Wiring};
 use crate::source::{forward, otlp, syslog, zipkin};
 use crate::transform::{Stage, TransformMetrics};
 
@@ -279,41 +279,57 @@ impl Running {
         routes_from(name, config, &self.transform_metrics, &mut reached, &|_| {
             true
         });
+        let mut running = match self.sources.remove(name) {
+            Some(source) => source.lanes,
+            None => BTreeMap::new(),
+        };
         // Only a source that can read again what it read has lanes; a
         // listener has one reader, and a sink that waits holds back its
         // senders.
         let lanes = if wanted.rereads() {
-            lanes::partition(&reached, config)
+            let on_disk = lanes::own_lanes_on_disk(data_dir, name);
+            let has_own_lane = |sink: &str| {
+                running.contains_key(&Some(sink.to_owned())) || on_disk.iter().any(|s| s == sink)
+            };
+            let lanes = lanes::partition(&reached, config, &has_own_lane);
+            // The lanes of sinks gone from the source while the agent was
+            // down: a sink of that name added later starts afresh.
+            for sink in on_disk {
+                let key = Some(sink);
+                if !lanes.iter().any(|l| l.key == key) && !running.contains_key(&key) {
+                    forget_checkpoints(data_dir, name, &key);
+                }
+            }
+            lanes
         } else {
             vec![Lane {
                 key: None,
                 sinks: reached,
             }]
         };
-        let mut running = match self.sources.remove(name) {
-            Some(source) => source.lanes,
-            None => BTreeMap::new(),
-        };
         // New lanes are placed while the running ones are still parked.
+        let mut handovers = BTreeMap::new();
         for lane in lanes.iter().filter(|l| !running.contains_key(&l.key)) {
             let checkpoints = lanes::checkpoint_path(data_dir, name, &lane.key);
             if Checkpoints::exist(&checkpoints) {
                 continue;
             }
-            let placed = match seed_for(data_dir, name, lane, &running) {
-                Some(Seed::Read(positions)) => Checkpoints::write(&checkpoints, positions),
-                Some(Seed::Acknowledged(from)) => Checkpoints::copy(&from, &checkpoints),
-                None => Ok(()),
+            let Some(seed) = seed_for(data_dir, name, lane, &running, &self.sinks) else {
+                continue;
             };
-            placed.map_err(|source| StartError::Io {
+            let handover = seed.place(&checkpoints).map_err(|source| StartError::Io {
                 what: format!("checkpoints of source {}", lanes::display(name, &lane.key)),
                 source,
             })?;
+            if let Some(handover) = handover {
+                handovers.insert(lane.key.clone(), handover);
+            }
         }
         let mut started = BTreeMap::new();
         for lane in &lanes {
             let output = self.output_for(name, config, &lane.sinks);
             if let Some(mut runtime) = running.remove(&lane.key) {
+                let output = output.stopping_with(Arc::clone(&runtime.stop));
                 runtime.control.resume(Some(output));
                 runtime.sinks = lane.sinks.clone();
                 started.insert(lane.key.clone(), runtime);
@@ -325,6 +341,7 @@ impl Running {
                 &lane.key,
                 wanted,
                 checkpoints,
+                handovers.remove(&lane.key),
                 output,
                 &self.extensions,
             )?;
@@ -501,37 +518,82 @@ fn start_sink(
 
 /// Where a new lane starts reading.
 enum Seed {
-    /// Where a parked lane had read to.
+    /// For a sink new to the source: from where a parked lane had read to,
+    /// so it gets what is read from now on.
     Read(Vec<Entry>),
+    /// For a sink leaving a parked lane for one of its own: on from where
+    /// that lane had read to (the sink's buffer has the rest), acknowledged
+    /// where that lane was until the sink acknowledges what it got.
+    Split(Handover),
     /// Where a lane's sinks had acknowledged (what was in flight comes
     /// twice): the checkpoints at this path.
     Acknowledged(PathBuf),
 }
 
-/// Where a new lane of a running source starts: where the lane that fed
-/// its sink before had read to (what it read is in the sink's buffer
-/// already), or for a sink new to the source, where any lane had read to:
-/// it gets what is read from now on. A lane that did not park (it waits
-/// on a full buffer) gives its acknowledged place instead. A source that
-/// starts goes on from its shared lane's checkpoints, left from when one
-/// lane read for every sink; with none, the lane starts as `start_at` says.
+impl Seed {
+    /// Writes the lane's first checkpoints at `path`; returns what the
+    /// lane's reader takes over.
+    fn place(self, path: &Path) -> std::io::Result<Option<Handover>> {
+        match self {
+            Seed::Read(entries) => Checkpoints::write(path, entries).map(|()| None),
+            Seed::Split(handover) => {
+                let acknowledged = handover.positions.iter().map(|p| p.acknowledged.clone());
+                Checkpoints::write(path, acknowledged.collect()).map(|()| Some(handover))
+            }
+            Seed::Acknowledged(from) => Checkpoints::copy(from.as_path(), path).map(|()| None),
+        }
+    }
+}
+
+/// Where a new lane of a running source starts. A sink the source fed
+/// before, on the shared lane, splits off it (see [`Seed::Split`]); a sink
+/// new to the source gets what is read from now on. A lane that did not
+/// park (it waits on a full buffer) gives its acknowledged place instead.
+/// A source that starts goes on from the checkpoints of its shared lane or
+/// else of any lane it had: a sink that gets a lane of its own while the
+/// agent was down gets again what the shared lane had not acknowledged.
+/// With none, the lane starts as `start_at` says.
 fn seed_for(
     data_dir: &Path,
     name: &str,
     lane: &Lane,
     running: &BTreeMap<LaneKey, LaneRuntime>,
+    sinks: &BTreeMap<String, SinkRuntime>,
 ) -> Option<Seed> {
     let fed_before = running
         .iter()
         .find(|(_, l)| l.sinks.iter().any(|s| lane.sinks.contains(s)));
     if let Some((key, other)) = fed_before.or_else(|| running.iter().next()) {
-        return Some(match other.control.read_positions() {
-            Some(positions) => Seed::Read(positions),
-            None => Seed::Acknowledged(lanes::checkpoint_path(data_dir, name, key)),
-        });
+        let Some(positions) = other.control.positions() else {
+            return Some(Seed::Acknowledged(lanes::checkpoint_path(
+                data_dir, name, key,
+            )));
+        };
+        if fed_before.is_none() {
+            return Some(Seed::Read(
+                positions.iter().map(Position::read_entry).collect(),
+            ));
+        }
+        let behind = lane
+            .sinks
+            .iter()
+            .map(|sink| {
+                let buffer = Arc::clone(&sinks[sink].buffer);
+                let end = buffer.next_seq();
+                (buffer, end)
+            })
+            .collect();
+        return Some(Seed::Split(Handover { positions, behind }));
     }
-    let shared = lanes::checkpoint_path(data_dir, name, &None);
-    Checkpoints::exist(&shared).then_some(Seed::Acknowledged(shared))
+    std::iter::once(None)
+        .chain(
+            lanes::own_lanes_on_disk(data_dir, name)
+                .into_iter()
+                .map(Some),
+        )
+        .map(|key| lanes::checkpoint_path(data_dir, name, &key))
+        .find(|path| Checkpoints::exist(path))
+        .map(Seed::Acknowledged)
 }
 
 fn forget_checkpoints(data_dir: &Path, name: &str, key: &LaneKey) {
@@ -546,6 +608,7 @@ fn start_lane(
     key: &LaneKey,
     source: &SourceConfig,
     checkpoint_path: PathBuf,
+    handover: Option<Handover>,
     output: Output,
     extensions: &Extensions,
 ) -> Result<LaneRuntime, StartError> {
@@ -554,12 +617,15 @@ fn start_lane(
     let control = Arc::new(Control::default());
     let display = lanes::display(name, key);
     let wiring = Wiring {
-        output,
+        output: output.stopping_with(Arc::clone(&stop)),
         control: Arc::clone(&control),
         metrics: Arc::clone(&metrics),
         stop: Arc::clone(&stop),
     };
-    let started = match (source, file_source_config(source, checkpoint_path)) {
+    let started = match (
+        source,
+        file_source_config(source, checkpoint_path, handover),
+    ) {
         (SourceConfig::Forward(config), _) => forward::start(&display, config.clone(), wiring),
         (SourceConfig::Otlp(config), _) => otlp::start(&display, config.clone(), wiring),
         (SourceConfig::Zipkin(config), _) => {
@@ -591,7 +657,11 @@ fn start_lane(
 }
 
 /// How a source that reads files reads them; None for the others.
-fn file_source_config(source: &SourceConfig, checkpoint_path: PathBuf) -> Option<FileSourceConfig> {
+fn file_source_config(
+    source: &SourceConfig,
+    checkpoint_path: PathBuf,
+    handover: Option<Handover>,
+) -> Option<FileSourceConfig> {
     let config = match source {
         SourceConfig::File {
             include,
@@ -612,6 +682,7 @@ fn file_source_config(source: &SourceConfig, checkpoint_path: PathBuf) -> Option
             poll: *poll,
             checkpoint_path,
             monitor: false,
+            handover,
         },
         // weir run's logs: CRI, rotated by rename to NAME.log.N, gzipped
         // ones skipped (their lines were read before they were compressed).
@@ -626,6 +697,7 @@ fn file_source_config(source: &SourceConfig, checkpoint_path: PathBuf) -> Option
                 poll: *poll,
                 checkpoint_path,
                 monitor: true,
+                handover,
             }
         }
         SourceConfig::Syslog(_)

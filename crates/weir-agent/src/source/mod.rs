@@ -9,6 +9,7 @@ pub mod otlp;
 pub mod syslog;
 pub mod zipkin;
 
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -42,8 +43,26 @@ struct ControlState {
     pause: bool,
     parked: bool,
     next_output: Option<Output>,
-    /// Where the source had read to when it parked, file by file.
-    positions: Option<Vec<Entry>>,
+    /// Where the source was when it parked, file by file.
+    positions: Option<Vec<Position>>,
+}
+
+/// Where a reader is in one file: acknowledged up to
+/// `acknowledged.offset`, and read (handed to its buffers) up to `read`.
+#[derive(Debug, Clone)]
+pub struct Position {
+    pub acknowledged: Entry,
+    pub read: u64,
+}
+
+impl Position {
+    /// The checkpoint entry of a reader that starts at `read`.
+    pub fn read_entry(&self) -> Entry {
+        Entry {
+            offset: self.read,
+            ..self.acknowledged.clone()
+        }
+    }
 }
 
 impl Control {
@@ -71,9 +90,9 @@ impl Control {
         true
     }
 
-    /// Where a parked source had read to: a reader that splits off it
-    /// starts there. None when it did not park.
-    pub fn read_positions(&self) -> Option<Vec<Entry>> {
+    /// Where a parked source was: a reader that splits off it starts
+    /// there. None when it did not park.
+    pub fn positions(&self) -> Option<Vec<Position>> {
         let state = self.lock();
         if state.parked {
             state.positions.clone()
@@ -94,8 +113,8 @@ impl Control {
     }
 
     /// The source's side, between two reads: parks while asked to (saying
-    /// where it has read to), and takes new routes when there are some.
-    pub fn between_reads(&self, output: &mut Output, positions: impl FnOnce() -> Vec<Entry>) {
+    /// where it is), and takes new routes when there are some.
+    pub fn between_reads(&self, output: &mut Output, positions: impl FnOnce() -> Vec<Position>) {
         let mut state = self.lock();
         if state.pause {
             state.positions = Some(positions());
@@ -136,6 +155,11 @@ pub type Handed = Vec<(Arc<Buffer>, u64)>;
 pub struct Output {
     buffers: Vec<Arc<Buffer>>,
     routes: Vec<Route>,
+    /// Set when the source stops: a wait for room in a full buffer ends.
+    stopping: Arc<AtomicBool>,
+    /// Records the buffers of the last emit left out because the source
+    /// stopped while they waited for room.
+    given_up: u64,
     /// Bytes a record took in the last encoding, to allocate the next at
     /// about the right size.
     bytes_per_record: usize,
@@ -149,22 +173,44 @@ impl Output {
         Output {
             buffers,
             routes,
+            stopping: Arc::new(AtomicBool::new(false)),
+            given_up: 0,
             bytes_per_record: 128,
             spent: Vec::new(),
         }
     }
 
+    /// Waits for room in a full buffer only until `stopping` is set (the
+    /// source's stop flag).
+    pub fn stopping_with(mut self, stopping: Arc<AtomicBool>) -> Output {
+        self.stopping = stopping;
+        self
+    }
+
     /// Sends `records` down every route (waiting where a buffer blocks when
-    /// full); returns each buffer with the sequence number after what it got.
-    pub fn emit(&mut self, records: Vec<LogRecord>, metrics: &SourceMetrics) -> Handed {
+    /// full); returns each buffer with the sequence number after what it
+    /// got. None when the source stopped while a buffer waited for room,
+    /// and so the records did not all go in ([`Output::given_up`] says how
+    /// many buffer places were left out): the source must not count them
+    /// as handed on.
+    pub fn emit(&mut self, records: Vec<LogRecord>, metrics: &SourceMetrics) -> Option<Handed> {
+        self.given_up = 0;
         let mut routes = std::mem::take(&mut self.routes);
         self.spent = self.walk(&mut routes, records, metrics).unwrap_or_default();
         self.spent.retain(LogRecord::worth_reusing);
         self.routes = routes;
-        self.buffers
-            .iter()
-            .map(|b| (Arc::clone(b), b.next_seq()))
-            .collect()
+        (self.given_up == 0).then(|| {
+            self.buffers
+                .iter()
+                .map(|b| (Arc::clone(b), b.next_seq()))
+                .collect()
+        })
+    }
+
+    /// Records the last [`Output::emit`] left out of a buffer because the
+    /// source stopped (a record left out of two buffers counts twice).
+    pub fn given_up(&self) -> u64 {
+        self.given_up
     }
 
     /// Whether everything `buffer` got before sequence number `end` is
@@ -253,9 +299,13 @@ impl Output {
             })
             .collect();
         for &index in indexes {
-            match self.buffers[index].append(&payloads) {
-                Ok(appended) if appended.refused > 0 => metrics.refused.add(appended.refused, 0),
-                Ok(_) => {}
+            match self.buffers[index].append_unless(&payloads, &self.stopping) {
+                Ok(appended) => {
+                    if appended.refused > 0 {
+                        metrics.refused.add(appended.refused, 0);
+                    }
+                    self.given_up += appended.given_up;
+                }
                 Err(e) => {
                     metrics.refused.add(payloads.len() as u64, 0);
                     eprintln!("weir: appending to a buffer: {e}");

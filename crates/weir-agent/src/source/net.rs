@@ -388,10 +388,22 @@ fn emit(
                         records
                     }
                 };
-                output.emit(records, metrics);
+                let handed = output.emit(records, metrics).is_some();
                 busy_since.store(0, Ordering::Relaxed);
-                if let Some(appended) = batch.appended {
-                    let _ = appended.send(());
+                match batch.appended {
+                    // Not all in: the sender is not told it is, and sends again.
+                    Some(appended) if handed => {
+                        let _ = appended.send(());
+                    }
+                    Some(_) => {}
+                    None if handed => {}
+                    None => {
+                        metrics.refused.add(output.given_up(), 0);
+                        eprintln!(
+                            "weir: a network source stopped while a full buffer waited for room: {} records left out",
+                            output.given_up()
+                        );
+                    }
                 }
             }
             Ok(None) => return,

@@ -52,6 +52,12 @@ impl Agent {
         (status.code(), self.said())
     }
 
+    /// SIGHUP: reload the configuration file.
+    pub fn hup(&self) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGHUP) };
+    }
+
     /// SIGKILL: no chance to write anything more.
     pub fn kill(mut self) {
         let _ = self.child.kill();

@@ -8,6 +8,7 @@ mod corruption;
 mod crash;
 mod forward;
 mod isolation;
+mod lanes;
 mod monitor;
 mod ops;
 mod otlp;

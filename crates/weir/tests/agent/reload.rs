@@ -22,11 +22,6 @@ fn agent_config(
     )
 }
 
-fn hup(agent: &Agent) {
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(agent.child.id() as i32, libc::SIGHUP) };
-}
-
 #[test]
 fn a_reload_keeps_what_is_buffered_and_the_source_reading() {
     let dir = Scratch::new("reload");
@@ -47,7 +42,7 @@ fn a_reload_keeps_what_is_buffered_and_the_source_reading() {
     );
     // A broken file is refused; the agent runs on.
     std::fs::write(dir.join("weir.toml"), "[sinks.out]\ntype = \"nope\"\n").unwrap();
-    hup(&agent);
+    agent.hup();
     wait_for(Duration::from_secs(10), "the refusal", || {
         agent.said().contains("reload refused")
     });
@@ -70,7 +65,7 @@ fn a_reload_keeps_what_is_buffered_and_the_source_reading() {
         ),
     )
     .unwrap();
-    hup(&agent);
+    agent.hup();
     wait_for(Duration::from_secs(10), "the reload", || {
         agent.said().contains("reload: applied")
     });

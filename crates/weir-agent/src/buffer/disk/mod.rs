@@ -32,6 +32,7 @@ use std::io::{self, Write};
 use std::ops::Range;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -435,6 +436,16 @@ impl DiskBuffer {
     /// Appends `payloads` in one write, as the policy for a full buffer
     /// allows. Under [`WhenFull::Block`] it waits for room.
     pub fn append(&self, payloads: &[&[u8]]) -> Result<Appended, BufferError> {
+        self.append_unless(payloads, &AtomicBool::new(false))
+    }
+
+    /// [`DiskBuffer::append`], giving up a wait for room once `stopping`
+    /// is set.
+    pub fn append_unless(
+        &self,
+        payloads: &[&[u8]],
+        stopping: &AtomicBool,
+    ) -> Result<Appended, BufferError> {
         if let Some(big) = payloads
             .iter()
             .find(|p| p.len() > self.config().max_record as usize)
@@ -463,6 +474,10 @@ impl DiskBuffer {
                 }
                 if state.segments.len() > 1 || active.end_seq > active.first_seq {
                     match self.config().when_full {
+                        WhenFull::Block if stopping.load(Ordering::Relaxed) => {
+                            outcome.given_up = rest.len() as u64;
+                            break;
+                        }
                         WhenFull::Block => {
                             state = self.wait(state);
                             continue;

@@ -457,6 +457,33 @@ fn block_waits_for_acknowledgements() {
 }
 
 #[test]
+fn a_wait_for_room_ends_when_the_appender_stops() {
+    let dir = Scratch::new("give-up");
+    let (buffer, _) = DiskBuffer::open(&dir.0, small(WhenFull::Block, 2048)).unwrap();
+    let buffer = std::sync::Arc::new(buffer);
+    let stopping = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (buffer, stopping) = (buffer.clone(), stopping.clone());
+        std::thread::spawn(move || {
+            let payloads: Vec<Vec<u8>> = (0..200).map(|i| payload(i, 40)).collect();
+            let refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
+            buffer.append_unless(&refs, &stopping).unwrap()
+        })
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(!writer.is_finished(), "it waits for room");
+    stopping.store(true, std::sync::atomic::Ordering::Relaxed);
+    let appended = writer.join().unwrap();
+    assert!(
+        appended.accepted > 0 && appended.given_up > 0,
+        "{appended:?}"
+    );
+    assert_eq!(appended.accepted + appended.given_up, 200);
+    assert_eq!(read_all(&buffer).len() as u64, appended.accepted);
+    assert_eq!(buffer.stats().dropped_newest, Counts::default());
+}
+
+#[test]
 fn a_record_over_the_limit_is_refused_with_its_size() {
     let dir = Scratch::new("big");
     let (buffer, _) = DiskBuffer::open(&dir.0, small(WhenFull::Block, u64::MAX)).unwrap();

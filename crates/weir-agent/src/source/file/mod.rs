@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use self::checkpoint::{Checkpoints, Entry, FileId, Fingerprint};
 pub use self::format::Format;
 use self::format::LineParser;
-use super::{Control, Handed, Output, Wiring};
+use super::{Control, Handed, Output, Position, Wiring};
 use crate::metrics::SourceMetrics;
 use crate::read_at::read_full_at;
 use crate::record::{CompactString, LogRecord};
@@ -49,6 +49,19 @@ pub struct FileSourceConfig {
     /// The files are `weir run`'s logs: say whose they are, and turn its
     /// loss markers into loss records.
     pub monitor: bool,
+    /// Set when this reader splits off a running one: where that one was.
+    pub handover: Option<Handover>,
+}
+
+/// What a reader that splits off a running one takes over, so that its
+/// sink neither misses nor gets twice what the other read for it. It
+/// reads on from where the other had read to, while its checkpoints stay
+/// where the other's were acknowledged until the sink's buffer has
+/// acknowledged `behind`: the records the other handed it.
+#[derive(Debug, Clone)]
+pub struct Handover {
+    pub positions: Vec<Position>,
+    pub behind: Handed,
 }
 
 /// Bytes read from one file before the others get their turn, and handed
@@ -99,7 +112,12 @@ pub fn start(name: &str, config: FileSourceConfig, wiring: Wiring) -> io::Result
         metrics,
         stop,
     } = wiring;
+    // `start_at = "end"` is for the files there at the source's very first
+    // start: a reader with checkpoints (its own, or those it was seeded
+    // with) reads a file new to them from its start.
+    let first_start = !Checkpoints::exist(&config.checkpoint_path);
     let checkpoints = Checkpoints::load(&config.checkpoint_path)?;
+    let handover = config.handover.clone();
     let name = name.to_owned();
     thread::Builder::new()
         .name(format!("weir-src-{name}"))
@@ -111,10 +129,11 @@ pub fn start(name: &str, config: FileSourceConfig, wiring: Wiring) -> io::Result
                 control,
                 metrics,
                 checkpoints,
+                handover,
                 files: HashMap::new(),
                 owners: monitor::Owners::default(),
                 truncated: Vec::new(),
-                first_scan: true,
+                first_start_scan: first_start,
                 records: Vec::new(),
             };
             tail.run(&stop);
@@ -128,12 +147,15 @@ struct Tail {
     control: Arc<Control>,
     metrics: Arc<SourceMetrics>,
     checkpoints: Checkpoints,
+    /// Where the reader this one split off was, until the first scan.
+    handover: Option<Handover>,
     files: HashMap<FileId, Tailed>,
     owners: monitor::Owners,
     /// Files found truncated: their start and where they had been read to,
     /// so the copy copy-truncate made can go on from there.
     truncated: Vec<(Fingerprint, u64, Instant)>,
-    first_scan: bool,
+    /// The first scan of the source's first start.
+    first_start_scan: bool,
     records: Vec<LogRecord>,
 }
 
@@ -144,7 +166,7 @@ impl Tail {
         while !stop.load(Ordering::Relaxed) {
             let files = &self.files;
             self.control
-                .between_reads(&mut self.output, || read_positions(files));
+                .between_reads(&mut self.output, || positions(files));
             if last_scan.is_none_or(|t| t.elapsed() >= self.config.poll) {
                 self.scan();
                 last_scan = Some(Instant::now());
@@ -195,7 +217,8 @@ impl Tail {
                 }
             }
         }
-        self.first_scan = false;
+        self.first_start_scan = false;
+        self.handover = None;
     }
 
     fn track(&mut self, path: &Path) -> io::Result<()> {
@@ -227,9 +250,13 @@ impl Tail {
             Some(_) => 0,
             None => match self.copied_from(&head) {
                 Some(offset) => offset.min(meta.len()),
-                None if self.first_scan && self.config.start_at_end => meta.len(),
+                None if self.first_start_scan && self.config.start_at_end => meta.len(),
                 None => 0,
             },
+        };
+        let (read, pending) = match self.taken_over(id, &head, offset, meta.len()) {
+            Some((read, behind)) => (read, VecDeque::from([(read, behind)])),
+            None => (offset, VecDeque::new()),
         };
         self.files.insert(
             id,
@@ -238,16 +265,38 @@ impl Tail {
                 path: path.to_path_buf(),
                 file,
                 fingerprint: Fingerprint::of(&head),
-                offset,
+                offset: read,
                 partial: Vec::new(),
                 parser: LineParser::new(self.config.format, self.config.max_record),
-                pending: VecDeque::new(),
+                pending,
                 committed: offset,
                 last_data: Instant::now(),
                 matched: true,
             },
         );
         Ok(())
+    }
+
+    /// Where the reader this one split off had read `id` to, past the
+    /// `acknowledged` offset this one resumes from, with what its sink's
+    /// buffer must acknowledge before the checkpoint may move there.
+    fn taken_over(
+        &self,
+        id: FileId,
+        head: &[u8],
+        acknowledged: u64,
+        len: u64,
+    ) -> Option<(u64, Handed)> {
+        let handover = self.handover.as_ref()?;
+        let position = handover
+            .positions
+            .iter()
+            .find(|p| (p.acknowledged.dev, p.acknowledged.ino) == id)?;
+        let fingerprint = position.acknowledged.fingerprint;
+        let same_file =
+            Fingerprint::of(&head[..head.len().min(fingerprint.len as usize)]) == fingerprint;
+        (same_file && acknowledged < position.read && position.read <= len)
+            .then(|| (position.read, handover.behind.clone()))
     }
 
     /// Where to start a new file that is the copy of one read already (it
@@ -370,9 +419,13 @@ impl Tail {
             record.resource.push(("log.file.path".into(), path.clone()));
         }
         let records = std::mem::take(&mut self.records);
-        let ends = self.output.emit(records, &self.metrics);
-        let tailed = self.files.get_mut(&id).expect("still tracked");
-        tailed.pending.push_back((tailed.offset, ends));
+        // Left out of a full buffer because the source stops: the read
+        // never becomes pending, so the checkpoint stays before it and it
+        // is read again after the next start.
+        if let Some(ends) = self.output.emit(records, &self.metrics) {
+            let tailed = self.files.get_mut(&id).expect("still tracked");
+            tailed.pending.push_back((tailed.offset, ends));
+        }
         true
     }
 
@@ -451,20 +504,23 @@ impl Tail {
     }
 }
 
-/// Where each file has been read to: past the last read handed to the
-/// buffers, acknowledged or not.
-fn read_positions(files: &HashMap<FileId, Tailed>) -> Vec<Entry> {
+/// Where each file has been acknowledged to, and read to: past the last
+/// read handed to the buffers, acknowledged or not.
+fn positions(files: &HashMap<FileId, Tailed>) -> Vec<Position> {
     files
         .values()
-        .map(|tailed| Entry {
-            dev: tailed.id.0,
-            ino: tailed.id.1,
-            fingerprint: tailed.fingerprint,
-            offset: tailed
+        .map(|tailed| Position {
+            acknowledged: Entry {
+                dev: tailed.id.0,
+                ino: tailed.id.1,
+                fingerprint: tailed.fingerprint,
+                offset: tailed.committed,
+                path: tailed.path.clone(),
+            },
+            read: tailed
                 .pending
                 .back()
                 .map_or(tailed.committed, |(end, _)| *end),
-            path: tailed.path.clone(),
         })
         .collect()
 }

@@ -1,0 +1,144 @@
+//! A sink's place in the files it is fed from, across reloads and restarts
+//! that change whether it waits: a sink that waits reads on a lane of its
+//! own, the others share one, and moving between them must neither skip
+//! nor (beyond what a crash re-reads) repeat a record for it.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::common::*;
+
+/// Source `app` on `log`, sink `out` into `up` (never waiting, so on the
+/// shared lane), and sink `down` towards a port nobody listens on yet,
+/// with `down_buffer`.
+fn two_sinks(
+    dir: &Scratch,
+    log: &Path,
+    up: &Receiver,
+    down_port: u16,
+    down_buffer: &str,
+) -> String {
+    let down = http_sink(
+        "app",
+        &format!("http://127.0.0.1:{down_port}/ingest"),
+        &format!("buffer = {{ type = \"memory\", {down_buffer} }}"),
+    )
+    .replacen("[sinks.out]", "[sinks.down]", 1);
+    config(
+        &dir.join("data"),
+        None,
+        &(tail_source(log.to_str().unwrap())
+            + &http_sink(
+                "app",
+                &format!("http://{}/ingest", up.addr),
+                &format!("buffer = {{ type = \"memory\", {DROPS} }}"),
+            )
+            + &down),
+    )
+}
+
+fn append(log: &Path, lines: std::ops::Range<usize>) {
+    let text: String = lines.map(line).collect();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(log)
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+}
+
+fn reload(dir: &Scratch, agent: &Agent, config: &str) {
+    let applied = agent.said().matches("reload: applied").count();
+    std::fs::write(dir.join("weir.toml"), config).unwrap();
+    agent.hup();
+    wait_for(Duration::from_secs(10), "the reload", || {
+        agent.said().matches("reload: applied").count() > applied
+    });
+}
+
+const DROPS: &str = "when_full = \"drop_newest\", max_size = \"64MiB\"";
+const WAITS_SMALL: &str = "when_full = \"block\", max_size = \"1MiB\"";
+
+#[test]
+fn a_sink_that_starts_waiting_keeps_what_it_was_not_acknowledged_across_a_crash() {
+    let dir = Scratch::new("lanes-split");
+    let log = dir.join("app.log");
+    std::fs::write(&log, (0..5000).map(line).collect::<String>()).unwrap();
+    let up = Receiver::start(Arc::new(|_| Answer::Accept)).unwrap();
+    let down_port = free_port();
+    // Both sinks drop when full: one lane reads for both, and `down`'s
+    // buffer holds all it read, unacknowledged.
+    let agent = Agent::start(&dir, &two_sinks(&dir, &log, &up, down_port, DROPS));
+    wait_for_all(&up, 5000, Duration::from_secs(30), &agent);
+    // `down` now waits: it splits off onto a lane of its own, which reads
+    // on from where the shared lane was, and more lines come.
+    let waits = "when_full = \"block\", max_size = \"64MiB\"";
+    reload(&dir, &agent, &two_sinks(&dir, &log, &up, down_port, waits));
+    append(&log, 5000..6000);
+    wait_for_all(&up, 6000, Duration::from_secs(30), &agent);
+    // A crash loses `down`'s memory buffer: none of it was acknowledged,
+    // so its lane must read all of it again.
+    agent.kill();
+    let late = Receiver::start_on(down_port, Arc::new(|_| Answer::Accept)).unwrap();
+    let agent = Agent::start(&dir, &two_sinks(&dir, &log, &up, down_port, waits));
+    wait_for_all(&late, 6000, Duration::from_secs(30), &agent);
+    let (code, said) = agent.stop();
+    assert_eq!(code, Some(0), "{said}");
+    assert_eq!(distinct(&accepted(&late)), (0..6000).collect::<Vec<_>>());
+    assert_eq!(distinct(&accepted(&up)), (0..6000).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_sink_that_stops_waiting_on_a_reload_goes_on_from_its_own_place() {
+    let dir = Scratch::new("lanes-merge");
+    let log = dir.join("app.log");
+    // 6 MB: six times what `down`'s buffer may hold while it waits.
+    let total = 100_000;
+    std::fs::write(&log, (0..total).map(line).collect::<String>()).unwrap();
+    let up = Receiver::start(Arc::new(|_| Answer::Accept)).unwrap();
+    let down_port = free_port();
+    let agent = Agent::start(&dir, &two_sinks(&dir, &log, &up, down_port, WAITS_SMALL));
+    // `out` has everything; `down`'s lane is stuck within its first MiB.
+    wait_for_all(&up, total, Duration::from_secs(60), &agent);
+    // `down` stops waiting. The shared lane is at the end of the file:
+    // were `down` to join it, it would never get the rest.
+    reload(&dir, &agent, &two_sinks(&dir, &log, &up, down_port, DROPS));
+    let late = Receiver::start_on(down_port, Arc::new(|_| Answer::Accept)).unwrap();
+    wait_for_all(&late, total, Duration::from_secs(60), &agent);
+    let (code, said) = agent.stop();
+    assert_eq!(code, Some(0), "{said}");
+    assert_eq!(
+        accepted(&late),
+        (0..total).collect::<Vec<_>>(),
+        "once each, in order"
+    );
+}
+
+#[test]
+fn a_sink_that_stops_waiting_across_a_restart_goes_on_from_its_own_place() {
+    let dir = Scratch::new("lanes-restart");
+    let log = dir.join("app.log");
+    let total = 100_000;
+    std::fs::write(&log, (0..total).map(line).collect::<String>()).unwrap();
+    let up = Receiver::start(Arc::new(|_| Answer::Accept)).unwrap();
+    let down_port = free_port();
+    let agent = Agent::start(&dir, &two_sinks(&dir, &log, &up, down_port, WAITS_SMALL));
+    wait_for_all(&up, total, Duration::from_secs(60), &agent);
+    let (code, said) = agent.stop();
+    assert_eq!(code, Some(0), "{said}");
+    // Started again with `down` no longer waiting: its checkpoints, not the
+    // shared lane's, say where it goes on from.
+    let late = Receiver::start_on(down_port, Arc::new(|_| Answer::Accept)).unwrap();
+    let agent = Agent::start(&dir, &two_sinks(&dir, &log, &up, down_port, DROPS));
+    wait_for_all(&late, total, Duration::from_secs(60), &agent);
+    let (code, said) = agent.stop();
+    assert_eq!(code, Some(0), "{said}");
+    assert_eq!(distinct(&accepted(&late)), (0..total).collect::<Vec<_>>());
+    assert_eq!(
+        accepted(&up).len(),
+        total,
+        "nothing again for the sink that was done"
+    );
+}
