@@ -89,6 +89,13 @@ pub fn line(i: usize) -> String {
     format!("line {i:09} {}\n", "x".repeat(44))
 }
 
+/// Appends lines `lines` (see [`line`]) to `log`.
+pub fn append_lines(log: &Path, lines: std::ops::Range<usize>) {
+    let text: String = lines.map(line).collect();
+    let mut file = fs::OpenOptions::new().append(true).open(log).unwrap();
+    std::io::Write::write_all(&mut file, text.as_bytes()).unwrap();
+}
+
 /// The line number in the body of a record the http sink sent.
 pub fn seq_of(ndjson: &str) -> usize {
     let at = ndjson.find("\"body\":\"line ").expect("a record") + 13;

@@ -3,7 +3,6 @@
 //! own, the others share one, and moving between them must neither skip
 //! nor (beyond what a crash re-reads) repeat a record for it.
 
-use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,16 +38,6 @@ fn two_sinks(
     )
 }
 
-fn append(log: &Path, lines: std::ops::Range<usize>) {
-    let text: String = lines.map(line).collect();
-    std::fs::OpenOptions::new()
-        .append(true)
-        .open(log)
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-}
-
 fn reload(dir: &Scratch, agent: &Agent, config: &str) {
     let applied = agent.said().matches("reload: applied").count();
     std::fs::write(dir.join("weir.toml"), config).unwrap();
@@ -76,7 +65,7 @@ fn a_sink_that_starts_waiting_keeps_what_it_was_not_acknowledged_across_a_crash(
     // on from where the shared lane was, and more lines come.
     let waits = "when_full = \"block\", max_size = \"64MiB\"";
     reload(&dir, &agent, &two_sinks(&dir, &log, &up, down_port, waits));
-    append(&log, 5000..6000);
+    append_lines(&log, 5000..6000);
     wait_for_all(&up, 6000, Duration::from_secs(30), &agent);
     // A crash loses `down`'s memory buffer: none of it was acknowledged,
     // so its lane must read all of it again.

@@ -2,7 +2,6 @@
 //! what its buffer holds (nothing buffered is lost by a reload), the source
 //! keeps reading, and a new sink starts.
 
-use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -70,13 +69,7 @@ fn a_reload_keeps_what_is_buffered_and_the_source_reading() {
         agent.said().contains("reload: applied")
     });
     // The source kept running: lines written after the reload arrive too.
-    let more: String = (5000..6000).map(line).collect();
-    std::fs::OpenOptions::new()
-        .append(true)
-        .open(&log)
-        .unwrap()
-        .write_all(more.as_bytes())
-        .unwrap();
+    append_lines(&log, 5000..6000);
     wait_for_all(&up, 6000, Duration::from_secs(30), &agent);
     wait_for(Duration::from_secs(10), "the new file sink", || {
         std::fs::read_to_string(&copy).is_ok_and(|t| t.lines().count() == 1000)

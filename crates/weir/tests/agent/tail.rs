@@ -44,6 +44,60 @@ fn a_restart_resumes_from_the_acknowledged_checkpoint() {
     assert_eq!(accepted(&receiver), (0..20_010).collect::<Vec<_>>());
 }
 
+#[test]
+fn start_at_end_skips_only_what_was_there_at_the_very_first_start() {
+    let dir = Scratch::new("start-at-end");
+    let receiver = Receiver::start(Arc::new(|_| Answer::Accept)).unwrap();
+    let old = dir.join("old.log");
+    fs::write(&old, (0..100).map(line).collect::<String>()).unwrap();
+    let pattern = dir.join("*.log");
+    let config = http_config(&dir.join("data"), pattern.to_str().unwrap(), &receiver, "")
+        .replace("poll = \"50ms\"\n", "poll = \"50ms\"\nstart_at = \"end\"\n");
+    let agent = Agent::start(&dir, &config);
+    // The first scan placed the file at its end: only what comes after it
+    // arrives. (Appended until it does, as the scan's moment is unknown.)
+    let mut next = 100;
+    wait_for(
+        Duration::from_secs(30),
+        "lines written after the start",
+        || {
+            append_lines(&old, next..next + 1);
+            next += 1;
+            !accepted(&receiver).is_empty()
+        },
+    );
+    let first = accepted(&receiver)[0];
+    assert!(first >= 100, "line {first} was there before the start");
+    wait_for_all_from(&receiver, first, next);
+    let (code, said) = agent.stop();
+    assert_eq!(code, Some(0), "{said}");
+    // While the agent is down, a new file appears and the old one grows:
+    // a restart with checkpoints reads both, the new one from its start.
+    fs::write(
+        dir.join("new.log"),
+        (1000..1050).map(line).collect::<String>(),
+    )
+    .unwrap();
+    append_lines(&old, next..next + 10);
+    let agent = Agent::start(&dir, &config);
+    wait_for_all_from(&receiver, 1000, 1050);
+    wait_for_all_from(&receiver, first, next + 10);
+    let (code, said) = agent.stop();
+    assert_eq!(code, Some(0), "{said}");
+}
+
+/// Waits until the receiver has accepted each line of `from..to`.
+fn wait_for_all_from(receiver: &Receiver, from: usize, to: usize) {
+    wait_for(
+        Duration::from_secs(30),
+        &format!("lines {from}..{to}"),
+        || {
+            let seen = distinct(&accepted(receiver));
+            (from..to).all(|i| seen.binary_search(&i).is_ok())
+        },
+    );
+}
+
 /// The newer of a source's two checkpoint files (`NAME.0`, `NAME.1`), by the
 /// generation in their last line.
 fn newest_checkpoint(base: &std::path::Path) -> String {
