@@ -13,8 +13,8 @@ use weir_agent::delivery::{self, Backoff, DeliveryConfig};
 use weir_agent::metrics::SinkMetrics;
 use weir_agent::receiver::{Answer, Receiver};
 use weir_agent::record::LogRecord;
-use weir_agent::sink::Sink;
 use weir_agent::sink::http::{BodyFormat, HttpConfig, HttpSink};
+use weir_agent::sink::{Arrived, SendError, Sink};
 
 /// Record `seq`, of stream key a, b or c.
 fn record(seq: usize) -> Vec<u8> {
@@ -76,20 +76,6 @@ fn deliver_with(
     buffer.append(&payloads).unwrap();
     buffer.close().unwrap();
     let uri: hyper::Uri = format!("http://{}/ingest", receiver.addr).parse().unwrap();
-    let dead_letter = dead_letter_path(test);
-    let config = DeliveryConfig {
-        max_records: 100,
-        max_bytes: 1 << 20,
-        timeout: Duration::from_millis(10),
-        concurrency,
-        backoff: Backoff {
-            initial: Duration::from_millis(1),
-            cap: Duration::from_millis(20),
-        },
-        max_retry_age: setup.max_retry_age,
-        dead_letter,
-        order_key: setup.order_key.clone(),
-    };
     let factory: delivery::SinkFactory = Box::new(move || {
         let sink = HttpSink::new(HttpConfig {
             uri: uri.clone(),
@@ -101,11 +87,46 @@ fn deliver_with(
         })?;
         Ok(Box::new(sink) as Box<dyn Sink>)
     });
+    run_delivery(
+        &buffer,
+        factory,
+        test,
+        concurrency,
+        setup.max_retry_age,
+        setup.order_key,
+    );
+    buffer
+}
+
+/// Runs delivery of what `buffer` holds (closed) to the sinks `factory`
+/// makes, until it is all acknowledged; returns the sink's counters.
+fn run_delivery(
+    buffer: &Arc<Buffer>,
+    factory: delivery::SinkFactory,
+    test: &str,
+    concurrency: usize,
+    max_retry_age: Option<Duration>,
+    order_key: Option<weir_agent::transform::expr::Field>,
+) -> Arc<SinkMetrics> {
+    let dead_letter = dead_letter_path(test);
+    let config = DeliveryConfig {
+        max_records: 100,
+        max_bytes: 1 << 20,
+        timeout: Duration::from_millis(10),
+        concurrency,
+        backoff: Backoff {
+            initial: Duration::from_millis(1),
+            cap: Duration::from_millis(20),
+        },
+        max_retry_age,
+        dead_letter,
+        order_key,
+    };
     let metrics = Arc::new(SinkMetrics::new());
     let stop = Arc::new(AtomicBool::new(false));
     let handle = delivery::start(
         "test",
-        Arc::clone(&buffer),
+        Arc::clone(buffer),
         factory,
         config,
         Arc::clone(&metrics),
@@ -118,7 +139,7 @@ fn deliver_with(
         std::thread::sleep(Duration::from_millis(20));
     }
     handle.join().unwrap();
-    buffer
+    metrics
 }
 
 #[test]
@@ -293,6 +314,66 @@ fn a_refused_batch_goes_to_the_dead_letter_file_with_the_reason() {
         300,
         "delivered + dead-lettered = sent"
     );
+    let _ = std::fs::remove_file(&dead_letter);
+}
+
+/// Takes the even records of every batch and refuses the odd ones for
+/// good, as an OTLP sink whose logs went and whose spans were refused.
+struct TakesTheEvenOnes;
+
+impl Sink for TakesTheEvenOnes {
+    fn send(&mut self, _records: &[LogRecord]) -> Result<(), SendError> {
+        Err(SendError::permanent("the odd ones are refused"))
+    }
+
+    fn arrived(&self, records: &[LogRecord]) -> Arrived {
+        Arrived {
+            records: records
+                .iter()
+                .map(|r| seq_of_body(&r.body) % 2 == 0)
+                .collect(),
+            refused: 1,
+        }
+    }
+}
+
+fn seq_of_body(body: &[u8]) -> usize {
+    std::str::from_utf8(&body[4..]).unwrap().parse().unwrap()
+}
+
+#[test]
+fn only_what_did_not_arrive_of_a_batch_sent_in_parts_is_dead_lettered() {
+    let buffer = Arc::new(Buffer::Memory(MemoryBuffer::new(MemoryConfig {
+        max_bytes: 64 << 20,
+        when_full: WhenFull::Block,
+    })));
+    let payloads: Vec<bytes::Bytes> = (0..300).map(|i| record(i).into()).collect();
+    buffer.append(&payloads).unwrap();
+    buffer.close().unwrap();
+    let dead_letter = dead_letter_path("in-parts");
+    let _ = std::fs::remove_file(&dead_letter);
+    let factory: delivery::SinkFactory =
+        Box::new(|| Ok(Box::new(TakesTheEvenOnes) as Box<dyn Sink>));
+    let metrics = run_delivery(&buffer, factory, "in-parts", 1, None, None);
+    assert_eq!(buffer.stats().acked.records, 300);
+    let dead: Vec<usize> = std::fs::read_to_string(&dead_letter)
+        .unwrap()
+        .lines()
+        .map(seq_of)
+        .collect();
+    assert_eq!(dead, (0..300).filter(|i| i % 2 == 1).collect::<Vec<_>>());
+    // Three batches of 100: 50 arrived of each, one of which the
+    // destination then refused; each byte is counted once.
+    let body_bytes = |seqs: &mut dyn Iterator<Item = usize>| -> u64 {
+        seqs.map(|i| format!("seq {i:06}").len() as u64).sum()
+    };
+    assert_eq!(metrics.dead_lettered.get().0, 150);
+    assert_eq!(metrics.delivered.get().0, 147);
+    assert_eq!(metrics.refused_by_destination.get().0, 3);
+    let (_, delivered) = metrics.delivered.get();
+    let (_, refused) = metrics.refused_by_destination.get();
+    let (_, dead_bytes) = metrics.dead_lettered.get();
+    assert_eq!(delivered + refused + dead_bytes, body_bytes(&mut (0..300)));
     let _ = std::fs::remove_file(&dead_letter);
 }
 

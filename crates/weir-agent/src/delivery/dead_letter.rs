@@ -32,7 +32,11 @@ impl DeadLetters {
     }
 
     /// Appends `records` with `reason` and syncs.
-    pub fn write(&mut self, records: &[LogRecord], reason: &str) -> std::io::Result<()> {
+    pub fn write<'a>(
+        &mut self,
+        records: impl IntoIterator<Item = &'a LogRecord>,
+        reason: &str,
+    ) -> std::io::Result<()> {
         let mut out = Vec::new();
         for record in records {
             ndjson::encode(record, &mut out);

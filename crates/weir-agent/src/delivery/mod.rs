@@ -348,17 +348,29 @@ impl Sender {
                 self.metrics.batches.fetch_add(1, Ordering::Relaxed);
             }
             Err(reason) => {
+                // A sink that sends a batch in parts may have got some of
+                // it through: only the rest is dead-lettered.
+                let arrived = self.sink.arrived(records);
+                let went = |i: usize| arrived.records.get(i).copied().unwrap_or(false);
+                let failed = || {
+                    records
+                        .iter()
+                        .enumerate()
+                        .filter(move |(i, _)| !went(*i))
+                        .map(|(_, r)| r)
+                };
+                let (failed_records, failed_bytes) =
+                    failed().fold((0u64, 0u64), |(n, b), r| (n + 1, b + r.body.len() as u64));
                 eprintln!(
-                    "weir: sink {}: {} records to the dead-letter file {}: {reason}",
+                    "weir: sink {}: {failed_records} records to the dead-letter file {}: {reason}",
                     self.name,
-                    records.len(),
                     self.dead_letters.path().display()
                 );
                 // Until the file takes them, nothing moves on: the batch is
                 // not acknowledged (the buffer keeps it) and nothing newer
                 // is sent, so nothing is dropped unrecorded.
                 let mut attempt = 0u32;
-                while let Err(e) = self.dead_letters.write(records, &reason) {
+                while let Err(e) = self.dead_letters.write(failed(), &reason) {
                     if attempt == 0 || attempt.is_power_of_two() {
                         eprintln!(
                             "weir: sink {}: cannot write the dead-letter file ({e}); trying again",
@@ -372,9 +384,23 @@ impl Sender {
                         return false;
                     }
                 }
-                self.metrics
-                    .dead_lettered
-                    .add(records.len() as u64, record_bytes);
+                self.metrics.dead_lettered.add(failed_records, failed_bytes);
+                let (arrived_records, arrived_bytes) = (
+                    records.len() as u64 - failed_records,
+                    record_bytes - failed_bytes,
+                );
+                if arrived_records > 0 {
+                    let refused = arrived.refused.min(arrived_records);
+                    let refused_bytes = arrived_bytes * refused / arrived_records;
+                    self.metrics
+                        .delivered
+                        .add(arrived_records - refused, arrived_bytes - refused_bytes);
+                    if refused > 0 {
+                        self.metrics
+                            .refused_by_destination
+                            .add(refused, refused_bytes);
+                    }
+                }
             }
         }
         self.metrics.note_progress();

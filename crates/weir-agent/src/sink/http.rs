@@ -20,7 +20,7 @@ use prost::Message;
 use tokio::net::TcpStream;
 use tokio::runtime::Runtime;
 
-use super::{SendError, Sink, ndjson};
+use super::{Arrived, SendError, Sink, ndjson};
 use crate::otlp::{self, proto};
 use crate::record::LogRecord;
 
@@ -164,6 +164,17 @@ impl HttpSink {
 impl Sink for HttpSink {
     fn new_batch(&mut self) {
         self.logs_delivered = None;
+    }
+
+    /// In OTLP, the logs of a batch whose spans failed arrived.
+    fn arrived(&self, records: &[LogRecord]) -> Arrived {
+        let Some(refused) = &self.logs_delivered else {
+            return Arrived::default();
+        };
+        Arrived {
+            records: records.iter().map(|r| r.span.is_none()).collect(),
+            refused: refused.records,
+        }
     }
 
     fn send(&mut self, records: &[LogRecord]) -> Result<(), SendError> {
@@ -558,6 +569,35 @@ mod tests {
                 "POST /v1/logs HTTP/1.1"
             ]
         );
+    }
+
+    #[test]
+    fn when_the_spans_are_refused_for_good_the_logs_that_went_are_said_to_have_arrived() {
+        let partial = proto::ExportLogsServiceResponse {
+            partial_success: Some(proto::ExportLogsPartialSuccess {
+                rejected_log_records: 1,
+                error_message: "too old".into(),
+            }),
+        }
+        .encode_to_vec();
+        let (uri, _) = destination(vec![(200, partial), (400, Vec::new())]);
+        let mut sink = otlp_sink(uri);
+        let batch = vec![a_log(), a_span(), a_log()];
+        sink.new_batch();
+        assert_eq!(sink.arrived(&batch), Arrived::default(), "nothing yet");
+        assert!(matches!(
+            sink.send(&batch),
+            Err(SendError::Permanent { .. })
+        ));
+        assert_eq!(
+            sink.arrived(&batch),
+            Arrived {
+                records: vec![true, false, true],
+                refused: 1
+            }
+        );
+        sink.new_batch();
+        assert_eq!(sink.arrived(&batch), Arrived::default());
     }
 
     #[test]

@@ -74,4 +74,22 @@ pub trait Sink: Send {
     /// not a retry: a sink that sends a batch in parts forgets which parts
     /// went.
     fn new_batch(&mut self) {}
+
+    /// What of the batch being sent arrived, once the scheduler stops
+    /// trying it (refused for good, or given up on): a sink that sends a
+    /// batch in parts says which parts went, so that only the rest goes to
+    /// the dead-letter file. By default, nothing did.
+    fn arrived(&self, _records: &[LogRecord]) -> Arrived {
+        Arrived::default()
+    }
+}
+
+/// The part of a batch that arrived although the batch as a whole failed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Arrived {
+    /// Whether each record of the batch arrived; empty when none did.
+    pub records: Vec<bool>,
+    /// How many of those the destination then refused (OTLP's
+    /// `partial_success`).
+    pub refused: u64,
 }
