@@ -16,9 +16,9 @@ use hyper::{Request, Response, StatusCode};
 
 use super::Wiring;
 use super::net::{self, Emitter, Limits};
+use super::tenant::Tenancy;
 use crate::http_server;
 use crate::metrics::SourceMetrics;
-use crate::record::LogRecord;
 
 /// A request refused: the status and what to tell the client.
 pub type Refusal = (StatusCode, String);
@@ -112,15 +112,14 @@ fn refusal(status: StatusCode, message: String) -> Response<http_server::Body> {
 }
 
 /// Refuses (401, counted) a request without one of the source's tokens;
-/// says which tenant the request's records belong to, if the token or the
-/// source names one.
+/// says whose the request's records are.
 pub fn check_token<'c>(
     request: &Request<Incoming>,
     config: &'c HttpSourceConfig,
     metrics: &SourceMetrics,
-) -> Result<Option<&'c str>, Refusal> {
+) -> Result<Tenancy<'c>, Refusal> {
     if config.tokens.is_empty() {
-        return Ok(config.tenant.as_deref());
+        return Ok(Tenancy::new(config.tenant.as_deref(), false));
     }
     // Every token is compared, so the time taken says nothing of which
     // one came close.
@@ -137,23 +136,16 @@ pub fn check_token<'c>(
         }
     }
     match found {
-        Some(token) => Ok(token.tenant.as_deref().or(config.tenant.as_deref())),
+        Some(token) => Ok(Tenancy::new(
+            token.tenant.as_deref().or(config.tenant.as_deref()),
+            true,
+        )),
         None => {
             metrics.failed_auth.fetch_add(1, Ordering::Relaxed);
             Err((
                 StatusCode::UNAUTHORIZED,
                 "expected Authorization: Bearer TOKEN".into(),
             ))
-        }
-    }
-}
-
-/// Puts every record in `tenant`, if there is one, whatever its sender
-/// said.
-pub fn set_tenant(records: &mut [LogRecord], tenant: Option<&str>) {
-    if let Some(tenant) = tenant {
-        for record in records {
-            record.set_resource(crate::record::TENANT, tenant);
         }
     }
 }

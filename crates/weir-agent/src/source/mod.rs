@@ -7,6 +7,7 @@ pub mod http_intake;
 pub mod net;
 pub mod otlp;
 pub mod syslog;
+pub mod tenant;
 pub mod zipkin;
 
 use std::sync::atomic::AtomicBool;

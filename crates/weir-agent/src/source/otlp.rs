@@ -96,7 +96,7 @@ async fn take(
             traces::to_records(request, now_ns())
         }
     };
-    http_intake::set_tenant(&mut records, tenant);
+    tenant.apply(&mut records);
     metrics.read.add(records.len() as u64, size);
     if rejected > 0 {
         metrics.malformed.add(rejected as u64, 0);

@@ -87,7 +87,7 @@ async fn take(
         .map(|(i, span)| zipkin::to_record(span, observed).map_err(|e| format!("span {i}: {e}")))
         .collect::<Result<Vec<_>, _>>()
         .map_err(malformed)?;
-    http_intake::set_tenant(&mut records, tenant);
+    tenant.apply(&mut records);
     metrics.read.add(records.len() as u64, size);
     if !records.is_empty() && !emitter.send_and_wait(records).await {
         return Err((StatusCode::SERVICE_UNAVAILABLE, "weir is stopping".into()));

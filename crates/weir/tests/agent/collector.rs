@@ -26,7 +26,7 @@ fn collector(dir: &Scratch, port: u16, otlp: u16, query: &str) -> Agent {
         "data_dir = \"{}\"\n[api]\nenabled = false\n\
          [sources.zipkin]\ntype = \"zipkin\"\naddress = \"127.0.0.1:{port}\"\n\
          [sources.otlp]\ntype = \"otlp\"\naddress = \"127.0.0.1:{otlp}\"\n\
-         [sinks.store]\ntype = \"store\"\ninputs = [\"zipkin\", \"otlp\"]\n\
+         [sinks.store]\ntype = \"store\"\ninputs = [\"zipkin\", \"otlp\", \"open\"]\n\
          batch = {{ timeout = \"20ms\" }}\nbuffer = {{ type = \"disk\" }}\n\
          [query]\naddress = \"127.0.0.1:{port}\"\n{query}\n",
         data.display()
@@ -537,14 +537,15 @@ fn the_collector_runs_on_its_embedded_defaults() {
 #[test]
 fn ingest_tokens_put_records_in_their_tenant_whatever_the_sender_says() {
     let dir = Scratch::new("collector-ingest-tokens");
-    let (port, otlp) = (free_port(), free_port());
+    let (port, otlp, open) = (free_port(), free_port(), free_port());
     let config = format!(
         "data_dir = \"{}\"\n[api]\nenabled = false\n\
+         [sources.open]\ntype = \"otlp\"\naddress = \"127.0.0.1:{open}\"\n\
          [sources.zipkin]\ntype = \"zipkin\"\naddress = \"127.0.0.1:{port}\"\ntenant = \"team-z\"\n\
          [sources.otlp]\ntype = \"otlp\"\naddress = \"127.0.0.1:{otlp}\"\n\
          tokens = [{{ token = \"team-a-sends-0123456789\", tenant = \"team-a\" }},\n\
                    {{ token = \"trusted-agent-0123456789\" }}]\n\
-         [sinks.store]\ntype = \"store\"\ninputs = [\"zipkin\", \"otlp\"]\n\
+         [sinks.store]\ntype = \"store\"\ninputs = [\"zipkin\", \"otlp\", \"open\"]\n\
          batch = {{ timeout = \"20ms\" }}\n\
          [query]\naddress = \"127.0.0.1:{port}\"\n\
          tokens = [{{ token = \"team-a-reads-0123456789\", tenant = \"team-a\" }},\n\
@@ -556,8 +557,9 @@ fn ingest_tokens_put_records_in_their_tenant_whatever_the_sender_says() {
     wait_for(Duration::from_secs(20), "the collector's listeners", || {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
             && std::net::TcpStream::connect(("127.0.0.1", otlp)).is_ok()
+            && std::net::TcpStream::connect(("127.0.0.1", open)).is_ok()
     });
-    // Both senders claim team-b in their resource.
+    // Every sender claims team-b in its resource.
     let start_ns = now_us() * 1000 - 60_000_000_000;
     let claiming_b = |first: usize| {
         otlp_logs(start_ns + first as i64 * 1_000_000, 10).replace(
@@ -565,18 +567,22 @@ fn ingest_tokens_put_records_in_their_tenant_whatever_the_sender_says() {
             r#"{"key":"weir.tenant","value":{"stringValue":"team-b"}},{"key":"host.name""#,
         )
     };
-    let send = |token: Option<&str>, body: &str| {
+    let send_to = |port: u16, token: Option<&str>, body: &str| {
         let bearer = token.map(|t| format!("Bearer {t}"));
         let mut headers = vec![("content-type", "application/json")];
         if let Some(bearer) = &bearer {
             headers.push(("authorization", bearer.as_str()));
         }
-        request(otlp, "POST", "/v1/logs", &headers, body.as_bytes()).0
+        request(port, "POST", "/v1/logs", &headers, body.as_bytes()).0
     };
+    let send = |token: Option<&str>, body: &str| send_to(otlp, token, body);
     assert_eq!(send(None, &claiming_b(0)), 401);
     assert_eq!(send(Some("team-b-reads-0123456789"), &claiming_b(0)), 401);
     assert_eq!(send(Some("team-a-sends-0123456789"), &claiming_b(0)), 200);
     assert_eq!(send(Some("trusted-agent-0123456789"), &claiming_b(1)), 200);
+    // A source without tokens takes anyone's records, but not their word
+    // on whose they are.
+    assert_eq!(send_to(open, None, &claiming_b(2)), 200);
     let (status, body) = post(
         port,
         "/api/v2/spans",
@@ -601,11 +607,16 @@ fn ingest_tokens_put_records_in_their_tenant_whatever_the_sender_says() {
             .as_array()
             .unwrap()
             .iter()
-            .map(|r| r["resource"]["weir.tenant"].as_str().unwrap().to_owned())
+            .map(|r| {
+                r["resource"]["weir.tenant"]
+                    .as_str()
+                    .unwrap_or("none")
+                    .to_owned()
+            })
             .collect()
     };
     wait_for(Duration::from_secs(10), "every record in the store", || {
-        tenants("admin-reads-0123456789").len() == 20
+        tenants("admin-reads-0123456789").len() == 30
             && as_reader("admin-reads-0123456789", "/api/v2/services")
                 .as_array()
                 .is_some_and(|s| !s.is_empty())
@@ -614,6 +625,9 @@ fn ingest_tokens_put_records_in_their_tenant_whatever_the_sender_says() {
     // trusted token's keep what the sender said.
     assert_eq!(tenants("team-a-reads-0123456789"), vec!["team-a"; 10]);
     assert_eq!(tenants("team-b-reads-0123456789"), vec!["team-b"; 10]);
+    let mut all = tenants("admin-reads-0123456789");
+    all.sort();
+    assert_eq!(all[..10], vec!["none"; 10], "the open source's");
     // The spans are the zipkin source's tenant's: no one else's services.
     assert_eq!(
         as_reader("team-a-reads-0123456789", "/api/v2/services"),

@@ -26,6 +26,7 @@ use self::auth::Handshake;
 use self::msgpack::ReadError;
 use super::Wiring;
 use super::net::{self, Emitter, Limits};
+use super::tenant::Tenancy;
 
 /// The port where a configuration names none.
 pub const DEFAULT_PORT: u16 = 24224;
@@ -226,7 +227,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<'_, S> {
                 return Ok(());
             }
         };
-        crate::source::http_intake::set_tenant(&mut decoded.records, self.config.tenant.as_deref());
+        Tenancy::new(
+            self.config.tenant.as_deref(),
+            self.config.shared_key.is_some(),
+        )
+        .apply(&mut decoded.records);
         metrics.read.add(decoded.records.len() as u64, len as u64);
         match decoded.chunk {
             Some(chunk) => {
