@@ -4,8 +4,9 @@
 #![allow(dead_code)]
 
 use prost::Message;
-use weir_agent::otlp::{logs, proto, traces};
+use weir_agent::otlp::{self, logs, proto, traces};
 use weir_agent::record::Value;
+use weir_agent::source::decode_cost::{self, MessageType};
 use weir_agent::source::forward::auth::Handshake;
 use weir_agent::source::forward::message;
 use weir_agent::source::forward::msgpack::{ReadError, Skipper, read, skip};
@@ -110,6 +111,13 @@ pub fn forward(input: &[u8]) {
 /// back to a request without loss of the record count (spans without valid
 /// ids are counted as rejected instead).
 pub fn otlp(input: &[u8]) {
+    decode_cost::json(input, otlp::decode_cost::LARGEST);
+    let logs = proto::ExportLogsServiceRequest::decode(input).ok();
+    let again = logs.map(|m| m.encode_to_vec());
+    costs_what_decodes(input, &otlp::decode_cost::LOGS_REQUEST, again);
+    let traces = proto::ExportTraceServiceRequest::decode(input).ok();
+    let again = traces.map(|m| m.encode_to_vec());
+    costs_what_decodes(input, &otlp::decode_cost::TRACES_REQUEST, again);
     let decoded = [
         proto::ExportLogsServiceRequest::decode(input).ok(),
         serde_json::from_slice::<proto::ExportLogsServiceRequest>(input).ok(),
@@ -156,10 +164,29 @@ pub fn otlp(input: &[u8]) {
     }
 }
 
+/// The count of what a body would take decoded, made before decoding it:
+/// no panic, never less than the body, and it refuses no body that is
+/// exactly how prost encodes what it decodes from it. (Prost is lenient
+/// past that: it reads a map entry whatever the wire type says.)
+fn costs_what_decodes(input: &[u8], root: &MessageType, encoded_again: Option<Vec<u8>>) {
+    match decode_cost::protobuf(input, root) {
+        Ok(cost) => assert!(cost >= input.len()),
+        Err(what) => assert!(
+            encoded_again.as_deref() != Some(input),
+            "the count refuses a well-formed {}: {what}",
+            root.name
+        ),
+    }
+}
+
 /// Whatever a Zipkin reporter posts to /api/v2/spans, as JSON and as
 /// proto3: no panic; every span that maps to a record maps back to a span
 /// with the same ids.
 pub fn zipkin(input: &[u8]) {
+    decode_cost::json(input, zipkin::decode_cost::LARGEST);
+    let list = zipkin::proto::ListOfSpans::decode(input).ok();
+    let again = list.map(|m| m.encode_to_vec());
+    costs_what_decodes(input, &zipkin::decode_cost::LIST_OF_SPANS, again);
     let mut spans: Vec<Span> = serde_json::from_slice(input).unwrap_or_default();
     if let Ok(list) = zipkin::proto::ListOfSpans::decode(input) {
         spans.extend(list.spans.into_iter().map(Span::from));

@@ -130,6 +130,50 @@ pub mod proto {
     }
 }
 
+/// The proto3 message types as [`crate::source::decode_cost`] walks them.
+pub mod decode_cost {
+    use std::mem::size_of;
+
+    use super::proto;
+    use crate::source::decode_cost::MessageType;
+
+    /// The largest struct a JSON object of spans decodes into.
+    pub const LARGEST: usize = size_of::<super::Span>();
+
+    pub static LIST_OF_SPANS: MessageType = MessageType {
+        name: "ListOfSpans",
+        size: size_of::<proto::ListOfSpans>(),
+        fields: &[(1, &SPAN)],
+    };
+    /// A span is decoded, then turned into the JSON form.
+    static SPAN: MessageType = MessageType {
+        name: "Span",
+        size: size_of::<proto::Span>() + size_of::<super::Span>(),
+        fields: &[
+            (8, &ENDPOINT),
+            (9, &ENDPOINT),
+            (10, &ANNOTATION),
+            (11, &TAG),
+        ],
+    };
+    static ENDPOINT: MessageType = MessageType {
+        name: "Endpoint",
+        size: size_of::<proto::Endpoint>(),
+        fields: &[],
+    };
+    static ANNOTATION: MessageType = MessageType {
+        name: "Annotation",
+        size: size_of::<proto::Annotation>(),
+        fields: &[],
+    };
+    /// A map entry: two strings in a tree node.
+    static TAG: MessageType = MessageType {
+        name: "Span.TagsEntry",
+        size: 2 * size_of::<String>() + 32,
+        fields: &[],
+    };
+}
+
 impl From<proto::Span> for Span {
     /// The proto3 form as the JSON one, ids as hex and addresses as text.
     fn from(span: proto::Span) -> Span {

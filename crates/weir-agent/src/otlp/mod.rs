@@ -3,6 +3,7 @@
 //! ([`traces`]) to weir's records and back.
 
 mod common;
+pub mod decode_cost;
 pub mod json;
 pub mod logs;
 pub mod proto;

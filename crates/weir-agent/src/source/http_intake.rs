@@ -15,6 +15,7 @@ use hyper::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
 use hyper::{Request, Response, StatusCode};
 
 use super::Wiring;
+use super::decode_cost;
 use super::net::{self, Emitter, Limits};
 use super::tenant::Tenancy;
 use crate::http_server;
@@ -276,6 +277,60 @@ pub fn decode<T: prost::Message + Default + serde::de::DeserializeOwned>(
         Encoding::Json => serde_json::from_slice(body).map_err(|e| e.to_string()),
     };
     decoded.map_err(|e| format!("not an {name}: {e}"))
+}
+
+/// How many times `max_message` a request may take in memory, decoded.
+pub const MAX_EXPANSION: usize = 16;
+
+/// Refuses (413, counted as oversized) a request whose decoded form would
+/// take more than [`MAX_EXPANSION`] × `max_message`: `needed` bytes, for
+/// the reason `why`.
+pub fn check_memory(
+    needed: usize,
+    why: &str,
+    max_message: usize,
+    metrics: &SourceMetrics,
+) -> Result<(), Refusal> {
+    let budget = max_message.saturating_mul(MAX_EXPANSION);
+    if needed <= budget {
+        return Ok(());
+    }
+    metrics.oversized.fetch_add(1, Ordering::Relaxed);
+    Err((
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("{why}: about {needed} bytes, past {budget} ({MAX_EXPANSION} × max_message)"),
+    ))
+}
+
+/// Refuses a body that would take too much memory decoded (see
+/// [`check_memory`]), counting it on the wire before decoding it: a
+/// protobuf `root` message, or JSON whose objects decode into structs of
+/// up to `json_object` bytes. A protobuf body whose wire format is broken
+/// is refused as malformed (400), saying where.
+pub fn check_decode_cost(
+    encoding: Encoding,
+    body: &[u8],
+    root: &decode_cost::MessageType,
+    json_object: usize,
+    limits: &Limits,
+    metrics: &SourceMetrics,
+) -> Result<(), Refusal> {
+    let needed = match encoding {
+        Encoding::Protobuf => decode_cost::protobuf(body, root).map_err(|what| {
+            metrics.malformed.add(1, body.len() as u64);
+            (
+                StatusCode::BAD_REQUEST,
+                format!("not an {}: {what}", root.name),
+            )
+        })?,
+        Encoding::Json => decode_cost::json(body, json_object),
+    };
+    check_memory(
+        needed,
+        "decoded, it would take",
+        limits.max_message,
+        metrics,
+    )
 }
 
 /// An answer with `body` of `content_type`.

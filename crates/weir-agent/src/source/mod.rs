@@ -1,6 +1,7 @@
 //! Sources: where records come into the pipeline, and the routes that take
 //! a source's records through transforms to the buffers of its sinks.
 
+pub mod decode_cost;
 pub mod file;
 pub mod forward;
 pub mod http_intake;

@@ -23,7 +23,7 @@ use super::Wiring;
 use super::http_intake::{self, Encoding, Refusal, decode};
 use super::net::Emitter;
 use crate::http_server::Body;
-use crate::otlp::{logs, proto, traces};
+use crate::otlp::{decode_cost, logs, proto, traces};
 
 /// The port where a configuration names none.
 pub const DEFAULT_PORT: u16 = 4318;
@@ -64,6 +64,18 @@ async fn take(
     let encoding = http_intake::encoding(&request)?;
     http_intake::check_room(emitter)?;
     let (body, size) = http_intake::body(request, &config.limits, metrics).await?;
+    let root = match signal {
+        Signal::Logs => &decode_cost::LOGS_REQUEST,
+        Signal::Traces => &decode_cost::TRACES_REQUEST,
+    };
+    http_intake::check_decode_cost(
+        encoding,
+        &body,
+        root,
+        decode_cost::LARGEST,
+        &config.limits,
+        metrics,
+    )?;
     let malformed = |what: String| {
         metrics.malformed.add(1, size);
         (StatusCode::BAD_REQUEST, what)
@@ -112,37 +124,27 @@ async fn take(
 /// and scope it carries a copy of, about.
 const RECORD_COST: usize = 256;
 
-/// How many times `max_message` the records of one request may take.
-const MAX_EXPANSION: usize = 16;
-
 /// Refuses (413, counted as oversized) a request whose records would take
-/// more than [`MAX_EXPANSION`] × `max_message`: each record carries a copy
-/// of its resource and scope, so a small body with one large resource and
-/// many empty records would otherwise ask for memory without bound.
-/// `groups` gives each scope's record count and the bytes of its resource
-/// and scope.
+/// too much memory ([`http_intake::check_memory`]): each record carries a
+/// copy of its resource and scope, so a small body with one large
+/// resource and many empty records would otherwise ask for memory without
+/// bound. `groups` gives each scope's record count and the bytes of its
+/// resource and scope.
 fn check_expansion(
     groups: impl Iterator<Item = (usize, usize)>,
     body: usize,
     max_message: usize,
     metrics: &crate::metrics::SourceMetrics,
 ) -> Result<(), Refusal> {
-    let budget = max_message.saturating_mul(MAX_EXPANSION);
     let needed = groups.fold(body, |total, (records, shared)| {
         total.saturating_add(records.saturating_mul(shared.saturating_add(RECORD_COST)))
     });
-    if needed > budget {
-        metrics
-            .oversized
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        return Err((
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!(
-                "its records would take about {needed} bytes (each carries its resource and scope), past {budget}"
-            ),
-        ));
-    }
-    Ok(())
+    http_intake::check_memory(
+        needed,
+        "its records, each with its resource and scope, would take",
+        max_message,
+        metrics,
+    )
 }
 
 /// Which signal a request carries.
@@ -203,5 +205,93 @@ mod tests {
             metrics.oversized.load(std::sync::atomic::Ordering::Relaxed),
             1
         );
+    }
+
+    fn logs_request(records: Vec<proto::LogRecord>) -> proto::ExportLogsServiceRequest {
+        proto::ExportLogsServiceRequest {
+            resource_logs: vec![proto::ResourceLogs {
+                scope_logs: vec![proto::ScopeLogs {
+                    log_records: records,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }
+    }
+
+    #[test]
+    fn a_body_that_would_decode_into_far_more_memory_is_refused_before_decoding() {
+        use prost::Message;
+        let metrics = crate::metrics::SourceMetrics::default();
+        let limits = crate::source::net::Limits {
+            max_message: 4 << 20,
+            ..crate::source::net::Limits::default()
+        };
+        let check = |encoding, body: &[u8]| {
+            http_intake::check_decode_cost(
+                encoding,
+                body,
+                &decode_cost::LOGS_REQUEST,
+                decode_cost::LARGEST,
+                &limits,
+                &metrics,
+            )
+            .map_err(|(status, _)| status)
+        };
+        // What an SDK sends: records with a body and a few attributes,
+        // nearly 4 MB of them in JSON, in either encoding.
+        let attribute = |key: &str| proto::KeyValue {
+            key: key.into(),
+            value: Some(proto::AnyValue {
+                value: Some(proto::any_value::Value::StringValue("value".into())),
+            }),
+        };
+        let record = proto::LogRecord {
+            time_unix_nano: 1_700_000_000_000_000_000,
+            severity_number: 9,
+            body: Some(proto::AnyValue {
+                value: Some(proto::any_value::Value::StringValue(
+                    "GET /api/users/42 200 in 12 ms".into(),
+                )),
+            }),
+            attributes: ["http.method", "http.route", "http.status_code", "user.id"]
+                .map(attribute)
+                .to_vec(),
+            ..Default::default()
+        };
+        let normal = logs_request(vec![record; 8_000]);
+        let protobuf = normal.encode_to_vec();
+        let json = serde_json::to_vec(&normal).unwrap();
+        assert!(protobuf.len() < 4 << 20 && json.len() < 4 << 20);
+        assert_eq!(check(Encoding::Protobuf, &protobuf), Ok(()));
+        assert_eq!(check(Encoding::Json, &json), Ok(()));
+        // 2 MB of empty records, two bytes each on the wire: a million
+        // structs of 184 bytes once decoded.
+        let empty = logs_request(vec![proto::LogRecord::default(); 1_000_000]).encode_to_vec();
+        assert!(empty.len() < 4 << 20);
+        assert_eq!(
+            check(Encoding::Protobuf, &empty),
+            Err(StatusCode::PAYLOAD_TOO_LARGE)
+        );
+        let empty_json = format!(
+            r#"{{"resourceLogs":[{{"scopeLogs":[{{"logRecords":[{}{{}}]}}]}}]}}"#,
+            "{},".repeat(1_000_000)
+        );
+        assert_eq!(
+            check(Encoding::Json, empty_json.as_bytes()),
+            Err(StatusCode::PAYLOAD_TOO_LARGE)
+        );
+        assert_eq!(
+            metrics.oversized.load(std::sync::atomic::Ordering::Relaxed),
+            2
+        );
+        // A wire format broken inside is said, and counted as malformed.
+        let mut broken = protobuf[..1000].to_vec();
+        broken.truncate(999);
+        assert_eq!(
+            check(Encoding::Protobuf, &broken),
+            Err(StatusCode::BAD_REQUEST)
+        );
+        assert_eq!(metrics.malformed.get().0, 1);
     }
 }

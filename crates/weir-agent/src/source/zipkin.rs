@@ -66,6 +66,14 @@ async fn take(
     let encoding = http_intake::encoding(&request)?;
     http_intake::check_room(emitter)?;
     let (body, size) = http_intake::body(request, &config.limits, metrics).await?;
+    http_intake::check_decode_cost(
+        encoding,
+        &body,
+        &zipkin::decode_cost::LIST_OF_SPANS,
+        zipkin::decode_cost::LARGEST,
+        &config.limits,
+        metrics,
+    )?;
     let malformed = |what: String| {
         metrics.malformed.add(1, size);
         (StatusCode::BAD_REQUEST, what)

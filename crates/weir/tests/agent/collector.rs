@@ -26,7 +26,7 @@ fn collector(dir: &Scratch, port: u16, otlp: u16, query: &str) -> Agent {
         "data_dir = \"{}\"\n[api]\nenabled = false\n\
          [sources.zipkin]\ntype = \"zipkin\"\naddress = \"127.0.0.1:{port}\"\n\
          [sources.otlp]\ntype = \"otlp\"\naddress = \"127.0.0.1:{otlp}\"\n\
-         [sinks.store]\ntype = \"store\"\ninputs = [\"zipkin\", \"otlp\", \"open\"]\n\
+         [sinks.store]\ntype = \"store\"\ninputs = [\"zipkin\", \"otlp\"]\n\
          batch = {{ timeout = \"20ms\" }}\nbuffer = {{ type = \"disk\" }}\n\
          [query]\naddress = \"127.0.0.1:{port}\"\n{query}\n",
         data.display()

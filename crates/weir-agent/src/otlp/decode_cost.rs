@@ -1,0 +1,174 @@
+//! OTLP's message types as [`decode_cost`] walks them: which fields hold
+//! which messages, and what each takes once decoded.
+
+use std::mem::size_of;
+
+use super::proto;
+use crate::source::decode_cost::MessageType;
+
+/// The largest struct a JSON object of an OTLP request decodes into.
+pub const LARGEST: usize = max(
+    max(size_of::<proto::Span>(), size_of::<proto::LogRecord>()),
+    max(
+        size_of::<proto::SpanLink>(),
+        size_of::<proto::ResourceLogs>(),
+    ),
+);
+
+const fn max(a: usize, b: usize) -> usize {
+    if a > b { a } else { b }
+}
+
+pub static LOGS_REQUEST: MessageType = MessageType {
+    name: "ExportLogsServiceRequest",
+    size: size_of::<proto::ExportLogsServiceRequest>(),
+    fields: &[(1, &RESOURCE_LOGS)],
+};
+static RESOURCE_LOGS: MessageType = MessageType {
+    name: "ResourceLogs",
+    size: size_of::<proto::ResourceLogs>(),
+    fields: &[(1, &RESOURCE), (2, &SCOPE_LOGS)],
+};
+static SCOPE_LOGS: MessageType = MessageType {
+    name: "ScopeLogs",
+    size: size_of::<proto::ScopeLogs>(),
+    fields: &[(1, &SCOPE), (2, &LOG_RECORD)],
+};
+static LOG_RECORD: MessageType = MessageType {
+    name: "LogRecord",
+    size: size_of::<proto::LogRecord>(),
+    fields: &[(5, &ANY_VALUE), (6, &KEY_VALUE)],
+};
+
+pub static TRACES_REQUEST: MessageType = MessageType {
+    name: "ExportTraceServiceRequest",
+    size: size_of::<proto::ExportTraceServiceRequest>(),
+    fields: &[(1, &RESOURCE_SPANS)],
+};
+static RESOURCE_SPANS: MessageType = MessageType {
+    name: "ResourceSpans",
+    size: size_of::<proto::ResourceSpans>(),
+    fields: &[(1, &RESOURCE), (2, &SCOPE_SPANS)],
+};
+static SCOPE_SPANS: MessageType = MessageType {
+    name: "ScopeSpans",
+    size: size_of::<proto::ScopeSpans>(),
+    fields: &[(1, &SCOPE), (2, &SPAN)],
+};
+static SPAN: MessageType = MessageType {
+    name: "Span",
+    size: size_of::<proto::Span>(),
+    fields: &[(9, &KEY_VALUE), (11, &EVENT), (13, &LINK), (15, &STATUS)],
+};
+static EVENT: MessageType = MessageType {
+    name: "Span.Event",
+    size: size_of::<proto::SpanEvent>(),
+    fields: &[(3, &KEY_VALUE)],
+};
+static LINK: MessageType = MessageType {
+    name: "Span.Link",
+    size: size_of::<proto::SpanLink>(),
+    fields: &[(4, &KEY_VALUE)],
+};
+static STATUS: MessageType = MessageType {
+    name: "Status",
+    size: size_of::<proto::Status>(),
+    fields: &[],
+};
+
+static RESOURCE: MessageType = MessageType {
+    name: "Resource",
+    size: size_of::<proto::Resource>(),
+    fields: &[(1, &KEY_VALUE)],
+};
+static SCOPE: MessageType = MessageType {
+    name: "InstrumentationScope",
+    size: size_of::<proto::InstrumentationScope>(),
+    fields: &[(3, &KEY_VALUE)],
+};
+static KEY_VALUE: MessageType = MessageType {
+    name: "KeyValue",
+    size: size_of::<proto::KeyValue>(),
+    fields: &[(2, &ANY_VALUE)],
+};
+static ANY_VALUE: MessageType = MessageType {
+    name: "AnyValue",
+    size: size_of::<proto::AnyValue>(),
+    fields: &[(5, &ARRAY_VALUE), (6, &KEY_VALUE_LIST)],
+};
+static ARRAY_VALUE: MessageType = MessageType {
+    name: "ArrayValue",
+    size: size_of::<proto::ArrayValue>(),
+    fields: &[(1, &ANY_VALUE)],
+};
+static KEY_VALUE_LIST: MessageType = MessageType {
+    name: "KeyValueList",
+    size: size_of::<proto::KeyValueList>(),
+    fields: &[(1, &KEY_VALUE)],
+};
+
+#[cfg(test)]
+mod tests {
+    use prost::Message;
+
+    use crate::source::decode_cost;
+
+    use super::*;
+
+    fn key_value(key: &str) -> proto::KeyValue {
+        proto::KeyValue {
+            key: key.into(),
+            value: Some(proto::AnyValue {
+                value: Some(proto::any_value::Value::ArrayValue(proto::ArrayValue {
+                    values: vec![proto::AnyValue::default(); 3],
+                })),
+            }),
+        }
+    }
+
+    #[test]
+    fn every_message_of_a_request_is_counted() {
+        let request = proto::ExportTraceServiceRequest {
+            resource_spans: vec![proto::ResourceSpans {
+                resource: Some(proto::Resource {
+                    attributes: vec![key_value("service.name")],
+                    ..Default::default()
+                }),
+                scope_spans: vec![proto::ScopeSpans {
+                    spans: vec![
+                        proto::Span {
+                            name: "a".into(),
+                            attributes: vec![key_value("k")],
+                            events: vec![proto::SpanEvent::default()],
+                            status: Some(proto::Status::default()),
+                            ..Default::default()
+                        };
+                        2
+                    ],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        let body = request.encode_to_vec();
+        let twice = |messages: &[(usize, usize)]| -> usize {
+            messages.iter().map(|(n, size)| 2 * n * size).sum()
+        };
+        // Each attribute's value holds an array of three empty values: an
+        // empty message is still a field on the wire, and so counted.
+        let expected = body.len()
+            + twice(&[
+                (1, size_of::<proto::ResourceSpans>()),
+                (1, size_of::<proto::Resource>()),
+                (1, size_of::<proto::ScopeSpans>()),
+                (2, size_of::<proto::Span>()),
+                (3, size_of::<proto::KeyValue>()),
+                (3, size_of::<proto::AnyValue>()),
+                (3, size_of::<proto::ArrayValue>()),
+                (9, size_of::<proto::AnyValue>()),
+                (2, size_of::<proto::SpanEvent>()),
+                (2, size_of::<proto::Status>()),
+            ]);
+        assert_eq!(decode_cost::protobuf(&body, &TRACES_REQUEST), Ok(expected));
+    }
+}

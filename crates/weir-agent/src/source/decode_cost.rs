@@ -1,0 +1,209 @@
+//! What decoding a request would allocate, counted before it is decoded.
+//! A message of two bytes on the wire (an empty log record, an empty
+//! attribute, `{}` in JSON) becomes a struct of a hundred bytes or more,
+//! so a body within `max_message` could otherwise ask for a hundred times
+//! as much memory as it is long. The protobuf walk knows which fields hold
+//! messages from a table per protocol ([`MessageType`]); JSON is counted
+//! by its objects and arrays.
+
+/// Nesting deeper than this is refused (prost's own limit is 100).
+const MAX_DEPTH: usize = 64;
+
+/// A protobuf message type: what one takes decoded, and which of its
+/// fields hold messages, of which type.
+#[derive(Debug)]
+pub struct MessageType {
+    pub name: &'static str,
+    /// Bytes one decoded takes, besides its strings and byte fields (which
+    /// the body's own length covers).
+    pub size: usize,
+    pub fields: &'static [(u32, &'static MessageType)],
+}
+
+impl MessageType {
+    fn field(&self, number: u32) -> Option<&'static MessageType> {
+        self.fields
+            .iter()
+            .find(|(n, _)| *n == number)
+            .map(|(_, t)| *t)
+    }
+}
+
+/// Bytes decoding `body`, a `root` message, would take: the body itself
+/// and each message in it, twice over for the room a growing vector
+/// keeps. An error says what in the wire format is wrong, and where.
+pub fn protobuf(body: &[u8], root: &MessageType) -> Result<usize, String> {
+    Ok(body.len().saturating_add(walk(body, root, 0)?))
+}
+
+/// Bytes decoding a JSON `body` would take, each object counted as a
+/// struct of `object_size` bytes (the largest a protocol has, which more
+/// than covers the room growing vectors keep: many objects are fields of
+/// another struct, not allocations of their own) and each array as a
+/// vector.
+pub fn json(body: &[u8], object_size: usize) -> usize {
+    let mut in_string = false;
+    let mut escaped = false;
+    let (mut objects, mut arrays) = (0usize, 0usize);
+    for &byte in body {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+        } else {
+            match byte {
+                b'"' => in_string = true,
+                b'{' => objects += 1,
+                b'[' => arrays += 1,
+                _ => {}
+            }
+        }
+    }
+    let structs = objects
+        .saturating_mul(object_size)
+        .saturating_add(arrays.saturating_mul(size_of::<Vec<u8>>()));
+    body.len().saturating_add(structs)
+}
+
+fn walk(bytes: &[u8], message: &MessageType, depth: usize) -> Result<usize, String> {
+    if depth > MAX_DEPTH {
+        return Err(format!(
+            "messages nested more than {MAX_DEPTH} deep (a {})",
+            message.name
+        ));
+    }
+    let name = message.name;
+    let mut cost = 0usize;
+    let mut at = 0;
+    while at < bytes.len() {
+        let start = at;
+        let key = varint(bytes, &mut at)
+            .ok_or_else(|| format!("a {name}: a field key cut short at byte {start}"))?;
+        let (field, wire_type) = ((key >> 3) as u32, key & 7);
+        let skip = match wire_type {
+            0 => {
+                varint(bytes, &mut at).ok_or_else(|| {
+                    format!("a {name}: field {field}'s number cut short at byte {start}")
+                })?;
+                0
+            }
+            1 => 8,
+            5 => 4,
+            2 => {
+                let len = varint(bytes, &mut at).ok_or_else(|| {
+                    format!("a {name}: field {field}'s length cut short at byte {start}")
+                })?;
+                usize::try_from(len).unwrap_or(usize::MAX)
+            }
+            other => {
+                return Err(format!(
+                    "a {name}: field {field} at byte {start} has wire type {other}, which is not used here"
+                ));
+            }
+        };
+        let end = at
+            .checked_add(skip)
+            .filter(|end| *end <= bytes.len())
+            .ok_or_else(|| format!("a {name}: field {field} at byte {start} runs past its end"))?;
+        if wire_type == 2
+            && let Some(child) = message.field(field)
+        {
+            let inner = walk(&bytes[at..end], child, depth + 1)?;
+            cost = cost.saturating_add(2 * child.size).saturating_add(inner);
+        }
+        at = end;
+    }
+    Ok(cost)
+}
+
+fn varint(bytes: &[u8], at: &mut usize) -> Option<u64> {
+    let mut value = 0u64;
+    for shift in (0..64).step_by(7) {
+        let byte = *bytes.get(*at)?;
+        *at += 1;
+        value |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Some(value);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    static LEAF: MessageType = MessageType {
+        name: "Leaf",
+        size: 100,
+        fields: &[],
+    };
+    static NODE: MessageType = MessageType {
+        name: "Node",
+        size: 10,
+        fields: &[(1, &LEAF), (2, &NODE)],
+    };
+
+    #[test]
+    fn each_message_on_the_wire_costs_its_decoded_size() {
+        // Node { leaf {}, leaf {}, note: "hi" (field 3, not a message), node { leaf {} } }
+        let body = [
+            0x0a, 0x00, 0x0a, 0x00, 0x1a, 0x02, b'h', b'i', 0x12, 0x02, 0x0a, 0x00,
+        ];
+        assert_eq!(
+            protobuf(&body, &NODE),
+            Ok(body.len() + 2 * (100 + 100 + 10 + 100))
+        );
+        // Varints and fixed fields cost nothing more than their bytes.
+        let scalars = [
+            0x08, 0x96, 0x01, 0x11, 1, 2, 3, 4, 5, 6, 7, 8, 0x1d, 1, 2, 3, 4,
+        ];
+        assert_eq!(protobuf(&scalars, &LEAF), Ok(scalars.len()));
+    }
+
+    #[test]
+    fn a_broken_wire_format_is_said_with_where() {
+        let cases: [(&[u8], &str); 4] = [
+            (
+                &[0x0a, 0x05, 0x00],
+                "a Node: field 1 at byte 0 runs past its end",
+            ),
+            (
+                &[0x08, 0x80],
+                "a Node: field 1's number cut short at byte 0",
+            ),
+            (
+                &[0x0b],
+                "a Node: field 1 at byte 0 has wire type 3, which is not used here",
+            ),
+            (
+                &[0x0a, 0x02, 0x0a, 0x05],
+                "a Leaf: field 1 at byte 0 runs past its end",
+            ),
+        ];
+        for (body, error) in cases {
+            assert_eq!(protobuf(body, &NODE).unwrap_err(), error);
+        }
+        let deep: Vec<u8> = (0..100).fold(Vec::new(), |inner, _| {
+            let mut outer = vec![0x12];
+            let mut len = inner.len();
+            while len >= 0x80 {
+                outer.push(len as u8 | 0x80);
+                len >>= 7;
+            }
+            outer.push(len as u8);
+            outer.extend(inner);
+            outer
+        });
+        assert!(protobuf(&deep, &NODE).is_err_and(|e| e.contains("nested")));
+    }
+
+    #[test]
+    fn json_counts_objects_and_arrays_outside_strings() {
+        let body = br#"[{"a":"{[\"}"},{"b":[1,2]}]"#;
+        assert_eq!(json(body, 10), body.len() + 2 * 10 + 2 * 24);
+    }
+}
