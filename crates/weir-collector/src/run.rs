@@ -42,7 +42,6 @@ buffer = { type = "disk", max_size = "1GiB" }
 /// A running collector.
 pub struct Collector {
     pub running: Running,
-    pub store: Arc<SqliteStore>,
     pub store_config: StoreConfig,
     pub query: QueryConfig,
 }
@@ -77,9 +76,10 @@ pub fn start(config: &AgentConfig) -> Result<Collector, String> {
         store: Arc::clone(&store) as Arc<dyn Store>,
         tokens: query.tokens.clone(),
         autocomplete_keys: query.autocomplete_keys.clone(),
+        secure: query_zipkin_source(config, &query).is_some_and(|z| z.tls.is_some()),
     });
     let handler = api.handler();
-    if !shares_query_address(config, &query) {
+    if query_zipkin_source(config, &query).is_none() {
         let listener = std::net::TcpListener::bind(query.address)
             .and_then(|l| l.set_nonblocking(true).map(|()| l))
             .map_err(|e| format!("query.address {}: {e}", query.address))?;
@@ -94,23 +94,27 @@ pub fn start(config: &AgentConfig) -> Result<Collector, String> {
     let running = pipeline::start_with(config, extensions).map_err(|e| e.to_string())?;
     Ok(Collector {
         running,
-        store,
         store_config,
         query,
     })
 }
 
-/// Whether a zipkin source listens on the query API's address (and so
-/// serves the API beside its intake).
-fn shares_query_address(config: &AgentConfig, query: &QueryConfig) -> bool {
-    config.sources.values().any(|source| {
-        matches!(source, weir_agent::config::SourceConfig::Zipkin(z) if z.address == query.address)
+/// The zipkin source that listens on the query API's address, if one does
+/// (it then serves the API beside its intake, over TLS if it has it).
+fn query_zipkin_source<'c>(
+    config: &'c AgentConfig,
+    query: &QueryConfig,
+) -> Option<&'c weir_agent::source::zipkin::ZipkinConfig> {
+    config.sources.values().find_map(|source| match source {
+        weir_agent::config::SourceConfig::Zipkin(z) if z.address == query.address => Some(z),
+        _ => None,
     })
 }
 
 /// Why `new` cannot be applied to a collector started with `old` without
-/// a restart, if it cannot: the store, the query tokens and where the API
-/// listens are fixed when the collector starts.
+/// a restart, if it cannot: the store, the query tokens, where the API
+/// listens and whether it is served over TLS are fixed when the collector
+/// starts.
 pub fn needs_restart(old: &AgentConfig, new: &AgentConfig) -> Option<String> {
     let query_of = |c: &AgentConfig| c.query.clone().unwrap_or_else(default_query);
     if old.store != new.store {
@@ -120,9 +124,10 @@ pub fn needs_restart(old: &AgentConfig, new: &AgentConfig) -> Option<String> {
         return Some("[query] changed: restart the collector to apply it".into());
     }
     let (old_query, new_query) = (query_of(old), query_of(new));
-    if shares_query_address(old, &old_query) != shares_query_address(new, &new_query) {
+    let sharing = |config, query| query_zipkin_source(config, query).map(|z| z.tls.is_some());
+    if sharing(old, &old_query) != sharing(new, &new_query) {
         return Some(format!(
-            "a zipkin source would start or stop sharing {} with the API: restart the collector to apply it",
+            "a zipkin source would start or stop sharing {} with the API, or serving it over TLS: restart the collector to apply it",
             new_query.address
         ));
     }

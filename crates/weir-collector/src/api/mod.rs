@@ -33,6 +33,8 @@ pub struct Api {
     pub store: Arc<dyn Store>,
     pub tokens: Vec<QueryToken>,
     pub autocomplete_keys: Vec<String>,
+    /// Served over HTTPS (by a zipkin source with TLS on its address).
+    pub secure: bool,
 }
 
 /// An answer that is not a success: the status and what to say.
@@ -106,7 +108,10 @@ impl Api {
 
     async fn answer(self: Arc<Api>, request: Request<Incoming>) -> Response<Body> {
         if request.uri().path() == ui::SIGN_IN && request.method() == Method::POST {
-            return ui::sign_in(&self.tokens, request).await;
+            return ui::sign_in(&self.tokens, self.secure, request).await;
+        }
+        if request.method() == Method::OPTIONS && self.cors(request.uri().path()) {
+            return preflight();
         }
         if request.method() != Method::GET && request.method() != Method::HEAD {
             return failure(Failure {
@@ -205,15 +210,21 @@ impl Api {
         }
     }
 
+    /// Whether other origins may read `path`. Zipkin's server lets any
+    /// origin read its API; weir does so only where a token guards it
+    /// (which a page sends as `Authorization`, after a preflight):
+    /// otherwise any web page open in the operator's browser could read
+    /// the traces of a collector on loopback.
+    fn cors(&self, path: &str) -> bool {
+        let path = path.strip_prefix("/zipkin").unwrap_or(path);
+        !self.tokens.is_empty() && path.starts_with("/api/v2/")
+    }
+
     fn route(&self, asked: &Asked) -> Result<Response<Body>, Failure> {
         let path = asked.path.strip_prefix("/zipkin").unwrap_or(&asked.path);
         if let Some(endpoint) = path.strip_prefix("/api/v2/") {
             let mut answer = zipkin::answer(self, endpoint, asked)?;
-            // Zipkin's server lets any origin read its API. weir does so
-            // only where a token guards it: otherwise any web page open in
-            // the operator's browser could read the traces of a collector
-            // on loopback.
-            if !self.tokens.is_empty() {
+            if self.cors(&asked.path) {
                 answer
                     .headers_mut()
                     .insert("access-control-allow-origin", HeaderValue::from_static("*"));
@@ -242,6 +253,22 @@ pub fn json_bytes(body: Vec<u8>) -> Response<Body> {
         CONTENT_TYPE,
         HeaderValue::from_static("application/json; charset=utf-8"),
     );
+    response
+}
+
+/// The answer to a CORS preflight: any origin may GET with a token.
+fn preflight() -> Response<Body> {
+    let mut response = Response::new(whole(Bytes::new()));
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    let headers = response.headers_mut();
+    for (name, value) in [
+        ("access-control-allow-origin", "*"),
+        ("access-control-allow-methods", "GET, HEAD"),
+        ("access-control-allow-headers", "authorization"),
+        ("access-control-max-age", "86400"),
+    ] {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
     response
 }
 

@@ -77,7 +77,7 @@ pub fn answer(api: &Api, asked: &Asked) -> Response<Body> {
         ),
         Err(failure) => {
             let body = format!(
-                "<h1>{}</h1><p class=\"error\">{}</p><p><a href=\"javascript:history.back()\">Back</a></p>",
+                "<h1>{}</h1><p class=\"error\">{}</p><p><a href=\"/\">Overview</a></p>",
                 failure.status.canonical_reason().unwrap_or("Error"),
                 esc(&failure.message)
             );
@@ -93,9 +93,24 @@ fn html_response(status: StatusCode, text: String) -> Response<Body> {
         CONTENT_TYPE,
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
-    response
-        .headers_mut()
-        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    let headers = response.headers_mut();
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // The pages load only their own script and stylesheet (inline style
+    // attributes place the bars), are never framed, and send no referrer:
+    // a search's words stay out of other sites' logs.
+    headers.insert(
+        "content-security-policy",
+        HeaderValue::from_static(
+            "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+             img-src 'self' data:; connect-src 'self'; form-action 'self'; \
+             frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    headers.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
     response
 }
 

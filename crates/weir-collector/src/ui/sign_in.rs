@@ -56,9 +56,17 @@ pub fn sign_in_form(then: &str) -> Response<Body> {
     super::html_response(StatusCode::UNAUTHORIZED, html::page("Sign in", "", &body))
 }
 
+/// How long a browser keeps the token after signing in.
+const COOKIE_MAX_AGE_S: u32 = 12 * 3600;
+
 /// Takes the form: a known token is set as the cookie and the browser sent
-/// on to the page it asked for; another gets the form again.
-pub async fn sign_in(tokens: &[QueryToken], request: Request<Incoming>) -> Response<Body> {
+/// on to the page it asked for; another gets the form again. Over HTTPS
+/// (`secure`) the cookie is only ever sent back over HTTPS.
+pub async fn sign_in(
+    tokens: &[QueryToken],
+    secure: bool,
+    request: Request<Incoming>,
+) -> Response<Body> {
     let form = match Limited::new(request.into_body(), MAX_FORM).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(_) => Bytes::new(),
@@ -78,17 +86,32 @@ pub async fn sign_in(tokens: &[QueryToken], request: Request<Incoming>) -> Respo
     if let Ok(location) = HeaderValue::from_str(then) {
         headers.insert(LOCATION, location);
     }
-    if let Ok(cookie) = HeaderValue::from_str(&format!(
-        "{COOKIE_NAME}={token}; Path=/; HttpOnly; SameSite=Strict"
-    )) {
+    if let Ok(cookie) = HeaderValue::from_str(&cookie(token, secure)) {
         headers.insert(SET_COOKIE, cookie);
     }
     response
 }
 
+/// The `Set-Cookie` value that keeps `token`.
+fn cookie(token: &str, secure: bool) -> String {
+    let secure = if secure { "; Secure" } else { "" };
+    format!(
+        "{COOKIE_NAME}={token}; Path=/; Max-Age={COOKIE_MAX_AGE_S}; HttpOnly; SameSite=Strict{secure}"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_cookie_expires_and_is_kept_to_https_when_served_over_it() {
+        assert_eq!(
+            cookie("t0123456789abcdef", false),
+            "weir_token=t0123456789abcdef; Path=/; Max-Age=43200; HttpOnly; SameSite=Strict"
+        );
+        assert!(cookie("t0123456789abcdef", true).ends_with("; SameSite=Strict; Secure"));
+    }
 
     #[test]
     fn only_the_ui_s_own_pages_are_places_to_go_after_signing_in() {

@@ -451,27 +451,65 @@ fn query_tokens_guard_the_api() {
         "{form}"
     );
     assert_eq!(get(port, "/ui/weir.css").0, 200);
-    let form_type = ("content-type", "application/x-www-form-urlencoded");
-    let sign_in = |body: &str| {
+    // The whole answer, headers too, to `method path` with `headers`.
+    let exchange = |method: &str, path: &str, headers: &str, body: &str| {
         use std::io::{Read, Write};
         let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
         write!(
             stream,
-            "POST /ui/sign-in HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{}: {}\r\nContent-Length: {}\r\n\r\n{body}",
-            form_type.0,
-            form_type.1,
+            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{headers}Content-Length: {}\r\n\r\n{body}",
             body.len()
         )
         .unwrap();
         let mut answer = String::new();
         stream.read_to_string(&mut answer).unwrap();
-        answer
+        answer.to_ascii_lowercase()
+    };
+    let sign_in = |body: &str| {
+        let form = "content-type: application/x-www-form-urlencoded\r\n";
+        exchange("POST", "/ui/sign-in", form, body)
     };
     let answer = sign_in("token=0123456789abcdef-reader&then=%2Flogs%3Fq%3Derror");
-    assert!(answer.starts_with("HTTP/1.1 303"), "{answer}");
-    let lower = answer.to_ascii_lowercase();
-    assert!(lower.contains("location: /logs?q=error"), "{answer}");
-    assert!(lower.contains("set-cookie: weir_token=0123456789abcdef-reader; path=/; httponly"));
+    assert!(answer.starts_with("http/1.1 303"), "{answer}");
+    assert!(answer.contains("location: /logs?q=error"), "{answer}");
+    assert!(
+        answer.contains(
+            "set-cookie: weir_token=0123456789abcdef-reader; path=/; max-age=43200; httponly; samesite=strict\r\n"
+        ),
+        "{answer}"
+    );
+    // Pages load nothing but their own script and style, and are never
+    // framed.
+    let page = exchange(
+        "GET",
+        "/",
+        "cookie: weir_token=0123456789abcdef-reader\r\n",
+        "",
+    );
+    assert!(page.starts_with("http/1.1 200"), "{page}");
+    assert!(
+        page.contains("content-security-policy: default-src 'none'; script-src 'self';"),
+        "{page}"
+    );
+    assert!(page.contains("frame-ancestors 'none'"), "{page}");
+    // Another origin's page may read the Zipkin API with a token: its
+    // browser asks first (a preflight), without the token.
+    let preflight = exchange(
+        "OPTIONS",
+        "/api/v2/services",
+        "origin: https://grafana.example\r\naccess-control-request-method: GET\r\n\
+         access-control-request-headers: authorization\r\n",
+        "",
+    );
+    assert!(preflight.starts_with("http/1.1 204"), "{preflight}");
+    assert!(
+        preflight.contains("access-control-allow-origin: *"),
+        "{preflight}"
+    );
+    assert!(
+        preflight.contains("access-control-allow-headers: authorization"),
+        "{preflight}"
+    );
     let (status, page) = request(
         port,
         "GET",
@@ -481,11 +519,8 @@ fn query_tokens_guard_the_api() {
     );
     assert_eq!(status, 200, "{page}");
     let foreign = sign_in("token=0123456789abcdef-reader&then=%2F%5Cevil.example");
-    assert!(
-        foreign.to_ascii_lowercase().contains("location: /\r\n"),
-        "{foreign}"
-    );
-    assert!(sign_in("token=not-the-token-at-all").starts_with("HTTP/1.1 401"));
+    assert!(foreign.contains("location: /\r\n"), "{foreign}");
+    assert!(sign_in("token=not-the-token-at-all").starts_with("http/1.1 401"));
 }
 
 #[test]
