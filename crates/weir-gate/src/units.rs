@@ -83,8 +83,8 @@ pub fn format_size(bytes: u64) -> String {
     format!("{bytes}B")
 }
 
-/// Parses a duration: a number with a unit `ms`, `s`, `m` or `h` (seconds
-/// when the unit is omitted).
+/// Parses a duration: a number with a unit `ms`, `s`, `m`, `h` or `d`
+/// (seconds when the unit is omitted).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text
@@ -99,9 +99,10 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "" | "s" => value,
         "m" | "min" => value * 60.0,
         "h" => value * 3600.0,
+        "d" => value * 86400.0,
         other => {
             return Err(format!(
-                "{text:?}: unknown duration unit {other:?} (use ms, s, m or h)"
+                "{text:?}: unknown duration unit {other:?} (use ms, s, m, h or d)"
             ));
         }
     };
@@ -149,6 +150,7 @@ mod tests {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86400)));
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("-1s").is_err());
     }

@@ -1,6 +1,8 @@
 //! A request's query string, read parameter by parameter; every error
 //! names the parameter and says what was expected.
 
+use std::time::Duration;
+
 use weir_monitor::format::timestamp::Timestamp;
 
 /// A 400 answer's message.
@@ -85,20 +87,13 @@ impl Params {
         let Some(value) = self.text(name) else {
             return Ok(None);
         };
-        let split = value
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(value.len());
-        let (number, unit) = value.split_at(split);
-        let scale: i64 = match unit {
-            "" | "ms" => 1_000_000,
-            "s" => 1_000_000_000,
-            "m" => 60_000_000_000,
-            "h" => 3_600_000_000_000,
-            "d" => 86_400_000_000_000,
-            _ => 0,
+        let parsed = if value.bytes().all(|b| b.is_ascii_digit()) {
+            value.parse().map(Duration::from_millis).ok()
+        } else {
+            weir_gate::units::parse_duration(value).ok()
         };
-        match number.parse::<i64>() {
-            Ok(n) if scale > 0 && n > 0 => Ok(Some(n.saturating_mul(scale))),
+        match parsed.map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)) {
+            Some(ns) if ns > 0 => Ok(Some(ns)),
             _ => Err(format!(
                 "{name}={value:?}: expected a positive duration like 15m, 6h or 1d"
             )),

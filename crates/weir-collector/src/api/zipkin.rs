@@ -131,8 +131,24 @@ fn trace_query(asked: &Asked) -> Result<TraceQuery, String> {
         (None, Some(_)) => return Err("maxDuration is only valid with minDuration".into()),
         _ => {}
     }
-    let lower = |name: &str| params.text(name).map(str::to_lowercase);
     Ok(TraceQuery {
+        min_duration_us: min.map(|m| m as u64),
+        max_duration_us: max.map(|m| m as u64),
+        from_ns: (end_ms - lookback_ms).saturating_mul(1_000_000),
+        to_ns: end_ms.saturating_mul(1_000_000),
+        limit: limit as usize,
+        ..named_filters(asked)
+    })
+}
+
+/// What a trace search asks for by name, as Zipkin reads it (the API and
+/// the traces page alike): `serviceName`, `remoteServiceName` and
+/// `spanName` (`all` for any) lowercased, and `annotationQuery`. The rest
+/// is left for the caller: any duration, no time, no traces.
+pub fn named_filters(asked: &Asked) -> TraceQuery {
+    let params = &asked.params;
+    let lower = |name: &str| params.text(name).map(str::to_lowercase);
+    TraceQuery {
         scope: asked.scope.clone(),
         service: lower("serviceName"),
         remote_service: lower("remoteServiceName"),
@@ -141,12 +157,12 @@ fn trace_query(asked: &Asked) -> Result<TraceQuery, String> {
             .text("annotationQuery")
             .map(annotation_query)
             .unwrap_or_default(),
-        min_duration_us: min.map(|m| m as u64),
-        max_duration_us: max.map(|m| m as u64),
-        from_ns: (end_ms - lookback_ms).saturating_mul(1_000_000),
-        to_ns: end_ms.saturating_mul(1_000_000),
-        limit: limit as usize,
-    })
+        min_duration_us: None,
+        max_duration_us: None,
+        from_ns: 0,
+        to_ns: 0,
+        limit: 0,
+    }
 }
 
 fn check_window(end_ms: i64, lookback_ms: i64) -> Result<(), String> {
@@ -168,7 +184,7 @@ fn check_window(end_ms: i64, lookback_ms: i64) -> Result<(), String> {
 /// Zipkin's `annotationQuery`: terms joined by ` and `; `key` matches an
 /// annotation or a tag of that name, `key=value` a tag. A later `key=value`
 /// overrides an earlier one; a bare `key` does not override.
-pub fn annotation_query(text: &str) -> Vec<(String, Option<String>)> {
+fn annotation_query(text: &str) -> Vec<(String, Option<String>)> {
     let mut terms: Vec<(String, Option<String>)> = Vec::new();
     for part in text.split(" and ").take(100) {
         let (key, value) = match part.split_once('=') {

@@ -9,7 +9,7 @@ use weir_agent::record::Stream;
 use weir_agent::sink::ndjson::SEVERITY;
 
 use super::html::{self, esc, url};
-use super::{Page, svg};
+use super::{LOOKBACKS, Page, svg};
 use crate::api::logs::log_query;
 use crate::api::{Asked, Failure};
 use crate::store::{Store, container_of, node_of};
@@ -170,18 +170,12 @@ fn search_form(out: &mut String, asked: &Asked) {
         params.text("severity").unwrap_or(""),
         &severities,
     );
+    let lookbacks: Vec<(&str, &str)> = LOOKBACKS.iter().map(|(n, _, l)| (*n, *l)).collect();
     select(
         out,
         "lookback",
         params.text("lookback").unwrap_or("1h"),
-        &[
-            ("15m", "15 minutes"),
-            ("1h", "1 hour"),
-            ("6h", "6 hours"),
-            ("24h", "24 hours"),
-            ("7d", "7 days"),
-            ("31d", "31 days"),
-        ],
+        &lookbacks,
     );
     out.push_str("<button type=\"submit\">Search</button></form>");
 }

@@ -132,14 +132,14 @@ pub fn asset(path: &str) -> Option<Response<Body>> {
     Some(response)
 }
 
-/// The time spans the pages offer, by name.
-const LOOKBACKS: [(&str, i64); 6] = [
-    ("15m", 15 * 60),
-    ("1h", 3600),
-    ("6h", 6 * 3600),
-    ("24h", 24 * 3600),
-    ("7d", 7 * 86400),
-    ("31d", 31 * 86400),
+/// The time spans the pages offer: name, seconds and label.
+const LOOKBACKS: [(&str, i64, &str); 6] = [
+    ("15m", 15 * 60, "15 minutes"),
+    ("1h", 3600, "1 hour"),
+    ("6h", 6 * 3600, "6 hours"),
+    ("24h", 24 * 3600, "24 hours"),
+    ("7d", 7 * 86400, "7 days"),
+    ("31d", 31 * 86400, "31 days"),
 ];
 
 /// The `lookback` asked for (one of [`LOOKBACKS`]), or `default`: its
@@ -148,10 +148,10 @@ fn lookback_ns(params: &Params, default: &'static str) -> Result<(&'static str, 
     let asked = params.text("lookback").unwrap_or(default);
     LOOKBACKS
         .iter()
-        .find(|(name, _)| *name == asked)
-        .map(|(name, s)| (*name, s * 1_000_000_000))
+        .find(|(name, _, _)| *name == asked)
+        .map(|(name, s, _)| (*name, s * 1_000_000_000))
         .ok_or_else(|| {
-            let names: Vec<&str> = LOOKBACKS.iter().map(|(n, _)| *n).collect();
+            let names: Vec<&str> = LOOKBACKS.iter().map(|(n, _, _)| *n).collect();
             format!("lookback={asked:?}: expected one of {}", names.join(", "))
         })
 }
@@ -159,7 +159,7 @@ fn lookback_ns(params: &Params, default: &'static str) -> Result<(&'static str, 
 /// Links to the same page over each time span, `keep` carried along.
 fn lookback_picker(path: &str, current: &str, keep: &[(&str, &str)]) -> String {
     let mut out = String::from("<nav class=\"span\">");
-    for (name, _) in LOOKBACKS {
+    for (name, _, _) in LOOKBACKS {
         let mut href = format!("{path}?lookback={name}");
         for (key, value) in keep.iter().filter(|(_, v)| !v.is_empty()) {
             href.push_str(&format!("&{key}={}", html::url(value)));

@@ -11,7 +11,7 @@ use weir_agent::record::{LogRecord, SpanKind, Value};
 use super::html::{self, esc, url};
 use super::logs::select;
 use super::{Page, lookback_ns, lookback_picker};
-use crate::api::zipkin::{TraceId, annotation_query, normalize_trace_id};
+use crate::api::zipkin::{TraceId, named_filters, normalize_trace_id};
 use crate::api::{Asked, Failure};
 use crate::store::{MAX_LIMIT, MAX_TRACE_SPANS, Store, TraceQuery};
 use crate::traces::{dependencies, is_error};
@@ -42,22 +42,15 @@ pub fn search(store: &dyn Store, asked: &Asked, now_ns: i64) -> Result<Page, Fai
     let (min_duration_us, max_duration_us) =
         (duration_us("minDuration")?, duration_us("maxDuration")?);
     let services = store.services(&asked.scope)?;
-    let service = params.text("serviceName").map(str::to_lowercase);
     let query = TraceQuery {
-        scope: asked.scope.clone(),
-        service: service.clone(),
-        remote_service: None,
-        span_name: params.text("spanName").map(str::to_lowercase),
-        annotations: params
-            .text("annotationQuery")
-            .map(annotation_query)
-            .unwrap_or_default(),
         min_duration_us,
         max_duration_us,
         from_ns: now_ns - lookback.1,
         to_ns: now_ns,
         limit: limit as usize,
+        ..named_filters(asked)
     };
+    let service = query.service.clone();
     let traces = store.traces(&query)?;
     let mut body = String::from("<h1>Traces</h1>");
     let value = |name: &str| esc(params.text(name).unwrap_or("")).to_string();
