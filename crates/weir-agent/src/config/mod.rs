@@ -1281,6 +1281,16 @@ buffer = { type = "disk", max_size = "10MiB", fsync = "always" }
 "#;
 
     #[test]
+    fn the_store_section_reads_as_readme_shows_it() {
+        let store = "[store]\npath = \"./weir-data/weir.db\"\nmax_age = \"7d\"\n\
+                     max_size = \"4GiB\"\nmin_free = \"1GiB\"\n";
+        let config = parse(&format!("{GOOD}{store}")).unwrap();
+        let store = config.store.unwrap();
+        assert_eq!(store.max_age, Duration::from_secs(7 * 86400));
+        assert_eq!(store.max_size, 4 << 30);
+    }
+
+    #[test]
     fn a_good_file_is_read_with_its_defaults() {
         let config = parse(GOOD).unwrap();
         let sink = &config.sinks["out"];
