@@ -464,6 +464,72 @@ fn retention_deletes_what_is_too_old_and_keeps_the_size_bound() {
 }
 
 #[test]
+fn retention_forgets_the_sources_it_left_without_records() {
+    let dir = temp_dir("forget-sources");
+    let path = dir.join("weir.db");
+    let t = now_ns();
+    let spans_of = |service: &str, start_ns: i64| -> Vec<LogRecord> {
+        example_spans((start_ns / 1000) as u64)
+            .into_iter()
+            .map(|mut span| {
+                span.local_endpoint.as_mut().unwrap().service_name = Some(service.into());
+                zipkin::to_record(span, 1).unwrap()
+            })
+            .collect()
+    };
+    let (old, all) = {
+        let store = SqliteStore::open(&path, keep_all()).unwrap();
+        store
+            .append(&logs_from(t - 3600 * SECOND, 10, "gone", "old"))
+            .unwrap();
+        store
+            .append(&spans_of("old-service", t - 3600 * SECOND))
+            .unwrap();
+        let old = store.stats().unwrap().sources;
+        store
+            .append(&logs_from(t - SECOND, 10, "web", "new"))
+            .unwrap();
+        store.append(&spans_of("new-service", t - SECOND)).unwrap();
+        (old, store.stats().unwrap().sources)
+    };
+    let store =
+        SqliteStore::open(&path, Retention::new(Duration::from_secs(60), 1 << 40, 0)).unwrap();
+    // A reader knows every source before retention runs.
+    assert_eq!(
+        store.services(&Scope::All).unwrap(),
+        ["new-service", "old-service"]
+    );
+    store.enforce_retention().unwrap();
+    assert!(old > 1 && all > old);
+    assert_eq!(
+        store.stats().unwrap().sources,
+        all - old,
+        "gone and old-service"
+    );
+    assert_eq!(store.services(&Scope::All).unwrap(), ["new-service"]);
+    assert!(
+        store
+            .span_names(&Scope::All, "old-service")
+            .unwrap()
+            .is_empty()
+    );
+    // A source that comes back is a source again.
+    store.append(&logs_from(t, 10, "gone", "back")).unwrap();
+    let back = store
+        .logs(&LogQuery {
+            sources: SourceFilter {
+                container: Some("gone".into()),
+                ..SourceFilter::default()
+            },
+            ..everything(t - 7200 * SECOND, t + SECOND)
+        })
+        .unwrap();
+    assert_eq!(back.records.len(), 10);
+    assert!(back.records.iter().all(|r| r.record.body == b"back"));
+    assert_eq!(store.stats().unwrap().sources, all - old + 1);
+}
+
+#[test]
 fn a_filtered_tail_steps_past_records_that_do_not_match() {
     let dir = temp_dir("tail");
     let store = SqliteStore::open(&dir.join("weir.db"), keep_all()).unwrap();

@@ -204,6 +204,8 @@ pub struct StoreStats {
     pub spans: u64,
     /// Bytes in use (the file less its free pages).
     pub bytes: u64,
+    /// Distinct resources the records come from.
+    pub sources: u64,
     /// Records deleted since the store was opened for being older than
     /// `max_age`, and younger ones evicted to keep the size bound.
     pub aged: u64,

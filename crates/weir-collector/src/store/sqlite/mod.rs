@@ -14,7 +14,7 @@ mod write;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 use weir_agent::record::LogRecord;
@@ -43,6 +43,28 @@ pub struct SqliteStore {
 struct WriteSide {
     writer: Writer,
     retention: Retention,
+    /// When sources no record refers to were last looked for.
+    sources_forgotten: Option<Instant>,
+}
+
+/// How often, at most, sources no record refers to are looked for: it
+/// reads every block's summary.
+const FORGET_SOURCES_EVERY: Duration = Duration::from_secs(60);
+
+impl WriteSide {
+    /// Enforces retention; after it deleted records, deletes the sources
+    /// left without any, now and then.
+    fn enforce(&mut self, path: &Path) -> rusqlite::Result<Deleted> {
+        let done = self.retention.enforce(&self.writer.connection, path)?;
+        let due = self
+            .sources_forgotten
+            .is_none_or(|last| last.elapsed() >= FORGET_SOURCES_EVERY);
+        if done.aged + done.evicted > 0 && due {
+            self.sources_forgotten = Some(Instant::now());
+            self.writer.forget_unused_sources()?;
+        }
+        Ok(done)
+    }
 }
 
 impl SqliteStore {
@@ -63,6 +85,7 @@ impl SqliteStore {
             writer: Mutex::new(WriteSide {
                 writer: Writer::new(connection),
                 retention,
+                sources_forgotten: None,
             }),
             readers: Mutex::new(Vec::new()),
             sources: Sources::default(),
@@ -73,9 +96,8 @@ impl SqliteStore {
     /// how many records went. The writer calls it after its batches.
     pub fn enforce_retention(&self) -> Result<Deleted, StoreError> {
         let mut side = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-        let WriteSide { writer, retention } = &mut *side;
-        let done = retention
-            .enforce(&writer.connection, &self.path)
+        let done = side
+            .enforce(&self.path)
             .map_err(|e| StoreError::failed("retention", e));
         // What retention deleted and gave back reaches the database file
         // (and the disk) at a checkpoint.
@@ -86,11 +108,10 @@ impl SqliteStore {
     /// Enforces retention if it is due: after each batch, and from
     /// [`SqliteStore::keep_retaining`] when no batch comes.
     fn retain(&self, side: &mut WriteSide) {
-        let WriteSide { writer, retention } = side;
-        if !retention.due() {
+        if !side.retention.due() {
             return;
         }
-        let done = retention.enforce(&writer.connection, &self.path);
+        let done = side.enforce(&self.path);
         self.checkpointer.committed();
         match done {
             Ok(done) if done.evicted > 0 => eprintln!(
@@ -251,6 +272,7 @@ impl Store for SqliteStore {
                 logs: blocks::count(c, blocks::Kind::Logs)?,
                 spans: blocks::count(c, blocks::Kind::Spans)?,
                 bytes: retention::used_bytes(c)?,
+                sources: c.query_row("SELECT count(*) FROM sources", [], |r| r.get(0))?,
                 aged: deleted.aged,
                 evicted: deleted.evicted,
             })

@@ -84,13 +84,20 @@ impl Sources {
             ))
         })?;
         let rows = rows.collect::<rusqlite::Result<Vec<_>>>()?;
-        if rows.is_empty() {
-            return Ok(());
-        }
         let mut known = self.known.write().unwrap_or_else(|e| e.into_inner());
         for (id, source) in rows {
             known.newest = known.newest.max(id);
             known.rows.insert(id, Arc::new(source));
+        }
+        // The writer deletes sources retention left without records: then
+        // fewer are stored than known, and the copy is read again whole.
+        let stored: i64 = connection
+            .prepare_cached("SELECT count(*) FROM sources")?
+            .query_row([], |row| row.get(0))?;
+        if known.rows.len() as i64 > stored {
+            *known = Known::default();
+            drop(known);
+            return self.refresh(connection);
         }
         Ok(())
     }

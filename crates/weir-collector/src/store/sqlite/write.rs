@@ -122,6 +122,49 @@ impl Writer {
         }
     }
 
+    /// Deletes the sources no record, usage or loss refers to any more
+    /// (retention took the last of theirs), with their span names: every
+    /// restart of a process can make a source (its pid is in the
+    /// resource), and they would otherwise pile up for good. Says how many
+    /// went.
+    pub fn forget_unused_sources(&mut self) -> rusqlite::Result<u64> {
+        let transaction = self.connection.unchecked_transaction()?;
+        let mut used: HashSet<i64> = HashSet::new();
+        for table in ["log_blocks", "span_blocks"] {
+            let mut statement = transaction.prepare(&format!("SELECT sources FROM {table}"))?;
+            let mut rows = statement.query([])?;
+            while let Some(row) = rows.next()? {
+                let column = row.get_ref(0)?.as_blob()?;
+                used.extend(super::blocks::sources(column).map(i64::from));
+            }
+        }
+        for table in ["usage", "losses"] {
+            let mut statement =
+                transaction.prepare(&format!("SELECT DISTINCT source FROM {table}"))?;
+            let ids = statement.query_map([], |row| row.get::<_, i64>(0))?;
+            for id in ids {
+                used.insert(id?);
+            }
+        }
+        let unused: Vec<i64> = transaction
+            .prepare("SELECT id FROM sources")?
+            .query_map([], |row| row.get::<_, i64>(0))?
+            .filter(|id| id.as_ref().map_or(true, |id| !used.contains(id)))
+            .collect::<rusqlite::Result<_>>()?;
+        for id in &unused {
+            transaction.execute("DELETE FROM span_names WHERE source = ?1", [id])?;
+            transaction.execute("DELETE FROM sources WHERE id = ?1", [id])?;
+        }
+        transaction.commit()?;
+        let unused: HashSet<i64> = unused.into_iter().collect();
+        let scratch = &mut self.scratch;
+        scratch.sources.retain(|_, id| !unused.contains(id));
+        scratch
+            .names
+            .retain(|(source, _, _)| !unused.contains(source));
+        Ok(unused.len() as u64)
+    }
+
     /// Writes `records` in one transaction.
     pub fn append(&mut self, records: &[LogRecord]) -> rusqlite::Result<()> {
         let transaction = self.connection.unchecked_transaction()?;
