@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{Checker, ConfigError, S};
+use super::{Checker, ConfigError, RawToken, S, Token};
 
 /// Where the collector keeps records, and for how long.
 #[derive(Debug, Clone, PartialEq)]
@@ -37,16 +37,10 @@ pub struct StoreConfig {
 pub struct QueryConfig {
     pub address: SocketAddr,
     /// Bearer tokens that may query; none: anyone who can connect.
-    pub tokens: Vec<QueryToken>,
+    /// Each may query, limited to one tenant's records if it names one.
+    pub tokens: Vec<Token>,
     /// The tag keys `/api/v2/autocompleteKeys` offers.
     pub autocomplete_keys: Vec<String>,
-}
-
-/// A token that may query, limited to one tenant's records if it names one.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QueryToken {
-    pub token: String,
-    pub tenant: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -64,13 +58,6 @@ pub(super) struct RawQuery {
     address: Option<S<String>>,
     tokens: Option<Vec<RawToken>>,
     autocomplete_keys: Option<Vec<String>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawToken {
-    token: S<String>,
-    tenant: Option<String>,
 }
 
 /// The default store: a file under the data directory.
@@ -134,19 +121,7 @@ pub(super) fn check_query(
         })?,
         None => defaults.address,
     };
-    let mut tokens = Vec::new();
-    for raw_token in raw.tokens.unwrap_or_default() {
-        if raw_token.token.get_ref().len() < 16 {
-            return Err(checker.error(
-                raw_token.token.span().start,
-                "query.tokens: a token needs at least 16 characters".into(),
-            ));
-        }
-        tokens.push(QueryToken {
-            token: raw_token.token.into_inner(),
-            tenant: raw_token.tenant,
-        });
-    }
+    let tokens = checker.tokens("query.tokens", raw.tokens.as_deref().unwrap_or_default())?;
     if tokens.is_empty() && !address.ip().is_loopback() {
         let at = raw.address.as_ref().map_or(0, |a| a.span().start);
         return Err(checker.error(

@@ -6,10 +6,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::Token;
 use super::{Checker, ConfigError, RawSink, RawSource, SourceConfig};
 use crate::sink::forward::{Balance, ForwardSinkConfig};
 use crate::source::forward::{self, ForwardConfig};
-use crate::source::http_intake::IngestToken;
 use crate::source::net::{Endpoint, Limits};
 use crate::source::otlp::{self, OtlpConfig};
 use crate::source::syslog::{self, Mode, SyslogConfig};
@@ -343,7 +343,7 @@ fn ingest_tokens(
     checker: &Checker<'_>,
     key: &str,
     raw: &RawSource,
-) -> Result<Vec<IngestToken>, ConfigError> {
+) -> Result<Vec<Token>, ConfigError> {
     let mut tokens = Vec::new();
     if let Some(token) = &raw.token {
         if token.get_ref().is_empty() {
@@ -352,30 +352,23 @@ fn ingest_tokens(
                 format!("{key}.token: empty; leave it out for none"),
             ));
         }
-        tokens.push(IngestToken {
+        tokens.push(Token {
             token: token.get_ref().clone(),
             tenant: None,
         });
     }
     if let Some(listed) = &raw.tokens {
-        for token in listed.get_ref() {
-            if token.token.len() < 16 {
-                return Err(checker.error(
-                    listed.span().start,
-                    format!("{key}.tokens: a token needs at least 16 characters"),
-                ));
-            }
-            if token.tenant.as_deref() == Some("") {
-                return Err(checker.error(
-                    listed.span().start,
-                    format!("{key}.tokens: a tenant may not be empty; leave it out for none"),
-                ));
-            }
-            tokens.push(IngestToken {
-                token: token.token.clone(),
-                tenant: token.tenant.clone(),
-            });
+        let listed = checker.tokens(&format!("{key}.tokens"), listed.get_ref())?;
+        if listed
+            .iter()
+            .any(|t| tokens.iter().any(|o| o.token == t.token))
+        {
+            return Err(checker.error(
+                raw.token.as_ref().map_or(0, |t| t.span().start),
+                format!("{key}.token: also in {key}.tokens"),
+            ));
         }
+        tokens.extend(listed);
     }
     Ok(tokens)
 }

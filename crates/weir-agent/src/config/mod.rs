@@ -35,7 +35,7 @@ use std::time::Duration;
 mod collector;
 mod listen;
 
-pub use self::collector::{QueryConfig, QueryToken, StoreConfig, default_query, default_store};
+pub use self::collector::{QueryConfig, StoreConfig, default_query, default_store};
 
 use serde::Deserialize;
 use toml::Spanned;
@@ -267,17 +267,26 @@ struct RawSource {
     shared_key: Option<S<String>>,
     self_hostname: Option<S<String>>,
     token: Option<S<String>>,
-    tokens: Option<S<Vec<RawIngestToken>>>,
+    tokens: Option<S<Vec<RawToken>>>,
     tenant: Option<S<String>>,
     tls: Option<S<RawTls>>,
 }
 
-/// `tokens = [{ token = "…", tenant = "team-a" }]` of an HTTP source.
+/// `tokens = [{ token = "…", tenant = "team-a" }]`, of an HTTP source or
+/// of `[query]`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawIngestToken {
-    token: String,
-    tenant: Option<String>,
+struct RawToken {
+    token: S<String>,
+    tenant: Option<S<String>>,
+}
+
+/// A bearer token, and the tenant it is bound to if it names one: the
+/// records a query token may read, or those an ingest token files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Token {
+    pub token: String,
+    pub tenant: Option<String>,
 }
 
 /// `tls = { cert = "PEM", key = "PEM" }` for a listener, `tls = { ca =
@@ -387,6 +396,32 @@ impl Checker<'_> {
                 format!("{key} = {:?}: {e}", value.get_ref()),
             )
         })
+    }
+
+    /// `key = [{ token, tenant }]`: each token long enough to guess at
+    /// no better than chance, none twice, and no tenant empty.
+    fn tokens(&self, key: &str, raw: &[RawToken]) -> Result<Vec<Token>, ConfigError> {
+        let mut tokens: Vec<Token> = Vec::with_capacity(raw.len());
+        for RawToken { token, tenant } in raw {
+            let at = token.span().start;
+            if token.get_ref().len() < 16 {
+                return Err(self.error(at, format!("{key}: a token needs at least 16 characters")));
+            }
+            if tokens.iter().any(|t| t.token == *token.get_ref()) {
+                return Err(self.error(at, format!("{key}: the same token twice")));
+            }
+            if let Some(tenant) = tenant.as_ref().filter(|t| t.get_ref().is_empty()) {
+                return Err(self.error(
+                    tenant.span().start,
+                    format!("{key}: a tenant may not be empty; leave it out for none"),
+                ));
+            }
+            tokens.push(Token {
+                token: token.get_ref().clone(),
+                tenant: tenant.as_ref().map(|t| t.get_ref().clone()),
+            });
+        }
+        Ok(tokens)
     }
 
     fn size(&self, key: &str, value: &S<String>) -> Result<u64, ConfigError> {
@@ -1405,7 +1440,21 @@ buffer = { type = "disk", max_size = "10MiB", fsync = "always" }
         let cases = [
             (
                 with("type = \"otlp\"\ntokens = [{ token = \"short\" }]", ""),
-                "weir.toml:3:10: sources.in.tokens: a token needs at least 16 characters",
+                "weir.toml:3:21: sources.in.tokens: a token needs at least 16 characters",
+            ),
+            (
+                with(
+                    "type = \"otlp\"\ntokens = [{ token = \"0123456789abcdef\" }, { token = \"0123456789abcdef\", tenant = \"a\" }]",
+                    "",
+                ),
+                "weir.toml:3:53: sources.in.tokens: the same token twice",
+            ),
+            (
+                with(
+                    "type = \"otlp\"\ntokens = [{ token = \"0123456789abcdef\", tenant = \"\" }]",
+                    "",
+                ),
+                "weir.toml:3:50: sources.in.tokens: a tenant may not be empty; leave it out for none",
             ),
             (
                 with("type = \"forward\"\ntenant = \"\"", ""),

@@ -38,19 +38,12 @@ pub struct HttpSourceConfig {
     pub limits: Limits,
     /// Requests must carry `Authorization: Bearer TOKEN` with one of
     /// these tokens (when there are any).
-    pub tokens: Vec<IngestToken>,
+    pub tokens: Vec<crate::config::Token>,
     /// The tenant of every record this source takes, whatever its sender
     /// says (a token's own tenant goes first).
     pub tenant: Option<String>,
     /// Serve HTTPS with this certificate and key.
     pub tls: Option<crate::tls::ServerFiles>,
-}
-
-/// A token that may send, and the tenant its records belong to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IngestToken {
-    pub token: String,
-    pub tenant: Option<String>,
 }
 
 /// Binds the listener `config` names and serves it (over TLS if asked)

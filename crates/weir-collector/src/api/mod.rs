@@ -21,7 +21,7 @@ use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
-use weir_agent::config::QueryToken;
+use weir_agent::config::Token;
 use weir_agent::http_server::{Body, Handler, whole};
 
 use self::params::Params;
@@ -31,7 +31,7 @@ use crate::ui;
 /// The API's state.
 pub struct Api {
     pub store: Arc<dyn Store>,
-    pub tokens: Vec<QueryToken>,
+    pub tokens: Vec<Token>,
     pub autocomplete_keys: Vec<String>,
     /// Served over HTTPS (by a zipkin source with TLS on its address).
     pub secure: bool,
@@ -198,7 +198,7 @@ impl Api {
             )
         });
         match token {
-            Some(QueryToken {
+            Some(Token {
                 tenant: Some(tenant),
                 ..
             }) => Ok(Scope::Tenant(tenant.clone())),

@@ -7,7 +7,7 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::header::{COOKIE, HeaderValue, LOCATION, SET_COOKIE};
 use hyper::{Request, Response, StatusCode};
-use weir_agent::config::QueryToken;
+use weir_agent::config::Token;
 use weir_agent::http_server::Body;
 
 use super::html::{self, esc};
@@ -62,11 +62,7 @@ const COOKIE_MAX_AGE_S: u32 = 12 * 3600;
 /// Takes the form: a known token is set as the cookie and the browser sent
 /// on to the page it asked for; another gets the form again. Over HTTPS
 /// (`secure`) the cookie is only ever sent back over HTTPS.
-pub async fn sign_in(
-    tokens: &[QueryToken],
-    secure: bool,
-    request: Request<Incoming>,
-) -> Response<Body> {
+pub async fn sign_in(tokens: &[Token], secure: bool, request: Request<Incoming>) -> Response<Body> {
     let form = match Limited::new(request.into_body(), MAX_FORM).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(_) => Bytes::new(),
