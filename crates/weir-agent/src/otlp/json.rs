@@ -122,6 +122,65 @@ macro_rules! flexible_int {
 flexible_int!(u64_string, u64);
 flexible_int!(i64_string, i64);
 
+/// An `AnyValue` object: the one key it has names the value's kind; keys
+/// it does not know are passed over without being kept.
+impl<'de> Deserialize<'de> for super::proto::AnyValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(AnyValueVisitor)
+    }
+}
+
+struct AnyValueVisitor;
+
+#[derive(Deserialize)]
+#[serde(field_identifier, rename_all = "camelCase")]
+enum AnyValueKey {
+    StringValue,
+    BoolValue,
+    IntValue,
+    DoubleValue,
+    ArrayValue,
+    KvlistValue,
+    BytesValue,
+    #[serde(other)]
+    Unknown,
+}
+
+#[derive(Deserialize)]
+struct IntValue(#[serde(with = "i64_string")] i64);
+
+#[derive(Deserialize)]
+struct BytesValue(#[serde(with = "base64_bytes")] Vec<u8>);
+
+impl<'de> Visitor<'de> for AnyValueVisitor {
+    type Value = super::proto::AnyValue;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an AnyValue object, like {\"stringValue\": \"…\"}")
+    }
+
+    fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        use super::proto::any_value::Value;
+        let mut value = None;
+        while let Some(key) = map.next_key::<AnyValueKey>()? {
+            value = Some(match key {
+                AnyValueKey::StringValue => Value::StringValue(map.next_value()?),
+                AnyValueKey::BoolValue => Value::BoolValue(map.next_value()?),
+                AnyValueKey::IntValue => Value::IntValue(map.next_value::<IntValue>()?.0),
+                AnyValueKey::DoubleValue => Value::DoubleValue(map.next_value()?),
+                AnyValueKey::ArrayValue => Value::ArrayValue(map.next_value()?),
+                AnyValueKey::KvlistValue => Value::KvlistValue(map.next_value()?),
+                AnyValueKey::BytesValue => Value::BytesValue(map.next_value::<BytesValue>()?.0),
+                AnyValueKey::Unknown => {
+                    map.next_value::<de::IgnoredAny>()?;
+                    continue;
+                }
+            });
+        }
+        Ok(super::proto::AnyValue { value })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::proto::*;
@@ -152,6 +211,23 @@ mod tests {
             record.attributes[1].value.as_ref().unwrap().value,
             Some(any_value::Value::BytesValue(b"hi".to_vec()))
         );
+        // Every kind of value, and keys no value has passed over.
+        let values: Vec<AnyValue> = serde_json::from_str(
+            r#"[{"boolValue":true,"junk":[[0,0,0],{"x":{}}]},{"kvlistValue":{"values":[{"key":"k","value":{}}]}},
+                {},{"stringValue":"a","extra":null}]"#,
+        )
+        .unwrap();
+        assert_eq!(values[0].value, Some(any_value::Value::BoolValue(true)));
+        let Some(any_value::Value::KvlistValue(list)) = &values[1].value else {
+            panic!("{:?}", values[1].value)
+        };
+        assert_eq!(list.values[0].key, "k");
+        assert_eq!(values[2].value, None);
+        assert_eq!(
+            values[3].value,
+            Some(any_value::Value::StringValue("a".into()))
+        );
+        assert!(serde_json::from_str::<AnyValue>("[1]").is_err());
         // And back: what serde writes, serde reads the same.
         let again: ExportLogsServiceRequest =
             serde_json::from_str(&serde_json::to_string(&request).unwrap()).unwrap();

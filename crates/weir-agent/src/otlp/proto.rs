@@ -250,7 +250,10 @@ pub struct KeyValue {
     pub value: Option<AnyValue>,
 }
 
-#[derive(Clone, PartialEq, prost::Message, Serialize, Deserialize)]
+/// Read from JSON by hand ([`super::json`]): a derived reading of the
+/// flattened oneof would first copy every key of the object, unknown ones
+/// too, into a tree of its own, many times the body's size.
+#[derive(Clone, PartialEq, prost::Message, Serialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct AnyValue {
     #[prost(oneof = "any_value::Value", tags = "1, 2, 3, 4, 5, 6, 7")]

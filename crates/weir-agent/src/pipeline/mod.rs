@@ -151,7 +151,14 @@ impl Running {
     /// away is given `drain` to deliver what it holds. The data directory and the
     /// operations endpoint stay as they were started.
     pub fn reload(&mut self, new: &AgentConfig, drain: Duration) -> Result<(), StartError> {
-        self.apply(new, drain)
+        let applied = self.apply(new, drain);
+        if applied.is_err() {
+            // Lanes the failure left parked read on, with the routes they had.
+            for lane in self.sources.values().flat_map(|s| s.lanes.values()) {
+                lane.control.resume(None);
+            }
+        }
+        applied
     }
 
     fn apply(&mut self, new: &AgentConfig, drain: Duration) -> Result<(), StartError> {
@@ -291,24 +298,20 @@ impl Running {
             let has_own_lane = |sink: &str| {
                 running.contains_key(&Some(sink.to_owned())) || on_disk.iter().any(|s| s == sink)
             };
-            let lanes = lanes::partition(&reached, config, &has_own_lane);
-            // The lanes of sinks gone from the source while the agent was
-            // down: a sink of that name added later starts afresh.
-            for sink in on_disk {
-                let key = Some(sink);
-                if !lanes.iter().any(|l| l.key == key) && !running.contains_key(&key) {
-                    forget_checkpoints(data_dir, name, &key);
-                }
-            }
-            lanes
+            lanes::partition(&reached, config, &has_own_lane)
         } else {
             vec![Lane {
                 key: None,
                 sinks: reached,
             }]
         };
+        // A lane that cannot be placed or started is left out, the others
+        // go on, and the first failure is said: a reload of the same file
+        // tries it again.
+        let mut failure = None;
         // New lanes are placed while the running ones are still parked.
         let mut handovers = BTreeMap::new();
+        let mut unplaced = Vec::new();
         for lane in lanes.iter().filter(|l| !running.contains_key(&l.key)) {
             let checkpoints = lanes::checkpoint_path(data_dir, name, &lane.key);
             if Checkpoints::exist(&checkpoints) {
@@ -317,16 +320,31 @@ impl Running {
             let Some(seed) = seed_for(data_dir, name, lane, &running, &self.sinks) else {
                 continue;
             };
-            let handover = seed.place(&checkpoints).map_err(|source| StartError::Io {
-                what: format!("checkpoints of source {}", lanes::display(name, &lane.key)),
-                source,
-            })?;
-            if let Some(handover) = handover {
-                handovers.insert(lane.key.clone(), handover);
+            match seed.place(&checkpoints) {
+                Ok(Some(handover)) => {
+                    handovers.insert(lane.key.clone(), handover);
+                }
+                Ok(None) => {}
+                Err(source) => {
+                    unplaced.push(lane.key.clone());
+                    failure.get_or_insert(StartError::Io {
+                        what: format!("checkpoints of source {}", lanes::display(name, &lane.key)),
+                        source,
+                    });
+                }
+            }
+        }
+        // The lanes of sinks gone from the source while the agent was down
+        // (after the new lanes were seeded, maybe from them): a sink of
+        // that name added later starts afresh.
+        for sink in lanes::own_lanes_on_disk(data_dir, name) {
+            let key = Some(sink);
+            if !lanes.iter().any(|l| l.key == key) && !running.contains_key(&key) {
+                forget_checkpoints(data_dir, name, &key);
             }
         }
         let mut started = BTreeMap::new();
-        for lane in &lanes {
+        for lane in lanes.iter().filter(|l| !unplaced.contains(&l.key)) {
             let output = self.output_for(name, config, &lane.sinks);
             if let Some(mut runtime) = running.remove(&lane.key) {
                 let output = output.stopping_with(Arc::clone(&runtime.stop));
@@ -336,7 +354,7 @@ impl Running {
                 continue;
             }
             let checkpoints = lanes::checkpoint_path(data_dir, name, &lane.key);
-            let mut runtime = start_lane(
+            match start_lane(
                 name,
                 &lane.key,
                 wanted,
@@ -344,9 +362,15 @@ impl Running {
                 handovers.remove(&lane.key),
                 output,
                 &self.extensions,
-            )?;
-            runtime.sinks = lane.sinks.clone();
-            started.insert(lane.key.clone(), runtime);
+            ) {
+                Ok(mut runtime) => {
+                    runtime.sinks = lane.sinks.clone();
+                    started.insert(lane.key.clone(), runtime);
+                }
+                Err(e) => {
+                    failure.get_or_insert(e);
+                }
+            }
         }
         for (key, lane) in running {
             lane.stop();
@@ -363,7 +387,7 @@ impl Running {
                 lanes: started,
             },
         );
-        Ok(())
+        failure.map_or(Ok(()), Err)
     }
 
     /// The routes from source `name` through the transforms of `config` to
@@ -423,6 +447,7 @@ impl Running {
     pub fn stop(self, drain: Duration) {
         for lane in self.sources.values().flat_map(|s| s.lanes.values()) {
             lane.stop.store(true, Ordering::Relaxed);
+            lane.control.resume(None);
         }
         for lane in self
             .sources
@@ -565,9 +590,10 @@ fn seed_for(
         .find(|(_, l)| l.sinks.iter().any(|s| lane.sinks.contains(s)));
     if let Some((key, other)) = fed_before.or_else(|| running.iter().next()) {
         let Some(positions) = other.control.positions() else {
-            return Some(Seed::Acknowledged(lanes::checkpoint_path(
-                data_dir, name, key,
-            )));
+            // It has stored checkpoints unless it has not scanned yet: then
+            // it has read nothing either, and the new lane starts afresh.
+            let path = lanes::checkpoint_path(data_dir, name, key);
+            return Checkpoints::exist(&path).then_some(Seed::Acknowledged(path));
         };
         if fed_before.is_none() {
             return Some(Seed::Read(

@@ -131,3 +131,41 @@ fn a_sink_that_stops_waiting_across_a_restart_goes_on_from_its_own_place() {
         "nothing again for the sink that was done"
     );
 }
+
+#[test]
+fn a_reload_that_fails_leaves_the_sources_reading_and_the_agent_stoppable() {
+    let dir = Scratch::new("lanes-failed-reload");
+    let log = dir.join("app.log");
+    std::fs::write(&log, (0..1000).map(line).collect::<String>()).unwrap();
+    let up = Receiver::start(Arc::new(|_| Answer::Accept)).unwrap();
+    let data = dir.join("data");
+    let one_sink = config(
+        &data,
+        None,
+        &(tail_source(log.to_str().unwrap())
+            + &http_sink("app", &format!("http://{}/ingest", up.addr), "")),
+    );
+    let agent = Agent::start(&dir, &one_sink);
+    wait_for_all(&up, 1000, Duration::from_secs(30), &agent);
+    // A new sink whose disk buffer cannot be made: its directory is a file.
+    std::fs::create_dir_all(data.join("buffers")).unwrap();
+    std::fs::write(data.join("buffers/broken"), "not a directory").unwrap();
+    let broken = format!(
+        "{one_sink}[sinks.broken]\ntype = \"blackhole\"\ninputs = [\"app\"]\nbuffer = {{ type = \"disk\" }}\n"
+    );
+    std::fs::write(dir.join("weir.toml"), broken).unwrap();
+    agent.hup();
+    wait_for(Duration::from_secs(10), "the failed reload", || {
+        agent.said().contains("keep the old configuration")
+    });
+    // The source still reads for the sink that was there.
+    append_lines(&log, 1000..2000);
+    wait_for_all(&up, 2000, Duration::from_secs(30), &agent);
+    // And stopping does not wait on a lane left parked.
+    let mut agent = agent;
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(agent.child.id() as i32, libc::SIGTERM) };
+    wait_for(Duration::from_secs(20), "the agent to stop", || {
+        agent.child.try_wait().unwrap().is_some()
+    });
+}

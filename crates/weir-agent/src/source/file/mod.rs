@@ -167,9 +167,22 @@ impl Tail {
             let files = &self.files;
             self.control
                 .between_reads(&mut self.output, || positions(files));
-            if last_scan.is_none_or(|t| t.elapsed() >= self.config.poll) {
+            // Stopped while parked (a reload that retires this lane): not
+            // one more read on the old routes, which a lane split off this
+            // one reads on from.
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
+            let first_scan = last_scan.is_none();
+            if first_scan || last_scan.is_some_and(|t| t.elapsed() >= self.config.poll) {
                 self.scan();
                 last_scan = Some(Instant::now());
+                if first_scan {
+                    // Written at once, so that a lane split off this one
+                    // before it moved finds where it starts.
+                    self.commit_acknowledged();
+                    self.store_checkpoints(false);
+                }
             }
             let mut progressed = false;
             let ids: Vec<FileId> = self.files.keys().copied().collect();
