@@ -113,11 +113,13 @@ pub fn forward(input: &[u8]) {
 pub fn otlp(input: &[u8]) {
     decode_cost::json(input, otlp::decode_cost::LARGEST);
     let logs = proto::ExportLogsServiceRequest::decode(input).ok();
+    let expected = logs.as_ref().map(logs_cost);
     let again = logs.map(|m| m.encode_to_vec());
-    costs_what_decodes(input, &otlp::decode_cost::LOGS_REQUEST, again);
+    costs_what_decodes(input, &otlp::decode_cost::LOGS_REQUEST, again, expected);
     let traces = proto::ExportTraceServiceRequest::decode(input).ok();
+    let expected = traces.as_ref().map(traces_cost);
     let again = traces.map(|m| m.encode_to_vec());
-    costs_what_decodes(input, &otlp::decode_cost::TRACES_REQUEST, again);
+    costs_what_decodes(input, &otlp::decode_cost::TRACES_REQUEST, again, expected);
     let decoded = [
         proto::ExportLogsServiceRequest::decode(input).ok(),
         serde_json::from_slice::<proto::ExportLogsServiceRequest>(input).ok(),
@@ -165,18 +167,110 @@ pub fn otlp(input: &[u8]) {
 }
 
 /// The count of what a body would take decoded, made before decoding it:
-/// no panic, never less than the body, and it refuses no body that is
-/// exactly how prost encodes what it decodes from it. (Prost is lenient
-/// past that: it reads a map entry whatever the wire type says.)
-fn costs_what_decodes(input: &[u8], root: &MessageType, encoded_again: Option<Vec<u8>>) {
+/// no panic; it refuses no body that is exactly how prost encodes what it
+/// decodes from it (prost is lenient past that: it reads a map entry
+/// whatever the wire type says); and for such a body it is exactly the
+/// body and `expected`, counted from the decoded message, when given.
+fn costs_what_decodes(
+    input: &[u8],
+    root: &MessageType,
+    encoded_again: Option<Vec<u8>>,
+    expected: Option<usize>,
+) {
+    let well_formed = encoded_again.as_deref() == Some(input);
     match decode_cost::protobuf(input, root) {
-        Ok(cost) => assert!(cost >= input.len()),
+        Ok(cost) if well_formed => {
+            if let Some(expected) = expected {
+                assert_eq!(cost, input.len() + expected, "the count of a {}", root.name);
+            }
+        }
+        Ok(_) => {}
         Err(what) => assert!(
-            encoded_again.as_deref() != Some(input),
+            !well_formed,
             "the count refuses a well-formed {}: {what}",
             root.name
         ),
     }
+}
+
+/// What [`decode_cost::protobuf`] counts for the messages of a decoded
+/// request: twice the size of each element of a repeated field.
+fn repeated<T>(n: usize) -> usize {
+    2 * n * size_of::<T>()
+}
+
+fn attributes_cost(list: &[proto::KeyValue]) -> usize {
+    repeated::<proto::KeyValue>(list.len())
+        + list
+            .iter()
+            .filter_map(|kv| kv.value.as_ref())
+            .map(any_value_cost)
+            .sum::<usize>()
+}
+
+fn any_value_cost(value: &proto::AnyValue) -> usize {
+    use proto::any_value::Value;
+    match &value.value {
+        Some(Value::ArrayValue(array)) => {
+            repeated::<proto::AnyValue>(array.values.len())
+                + array.values.iter().map(any_value_cost).sum::<usize>()
+        }
+        Some(Value::KvlistValue(list)) => attributes_cost(&list.values),
+        _ => 0,
+    }
+}
+
+fn resource_and_scope_cost(
+    resource: Option<&proto::Resource>,
+    scope: Option<&proto::InstrumentationScope>,
+) -> usize {
+    resource.map_or(0, |r| attributes_cost(&r.attributes))
+        + scope.map_or(0, |s| attributes_cost(&s.attributes))
+}
+
+fn logs_cost(request: &proto::ExportLogsServiceRequest) -> usize {
+    let mut cost = repeated::<proto::ResourceLogs>(request.resource_logs.len());
+    for resource in &request.resource_logs {
+        cost += resource_and_scope_cost(resource.resource.as_ref(), None);
+        cost += repeated::<proto::ScopeLogs>(resource.scope_logs.len());
+        for scope in &resource.scope_logs {
+            cost += resource_and_scope_cost(None, scope.scope.as_ref());
+            cost += repeated::<proto::LogRecord>(scope.log_records.len());
+            for record in &scope.log_records {
+                cost += record.body.as_ref().map_or(0, any_value_cost);
+                cost += attributes_cost(&record.attributes);
+            }
+        }
+    }
+    cost
+}
+
+fn traces_cost(request: &proto::ExportTraceServiceRequest) -> usize {
+    let mut cost = repeated::<proto::ResourceSpans>(request.resource_spans.len());
+    for resource in &request.resource_spans {
+        cost += resource_and_scope_cost(resource.resource.as_ref(), None);
+        cost += repeated::<proto::ScopeSpans>(resource.scope_spans.len());
+        for scope in &resource.scope_spans {
+            cost += resource_and_scope_cost(None, scope.scope.as_ref());
+            cost += repeated::<proto::Span>(scope.spans.len());
+            for span in &scope.spans {
+                cost += attributes_cost(&span.attributes);
+                cost += repeated::<proto::SpanEvent>(span.events.len());
+                cost += span
+                    .events
+                    .iter()
+                    .map(|e| attributes_cost(&e.attributes))
+                    .sum::<usize>();
+                cost += repeated::<proto::SpanLink>(span.links.len());
+                cost += span
+                    .links
+                    .iter()
+                    .map(|l| attributes_cost(&l.attributes))
+                    .sum::<usize>();
+            }
+        }
+    }
+    cost
 }
 
 /// Whatever a Zipkin reporter posts to /api/v2/spans, as JSON and as
@@ -186,7 +280,7 @@ pub fn zipkin(input: &[u8]) {
     decode_cost::json(input, zipkin::decode_cost::LARGEST);
     let list = zipkin::proto::ListOfSpans::decode(input).ok();
     let again = list.map(|m| m.encode_to_vec());
-    costs_what_decodes(input, &zipkin::decode_cost::LIST_OF_SPANS, again);
+    costs_what_decodes(input, &zipkin::decode_cost::LIST_OF_SPANS, again, None);
     let mut spans: Vec<Span> = serde_json::from_slice(input).unwrap_or_default();
     if let Ok(list) = zipkin::proto::ListOfSpans::decode(input) {
         spans.extend(list.spans.into_iter().map(Span::from));

@@ -135,7 +135,7 @@ pub mod decode_cost {
     use std::mem::size_of;
 
     use super::proto;
-    use crate::source::decode_cost::MessageType;
+    use crate::source::decode_cost::{Count, Field, MessageType};
 
     /// The largest struct a JSON object of spans decodes into.
     pub const LARGEST: usize = size_of::<super::Span>();
@@ -143,17 +143,17 @@ pub mod decode_cost {
     pub static LIST_OF_SPANS: MessageType = MessageType {
         name: "ListOfSpans",
         size: size_of::<proto::ListOfSpans>(),
-        fields: &[(1, &SPAN)],
+        fields: &[Field(1, &SPAN, Count::Repeated)],
     };
     /// A span is decoded, then turned into the JSON form.
     static SPAN: MessageType = MessageType {
         name: "Span",
         size: size_of::<proto::Span>() + size_of::<super::Span>(),
         fields: &[
-            (8, &ENDPOINT),
-            (9, &ENDPOINT),
-            (10, &ANNOTATION),
-            (11, &TAG),
+            Field(8, &ENDPOINT, Count::One),
+            Field(9, &ENDPOINT, Count::One),
+            Field(10, &ANNOTATION, Count::Repeated),
+            Field(11, &TAG, Count::Repeated),
         ],
     };
     static ENDPOINT: MessageType = MessageType {

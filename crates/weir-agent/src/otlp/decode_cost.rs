@@ -4,7 +4,7 @@
 use std::mem::size_of;
 
 use super::proto;
-use crate::source::decode_cost::MessageType;
+use crate::source::decode_cost::{Count, Field, MessageType};
 
 /// The largest struct a JSON object of an OTLP request decodes into.
 pub const LARGEST: usize = max(
@@ -22,53 +22,73 @@ const fn max(a: usize, b: usize) -> usize {
 pub static LOGS_REQUEST: MessageType = MessageType {
     name: "ExportLogsServiceRequest",
     size: size_of::<proto::ExportLogsServiceRequest>(),
-    fields: &[(1, &RESOURCE_LOGS)],
+    fields: &[Field(1, &RESOURCE_LOGS, Count::Repeated)],
 };
 static RESOURCE_LOGS: MessageType = MessageType {
     name: "ResourceLogs",
     size: size_of::<proto::ResourceLogs>(),
-    fields: &[(1, &RESOURCE), (2, &SCOPE_LOGS)],
+    fields: &[
+        Field(1, &RESOURCE, Count::One),
+        Field(2, &SCOPE_LOGS, Count::Repeated),
+    ],
 };
 static SCOPE_LOGS: MessageType = MessageType {
     name: "ScopeLogs",
     size: size_of::<proto::ScopeLogs>(),
-    fields: &[(1, &SCOPE), (2, &LOG_RECORD)],
+    fields: &[
+        Field(1, &SCOPE, Count::One),
+        Field(2, &LOG_RECORD, Count::Repeated),
+    ],
 };
 static LOG_RECORD: MessageType = MessageType {
     name: "LogRecord",
     size: size_of::<proto::LogRecord>(),
-    fields: &[(5, &ANY_VALUE), (6, &KEY_VALUE)],
+    fields: &[
+        Field(5, &ANY_VALUE, Count::One),
+        Field(6, &KEY_VALUE, Count::Repeated),
+    ],
 };
 
 pub static TRACES_REQUEST: MessageType = MessageType {
     name: "ExportTraceServiceRequest",
     size: size_of::<proto::ExportTraceServiceRequest>(),
-    fields: &[(1, &RESOURCE_SPANS)],
+    fields: &[Field(1, &RESOURCE_SPANS, Count::Repeated)],
 };
 static RESOURCE_SPANS: MessageType = MessageType {
     name: "ResourceSpans",
     size: size_of::<proto::ResourceSpans>(),
-    fields: &[(1, &RESOURCE), (2, &SCOPE_SPANS)],
+    fields: &[
+        Field(1, &RESOURCE, Count::One),
+        Field(2, &SCOPE_SPANS, Count::Repeated),
+    ],
 };
 static SCOPE_SPANS: MessageType = MessageType {
     name: "ScopeSpans",
     size: size_of::<proto::ScopeSpans>(),
-    fields: &[(1, &SCOPE), (2, &SPAN)],
+    fields: &[
+        Field(1, &SCOPE, Count::One),
+        Field(2, &SPAN, Count::Repeated),
+    ],
 };
 static SPAN: MessageType = MessageType {
     name: "Span",
     size: size_of::<proto::Span>(),
-    fields: &[(9, &KEY_VALUE), (11, &EVENT), (13, &LINK), (15, &STATUS)],
+    fields: &[
+        Field(9, &KEY_VALUE, Count::Repeated),
+        Field(11, &EVENT, Count::Repeated),
+        Field(13, &LINK, Count::Repeated),
+        Field(15, &STATUS, Count::One),
+    ],
 };
 static EVENT: MessageType = MessageType {
     name: "Span.Event",
     size: size_of::<proto::SpanEvent>(),
-    fields: &[(3, &KEY_VALUE)],
+    fields: &[Field(3, &KEY_VALUE, Count::Repeated)],
 };
 static LINK: MessageType = MessageType {
     name: "Span.Link",
     size: size_of::<proto::SpanLink>(),
-    fields: &[(4, &KEY_VALUE)],
+    fields: &[Field(4, &KEY_VALUE, Count::Repeated)],
 };
 static STATUS: MessageType = MessageType {
     name: "Status",
@@ -79,32 +99,35 @@ static STATUS: MessageType = MessageType {
 static RESOURCE: MessageType = MessageType {
     name: "Resource",
     size: size_of::<proto::Resource>(),
-    fields: &[(1, &KEY_VALUE)],
+    fields: &[Field(1, &KEY_VALUE, Count::Repeated)],
 };
 static SCOPE: MessageType = MessageType {
     name: "InstrumentationScope",
     size: size_of::<proto::InstrumentationScope>(),
-    fields: &[(3, &KEY_VALUE)],
+    fields: &[Field(3, &KEY_VALUE, Count::Repeated)],
 };
 static KEY_VALUE: MessageType = MessageType {
     name: "KeyValue",
     size: size_of::<proto::KeyValue>(),
-    fields: &[(2, &ANY_VALUE)],
+    fields: &[Field(2, &ANY_VALUE, Count::One)],
 };
 static ANY_VALUE: MessageType = MessageType {
     name: "AnyValue",
     size: size_of::<proto::AnyValue>(),
-    fields: &[(5, &ARRAY_VALUE), (6, &KEY_VALUE_LIST)],
+    fields: &[
+        Field(5, &ARRAY_VALUE, Count::One),
+        Field(6, &KEY_VALUE_LIST, Count::One),
+    ],
 };
 static ARRAY_VALUE: MessageType = MessageType {
     name: "ArrayValue",
     size: size_of::<proto::ArrayValue>(),
-    fields: &[(1, &ANY_VALUE)],
+    fields: &[Field(1, &ANY_VALUE, Count::Repeated)],
 };
 static KEY_VALUE_LIST: MessageType = MessageType {
     name: "KeyValueList",
     size: size_of::<proto::KeyValueList>(),
-    fields: &[(1, &KEY_VALUE)],
+    fields: &[Field(1, &KEY_VALUE, Count::Repeated)],
 };
 
 #[cfg(test)]
@@ -155,19 +178,17 @@ mod tests {
             messages.iter().map(|(n, size)| 2 * n * size).sum()
         };
         // Each attribute's value holds an array of three empty values: an
-        // empty message is still a field on the wire, and so counted.
+        // empty message is still a field on the wire, and so counted. A
+        // resource, an attribute's value, its array and a status are
+        // inside their parent, and cost nothing of their own.
         let expected = body.len()
             + twice(&[
                 (1, size_of::<proto::ResourceSpans>()),
-                (1, size_of::<proto::Resource>()),
                 (1, size_of::<proto::ScopeSpans>()),
                 (2, size_of::<proto::Span>()),
                 (3, size_of::<proto::KeyValue>()),
-                (3, size_of::<proto::AnyValue>()),
-                (3, size_of::<proto::ArrayValue>()),
                 (9, size_of::<proto::AnyValue>()),
                 (2, size_of::<proto::SpanEvent>()),
-                (2, size_of::<proto::Status>()),
             ]);
         assert_eq!(decode_cost::protobuf(&body, &TRACES_REQUEST), Ok(expected));
     }

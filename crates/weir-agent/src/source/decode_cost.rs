@@ -17,15 +17,26 @@ pub struct MessageType {
     /// Bytes one decoded takes, besides its strings and byte fields (which
     /// the body's own length covers).
     pub size: usize,
-    pub fields: &'static [(u32, &'static MessageType)],
+    pub fields: &'static [Field],
+}
+
+/// A field that holds messages: its number, their type, and how many.
+#[derive(Debug)]
+pub struct Field(pub u32, pub &'static MessageType, pub Count);
+
+/// How many messages a field holds, and so what each costs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Count {
+    /// One, inside its parent (whose size counts it); it costs nothing
+    /// more, however often it comes (prost merges them).
+    One,
+    /// Any number, each in a vector that may keep as much room again.
+    Repeated,
 }
 
 impl MessageType {
-    fn field(&self, number: u32) -> Option<&'static MessageType> {
-        self.fields
-            .iter()
-            .find(|(n, _)| *n == number)
-            .map(|(_, t)| *t)
+    fn field(&self, number: u32) -> Option<&'static Field> {
+        self.fields.iter().find(|f| f.0 == number)
     }
 }
 
@@ -109,10 +120,14 @@ fn walk(bytes: &[u8], message: &MessageType, depth: usize) -> Result<usize, Stri
             .filter(|end| *end <= bytes.len())
             .ok_or_else(|| format!("a {name}: field {field} at byte {start} runs past its end"))?;
         if wire_type == 2
-            && let Some(child) = message.field(field)
+            && let Some(Field(_, child, count)) = message.field(field)
         {
+            let own = match count {
+                Count::One => 0,
+                Count::Repeated => 2 * child.size,
+            };
             let inner = walk(&bytes[at..end], child, depth + 1)?;
-            cost = cost.saturating_add(2 * child.size).saturating_add(inner);
+            cost = cost.saturating_add(own).saturating_add(inner);
         }
         at = end;
     }
@@ -120,16 +135,11 @@ fn walk(bytes: &[u8], message: &MessageType, depth: usize) -> Result<usize, Stri
 }
 
 fn varint(bytes: &[u8], at: &mut usize) -> Option<u64> {
-    let mut value = 0u64;
-    for shift in (0..64).step_by(7) {
-        let byte = *bytes.get(*at)?;
-        *at += 1;
-        value |= u64::from(byte & 0x7f) << shift;
-        if byte & 0x80 == 0 {
-            return Some(value);
-        }
-    }
-    None
+    let mut rest = bytes.get(*at..)?;
+    let before = rest.len();
+    let value = prost::encoding::decode_varint(&mut rest).ok()?;
+    *at += before - rest.len();
+    Some(value)
 }
 
 #[cfg(test)]
@@ -144,14 +154,20 @@ mod tests {
     static NODE: MessageType = MessageType {
         name: "Node",
         size: 10,
-        fields: &[(1, &LEAF), (2, &NODE)],
+        fields: &[
+            Field(1, &LEAF, Count::Repeated),
+            Field(2, &NODE, Count::Repeated),
+            Field(4, &LEAF, Count::One),
+        ],
     };
 
     #[test]
     fn each_message_on_the_wire_costs_its_decoded_size() {
-        // Node { leaf {}, leaf {}, note: "hi" (field 3, not a message), node { leaf {} } }
+        // Node { leaf {}, leaf {}, note: "hi" (field 3, not a message),
+        // node { leaf {} }, one {} twice (field 4: inline, merged) }
         let body = [
-            0x0a, 0x00, 0x0a, 0x00, 0x1a, 0x02, b'h', b'i', 0x12, 0x02, 0x0a, 0x00,
+            0x0a, 0x00, 0x0a, 0x00, 0x1a, 0x02, b'h', b'i', 0x12, 0x02, 0x0a, 0x00, 0x22, 0x00,
+            0x22, 0x00,
         ];
         assert_eq!(
             protobuf(&body, &NODE),

@@ -272,26 +272,31 @@ pub fn decode<T: prost::Message + Default + serde::de::DeserializeOwned>(
     decoded.map_err(|e| format!("not an {name}: {e}"))
 }
 
-/// How many times `max_message` a request may take in memory, decoded.
+/// How many times its body (or `max_message`, if more) a request may take
+/// in memory, decoded.
 pub const MAX_EXPANSION: usize = 16;
 
 /// Refuses (413, counted as oversized) a request whose decoded form would
-/// take more than [`MAX_EXPANSION`] × `max_message`: `needed` bytes, for
-/// the reason `why`.
+/// take more than [`MAX_EXPANSION`] × its `body` bytes (unpacked, which
+/// gzip lets reach 4 × `max_message`), or × `max_message` for a smaller
+/// body: `needed` bytes, for the reason `why`.
 pub fn check_memory(
     needed: usize,
     why: &str,
+    body: usize,
     max_message: usize,
     metrics: &SourceMetrics,
 ) -> Result<(), Refusal> {
-    let budget = max_message.saturating_mul(MAX_EXPANSION);
+    let budget = body.max(max_message).saturating_mul(MAX_EXPANSION);
     if needed <= budget {
         return Ok(());
     }
     metrics.oversized.fetch_add(1, Ordering::Relaxed);
     Err((
         StatusCode::PAYLOAD_TOO_LARGE,
-        format!("{why}: about {needed} bytes, past {budget} ({MAX_EXPANSION} × max_message)"),
+        format!(
+            "{why}: about {needed} bytes, past {budget} ({MAX_EXPANSION} × the body or max_message)"
+        ),
     ))
 }
 
@@ -321,6 +326,7 @@ pub fn check_decode_cost(
     check_memory(
         needed,
         "decoded, it would take",
+        body.len(),
         limits.max_message,
         metrics,
     )

@@ -142,6 +142,7 @@ fn check_expansion(
     http_intake::check_memory(
         needed,
         "its records, each with its resource and scope, would take",
+        body,
         max_message,
         metrics,
     )
@@ -259,12 +260,17 @@ mod tests {
                 .to_vec(),
             ..Default::default()
         };
-        let normal = logs_request(vec![record; 8_000]);
+        let normal = logs_request(vec![record.clone(); 8_000]);
         let protobuf = normal.encode_to_vec();
         let json = serde_json::to_vec(&normal).unwrap();
         assert!(protobuf.len() < 4 << 20 && json.len() < 4 << 20);
         assert_eq!(check(Encoding::Protobuf, &protobuf), Ok(()));
         assert_eq!(check(Encoding::Json, &json), Ok(()));
+        // Gzipped, a body may unpack to 4 × max_message: the budget grows
+        // with it.
+        let unpacked = logs_request(vec![record; 50_000]).encode_to_vec();
+        assert!(unpacked.len() > 4 << 20 && unpacked.len() < 16 << 20);
+        assert_eq!(check(Encoding::Protobuf, &unpacked), Ok(()));
         // 2 MB of empty records, two bytes each on the wire: a million
         // structs of 184 bytes once decoded.
         let empty = logs_request(vec![proto::LogRecord::default(); 1_000_000]).encode_to_vec();
