@@ -253,19 +253,28 @@ fn a_body_trickled_past_read_timeout_is_cut_off_and_counted() {
     stream
         .write_all(b"POST /v1/logs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
         .unwrap();
-    // A byte now and then, never the whole body.
-    let started = std::time::Instant::now();
-    let mut answer = Vec::new();
-    for _ in 0..8 {
-        std::thread::sleep(Duration::from_millis(300));
-        if stream.write_all(b" ").is_err() {
-            break;
+    // A byte every 200 ms for 6 s, never the whole body: the connection is
+    // never idle, so only a deadline on the whole body (read_timeout, 1 s)
+    // answers while the bytes still come.
+    let trickle_for = Duration::from_secs(6);
+    let mut writer = stream.try_clone().unwrap();
+    let trickler = std::thread::spawn(move || {
+        let started = std::time::Instant::now();
+        while started.elapsed() < trickle_for && writer.write_all(b" ").is_ok() {
+            std::thread::sleep(Duration::from_millis(200));
         }
-    }
-    let _ = stream.read_to_end(&mut answer);
-    let answer = String::from_utf8_lossy(&answer);
-    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
-    assert!(started.elapsed() < Duration::from_secs(8));
+    });
+    let started = std::time::Instant::now();
+    let mut answer = [0u8; 12];
+    stream.read_exact(&mut answer).unwrap();
+    let answered_after = started.elapsed();
+    assert_eq!(&answer, b"HTTP/1.1 408");
+    assert!(
+        answered_after < trickle_for - Duration::from_secs(2),
+        "answered after {answered_after:?}, when the bytes had stopped: an idle timeout"
+    );
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+    trickler.join().unwrap();
     let (_, metrics) = get(api, "/metrics");
     assert_eq!(
         metric(

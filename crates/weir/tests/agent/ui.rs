@@ -241,6 +241,11 @@ fn load(port: u16, otlp: u16) {
                 .matches("\"id\":")
                 .count()
                 == 30
+            && get(port, "/api/v1/logs?container=web&limit=1000&lookback=1h")
+                .1
+                .matches("\"weir.loss.reason\":\"rate_limit\"")
+                .count()
+                == 3
     });
 }
 
@@ -450,13 +455,14 @@ fn weir_run_to_agent_to_collector_shows_records_and_drops() {
             logs.display()
         ),
     );
-    // Every written line and the drop markers, all from container web.
-    let (mut lines, mut markers) = (0, 0);
+    // Every written line and every drop marker (their bytes are what the
+    // gate dropped), all from container web.
+    let (mut lines, mut marked) = (0, 0);
     wait_for(
         Duration::from_secs(30),
         "the records in the collector",
         || {
-            (lines, markers) = (0, 0);
+            (lines, marked) = (0, 0);
             let mut cursor = String::new();
             loop {
                 let (_, body) = get(
@@ -471,7 +477,9 @@ fn weir_run_to_agent_to_collector_shows_records_and_drops() {
                     if body.ends_with("of a writer over its budget") {
                         lines += 1;
                     } else if record["attributes"]["weir.loss.reason"] == "rate_limit" {
-                        markers += 1;
+                        marked += record["attributes"]["weir.loss.bytes"]
+                            .as_u64()
+                            .unwrap_or(0);
                     }
                 }
                 match page["next"].as_str() {
@@ -479,10 +487,14 @@ fn weir_run_to_agent_to_collector_shows_records_and_drops() {
                     None => break,
                 }
             }
-            lines >= written && markers > 0
+            lines >= written && marked >= dropped_bytes
         },
     );
     assert_eq!(lines, written, "each written line stored once");
+    assert_eq!(
+        marked, dropped_bytes,
+        "the markers say what the gate dropped"
+    );
     let (_, usage) = get(query, "/api/v1/usage?lookback=1h");
     let usage: Value = serde_json::from_str(&usage).unwrap();
     let web = usage["sources"]
