@@ -22,7 +22,15 @@ pub const SEVERITY: [&str; 8] = [
 
 /// Appends `record` as one JSON line to `out`.
 pub fn encode(record: &LogRecord, out: &mut Vec<u8>) {
-    out.extend_from_slice(b"{\"time\":\"");
+    out.push(b'{');
+    encode_fields(record, out);
+    out.extend_from_slice(b"}\n");
+}
+
+/// Appends `record`'s fields (`"time":…,"body":…`), for an object that has
+/// more of its own.
+pub fn encode_fields(record: &LogRecord, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"\"time\":\"");
     out.extend_from_slice(&rfc3339(record.time_ns));
     out.extend_from_slice(b"\",\"observed_time\":\"");
     out.extend_from_slice(&rfc3339(record.observed_ns));
@@ -77,7 +85,6 @@ pub fn encode(record: &LogRecord, out: &mut Vec<u8>) {
     if let Some(span) = &record.span {
         span_into(span, out);
     }
-    out.extend_from_slice(b"}\n");
 }
 
 /// `{"key":value,…}`.
@@ -173,7 +180,8 @@ fn span_into(span: &SpanFields, out: &mut Vec<u8>) {
     out.push(b'}');
 }
 
-fn string(text: &str, out: &mut Vec<u8>) {
+/// Appends `text` as a JSON string.
+pub fn string(text: &str, out: &mut Vec<u8>) {
     out.push(b'"');
     escape_into(text.as_bytes(), out);
     out.push(b'"');

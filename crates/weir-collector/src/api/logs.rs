@@ -241,21 +241,15 @@ pub fn tail(store: Arc<dyn Store>, asked: Asked) -> Response<Body> {
 
 /// A record as JSON: its id, tenant, then the NDJSON sink's fields.
 fn record_json(log: &StoredLog, out: &mut Vec<u8>) {
-    out.extend_from_slice(format!("{{\"id\":{},", log.id).as_bytes());
+    use std::io::Write;
+    let _ = write!(out, "{{\"id\":{},", log.id);
     if !log.tenant.is_empty() {
         out.extend_from_slice(b"\"tenant\":");
-        out.extend_from_slice(
-            serde_json::to_string(&log.tenant)
-                .unwrap_or_default()
-                .as_bytes(),
-        );
+        ndjson::string(&log.tenant, out);
         out.push(b',');
     }
-    let start = out.len();
-    ndjson::encode(&log.record, out);
-    // `{…}\n` without its opening brace and its newline.
-    out.remove(start);
-    out.pop();
+    ndjson::encode_fields(&log.record, out);
+    out.push(b'}');
 }
 
 pub(crate) fn log_query(asked: &Asked) -> Result<LogQuery, BadRequest> {
