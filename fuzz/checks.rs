@@ -111,7 +111,7 @@ pub fn forward(input: &[u8]) {
 /// back to a request without loss of the record count (spans without valid
 /// ids are counted as rejected instead).
 pub fn otlp(input: &[u8]) {
-    decode_cost::json(input, otlp::decode_cost::LARGEST);
+    decode_cost::json(input, otlp::decode_cost::JSON_OBJECTS);
     let logs = proto::ExportLogsServiceRequest::decode(input).ok();
     let expected = logs.as_ref().map(logs_cost);
     let again = logs.map(|m| m.encode_to_vec());
@@ -277,7 +277,7 @@ fn traces_cost(request: &proto::ExportTraceServiceRequest) -> usize {
 /// proto3: no panic; every span that maps to a record maps back to a span
 /// with the same ids.
 pub fn zipkin(input: &[u8]) {
-    decode_cost::json(input, zipkin::decode_cost::LARGEST);
+    decode_cost::json(input, zipkin::decode_cost::JSON_OBJECTS);
     let list = zipkin::proto::ListOfSpans::decode(input).ok();
     let again = list.map(|m| m.encode_to_vec());
     costs_what_decodes(input, &zipkin::decode_cost::LIST_OF_SPANS, again, None);

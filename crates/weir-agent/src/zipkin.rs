@@ -135,10 +135,15 @@ pub mod decode_cost {
     use std::mem::size_of;
 
     use super::proto;
-    use crate::source::decode_cost::{Count, Field, MessageType};
+    use crate::source::decode_cost::{Count, Field, JsonObjects, MessageType};
 
-    /// The largest struct a JSON object of spans decodes into.
-    pub const LARGEST: usize = size_of::<super::Span>();
+    /// The structs Zipkin's JSON objects decode into: a span's, and
+    /// inside it endpoints, annotations and the tags (a tree of strings).
+    pub const JSON_OBJECTS: JsonObjects = JsonObjects {
+        outer_depth: 1,
+        outer_size: size_of::<super::Span>(),
+        inner_size: 64 + size_of::<super::Endpoint>() + size_of::<super::Annotation>(),
+    };
 
     pub static LIST_OF_SPANS: MessageType = MessageType {
         name: "ListOfSpans",

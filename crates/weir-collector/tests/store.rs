@@ -726,11 +726,10 @@ mod against_a_model {
         }
     }
 
-    /// What the query should find: (id, time), newest first.
     /// Whether a body of [`WORDS`] joined by spaces holds the words of
     /// `text` (as [`ask`] writes it): each of them (or, ending in `*`, a
-    /// word it begins) anywhere, or, quoted, side by side in order. Written apart from the store's matching, so
-    /// that it checks it.
+    /// word it begins) anywhere, or, quoted, side by side in order.
+    /// Written apart from the store's matching, so that it checks it.
     fn model_matches(text: &str, body: &[u8]) -> bool {
         let body: Vec<&str> = std::str::from_utf8(body).unwrap().split(' ').collect();
         match text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
@@ -745,6 +744,7 @@ mod against_a_model {
         }
     }
 
+    /// What the query should find: (id, time), newest first.
     fn model(records: &[LogRecord], query: &LogQuery, text: Option<&str>) -> Vec<(i64, i64)> {
         let mut found: Vec<(i64, i64)> = records
             .iter()

@@ -4,16 +4,25 @@
 use std::mem::size_of;
 
 use super::proto;
-use crate::source::decode_cost::{Count, Field, MessageType};
+use crate::source::decode_cost::{Count, Field, JsonObjects, MessageType};
 
-/// The largest struct a JSON object of an OTLP request decodes into.
-pub const LARGEST: usize = max(
-    max(size_of::<proto::Span>(), size_of::<proto::LogRecord>()),
-    max(
-        size_of::<proto::SpanLink>(),
-        size_of::<proto::ResourceLogs>(),
+/// The structs OTLP/JSON objects decode into: a request's, resource's,
+/// scope's and record's or span's are at most 4 deep; below them
+/// attributes, values, events, links and statuses.
+pub const JSON_OBJECTS: JsonObjects = JsonObjects {
+    outer_depth: 4,
+    outer_size: max(
+        max(size_of::<proto::Span>(), size_of::<proto::LogRecord>()),
+        max(
+            size_of::<proto::ResourceLogs>(),
+            size_of::<proto::ResourceSpans>(),
+        ),
     ),
-);
+    inner_size: max(
+        max(size_of::<proto::SpanLink>(), size_of::<proto::SpanEvent>()),
+        max(size_of::<proto::KeyValue>(), size_of::<proto::Status>()),
+    ),
+};
 
 const fn max(a: usize, b: usize) -> usize {
     if a > b { a } else { b }

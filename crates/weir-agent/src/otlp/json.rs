@@ -161,21 +161,30 @@ impl<'de> Visitor<'de> for AnyValueVisitor {
 
     fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         use super::proto::any_value::Value;
+        // A member that is null is unset, as proto3's JSON has it; of two
+        // set, the first stands.
         let mut value = None;
         while let Some(key) = map.next_key::<AnyValueKey>()? {
-            value = Some(match key {
-                AnyValueKey::StringValue => Value::StringValue(map.next_value()?),
-                AnyValueKey::BoolValue => Value::BoolValue(map.next_value()?),
-                AnyValueKey::IntValue => Value::IntValue(map.next_value::<IntValue>()?.0),
-                AnyValueKey::DoubleValue => Value::DoubleValue(map.next_value()?),
-                AnyValueKey::ArrayValue => Value::ArrayValue(map.next_value()?),
-                AnyValueKey::KvlistValue => Value::KvlistValue(map.next_value()?),
-                AnyValueKey::BytesValue => Value::BytesValue(map.next_value::<BytesValue>()?.0),
+            let member = match key {
+                AnyValueKey::StringValue => map.next_value::<Option<_>>()?.map(Value::StringValue),
+                AnyValueKey::BoolValue => map.next_value::<Option<_>>()?.map(Value::BoolValue),
+                AnyValueKey::IntValue => map
+                    .next_value::<Option<IntValue>>()?
+                    .map(|n| Value::IntValue(n.0)),
+                AnyValueKey::DoubleValue => map.next_value::<Option<_>>()?.map(Value::DoubleValue),
+                AnyValueKey::ArrayValue => map.next_value::<Option<_>>()?.map(Value::ArrayValue),
+                AnyValueKey::KvlistValue => map.next_value::<Option<_>>()?.map(Value::KvlistValue),
+                AnyValueKey::BytesValue => map
+                    .next_value::<Option<BytesValue>>()?
+                    .map(|b| Value::BytesValue(b.0)),
                 AnyValueKey::Unknown => {
                     map.next_value::<de::IgnoredAny>()?;
-                    continue;
+                    None
                 }
-            });
+            };
+            if value.is_none() {
+                value = member;
+            }
         }
         Ok(super::proto::AnyValue { value })
     }
@@ -214,7 +223,7 @@ mod tests {
         // Every kind of value, and keys no value has passed over.
         let values: Vec<AnyValue> = serde_json::from_str(
             r#"[{"boolValue":true,"junk":[[0,0,0],{"x":{}}]},{"kvlistValue":{"values":[{"key":"k","value":{}}]}},
-                {},{"stringValue":"a","extra":null}]"#,
+                {},{"stringValue":"a","extra":null},{"stringValue":null},{"intValue":"7","boolValue":true}]"#,
         )
         .unwrap();
         assert_eq!(values[0].value, Some(any_value::Value::BoolValue(true)));
@@ -226,6 +235,12 @@ mod tests {
         assert_eq!(
             values[3].value,
             Some(any_value::Value::StringValue("a".into()))
+        );
+        assert_eq!(values[4].value, None, "null is unset");
+        assert_eq!(
+            values[5].value,
+            Some(any_value::Value::IntValue(7)),
+            "the first stands"
         );
         assert!(serde_json::from_str::<AnyValue>("[1]").is_err());
         // And back: what serde writes, serde reads the same.

@@ -212,14 +212,21 @@ impl Running {
             }
             // Memory ↔ disk. The new buffer's delivery starts first, so
             // moving records into it cannot wait on a full buffer forever.
-            let new_buffer = Arc::new(open_buffer(&data_dir, &name, wanted)?);
-            let runtime = start_sink(
-                &data_dir,
-                &name,
-                wanted,
-                Arc::clone(&new_buffer),
-                &extensions,
-            )?;
+            let opened = open_buffer(&data_dir, &name, wanted).and_then(|buffer| {
+                let buffer = Arc::new(buffer);
+                start_sink(&data_dir, &name, wanted, Arc::clone(&buffer), &extensions)
+                    .map(|runtime| (buffer, runtime))
+            });
+            let (new_buffer, runtime) = match opened {
+                Ok(opened) => opened,
+                Err(e) => {
+                    // The sink goes on as it was: the sources still feed
+                    // its buffer.
+                    let again = start_sink(&data_dir, &name, &old.config, old.buffer, &extensions)?;
+                    self.sinks.insert(name, again);
+                    return Err(e);
+                }
+            };
             if old.buffer.is_durable() {
                 // Disk to memory: what waits stays on disk, in its directory,
                 // for when the sink has a disk buffer again.
@@ -376,7 +383,7 @@ impl Running {
             lane.stop();
             forget_checkpoints(data_dir, name, &key);
         }
-        if !started.contains_key(&None) {
+        if !lanes.iter().any(|lane| lane.key.is_none()) {
             // Left from when one lane read for every sink.
             forget_checkpoints(data_dir, name, &None);
         }

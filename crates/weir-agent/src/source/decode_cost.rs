@@ -47,15 +47,28 @@ pub fn protobuf(body: &[u8], root: &MessageType) -> Result<usize, String> {
     Ok(body.len().saturating_add(walk(body, root, 0)?))
 }
 
-/// Bytes decoding a JSON `body` would take, each object counted as a
-/// struct of `object_size` bytes (the largest a protocol has, which more
-/// than covers the room growing vectors keep: many objects are fields of
-/// another struct, not allocations of their own) and each array as a
-/// vector.
-pub fn json(body: &[u8], object_size: usize) -> usize {
+/// What the objects of a protocol's JSON decode into, by how deep they
+/// are: the outer ones (requests, resources, records, spans) are the large
+/// structs, the deeper ones (attributes, values, events) small ones.
+#[derive(Debug, Clone, Copy)]
+pub struct JsonObjects {
+    /// Objects nested this deep or less (the outermost is 1)…
+    pub outer_depth: usize,
+    /// …take at most this many bytes each,
+    pub outer_size: usize,
+    /// and the deeper ones at most this many.
+    pub inner_size: usize,
+}
+
+/// Bytes decoding a JSON `body` would take: each object as the largest
+/// struct it can be at its depth (which more than covers the room growing
+/// vectors keep: many objects are fields of another struct, not
+/// allocations of their own), and each array as a vector.
+pub fn json(body: &[u8], objects: JsonObjects) -> usize {
     let mut in_string = false;
     let mut escaped = false;
-    let (mut objects, mut arrays) = (0usize, 0usize);
+    let mut depth = 0usize;
+    let mut structs = 0usize;
     for &byte in body {
         if in_string {
             match byte {
@@ -64,18 +77,23 @@ pub fn json(body: &[u8], object_size: usize) -> usize {
                 b'"' => in_string = false,
                 _ => {}
             }
-        } else {
-            match byte {
-                b'"' => in_string = true,
-                b'{' => objects += 1,
-                b'[' => arrays += 1,
-                _ => {}
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'{' => {
+                depth += 1;
+                structs = structs.saturating_add(if depth <= objects.outer_depth {
+                    objects.outer_size
+                } else {
+                    objects.inner_size
+                });
             }
+            b'}' => depth = depth.saturating_sub(1),
+            b'[' => structs = structs.saturating_add(size_of::<Vec<u8>>()),
+            _ => {}
         }
     }
-    let structs = objects
-        .saturating_mul(object_size)
-        .saturating_add(arrays.saturating_mul(size_of::<Vec<u8>>()));
     body.len().saturating_add(structs)
 }
 
@@ -218,8 +236,13 @@ mod tests {
     }
 
     #[test]
-    fn json_counts_objects_and_arrays_outside_strings() {
-        let body = br#"[{"a":"{[\"}"},{"b":[1,2]}]"#;
-        assert_eq!(json(body, 10), body.len() + 2 * 10 + 2 * 24);
+    fn json_counts_objects_by_depth_and_arrays_outside_strings() {
+        let objects = JsonObjects {
+            outer_depth: 1,
+            outer_size: 100,
+            inner_size: 10,
+        };
+        let body = br#"[{"a":"{[\"}"},{"b":[1,{"c":{}}]}]"#;
+        assert_eq!(json(body, objects), body.len() + 2 * 100 + 2 * 10 + 2 * 24);
     }
 }

@@ -302,26 +302,27 @@ pub fn check_memory(
 
 /// Refuses a body that would take too much memory decoded (see
 /// [`check_memory`]), counting it on the wire before decoding it: a
-/// protobuf `root` message, or JSON whose objects decode into structs of
-/// up to `json_object` bytes. A protobuf body whose wire format is broken
-/// is refused as malformed (400), saying where.
+/// protobuf `root` message, or JSON whose objects decode into the structs
+/// `json` describes. A protobuf body whose wire format is broken is
+/// refused as malformed (400, its `received` bytes counted), saying where.
 pub fn check_decode_cost(
     encoding: Encoding,
     body: &[u8],
+    received: u64,
     root: &decode_cost::MessageType,
-    json_object: usize,
+    json: decode_cost::JsonObjects,
     limits: &Limits,
     metrics: &SourceMetrics,
 ) -> Result<(), Refusal> {
     let needed = match encoding {
         Encoding::Protobuf => decode_cost::protobuf(body, root).map_err(|what| {
-            metrics.malformed.add(1, body.len() as u64);
+            metrics.malformed.add(1, received);
             (
                 StatusCode::BAD_REQUEST,
                 format!("not an {}: {what}", root.name),
             )
         })?,
-        Encoding::Json => decode_cost::json(body, json_object),
+        Encoding::Json => decode_cost::json(body, json),
     };
     check_memory(
         needed,

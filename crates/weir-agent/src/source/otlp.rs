@@ -71,8 +71,9 @@ async fn take(
     http_intake::check_decode_cost(
         encoding,
         &body,
+        size,
         root,
-        decode_cost::LARGEST,
+        decode_cost::JSON_OBJECTS,
         &config.limits,
         metrics,
     )?;
@@ -232,8 +233,9 @@ mod tests {
             http_intake::check_decode_cost(
                 encoding,
                 body,
+                body.len() as u64,
                 &decode_cost::LOGS_REQUEST,
-                decode_cost::LARGEST,
+                decode_cost::JSON_OBJECTS,
                 &limits,
                 &metrics,
             )

@@ -69,8 +69,9 @@ async fn take(
     http_intake::check_decode_cost(
         encoding,
         &body,
+        size,
         &zipkin::decode_cost::LIST_OF_SPANS,
-        zipkin::decode_cost::LARGEST,
+        zipkin::decode_cost::JSON_OBJECTS,
         &config.limits,
         metrics,
     )?;

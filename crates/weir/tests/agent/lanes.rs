@@ -161,6 +161,26 @@ fn a_reload_that_fails_leaves_the_sources_reading_and_the_agent_stoppable() {
     // The source still reads for the sink that was there.
     append_lines(&log, 1000..2000);
     wait_for_all(&up, 2000, Duration::from_secs(30), &agent);
+    // That sink asked to move to a disk buffer that cannot be made: it
+    // goes on with its memory buffer, delivered as before.
+    std::fs::write(data.join("buffers/out"), "not a directory").unwrap();
+    let to_disk = config(
+        &data,
+        None,
+        &(tail_source(log.to_str().unwrap())
+            + &http_sink(
+                "app",
+                &format!("http://{}/ingest", up.addr),
+                "buffer = { type = \"disk\" }",
+            )),
+    );
+    std::fs::write(dir.join("weir.toml"), to_disk).unwrap();
+    agent.hup();
+    wait_for(Duration::from_secs(10), "the second failed reload", || {
+        agent.said().matches("keep the old configuration").count() == 2
+    });
+    append_lines(&log, 2000..3000);
+    wait_for_all(&up, 3000, Duration::from_secs(30), &agent);
     // And stopping does not wait on a lane left parked.
     let mut agent = agent;
     // SAFETY: signalling our own child.

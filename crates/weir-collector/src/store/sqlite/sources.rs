@@ -30,6 +30,9 @@ pub struct Sources {
 struct Known {
     rows: HashMap<i64, Arc<Source>>,
     newest: i64,
+    /// How many times the writer had forgotten sources when these rows
+    /// were read (`counters.sources_forgotten`).
+    generation: i64,
 }
 
 /// Which sources a query may read.
@@ -64,40 +67,42 @@ impl Allowed {
 }
 
 impl Sources {
-    /// Reads the sources added since the last look.
+    /// Reads the sources added since the last look, or all of them again
+    /// once the writer has forgotten some since (it never gives an id
+    /// again). A reader on an older snapshot than the copy's never takes
+    /// it back.
     pub fn refresh(&self, connection: &Connection) -> rusqlite::Result<()> {
-        let newest = self.known.read().unwrap_or_else(|e| e.into_inner()).newest;
-        let mut statement = connection.prepare_cached(
-            "SELECT id, tenant, node, container, service, resource FROM sources WHERE id > ?1",
-        )?;
-        let rows = statement.query_map([newest], |row| {
-            let resource: Vec<u8> = row.get(5)?;
-            Ok((
-                row.get::<_, i64>(0)?,
-                Source {
-                    tenant: row.get(1)?,
-                    node: row.get(2)?,
-                    container: row.get(3)?,
-                    service: row.get(4)?,
-                    resource: decode_resource(&resource).unwrap_or_default(),
-                },
-            ))
-        })?;
-        let rows = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+        let generation: i64 = connection
+            .prepare_cached(
+                "SELECT coalesce((SELECT value FROM counters WHERE name = 'sources_forgotten'), 0)",
+            )?
+            .query_row([], |row| row.get(0))?;
+        let (newest, known_generation) = {
+            let known = self.known.read().unwrap_or_else(|e| e.into_inner());
+            (known.newest, known.generation)
+        };
+        if generation > known_generation {
+            // Read whole outside the lock, then put in place at once: the
+            // copy is never empty or partial for another reader.
+            let rows = read_rows(connection, 0)?;
+            let mut known = self.known.write().unwrap_or_else(|e| e.into_inner());
+            if generation > known.generation {
+                *known = Known {
+                    newest: rows.iter().map(|(id, _)| *id).max().unwrap_or(0),
+                    rows: rows.into_iter().map(|(id, s)| (id, Arc::new(s))).collect(),
+                    generation,
+                };
+            }
+            return Ok(());
+        }
+        let rows = read_rows(connection, newest)?;
+        if rows.is_empty() {
+            return Ok(());
+        }
         let mut known = self.known.write().unwrap_or_else(|e| e.into_inner());
         for (id, source) in rows {
             known.newest = known.newest.max(id);
             known.rows.insert(id, Arc::new(source));
-        }
-        // The writer deletes sources retention left without records: then
-        // fewer are stored than known, and the copy is read again whole.
-        let stored: i64 = connection
-            .prepare_cached("SELECT count(*) FROM sources")?
-            .query_row([], |row| row.get(0))?;
-        if known.rows.len() as i64 > stored {
-            *known = Known::default();
-            drop(known);
-            return self.refresh(connection);
         }
         Ok(())
     }
@@ -168,4 +173,25 @@ impl Sources {
         all.sort_unstable_by_key(|(id, _)| *id);
         all
     }
+}
+
+/// The rows of `sources` with an id past `after`.
+fn read_rows(connection: &Connection, after: i64) -> rusqlite::Result<Vec<(i64, Source)>> {
+    let mut statement = connection.prepare_cached(
+        "SELECT id, tenant, node, container, service, resource FROM sources WHERE id > ?1",
+    )?;
+    let rows = statement.query_map([after], |row| {
+        let resource: Vec<u8> = row.get(5)?;
+        Ok((
+            row.get::<_, i64>(0)?,
+            Source {
+                tenant: row.get(1)?,
+                node: row.get(2)?,
+                container: row.get(3)?,
+                service: row.get(4)?,
+                resource: decode_resource(&resource).unwrap_or_default(),
+            },
+        ))
+    })?;
+    rows.collect()
 }

@@ -146,14 +146,25 @@ impl Writer {
                 used.insert(id?);
             }
         }
+        // The newest stays whatever: SQLite gives a new row the highest id
+        // plus one, and a reader that knew the old row by that id would
+        // take the new one for it (another tenant's, maybe).
         let unused: Vec<i64> = transaction
-            .prepare("SELECT id FROM sources")?
+            .prepare("SELECT id FROM sources WHERE id < (SELECT max(id) FROM sources)")?
             .query_map([], |row| row.get::<_, i64>(0))?
             .filter(|id| id.as_ref().map_or(true, |id| !used.contains(id)))
             .collect::<rusqlite::Result<_>>()?;
         for id in &unused {
             transaction.execute("DELETE FROM span_names WHERE source = ?1", [id])?;
             transaction.execute("DELETE FROM sources WHERE id = ?1", [id])?;
+        }
+        if !unused.is_empty() {
+            // Readers read their copy of the sources again whole.
+            transaction.execute(
+                "INSERT INTO counters (name, value) VALUES ('sources_forgotten', 1)
+                 ON CONFLICT (name) DO UPDATE SET value = value + 1",
+                [],
+            )?;
         }
         transaction.commit()?;
         let unused: HashSet<i64> = unused.into_iter().collect();
