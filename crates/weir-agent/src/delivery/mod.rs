@@ -335,16 +335,7 @@ impl Sender {
         let record_bytes: u64 = records.iter().map(|r| r.body.len() as u64).sum();
         match outcome {
             Ok(refused) => {
-                let sent = records.len() as u64;
-                let refused_bytes = record_bytes * refused / sent.max(1);
-                self.metrics
-                    .delivered
-                    .add(sent - refused, record_bytes - refused_bytes);
-                if refused > 0 {
-                    self.metrics
-                        .refused_by_destination
-                        .add(refused, refused_bytes);
-                }
+                self.count_arrived(records.len() as u64, record_bytes, refused);
                 self.metrics.batches.fetch_add(1, Ordering::Relaxed);
             }
             Err(reason) => {
@@ -389,23 +380,31 @@ impl Sender {
                     records.len() as u64 - failed_records,
                     record_bytes - failed_bytes,
                 );
-                if arrived_records > 0 {
-                    let refused = arrived.refused.min(arrived_records);
-                    let refused_bytes = arrived_bytes * refused / arrived_records;
-                    self.metrics
-                        .delivered
-                        .add(arrived_records - refused, arrived_bytes - refused_bytes);
-                    if refused > 0 {
-                        self.metrics
-                            .refused_by_destination
-                            .add(refused, refused_bytes);
-                    }
-                }
+                self.count_arrived(arrived_records, arrived_bytes, arrived.refused);
             }
         }
         self.metrics.note_progress();
         self.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
         true
+    }
+
+    /// Counts `records` (of `bytes`) that reached the destination, of
+    /// which it then refused `refused` without saying which: those are
+    /// given the average record's bytes.
+    fn count_arrived(&self, records: u64, bytes: u64, refused: u64) {
+        if records == 0 {
+            return;
+        }
+        let refused = refused.min(records);
+        let refused_bytes = bytes * refused / records;
+        self.metrics
+            .delivered
+            .add(records - refused, bytes - refused_bytes);
+        if refused > 0 {
+            self.metrics
+                .refused_by_destination
+                .add(refused, refused_bytes);
+        }
     }
 
     /// Lets the buffer go of what `ranges` hold.

@@ -24,6 +24,10 @@ fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
+/// Calls and errors, by caller and then callee: looked up by name, so a
+/// span that adds to a link known already copies no string.
+pub type Links = BTreeMap<String, BTreeMap<String, (u64, u64)>>;
+
 /// What linking needs of a span.
 struct Node {
     id: [u8; 8],
@@ -36,7 +40,7 @@ struct Node {
 }
 
 /// Adds the links of each trace in `traces` to `links` (parent, child).
-pub fn link(traces: &[Vec<LogRecord>], links: &mut BTreeMap<(String, String), (u64, u64)>) {
+pub fn link(traces: &[Vec<LogRecord>], links: &mut Links) {
     for trace in traces {
         let nodes: Vec<Node> = trace.iter().filter_map(node).collect();
         // A span's parent: a shared server span's is the client span of
@@ -64,16 +68,16 @@ pub fn link(traces: &[Vec<LogRecord>], links: &mut BTreeMap<(String, String), (u
             }
             node.parent.and_then(|p| by_id.get(&p).copied())
         };
-        // The nearest ancestor that is an RPC (has a kind).
+        // The nearest ancestor that is an RPC (has a kind); none past 64
+        // local spans up (or round a loop of parents).
         let remote_ancestor = |node: &Node| {
             let mut current = parent_of(node);
-            let mut hops = 0;
-            while let Some(ancestor) = current {
-                if ancestor.kind.is_some() || hops > 64 {
+            for _ in 0..64 {
+                let ancestor = current?;
+                if ancestor.kind.is_some() {
                     return Some(ancestor);
                 }
                 current = parent_of(ancestor);
-                hops += 1;
             }
             None
         };
@@ -82,9 +86,14 @@ pub fn link(traces: &[Vec<LogRecord>], links: &mut BTreeMap<(String, String), (u
                 if parent.is_empty() || child.is_empty() {
                     return;
                 }
-                let entry = links
-                    .entry((parent.to_owned(), child.to_owned()))
-                    .or_default();
+                let callees = match links.get_mut(parent) {
+                    Some(callees) => callees,
+                    None => links.entry(parent.to_owned()).or_default(),
+                };
+                let entry = match callees.get_mut(child) {
+                    Some(entry) => entry,
+                    None => callees.entry(child.to_owned()).or_default(),
+                };
                 entry.0 += 1;
                 entry.1 += u64::from(error);
             };
@@ -133,14 +142,18 @@ pub fn link(traces: &[Vec<LogRecord>], links: &mut BTreeMap<(String, String), (u
 }
 
 /// The links as Zipkin lists them.
-pub fn list(links: BTreeMap<(String, String), (u64, u64)>) -> Vec<Link> {
+pub fn list(links: Links) -> Vec<Link> {
     links
         .into_iter()
-        .map(|((parent, child), (calls, errors))| Link {
-            parent,
-            child,
-            call_count: calls,
-            error_count: errors,
+        .flat_map(|(parent, callees)| {
+            callees
+                .into_iter()
+                .map(move |(child, (calls, errors))| Link {
+                    parent: parent.clone(),
+                    child,
+                    call_count: calls,
+                    error_count: errors,
+                })
         })
         .collect()
 }
@@ -181,6 +194,36 @@ mod tests {
         let mut links = BTreeMap::new();
         link(traces, &mut links);
         list(links)
+    }
+
+    #[test]
+    fn a_caller_is_never_taken_from_a_local_span_too_far_up() {
+        // A server span under 70 local spans of service a, called by c.
+        let mut spans: Vec<String> = (1..=70u64)
+            .map(|i| {
+                let parent = if i == 1 {
+                    String::new()
+                } else {
+                    format!(r#""parentId":"{:016x}","#, i - 1)
+                };
+                format!(
+                    r#"{{"traceId":"aaaaaaaaaaaaaaaa",{parent}"id":"{i:016x}","localEndpoint":{{"serviceName":"a"}}}}"#
+                )
+            })
+            .collect();
+        spans.push(
+            r#"{"traceId":"aaaaaaaaaaaaaaaa","parentId":"0000000000000046","id":"00000000000000ff","kind":"SERVER","localEndpoint":{"serviceName":"b"},"remoteEndpoint":{"serviceName":"c"}}"#.into(),
+        );
+        let deep = trace(&format!("[{}]", spans.join(",")));
+        assert_eq!(
+            links(&[deep]),
+            [Link {
+                parent: "c".into(),
+                child: "b".into(),
+                call_count: 1,
+                error_count: 0
+            }]
+        );
     }
 
     #[test]

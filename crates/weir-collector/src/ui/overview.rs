@@ -40,7 +40,7 @@ pub fn page(store: &dyn Store, asked: &Asked, now_ns: i64) -> Result<Page, Failu
             .map(|(_, b)| b.iter().sum::<u64>())
             .sum::<u64>()
     };
-    sources.sort_by_key(|s| std::cmp::Reverse(stored_of(s) + dropped_of(s)));
+    sources.sort_by_cached_key(|s| std::cmp::Reverse(stored_of(s) + dropped_of(s)));
     let mut body = String::new();
     let _ = write!(
         body,

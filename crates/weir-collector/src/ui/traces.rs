@@ -67,12 +67,14 @@ pub fn search(store: &dyn Store, asked: &Asked, now_ns: i64) -> Result<Page, Fai
     let _ = write!(
         body,
         "<label>operation <input name=\"spanName\" value=\"{}\" size=\"18\"></label>\
+         <label>calls <input name=\"remoteServiceName\" value=\"{}\" placeholder=\"remote service\" size=\"14\"></label>\
          <label>tags <input name=\"annotationQuery\" value=\"{}\" placeholder=\"error and http.status_code=500\" size=\"28\"></label>\
          <label>min duration <input name=\"minDuration\" value=\"{}\" placeholder=\"100ms\" size=\"7\"></label>\
          <label>max duration <input name=\"maxDuration\" value=\"{}\" placeholder=\"2s\" size=\"7\"></label>\
          <label>limit <input name=\"limit\" value=\"{limit}\" size=\"4\"></label>\
          <input type=\"hidden\" name=\"lookback\" value=\"{}\"><button type=\"submit\">Find traces</button></form>",
         value("spanName"),
+        value("remoteServiceName"),
         value("annotationQuery"),
         value("minDuration"),
         value("maxDuration"),
@@ -81,6 +83,7 @@ pub fn search(store: &dyn Store, asked: &Asked, now_ns: i64) -> Result<Page, Fai
     let keep: Vec<(&str, &str)> = [
         "serviceName",
         "spanName",
+        "remoteServiceName",
         "annotationQuery",
         "minDuration",
         "maxDuration",

@@ -79,18 +79,27 @@ fn a_sink_that_starts_waiting_keeps_what_it_was_not_acknowledged_across_a_crash(
     assert_eq!(distinct(&accepted(&up)), (0..6000).collect::<Vec<_>>());
 }
 
+/// 6 MB of lines: six times what `down`'s buffer may hold while it waits.
+const TOTAL: usize = 100_000;
+
+/// An agent whose `out` has had every line of `dir`'s log, and whose
+/// `down` waits (in a lane of its own, stuck within its first MiB) for a
+/// destination on the port returned.
+fn down_and_stuck(dir: &Scratch) -> (std::path::PathBuf, Receiver, u16, Agent) {
+    let log = dir.join("app.log");
+    std::fs::write(&log, (0..TOTAL).map(line).collect::<String>()).unwrap();
+    let up = Receiver::start(Arc::new(|_| Answer::Accept)).unwrap();
+    let down_port = free_port();
+    let agent = Agent::start(dir, &two_sinks(dir, &log, &up, down_port, WAITS_SMALL));
+    wait_for_all(&up, TOTAL, Duration::from_secs(60), &agent);
+    (log, up, down_port, agent)
+}
+
 #[test]
 fn a_sink_that_stops_waiting_on_a_reload_goes_on_from_its_own_place() {
     let dir = Scratch::new("lanes-merge");
-    let log = dir.join("app.log");
-    // 6 MB: six times what `down`'s buffer may hold while it waits.
-    let total = 100_000;
-    std::fs::write(&log, (0..total).map(line).collect::<String>()).unwrap();
-    let up = Receiver::start(Arc::new(|_| Answer::Accept)).unwrap();
-    let down_port = free_port();
-    let agent = Agent::start(&dir, &two_sinks(&dir, &log, &up, down_port, WAITS_SMALL));
-    // `out` has everything; `down`'s lane is stuck within its first MiB.
-    wait_for_all(&up, total, Duration::from_secs(60), &agent);
+    let (log, up, down_port, agent) = down_and_stuck(&dir);
+    let total = TOTAL;
     // `down` stops waiting. The shared lane is at the end of the file:
     // were `down` to join it, it would never get the rest.
     reload(&dir, &agent, &two_sinks(&dir, &log, &up, down_port, DROPS));
@@ -108,13 +117,8 @@ fn a_sink_that_stops_waiting_on_a_reload_goes_on_from_its_own_place() {
 #[test]
 fn a_sink_that_stops_waiting_across_a_restart_goes_on_from_its_own_place() {
     let dir = Scratch::new("lanes-restart");
-    let log = dir.join("app.log");
-    let total = 100_000;
-    std::fs::write(&log, (0..total).map(line).collect::<String>()).unwrap();
-    let up = Receiver::start(Arc::new(|_| Answer::Accept)).unwrap();
-    let down_port = free_port();
-    let agent = Agent::start(&dir, &two_sinks(&dir, &log, &up, down_port, WAITS_SMALL));
-    wait_for_all(&up, total, Duration::from_secs(60), &agent);
+    let (log, up, down_port, agent) = down_and_stuck(&dir);
+    let total = TOTAL;
     let (code, said) = agent.stop();
     assert_eq!(code, Some(0), "{said}");
     // Started again with `down` no longer waiting: its checkpoints, not the
