@@ -12,14 +12,14 @@
 
 use std::fmt::Write as _;
 use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::measure::{self, CpuTimes};
+use super::measure;
+use super::receive::{Run, delivered};
 use super::stats::median;
 use super::workdir::{Setup, WorkDir};
 
@@ -57,13 +57,6 @@ pub struct Options {
 
 const LINE_LEN: u64 = 100;
 const MIB: f64 = 1024.0 * 1024.0;
-
-#[derive(Debug, Clone, Serialize)]
-struct Run {
-    wall_s: f64,
-    cpu: CpuTimes,
-    peak_rss_kib: u64,
-}
 
 #[derive(Debug, Clone, Serialize)]
 struct Variant {
@@ -314,19 +307,6 @@ fn wait_delivered(
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-}
-
-fn delivered(port: u16) -> Option<u64> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .ok()?;
-    let mut text = String::new();
-    stream.read_to_string(&mut text).ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("weir_sink_records_total{sink=\"out\"} "))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .map(|v| v as u64)
 }
 
 fn targets(variants: &[Variant], one_core: bool) -> Vec<Target> {
