@@ -138,11 +138,13 @@ pub mod decode_cost {
     use crate::source::decode_cost::{Count, Field, JsonObjects, MessageType};
 
     /// The structs Zipkin's JSON objects decode into: a span's, and
-    /// inside it endpoints, annotations and the tags (a tree of strings).
+    /// inside it endpoints, annotations and the tags, a tree of strings
+    /// whose every entry is a node's share and two strings.
     pub const JSON_OBJECTS: JsonObjects = JsonObjects {
         outer_depth: 1,
         outer_size: size_of::<super::Span>(),
         inner_size: 64 + size_of::<super::Endpoint>() + size_of::<super::Annotation>(),
+        inner_member_size: 2 * size_of::<String>() + 64,
     };
 
     pub static LIST_OF_SPANS: MessageType = MessageType {

@@ -530,6 +530,45 @@ fn retention_forgets_the_sources_it_left_without_records() {
 }
 
 #[test]
+fn the_newest_source_is_kept_so_its_id_is_never_given_again() {
+    let dir = temp_dir("newest-source");
+    let path = dir.join("weir.db");
+    let t = now_ns();
+    {
+        let store = SqliteStore::open(&path, keep_all()).unwrap();
+        store
+            .append(&logs_from(t - SECOND, 10, "web", "new"))
+            .unwrap();
+        // The newest source, whose records are all too old.
+        store
+            .append(&logs_from(t - 3600 * SECOND, 10, "late", "old"))
+            .unwrap();
+    }
+    let store =
+        SqliteStore::open(&path, Retention::new(Duration::from_secs(60), 1 << 40, 0)).unwrap();
+    store.enforce_retention().unwrap();
+    assert_eq!(store.stats().unwrap().logs, 10);
+    assert_eq!(
+        store.stats().unwrap().sources,
+        2,
+        "late is kept: its id is the highest"
+    );
+    // A new source gets a new id: its records are its own.
+    store.append(&logs_from(t, 5, "fresh", "fresh")).unwrap();
+    let fresh = store
+        .logs(&LogQuery {
+            sources: SourceFilter {
+                container: Some("fresh".into()),
+                ..SourceFilter::default()
+            },
+            ..everything(t - 7200 * SECOND, t + SECOND)
+        })
+        .unwrap();
+    assert_eq!(fresh.records.len(), 5);
+    assert_eq!(store.stats().unwrap().sources, 3);
+}
+
+#[test]
 fn a_filtered_tail_steps_past_records_that_do_not_match() {
     let dir = temp_dir("tail");
     let store = SqliteStore::open(&dir.join("weir.db"), keep_all()).unwrap();

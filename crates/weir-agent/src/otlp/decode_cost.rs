@@ -22,6 +22,7 @@ pub const JSON_OBJECTS: JsonObjects = JsonObjects {
         max(size_of::<proto::SpanLink>(), size_of::<proto::SpanEvent>()),
         max(size_of::<proto::KeyValue>(), size_of::<proto::Status>()),
     ),
+    inner_member_size: 0,
 };
 
 const fn max(a: usize, b: usize) -> usize {

@@ -189,7 +189,9 @@ impl Running {
                 lane.stop();
             }
         }
-        // Sinks.
+        // Sinks. What cannot be changed is said, and the rest goes on: a
+        // sink that fails keeps what it had, or is left out.
+        let mut failure = None;
         let names: Vec<String> = self.sinks.keys().cloned().collect();
         for name in names {
             let Some(wanted) = new.sinks.get(&name) else {
@@ -200,36 +202,105 @@ impl Running {
             if *wanted == self.sinks[&name].config {
                 continue;
             }
-            let old = self.sinks.remove(&name).expect("listed above");
-            // Stop delivering; what was in flight is sent again.
-            old.stop.store(true, Ordering::Relaxed);
-            let _ = old.handle.join();
-            old.buffer.rewind();
-            if old.buffer.reconfigure(&wanted.buffer) {
-                let runtime = start_sink(&data_dir, &name, wanted, old.buffer, &extensions)?;
-                self.sinks.insert(name, runtime);
-                continue;
+            if let Err(e) = self.change_sink(&data_dir, &name, wanted, &extensions, drain) {
+                failure.get_or_insert(e);
             }
+        }
+        for (name, wanted) in &new.sinks {
+            if !self.sinks.contains_key(name) {
+                let started = open_buffer(&data_dir, name, wanted).and_then(|buffer| {
+                    start_sink(&data_dir, name, wanted, Arc::new(buffer), &extensions)
+                });
+                match started {
+                    Ok(runtime) => {
+                        self.sinks.insert(name.clone(), runtime);
+                    }
+                    Err(e) => {
+                        failure.get_or_insert(e);
+                    }
+                }
+            }
+        }
+        // Transforms keep their counters across a reload.
+        self.transform_metrics
+            .retain(|name, _| new.transforms.contains_key(name));
+        for name in new.transforms.keys() {
+            self.transform_metrics
+                .entry(name.clone())
+                .or_insert_with(|| Arc::new(TransformMetrics::default()));
+        }
+        // Sources: new routes for the lanes that stay, a start for the
+        // others.
+        for (name, wanted) in &new.sources {
+            if let Err(e) = self.apply_lanes(&data_dir, name, wanted, new) {
+                failure.get_or_insert(e);
+            }
+        }
+        self.config = AgentConfig {
+            data_dir,
+            api: self.config.api.clone(),
+            ..new.clone()
+        };
+        *self.registry.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(self.build_registry());
+        failure.map_or(Ok(()), Err)
+    }
+
+    /// Moves running sink `name` to `wanted`: its buffer takes the new
+    /// limits in place, or its records move to a buffer of the other kind
+    /// (or stay on disk). Should that fail, the sink starts again as it
+    /// was, with its buffer; should that fail too, it is left out and what
+    /// its buffer holds is said.
+    fn change_sink(
+        &mut self,
+        data_dir: &Path,
+        name: &str,
+        wanted: &SinkConfig,
+        extensions: &Extensions,
+        drain: Duration,
+    ) -> Result<(), StartError> {
+        let old = self.sinks.remove(name).expect("a running sink");
+        // Stop delivering; what was in flight is sent again.
+        old.stop.store(true, Ordering::Relaxed);
+        let _ = old.handle.join();
+        old.buffer.rewind();
+        let changed = if old.buffer.reconfigure(&wanted.buffer) {
+            start_sink(data_dir, name, wanted, Arc::clone(&old.buffer), extensions)
+                .map(|runtime| (runtime, None))
+        } else {
             // Memory ↔ disk. The new buffer's delivery starts first, so
             // moving records into it cannot wait on a full buffer forever.
-            let opened = open_buffer(&data_dir, &name, wanted).and_then(|buffer| {
+            open_buffer(data_dir, name, wanted).and_then(|buffer| {
                 let buffer = Arc::new(buffer);
-                start_sink(&data_dir, &name, wanted, Arc::clone(&buffer), &extensions)
-                    .map(|runtime| (buffer, runtime))
-            });
-            let (new_buffer, runtime) = match opened {
-                Ok(opened) => opened,
-                Err(e) => {
-                    // The sink goes on as it was: the sources still feed
-                    // its buffer.
-                    let again = start_sink(&data_dir, &name, &old.config, old.buffer, &extensions)?;
-                    self.sinks.insert(name, again);
-                    return Err(e);
+                start_sink(data_dir, name, wanted, Arc::clone(&buffer), extensions)
+                    .map(|runtime| (runtime, Some(buffer)))
+            })
+        };
+        let (runtime, new_buffer) = match changed {
+            Ok(changed) => changed,
+            Err(e) => {
+                match start_sink(
+                    data_dir,
+                    name,
+                    &old.config,
+                    Arc::clone(&old.buffer),
+                    extensions,
+                ) {
+                    Ok(again) => {
+                        self.sinks.insert(name.to_owned(), again);
+                    }
+                    Err(again) => {
+                        eprintln!("weir: sink {name}: could not start again as it was: {again}");
+                        let _ = old.buffer.close();
+                        report_undelivered(name, &old.buffer, "when it could not start again");
+                    }
                 }
-            };
+                return Err(e);
+            }
+        };
+        if let Some(new_buffer) = new_buffer {
             if old.buffer.is_durable() {
-                // Disk to memory: what waits stays on disk, in its directory,
-                // for when the sink has a disk buffer again.
+                // Disk to memory: what waits stays on disk, in its
+                // directory, for when the sink has a disk buffer again.
                 let held = old.buffer.stats().held;
                 if held.records > 0 {
                     eprintln!(
@@ -245,36 +316,10 @@ impl Running {
                     eprintln!("weir: sink {name}: {moved} records moved to its disk buffer");
                 }
                 let _ = old.buffer.close();
-                report_undelivered(&name, &old.buffer, "when its buffer was replaced");
-            }
-            self.sinks.insert(name, runtime);
-        }
-        for (name, wanted) in &new.sinks {
-            if !self.sinks.contains_key(name) {
-                let buffer = Arc::new(open_buffer(&data_dir, name, wanted)?);
-                let runtime = start_sink(&data_dir, name, wanted, buffer, &extensions)?;
-                self.sinks.insert(name.clone(), runtime);
+                report_undelivered(name, &old.buffer, "when its buffer was replaced");
             }
         }
-        // Transforms keep their counters across a reload.
-        self.transform_metrics
-            .retain(|name, _| new.transforms.contains_key(name));
-        for name in new.transforms.keys() {
-            self.transform_metrics
-                .entry(name.clone())
-                .or_insert_with(|| Arc::new(TransformMetrics::default()));
-        }
-        // Sources: new routes for the lanes that stay, a start for the
-        // others.
-        for (name, wanted) in &new.sources {
-            self.apply_lanes(&data_dir, name, wanted, new)?;
-        }
-        self.config = AgentConfig {
-            data_dir,
-            api: self.config.api.clone(),
-            ..new.clone()
-        };
-        *self.registry.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(self.build_registry());
+        self.sinks.insert(name.to_owned(), runtime);
         Ok(())
     }
 
@@ -289,10 +334,16 @@ impl Running {
         wanted: &SourceConfig,
         config: &AgentConfig,
     ) -> Result<(), StartError> {
+        // The sinks it feeds that run: one a failed reload left out has no
+        // lane, lest its checkpoints move past what it never got.
         let mut reached = Vec::new();
-        routes_from(name, config, &self.transform_metrics, &mut reached, &|_| {
-            true
-        });
+        routes_from(
+            name,
+            config,
+            &self.transform_metrics,
+            &mut reached,
+            &|sink| self.sinks.contains_key(sink),
+        );
         let mut running = match self.sources.remove(name) {
             Some(source) => source.lanes,
             None => BTreeMap::new(),
@@ -401,12 +452,13 @@ impl Running {
     /// the buffers of the running sinks among `sinks`.
     fn output_for(&self, name: &str, config: &AgentConfig, sinks: &[String]) -> Output {
         let mut reached = Vec::new();
+        // A sink a failed reload left out is not fed.
         let routes = routes_from(
             name,
             config,
             &self.transform_metrics,
             &mut reached,
-            &|sink| sinks.iter().any(|s| s == sink),
+            &|sink| sinks.iter().any(|s| s == sink) && self.sinks.contains_key(sink),
         );
         let fed = reached
             .iter()

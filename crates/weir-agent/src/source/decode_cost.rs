@@ -56,17 +56,25 @@ pub struct JsonObjects {
     pub outer_depth: usize,
     /// …take at most this many bytes each,
     pub outer_size: usize,
-    /// and the deeper ones at most this many.
+    /// and the deeper ones at most this many,
     pub inner_size: usize,
+    /// and each member of a deeper one this many more (a map's entry; 0
+    /// where members are fields of a struct).
+    pub inner_member_size: usize,
 }
 
+/// Nesting tracked this deep; deeper objects count as array elements.
+const MAX_JSON_DEPTH: usize = 256;
+
 /// Bytes decoding a JSON `body` would take: each object as the largest
-/// struct it can be at its depth (which more than covers the room growing
-/// vectors keep: many objects are fields of another struct, not
-/// allocations of their own), and each array as a vector.
+/// struct it can be at its depth, twice that as an array's element (the
+/// room a growing vector keeps), each member of a deep object as a map
+/// entry where the protocol has maps, and each array as a vector.
 pub fn json(body: &[u8], objects: JsonObjects) -> usize {
     let mut in_string = false;
     let mut escaped = false;
+    // Whether each open container is an array, outermost first.
+    let mut open: Vec<bool> = Vec::new();
     let mut depth = 0usize;
     let mut structs = 0usize;
     for &byte in body {
@@ -83,14 +91,34 @@ pub fn json(body: &[u8], objects: JsonObjects) -> usize {
             b'"' => in_string = true,
             b'{' => {
                 depth += 1;
-                structs = structs.saturating_add(if depth <= objects.outer_depth {
+                let size = if depth <= objects.outer_depth {
                     objects.outer_size
                 } else {
                     objects.inner_size
-                });
+                };
+                let in_array =
+                    open.last().copied().unwrap_or(false) || open.len() >= MAX_JSON_DEPTH;
+                structs = structs.saturating_add(if in_array { 2 * size } else { size });
+                if open.len() < MAX_JSON_DEPTH {
+                    open.push(false);
+                }
             }
-            b'}' => depth = depth.saturating_sub(1),
-            b'[' => structs = structs.saturating_add(size_of::<Vec<u8>>()),
+            b'[' => {
+                structs = structs.saturating_add(size_of::<Vec<u8>>());
+                if open.len() < MAX_JSON_DEPTH {
+                    open.push(true);
+                }
+            }
+            b'}' => {
+                depth = depth.saturating_sub(1);
+                open.pop();
+            }
+            b']' => {
+                open.pop();
+            }
+            b':' if depth > objects.outer_depth => {
+                structs = structs.saturating_add(objects.inner_member_size);
+            }
             _ => {}
         }
     }
@@ -241,8 +269,15 @@ mod tests {
             outer_depth: 1,
             outer_size: 100,
             inner_size: 10,
+            inner_member_size: 1,
         };
+        // Two outer objects in an array (twice each); an inner one in an
+        // array (twice) with a member, holding one that is not (once); two
+        // arrays.
         let body = br#"[{"a":"{[\"}"},{"b":[1,{"c":{}}]}]"#;
-        assert_eq!(json(body, objects), body.len() + 2 * 100 + 2 * 10 + 2 * 24);
+        assert_eq!(
+            json(body, objects),
+            body.len() + 2 * 2 * 100 + 2 * 10 + 10 + 1 + 2 * 24
+        );
     }
 }

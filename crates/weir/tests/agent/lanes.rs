@@ -166,8 +166,10 @@ fn a_reload_that_fails_leaves_the_sources_reading_and_the_agent_stoppable() {
     append_lines(&log, 1000..2000);
     wait_for_all(&up, 2000, Duration::from_secs(30), &agent);
     // That sink asked to move to a disk buffer that cannot be made: it
-    // goes on with its memory buffer, delivered as before.
+    // goes on with its memory buffer, delivered as before; and the rest of
+    // the file (a new file sink) is applied all the same.
     std::fs::write(data.join("buffers/out"), "not a directory").unwrap();
+    let copy = dir.join("copy.ndjson");
     let to_disk = config(
         &data,
         None,
@@ -176,7 +178,8 @@ fn a_reload_that_fails_leaves_the_sources_reading_and_the_agent_stoppable() {
                 "app",
                 &format!("http://{}/ingest", up.addr),
                 "buffer = { type = \"disk\" }",
-            )),
+            )
+            + &file_sink("app", &copy).replacen("[sinks.out]", "[sinks.copy]", 1)),
     );
     std::fs::write(dir.join("weir.toml"), to_disk).unwrap();
     agent.hup();
@@ -185,6 +188,9 @@ fn a_reload_that_fails_leaves_the_sources_reading_and_the_agent_stoppable() {
     });
     append_lines(&log, 2000..3000);
     wait_for_all(&up, 3000, Duration::from_secs(30), &agent);
+    wait_for(Duration::from_secs(10), "the new file sink", || {
+        std::fs::read_to_string(&copy).is_ok_and(|t| t.lines().count() == 1000)
+    });
     // And stopping does not wait on a lane left parked.
     let mut agent = agent;
     // SAFETY: signalling our own child.

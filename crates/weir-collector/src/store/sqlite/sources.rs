@@ -69,8 +69,8 @@ impl Allowed {
 impl Sources {
     /// Reads the sources added since the last look, or all of them again
     /// once the writer has forgotten some since (it never gives an id
-    /// again). A reader on an older snapshot than the copy's never takes
-    /// it back.
+    /// again). A reader on an older snapshot than the copy's neither takes
+    /// it back nor adds to it.
     pub fn refresh(&self, connection: &Connection) -> rusqlite::Result<()> {
         let generation: i64 = connection
             .prepare_cached(
@@ -100,6 +100,11 @@ impl Sources {
             return Ok(());
         }
         let mut known = self.known.write().unwrap_or_else(|e| e.into_inner());
+        if known.generation != generation {
+            // Read again whole since, from a newer snapshot: these rows
+            // may be gone from it.
+            return Ok(());
+        }
         for (id, source) in rows {
             known.newest = known.newest.max(id);
             known.rows.insert(id, Arc::new(source));
