@@ -128,6 +128,47 @@ pub fn distinct(values: &[usize]) -> Vec<usize> {
     unique
 }
 
+/// A loopback port held until it is let go: bound without listening, so a
+/// connection to it is refused, as to a destination that is down, and no
+/// other test can take it meanwhile (as it could a [`free_port`] during a
+/// long outage).
+pub struct HeldPort {
+    pub port: u16,
+    socket: std::os::fd::OwnedFd,
+}
+
+impl HeldPort {
+    pub fn new() -> HeldPort {
+        use std::os::fd::FromRawFd;
+        // SAFETY: a fresh socket, bound and asked its address with
+        // correctly sized structures; the fd is owned from here on.
+        unsafe {
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+            assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+            let socket = std::os::fd::OwnedFd::from_raw_fd(fd);
+            let mut address: libc::sockaddr_in = std::mem::zeroed();
+            address.sin_family = libc::AF_INET as libc::sa_family_t;
+            address.sin_addr.s_addr = u32::from_ne_bytes([127, 0, 0, 1]);
+            let size = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            let bound = libc::bind(fd, (&raw const address).cast(), size);
+            assert_eq!(bound, 0, "bind: {}", std::io::Error::last_os_error());
+            let mut len = size;
+            libc::getsockname(fd, (&raw mut address).cast(), &mut len);
+            HeldPort {
+                port: u16::from_be(address.sin_port),
+                socket,
+            }
+        }
+    }
+
+    /// Lets the port go and listens on it: the destination comes back.
+    pub fn receive(self, script: weir_agent::receiver::Script) -> Receiver {
+        let port = self.port;
+        drop(self.socket);
+        Receiver::start_on(port, script).unwrap()
+    }
+}
+
 /// A loopback port nobody listens on (at the moment of asking).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -56,7 +56,8 @@ fn a_sink_that_starts_waiting_keeps_what_it_was_not_acknowledged_across_a_crash(
     let log = dir.join("app.log");
     std::fs::write(&log, (0..5000).map(line).collect::<String>()).unwrap();
     let up = Receiver::start(Arc::new(|_| Answer::Accept)).unwrap();
-    let down_port = free_port();
+    let down = HeldPort::new();
+    let down_port = down.port;
     // Both sinks drop when full: one lane reads for both, and `down`'s
     // buffer holds all it read, unacknowledged.
     let agent = Agent::start(&dir, &two_sinks(&dir, &log, &up, down_port, DROPS));
@@ -70,7 +71,7 @@ fn a_sink_that_starts_waiting_keeps_what_it_was_not_acknowledged_across_a_crash(
     // A crash loses `down`'s memory buffer: none of it was acknowledged,
     // so its lane must read all of it again.
     agent.kill();
-    let late = Receiver::start_on(down_port, Arc::new(|_| Answer::Accept)).unwrap();
+    let late = down.receive(Arc::new(|_| Answer::Accept));
     let agent = Agent::start(&dir, &two_sinks(&dir, &log, &up, down_port, waits));
     wait_for_all(&late, 6000, Duration::from_secs(30), &agent);
     let (code, said) = agent.stop();
@@ -85,25 +86,27 @@ const TOTAL: usize = 100_000;
 /// An agent whose `out` has had every line of `dir`'s log, and whose
 /// `down` waits (in a lane of its own, stuck within its first MiB) for a
 /// destination on the port returned.
-fn down_and_stuck(dir: &Scratch) -> (std::path::PathBuf, Receiver, u16, Agent) {
+fn down_and_stuck(dir: &Scratch) -> (std::path::PathBuf, Receiver, HeldPort, Agent) {
     let log = dir.join("app.log");
     std::fs::write(&log, (0..TOTAL).map(line).collect::<String>()).unwrap();
     let up = Receiver::start(Arc::new(|_| Answer::Accept)).unwrap();
-    let down_port = free_port();
+    let down = HeldPort::new();
+    let down_port = down.port;
     let agent = Agent::start(dir, &two_sinks(dir, &log, &up, down_port, WAITS_SMALL));
     wait_for_all(&up, TOTAL, Duration::from_secs(60), &agent);
-    (log, up, down_port, agent)
+    (log, up, down, agent)
 }
 
 #[test]
 fn a_sink_that_stops_waiting_on_a_reload_goes_on_from_its_own_place() {
     let dir = Scratch::new("lanes-merge");
-    let (log, up, down_port, agent) = down_and_stuck(&dir);
+    let (log, up, down, agent) = down_and_stuck(&dir);
+    let down_port = down.port;
     let total = TOTAL;
     // `down` stops waiting. The shared lane is at the end of the file:
     // were `down` to join it, it would never get the rest.
     reload(&dir, &agent, &two_sinks(&dir, &log, &up, down_port, DROPS));
-    let late = Receiver::start_on(down_port, Arc::new(|_| Answer::Accept)).unwrap();
+    let late = down.receive(Arc::new(|_| Answer::Accept));
     wait_for_all(&late, total, Duration::from_secs(60), &agent);
     let (code, said) = agent.stop();
     assert_eq!(code, Some(0), "{said}");
@@ -117,13 +120,14 @@ fn a_sink_that_stops_waiting_on_a_reload_goes_on_from_its_own_place() {
 #[test]
 fn a_sink_that_stops_waiting_across_a_restart_goes_on_from_its_own_place() {
     let dir = Scratch::new("lanes-restart");
-    let (log, up, down_port, agent) = down_and_stuck(&dir);
+    let (log, up, down, agent) = down_and_stuck(&dir);
+    let down_port = down.port;
     let total = TOTAL;
     let (code, said) = agent.stop();
     assert_eq!(code, Some(0), "{said}");
     // Started again with `down` no longer waiting: its checkpoints, not the
     // shared lane's, say where it goes on from.
-    let late = Receiver::start_on(down_port, Arc::new(|_| Answer::Accept)).unwrap();
+    let late = down.receive(Arc::new(|_| Answer::Accept));
     let agent = Agent::start(&dir, &two_sinks(&dir, &log, &up, down_port, DROPS));
     wait_for_all(&late, total, Duration::from_secs(60), &agent);
     let (code, said) = agent.stop();

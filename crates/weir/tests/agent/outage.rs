@@ -21,12 +21,9 @@ fn peak_rss_kib(pid: u32) -> u64 {
 #[test]
 fn a_minute_long_outage_loses_nothing_and_memory_stays_bounded() {
     let dir = Scratch::new("outage");
-    // Reserve a port, and leave it closed: the destination is down.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // The destination is down: its port is held, and refuses.
+    let down = HeldPort::new();
+    let port = down.port;
     let log = dir.join("app.log");
     std::fs::write(&log, "").unwrap();
     let uri = format!("http://127.0.0.1:{port}/ingest");
@@ -57,7 +54,7 @@ fn a_minute_long_outage_loses_nothing_and_memory_stays_bounded() {
     let outage = Duration::from_secs(60);
     std::thread::sleep(outage.saturating_sub(started.elapsed()));
     let rss_during = peak_rss_kib(agent.child.id());
-    let receiver = Receiver::start_on(port, Arc::new(|_| Answer::Accept)).unwrap();
+    let receiver = down.receive(Arc::new(|_| Answer::Accept));
     wait_for_all(&receiver, total, Duration::from_secs(120), &agent);
     let rss_after = peak_rss_kib(agent.child.id());
     let (code, said) = agent.stop();

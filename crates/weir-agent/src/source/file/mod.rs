@@ -67,6 +67,9 @@ pub struct Handover {
 /// Bytes read from one file before the others get their turn, and handed
 /// to the buffers at once: after a crash at most this much is read again.
 const READ_CHUNK: usize = 64 << 10;
+/// How long a stopping source waits for what it handed over to be
+/// acknowledged, at most, before it writes its last checkpoints.
+const ACKNOWLEDGED_AT_STOP: Duration = Duration::from_secs(1);
 /// How often the checkpoints are synced to disk while they move.
 const CHECKPOINT_SYNC_EVERY: Duration = Duration::from_secs(1);
 /// Bytes two files must share at their start for one to count as the
@@ -204,7 +207,15 @@ impl Tail {
                 thread::sleep(self.config.poll.min(Duration::from_millis(100)));
             }
         }
+        // What was handed over is being delivered still: the checkpoints
+        // follow its acknowledgements a little longer, so that the next
+        // start sends again as little as it can.
+        let deadline = Instant::now() + ACKNOWLEDGED_AT_STOP;
         self.commit_acknowledged();
+        while self.files.values().any(|t| !t.pending.is_empty()) && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(10));
+            self.commit_acknowledged();
+        }
         self.store_checkpoints(true);
     }
 
