@@ -29,7 +29,8 @@ fn a_damaged_disk_buffer_is_cut_counted_and_the_rest_delivered() {
     let lines: String = (0..total).map(line).collect();
     std::fs::write(&log, &lines).unwrap();
     // The destination is down: everything stays in the disk buffer.
-    let port = free_port();
+    let down = HeldPort::new();
+    let port = down.port;
     let agent = Agent::start(&dir, &agent_config(&dir, &log, port, free_port()));
     let buffer = dir.join("data/buffers/out");
     wait_for(
@@ -74,7 +75,7 @@ fn a_damaged_disk_buffer_is_cut_counted_and_the_rest_delivered() {
     assert_eq!(verify.status.code(), Some(1), "verify finds the damage");
     assert!(String::from_utf8_lossy(&verify.stdout).contains("checksum mismatch"));
     // Now the destination is up.
-    let receiver = Receiver::start_on(port, Arc::new(|_| Answer::Accept)).unwrap();
+    let receiver = down.receive(Arc::new(|_| Answer::Accept));
     let api = free_port();
     let agent = Agent::start(&dir, &agent_config(&dir, &log, port, api));
     const CUT: &str = "weir_dropped_records_total{sink=\"out\",reason=\"buffer_damaged\"}";

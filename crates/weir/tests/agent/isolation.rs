@@ -14,7 +14,8 @@ fn a_sink_that_is_down_holds_back_only_itself() {
     // 6 MB: six times what the down sink's buffer may hold.
     let total = 100_000;
     std::fs::write(&log, (0..total).map(line).collect::<String>()).unwrap();
-    let down_port = free_port();
+    let down = HeldPort::new();
+    let down_port = down.port;
     let receiver = Receiver::start(Arc::new(|_| Answer::Accept)).unwrap();
     let buffer = "buffer = { type = \"memory\", max_size = \"1MiB\", when_full = \"block\" }";
     let api = free_port();
@@ -46,7 +47,7 @@ fn a_sink_that_is_down_holds_back_only_itself() {
     assert_eq!(read("out"), total as f64, "{metrics}");
     assert!(read("down") < total as f64 / 2.0, "{metrics}");
     // The down sink comes back and gets everything, in order, once.
-    let late = Receiver::start_on(down_port, Arc::new(|_| Answer::Accept)).unwrap();
+    let late = down.receive(Arc::new(|_| Answer::Accept));
     wait_for_all(&late, total, Duration::from_secs(60), &agent);
     let (code, said) = agent.stop();
     assert_eq!(code, Some(0), "{said}");
