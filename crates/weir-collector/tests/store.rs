@@ -27,6 +27,29 @@ fn keep_all() -> Retention {
     Retention::new(Duration::from_secs(365 * 24 * 3600), 1 << 40, 0)
 }
 
+/// The store at `path`, opened to keep records for a minute.
+fn keeping_a_minute(path: &std::path::Path) -> SqliteStore {
+    SqliteStore::open(path, Retention::new(Duration::from_secs(60), 1 << 40, 0)).unwrap()
+}
+
+/// The records of `container` from the last two hours before `t`.
+fn of_container(
+    store: &SqliteStore,
+    container: &str,
+    t: i64,
+) -> Vec<weir_collector::store::StoredLog> {
+    store
+        .logs(&LogQuery {
+            sources: SourceFilter {
+                container: Some(container.into()),
+                ..SourceFilter::default()
+            },
+            ..everything(t - 7200 * SECOND, t + SECOND)
+        })
+        .unwrap()
+        .records
+}
+
 fn log(time_ns: i64, container: &str, body: &str) -> LogRecord {
     LogRecord {
         time_ns,
@@ -405,8 +428,7 @@ fn retention_deletes_what_is_too_old_and_keeps_the_size_bound() {
         store.append(&old).unwrap();
         store.append(&new).unwrap();
     }
-    let store =
-        SqliteStore::open(&path, Retention::new(Duration::from_secs(60), 1 << 40, 0)).unwrap();
+    let store = keeping_a_minute(&path);
     let deleted = store.enforce_retention().unwrap();
     assert_eq!((deleted.aged, deleted.evicted), (1000, 0));
     let left = store
@@ -492,8 +514,7 @@ fn retention_forgets_the_sources_it_left_without_records() {
         store.append(&spans_of("new-service", t - SECOND)).unwrap();
         (old, store.stats().unwrap().sources)
     };
-    let store =
-        SqliteStore::open(&path, Retention::new(Duration::from_secs(60), 1 << 40, 0)).unwrap();
+    let store = keeping_a_minute(&path);
     // A reader knows every source before retention runs.
     assert_eq!(
         store.services(&Scope::All).unwrap(),
@@ -515,17 +536,9 @@ fn retention_forgets_the_sources_it_left_without_records() {
     );
     // A source that comes back is a source again.
     store.append(&logs_from(t, 10, "gone", "back")).unwrap();
-    let back = store
-        .logs(&LogQuery {
-            sources: SourceFilter {
-                container: Some("gone".into()),
-                ..SourceFilter::default()
-            },
-            ..everything(t - 7200 * SECOND, t + SECOND)
-        })
-        .unwrap();
-    assert_eq!(back.records.len(), 10);
-    assert!(back.records.iter().all(|r| r.record.body == b"back"));
+    let back = of_container(&store, "gone", t);
+    assert_eq!(back.len(), 10);
+    assert!(back.iter().all(|r| r.record.body == b"back"));
     assert_eq!(store.stats().unwrap().sources, all - old + 1);
 }
 
@@ -544,8 +557,7 @@ fn the_newest_source_is_kept_so_its_id_is_never_given_again() {
             .append(&logs_from(t - 3600 * SECOND, 10, "late", "old"))
             .unwrap();
     }
-    let store =
-        SqliteStore::open(&path, Retention::new(Duration::from_secs(60), 1 << 40, 0)).unwrap();
+    let store = keeping_a_minute(&path);
     store.enforce_retention().unwrap();
     assert_eq!(store.stats().unwrap().logs, 10);
     assert_eq!(
@@ -555,16 +567,7 @@ fn the_newest_source_is_kept_so_its_id_is_never_given_again() {
     );
     // A new source gets a new id: its records are its own.
     store.append(&logs_from(t, 5, "fresh", "fresh")).unwrap();
-    let fresh = store
-        .logs(&LogQuery {
-            sources: SourceFilter {
-                container: Some("fresh".into()),
-                ..SourceFilter::default()
-            },
-            ..everything(t - 7200 * SECOND, t + SECOND)
-        })
-        .unwrap();
-    assert_eq!(fresh.records.len(), 5);
+    assert_eq!(of_container(&store, "fresh", t).len(), 5);
     assert_eq!(store.stats().unwrap().sources, 3);
 }
 
@@ -627,8 +630,7 @@ fn a_deleted_record_s_id_is_never_given_again() {
     store.append(&old).unwrap();
     let old_id = store.last_log_id().unwrap();
     drop(store);
-    let store =
-        SqliteStore::open(&path, Retention::new(Duration::from_secs(60), 1 << 40, 0)).unwrap();
+    let store = keeping_a_minute(&path);
     assert_eq!(store.enforce_retention().unwrap().aged, 512);
     assert_eq!(store.last_log_id().unwrap(), 0, "nothing left");
     store.append(&[log(t, "web", "new")]).unwrap();
