@@ -7,19 +7,28 @@ use std::time::Duration;
 
 use crate::common::*;
 
+/// What the run's summary says one stream wrote and dropped, in lines.
+fn stream_lines(summary: &serde_json::Value, stream: &str) -> (u64, u64) {
+    let counts = &summary["streams"][stream];
+    let lines = |counter: &serde_json::Value| counter["lines"].as_u64().unwrap();
+    (
+        lines(&counts["written"]),
+        lines(&counts["dropped"]["rate_limit"]),
+    )
+}
+
 #[test]
 fn weir_run_logs_arrive_with_their_owner_and_their_losses() {
     let dir = Scratch::new("monitor");
     let logs = dir.join("logs");
     // 3000 numbered lines as fast as sh can, under a budget that drops most.
+    // The budget is the container's, so whether the stderr line after them
+    // passes depends on when it comes: the summary says which it was.
     let summary = run_over_budget(&logs, &["--label", "tier=front"], "; echo done >&2");
-    let dropped = summary["streams"]["stdout"]["dropped"]["rate_limit"]["lines"]
-        .as_u64()
-        .unwrap();
-    let written = summary["streams"]["stdout"]["written"]["lines"]
-        .as_u64()
-        .unwrap();
-    assert!(dropped > 0, "the budget was hit: {summary}");
+    let (stdout_written, stdout_dropped) = stream_lines(&summary, "stdout");
+    let (stderr_written, stderr_dropped) = stream_lines(&summary, "stderr");
+    assert!(stdout_dropped > 0, "the budget was hit: {summary}");
+    assert_eq!(stderr_written + stderr_dropped, 1, "{summary}");
     let receiver = Receiver::start(Arc::new(|_| Answer::Accept)).unwrap();
     let config = format!(
         r#"
@@ -41,24 +50,40 @@ batch = {{ timeout = "20ms" }}
         addr = receiver.addr,
     );
     let agent = Agent::start(&dir, &config);
-    // The written lines, the stderr line, and at least one marker.
-    let expected = written + 2;
-    wait_for(Duration::from_secs(20), "the log", || {
+    let records = || -> Vec<serde_json::Value> {
         receiver
             .requests()
             .iter()
-            .map(|r| r.lines.len())
-            .sum::<usize>() as u64
-            >= expected
+            .flat_map(|r| r.lines.iter().map(|l| serde_json::from_str(l).unwrap()))
+            .collect()
+    };
+    let is_loss = |r: &serde_json::Value| r["attributes"]["weir.loss.reason"] == "rate_limit";
+    let lost_lines = |records: &[serde_json::Value], stream: &str| -> u64 {
+        records
+            .iter()
+            .filter(|r| is_loss(r) && r["stream"] == stream)
+            .map(|r| r["attributes"]["weir.loss.lines"].as_u64().unwrap())
+            .sum()
+    };
+    let logged = |records: &[serde_json::Value], stream: &str| -> u64 {
+        records
+            .iter()
+            .filter(|r| !is_loss(r) && r["stream"] == stream)
+            .count() as u64
+    };
+    // Every written line and markers for every dropped one; the streams are
+    // read apart, so neither is known to come last.
+    wait_for(Duration::from_secs(20), "the log and its losses", || {
+        let records = records();
+        logged(&records, "stdout") >= stdout_written
+            && logged(&records, "stderr") >= stderr_written
+            && lost_lines(&records, "stdout") >= stdout_dropped
+            && lost_lines(&records, "stderr") >= stderr_dropped
     });
     std::thread::sleep(Duration::from_millis(200));
     let (code, said) = agent.stop();
     assert_eq!(code, Some(0), "{said}");
-    let records: Vec<serde_json::Value> = receiver
-        .requests()
-        .iter()
-        .flat_map(|r| r.lines.iter().map(|l| serde_json::from_str(l).unwrap()))
-        .collect();
+    let records = records();
     for record in &records {
         assert_eq!(record["resource"]["container.name"], "web", "{record}");
         assert_eq!(
@@ -66,23 +91,25 @@ batch = {{ timeout = "20ms" }}
             "{record}"
         );
     }
+    assert_eq!(logged(&records, "stdout"), stdout_written);
+    assert_eq!(logged(&records, "stderr"), stderr_written);
+    if stderr_written == 1 {
+        assert!(
+            records
+                .iter()
+                .any(|r| r["stream"] == "stderr" && r["body"] == "done")
+        );
+    }
+    assert_eq!(
+        lost_lines(&records, "stdout"),
+        stdout_dropped,
+        "the loss records state what the gate dropped"
+    );
+    assert_eq!(lost_lines(&records, "stderr"), stderr_dropped);
     assert!(
         records
             .iter()
-            .any(|r| r["stream"] == "stderr" && r["body"] == "done")
+            .filter(|r| is_loss(r))
+            .all(|r| r["severity"] == "warning")
     );
-    let losses: Vec<&serde_json::Value> = records
-        .iter()
-        .filter(|r| r["attributes"]["weir.loss.reason"] == "rate_limit")
-        .collect();
-    assert!(!losses.is_empty());
-    let lost: u64 = losses
-        .iter()
-        .map(|r| r["attributes"]["weir.loss.lines"].as_u64().unwrap())
-        .sum();
-    assert_eq!(
-        lost, dropped,
-        "the loss records state what the gate dropped"
-    );
-    assert!(losses.iter().all(|r| r["severity"] == "warning"));
 }
