@@ -94,6 +94,14 @@ pub struct SourceMetrics {
     /// Connections closed, or requests refused, because the client failed
     /// authentication.
     pub failed_auth: AtomicU64,
-    /// Messages or requests larger than `max_message`, refused.
+    /// Messages or requests refused as too large: past `max_message`, or
+    /// asking more memory, unpacked or decoded, than a request may take.
     pub oversized: AtomicU64,
+    /// Requests answered 503 with `Retry-After`, taken nothing from: the
+    /// pipeline was behind, or the source's requests under way held its
+    /// `max_memory`. Their clients send them again.
+    pub deferred: AtomicU64,
+    /// What an HTTP source's requests under way hold of its `max_memory`
+    /// now, in bytes (see `source::memory`).
+    pub memory_held: AtomicU64,
 }

@@ -131,10 +131,28 @@ impl Registry {
         family(
             "weir_source_oversized_total",
             "counter",
-            "Messages or requests larger than the listener's max_message, refused.",
+            "Messages or requests refused as too large: past the listener's max_message, or asking more memory than a request may take.",
             self.sources
                 .iter()
                 .map(|(n, m)| (n.clone(), m.oversized.load(Ordering::Relaxed) as f64))
+                .collect(),
+        );
+        family(
+            "weir_source_deferred_requests_total",
+            "counter",
+            "Requests answered 503 with Retry-After, for the client to send again: the pipeline was behind, or the source's requests under way held its max_memory.",
+            self.sources
+                .iter()
+                .map(|(n, m)| (n.clone(), m.deferred.load(Ordering::Relaxed) as f64))
+                .collect(),
+        );
+        family(
+            "weir_source_memory_held_bytes",
+            "gauge",
+            "What an HTTP source's requests under way hold of its max_memory: bodies, unpacked and decoded.",
+            self.sources
+                .iter()
+                .map(|(n, m)| (n.clone(), m.memory_held.load(Ordering::Relaxed) as f64))
                 .collect(),
         );
         family(

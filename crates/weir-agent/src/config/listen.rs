@@ -10,6 +10,7 @@ use super::Token;
 use super::{Checker, ConfigError, RawSink, RawSource, SourceConfig};
 use crate::sink::forward::{Balance, ForwardSinkConfig};
 use crate::source::forward::{self, ForwardConfig};
+use crate::source::http_intake;
 use crate::source::net::{Endpoint, Limits};
 use crate::source::otlp::{self, OtlpConfig};
 use crate::source::syslog::{self, Mode, SyslogConfig};
@@ -29,6 +30,7 @@ pub(super) fn check_syslog(
         ("self_hostname", &raw.self_hostname),
         ("token", &raw.token),
         ("tenant", &raw.tenant),
+        ("max_memory", &raw.max_memory),
     ] {
         if let Some(value) = value {
             return Err(not_for(checker, key, name, value.span().start, raw));
@@ -98,6 +100,7 @@ pub(super) fn check_forward(
         ("mode", &raw.mode),
         ("path", &raw.path),
         ("token", &raw.token),
+        ("max_memory", &raw.max_memory),
     ] {
         if let Some(value) = value {
             return Err(not_for(checker, key, name, value.span().start, raw));
@@ -200,7 +203,8 @@ pub(super) fn check_forward_sink(
 
 /// `[sources.NAME] type = "otlp"`: `address` (default 127.0.0.1:4318),
 /// `token` (clients must send `Authorization: Bearer TOKEN`) or `tokens`
-/// (any of them, each maybe with its tenant), `tenant`.
+/// (any of them, each maybe with its tenant), `tenant`, `max_memory`
+/// (default 256MiB) for the requests under way.
 pub(super) fn check_otlp(
     checker: &Checker<'_>,
     key: &str,
@@ -221,13 +225,41 @@ pub(super) fn check_otlp(
         max_message: otlp::DEFAULT_MAX_MESSAGE,
         ..Limits::default()
     };
+    let limits = limits_from(checker, key, raw, limits)?;
     Ok(SourceConfig::Otlp(OtlpConfig {
         tls: server_tls(checker, key, raw)?,
         address: address(checker, key, raw, otlp::DEFAULT_PORT)?,
-        limits: limits_from(checker, key, raw, limits)?,
         tokens: ingest_tokens(checker, key, raw)?,
         tenant: tenant(checker, key, raw)?,
+        max_memory: max_memory(checker, key, raw, &limits)?,
+        limits,
     }))
+}
+
+/// `max_memory`: what an HTTP source's requests under way may hold at
+/// once; no less than one body of `max_message`.
+fn max_memory(
+    checker: &Checker<'_>,
+    key: &str,
+    raw: &RawSource,
+    limits: &Limits,
+) -> Result<usize, ConfigError> {
+    let Some(size) = &raw.max_memory else {
+        return Ok(http_intake::DEFAULT_MAX_MEMORY.max(limits.max_message));
+    };
+    let bytes = checker.size(&format!("{key}.max_memory"), size)?;
+    let bytes = usize::try_from(bytes).unwrap_or(usize::MAX);
+    if bytes < limits.max_message {
+        return Err(checker.error(
+            size.span().start,
+            format!(
+                "{key}.max_memory = {:?}: less than max_message ({} bytes), so a request that large could never be taken",
+                size.get_ref(),
+                limits.max_message
+            ),
+        ));
+    }
+    Ok(bytes)
 }
 
 /// `[sources.NAME] type = "zipkin"`: `address` (default 127.0.0.1:9411),
@@ -250,6 +282,7 @@ pub(super) fn check_zipkin(
         tokens: otlp.tokens,
         tenant: otlp.tenant,
         tls: otlp.tls,
+        max_memory: otlp.max_memory,
     }))
 }
 
@@ -407,6 +440,7 @@ pub(super) fn refuse_listener_keys(
         ("address", &raw.address),
         ("path", &raw.path),
         ("max_message", &raw.max_message),
+        ("max_memory", &raw.max_memory),
         ("read_timeout", &raw.read_timeout),
         ("shared_key", &raw.shared_key),
         ("self_hostname", &raw.self_hostname),

@@ -262,6 +262,7 @@ struct RawSource {
     address: Option<S<String>>,
     path: Option<S<String>>,
     max_message: Option<S<String>>,
+    max_memory: Option<S<String>>,
     max_connections: Option<S<i64>>,
     read_timeout: Option<S<String>>,
     shared_key: Option<S<String>>,
@@ -1482,6 +1483,14 @@ buffer = { type = "disk", max_size = "10MiB", fsync = "always" }
             (
                 with("type = \"syslog\"\nshared_key = \"k\"", ""),
                 "weir.toml:3:14: sources.in.shared_key: not a key of a syslog source",
+            ),
+            (
+                with("type = \"forward\"\nmax_memory = \"1GiB\"", ""),
+                "weir.toml:3:14: sources.in.max_memory: not a key of a forward source",
+            ),
+            (
+                with("type = \"zipkin\"\nmax_memory = \"1MiB\"", ""),
+                "weir.toml:3:14: sources.in.max_memory = \"1MiB\": less than max_message (8388608 bytes)",
             ),
             (
                 with(

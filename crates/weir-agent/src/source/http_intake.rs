@@ -1,7 +1,9 @@
 //! What the HTTP sources (OTLP, Zipkin) share: a listener on the network
 //! runtime, the bearer token, a body read within `max_message` (gzip
-//! unpacked within four times that), the 503 with `Retry-After` while the
-//! pipeline is behind, and refusals as plain-text answers that say why.
+//! unpacked within four times that), the memory its requests may hold at
+//! once ([`MemoryLimit`]), the 503 with `Retry-After` while the pipeline is
+//! behind or that memory is held, and refusals as plain-text answers that
+//! say why.
 
 use std::io::{self, Read};
 use std::sync::Arc;
@@ -16,6 +18,7 @@ use hyper::{Request, Response, StatusCode};
 
 use super::Wiring;
 use super::decode_cost;
+use super::memory::{MemoryLimit, Reservation, Short};
 use super::net::{self, Emitter, Limits};
 use super::tenant::Tenancy;
 use crate::http_server;
@@ -44,6 +47,21 @@ pub struct HttpSourceConfig {
     pub tenant: Option<String>,
     /// Serve HTTPS with this certificate and key.
     pub tls: Option<crate::tls::ServerFiles>,
+    /// The memory the requests under way may hold at once, bodies and
+    /// their decoded forms together (see [`MemoryLimit`]).
+    pub max_memory: usize,
+}
+
+/// What the requests of an HTTP source may hold at once where a
+/// configuration names nothing: a few dozen large requests, or thousands
+/// of the small ones SDKs send.
+pub const DEFAULT_MAX_MEMORY: usize = 256 << 20;
+
+/// A listener's configuration and the memory its requests share.
+#[derive(Debug)]
+pub struct Intake {
+    pub config: HttpSourceConfig,
+    pub memory: Arc<MemoryLimit>,
 }
 
 /// Binds the listener `config` names and serves it (over TLS if asked)
@@ -56,7 +74,7 @@ pub fn start<T, F>(
     take: T,
 ) -> io::Result<JoinHandle<()>>
 where
-    T: Fn(Request<Incoming>, Emitter, Arc<HttpSourceConfig>) -> F + Send + Sync + 'static,
+    T: Fn(Request<Incoming>, Emitter, Arc<Intake>) -> F + Send + Sync + 'static,
     F: Future<Output = Result<Response<http_server::Body>, Refusal>> + Send + 'static,
 {
     let tls = match &config.tls {
@@ -65,8 +83,12 @@ where
         )),
         None => None,
     };
-    let config = Arc::new(config);
     net::start(name, wiring, move |emitter| {
+        let intake = Arc::new(Intake {
+            memory: MemoryLimit::new(config.max_memory, Arc::clone(&emitter.metrics)),
+            config,
+        });
+        let config = &intake.config;
         let listener = std::net::TcpListener::bind(config.address)?;
         listener.set_nonblocking(true)?;
         let listener = tokio::net::TcpListener::from_std(listener)?;
@@ -80,7 +102,7 @@ where
             tls,
             Some(metrics),
             move |request| {
-                let answer = take(request, emitter.clone(), Arc::clone(&config));
+                let answer = take(request, emitter.clone(), Arc::clone(&intake));
                 async move {
                     answer
                         .await
@@ -176,9 +198,10 @@ fn header(request: &Request<Incoming>, name: hyper::header::HeaderName) -> Strin
 }
 
 /// Refuses with 503 and `Retry-After` while the pipeline is behind, before
-/// anything of the request is read.
+/// anything of the request is read; counted as deferred.
 pub fn check_room(emitter: &Emitter) -> Result<(), Refusal> {
     if emitter.is_behind() {
+        emitter.metrics.deferred.fetch_add(1, Ordering::Relaxed);
         return Err((
             StatusCode::SERVICE_UNAVAILABLE,
             "weir's buffers are full: try again later".into(),
@@ -187,12 +210,66 @@ pub fn check_room(emitter: &Emitter) -> Result<(), Refusal> {
     Ok(())
 }
 
-/// The request's body, unpacked, and its size as sent.
+/// A request's body, unpacked, with the memory it and what is made of it
+/// hold of the source's [`MemoryLimit`] until it is dropped.
+#[derive(Debug)]
+pub struct Received {
+    /// The body, unpacked.
+    pub bytes: Bytes,
+    /// The body's size as sent.
+    pub size: u64,
+    memory: Reservation,
+}
+
+impl Received {
+    /// Holds `needed` bytes more of the source's memory for what the body
+    /// becomes: 503 (deferred) while the requests under way hold too much
+    /// for it, 413 (oversized) if it would never fit.
+    pub fn hold(&mut self, needed: usize, metrics: &SourceMetrics) -> Result<(), Refusal> {
+        hold(&mut self.memory, needed, metrics)
+            .map_err(|(status, why)| (status, format!("decoded, the request {why}")))
+    }
+}
+
+/// Holds `bytes` more in `memory`, or refuses the request, saying why.
+fn hold(memory: &mut Reservation, bytes: usize, metrics: &SourceMetrics) -> Result<(), Refusal> {
+    match memory.grow(bytes) {
+        Ok(()) => Ok(()),
+        Err(Short::Busy) => {
+            metrics.deferred.fetch_add(1, Ordering::Relaxed);
+            Err((
+                StatusCode::SERVICE_UNAVAILABLE,
+                "needs more memory than the requests under way leave of max_memory: try again later"
+                    .into(),
+            ))
+        }
+        Err(Short::TooLarge) => {
+            metrics.oversized.fetch_add(1, Ordering::Relaxed);
+            Err((
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "would take {bytes} bytes more than its {}, past max_memory ({} bytes) on its own",
+                    memory.bytes(),
+                    memory.limit()
+                ),
+            ))
+        }
+    }
+}
+
+/// How much more of the source's memory a gzipped body takes at a time
+/// as it is unpacked.
+const UNPACK_STEP: usize = 64 << 10;
+
+/// The request's body, unpacked, holding its bytes of `memory`: those it
+/// says it has (or `max_message` if it does not say) before they are
+/// read, and the unpacked ones as they come.
 pub async fn body(
     request: Request<Incoming>,
     limits: &Limits,
+    memory: &Arc<MemoryLimit>,
     metrics: &SourceMetrics,
-) -> Result<(Bytes, u64), Refusal> {
+) -> Result<Received, Refusal> {
     let max = limits.max_message;
     let gzipped = match header(&request, CONTENT_ENCODING).as_str() {
         "" | "identity" => false,
@@ -204,6 +281,14 @@ pub async fn body(
             ));
         }
     };
+    let mut reservation = memory.reservation();
+    let declared = hyper::body::Body::size_hint(request.body())
+        .exact()
+        .map_or(max, |len| {
+            usize::try_from(len).unwrap_or(usize::MAX).min(max)
+        });
+    hold(&mut reservation, declared, metrics)
+        .map_err(|(status, why)| (status, format!("a body of {declared} bytes {why}")))?;
     // A client that trickles its body would otherwise hold a connection
     // slot for good.
     let collected = tokio::time::timeout(
@@ -239,24 +324,48 @@ pub async fn body(
     };
     let size = body.len() as u64;
     if !gzipped {
-        return Ok((body, size));
+        return Ok(Received {
+            bytes: body,
+            size,
+            memory: reservation,
+        });
     }
+    let most = max * 4;
     let mut unpacked = Vec::new();
-    flate2::read::MultiGzDecoder::new(&body[..])
-        .take(max as u64 * 4 + 1)
-        .read_to_end(&mut unpacked)
-        .map_err(|e| {
-            metrics.malformed.add(1, size);
-            (StatusCode::BAD_REQUEST, format!("gzip: {e}"))
+    let mut unpacking = flate2::read::MultiGzDecoder::new(&body[..]).take(most as u64 + 1);
+    loop {
+        hold(&mut reservation, UNPACK_STEP, metrics).map_err(|(status, why)| {
+            (
+                status,
+                format!(
+                    "unpacked to {} bytes so far, the body {why}",
+                    unpacked.len()
+                ),
+            )
         })?;
-    if unpacked.len() > max * 4 {
+        let step = (&mut unpacking)
+            .take(UNPACK_STEP as u64)
+            .read_to_end(&mut unpacked)
+            .map_err(|e| {
+                metrics.malformed.add(1, size);
+                (StatusCode::BAD_REQUEST, format!("gzip: {e}"))
+            })?;
+        if step < UNPACK_STEP {
+            break;
+        }
+    }
+    if unpacked.len() > most {
         metrics.oversized.fetch_add(1, Ordering::Relaxed);
         return Err((
             StatusCode::PAYLOAD_TOO_LARGE,
-            format!("a body that unpacks to more than {} bytes", max * 4),
+            format!("a body that unpacks to more than {most} bytes"),
         ));
     }
-    Ok((Bytes::from(unpacked), size))
+    Ok(Received {
+        bytes: Bytes::from(unpacked),
+        size,
+        memory: reservation,
+    })
 }
 
 /// Decodes a body; the error says it is not a `name`, and why.
@@ -300,37 +409,58 @@ pub fn check_memory(
     ))
 }
 
-/// Refuses a body that would take too much memory decoded (see
-/// [`check_memory`]), counting it on the wire before decoding it: a
-/// protobuf `root` message, or JSON whose objects decode into the structs
-/// `json` describes. A protobuf body whose wire format is broken is
-/// refused as malformed (400, its `received` bytes counted), saying where.
-pub fn check_decode_cost(
+/// What a body takes in memory decoded, counted on the wire before
+/// decoding it: a protobuf `root` message, or JSON whose objects decode
+/// into the structs `json` describes. A protobuf body whose wire format
+/// is broken is refused as malformed (400, its `received` bytes counted),
+/// saying where.
+pub fn decode_cost(
     encoding: Encoding,
     body: &[u8],
     received: u64,
     root: &decode_cost::MessageType,
     json: decode_cost::JsonObjects,
-    limits: &Limits,
     metrics: &SourceMetrics,
-) -> Result<(), Refusal> {
-    let needed = match encoding {
+) -> Result<usize, Refusal> {
+    match encoding {
         Encoding::Protobuf => decode_cost::protobuf(body, root).map_err(|what| {
             metrics.malformed.add(1, received);
             (
                 StatusCode::BAD_REQUEST,
                 format!("not an {}: {what}", root.name),
             )
-        })?,
-        Encoding::Json => decode_cost::json(body, json),
-    };
+        }),
+        Encoding::Json => Ok(decode_cost::json(body, json)),
+    }
+}
+
+/// Refuses a request whose body would take too much memory decoded (see
+/// [`check_memory`] and [`decode_cost`]), and holds that memory for it
+/// ([`Received::hold`]).
+pub fn check_decode_cost(
+    encoding: Encoding,
+    received: &mut Received,
+    root: &decode_cost::MessageType,
+    json: decode_cost::JsonObjects,
+    limits: &Limits,
+    metrics: &SourceMetrics,
+) -> Result<(), Refusal> {
+    let needed = decode_cost(
+        encoding,
+        &received.bytes,
+        received.size,
+        root,
+        json,
+        metrics,
+    )?;
     check_memory(
         needed,
         "decoded, it would take",
-        body.len(),
+        received.bytes.len(),
         limits.max_message,
         metrics,
-    )
+    )?;
+    received.hold(needed, metrics)
 }
 
 /// An answer with `body` of `content_type`.

@@ -5,6 +5,7 @@ pub mod decode_cost;
 pub mod file;
 pub mod forward;
 pub mod http_intake;
+pub mod memory;
 pub mod net;
 pub mod otlp;
 pub mod syslog;

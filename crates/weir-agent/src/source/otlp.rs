@@ -20,7 +20,7 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 
 use super::Wiring;
-use super::http_intake::{self, Encoding, Refusal, decode};
+use super::http_intake::{self, Encoding, Intake, Refusal, decode};
 use super::net::Emitter;
 use crate::http_server::Body;
 use crate::otlp::{decode_cost, logs, proto, traces};
@@ -40,15 +40,16 @@ pub fn start(name: &str, config: OtlpConfig, wiring: Wiring) -> io::Result<JoinH
         name,
         config,
         wiring,
-        |request, emitter, config| async move { take(request, &emitter, &config).await },
+        |request, emitter, intake| async move { take(request, &emitter, &intake).await },
     )
 }
 
 async fn take(
     request: Request<Incoming>,
     emitter: &Emitter,
-    config: &OtlpConfig,
+    intake: &Intake,
 ) -> Result<Response<Body>, Refusal> {
+    let config = &intake.config;
     let metrics = &emitter.metrics;
     let signal = match (request.method(), request.uri().path()) {
         (&Method::POST, "/v1/logs") => Signal::Logs,
@@ -63,20 +64,20 @@ async fn take(
     let tenant = http_intake::check_token(&request, config, metrics)?;
     let encoding = http_intake::encoding(&request)?;
     http_intake::check_room(emitter)?;
-    let (body, size) = http_intake::body(request, &config.limits, metrics).await?;
+    let mut received = http_intake::body(request, &config.limits, &intake.memory, metrics).await?;
     let root = match signal {
         Signal::Logs => &decode_cost::LOGS_REQUEST,
         Signal::Traces => &decode_cost::TRACES_REQUEST,
     };
     http_intake::check_decode_cost(
         encoding,
-        &body,
-        size,
+        &mut received,
         root,
         decode_cost::JSON_OBJECTS,
         &config.limits,
         metrics,
     )?;
+    let (body, size) = (&received.bytes, received.size);
     let malformed = |what: String| {
         metrics.malformed.add(1, size);
         (StatusCode::BAD_REQUEST, what)
@@ -84,7 +85,7 @@ async fn take(
     let (mut records, rejected) = match signal {
         Signal::Logs => {
             let request: proto::ExportLogsServiceRequest =
-                decode(encoding, &body, "ExportLogsServiceRequest").map_err(malformed)?;
+                decode(encoding, body, "ExportLogsServiceRequest").map_err(malformed)?;
             let shared = request.resource_logs.iter().flat_map(|r| {
                 let resource = r.resource.as_ref().map_or(0, prost::Message::encoded_len);
                 r.scope_logs.iter().map(move |s| {
@@ -92,12 +93,13 @@ async fn take(
                     (s.log_records.len(), resource + scope)
                 })
             });
-            check_expansion(shared, body.len(), config.limits.max_message, metrics)?;
+            let needed = check_expansion(shared, body.len(), config.limits.max_message, metrics)?;
+            received.hold(needed, metrics)?;
             (logs::to_records(request, now_ns()), 0)
         }
         Signal::Traces => {
             let request: proto::ExportTraceServiceRequest =
-                decode(encoding, &body, "ExportTraceServiceRequest").map_err(malformed)?;
+                decode(encoding, body, "ExportTraceServiceRequest").map_err(malformed)?;
             let shared = request.resource_spans.iter().flat_map(|r| {
                 let resource = r.resource.as_ref().map_or(0, prost::Message::encoded_len);
                 r.scope_spans.iter().map(move |s| {
@@ -105,7 +107,8 @@ async fn take(
                     (s.spans.len(), resource + scope)
                 })
             });
-            check_expansion(shared, body.len(), config.limits.max_message, metrics)?;
+            let needed = check_expansion(shared, body.len(), config.limits.max_message, metrics)?;
+            received.hold(needed, metrics)?;
             traces::to_records(request, now_ns())
         }
     };
@@ -125,18 +128,18 @@ async fn take(
 /// and scope it carries a copy of, about.
 const RECORD_COST: usize = 256;
 
-/// Refuses (413, counted as oversized) a request whose records would take
-/// too much memory ([`http_intake::check_memory`]): each record carries a
-/// copy of its resource and scope, so a small body with one large
-/// resource and many empty records would otherwise ask for memory without
-/// bound. `groups` gives each scope's record count and the bytes of its
-/// resource and scope.
+/// What a request's records take in memory, or a refusal (413, counted
+/// as oversized) if that is too much ([`http_intake::check_memory`]): each
+/// record carries a copy of its resource and scope, so a small body with
+/// one large resource and many empty records would otherwise ask for
+/// memory without bound. `groups` gives each scope's record count and the
+/// bytes of its resource and scope.
 fn check_expansion(
     groups: impl Iterator<Item = (usize, usize)>,
     body: usize,
     max_message: usize,
     metrics: &crate::metrics::SourceMetrics,
-) -> Result<(), Refusal> {
+) -> Result<usize, Refusal> {
     let needed = groups.fold(body, |total, (records, shared)| {
         total.saturating_add(records.saturating_mul(shared.saturating_add(RECORD_COST)))
     });
@@ -146,7 +149,8 @@ fn check_expansion(
         body,
         max_message,
         metrics,
-    )
+    )?;
+    Ok(needed)
 }
 
 /// Which signal a request carries.
@@ -230,15 +234,17 @@ mod tests {
             ..crate::source::net::Limits::default()
         };
         let check = |encoding, body: &[u8]| {
-            http_intake::check_decode_cost(
+            http_intake::decode_cost(
                 encoding,
                 body,
                 body.len() as u64,
                 &decode_cost::LOGS_REQUEST,
                 decode_cost::JSON_OBJECTS,
-                &limits,
                 &metrics,
             )
+            .and_then(|needed| {
+                http_intake::check_memory(needed, "", body.len(), limits.max_message, &metrics)
+            })
             .map_err(|(status, _)| status)
         };
         // What an SDK sends: records with a body and a few attributes,

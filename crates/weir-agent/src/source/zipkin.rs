@@ -14,7 +14,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use prost::Message;
 
 use super::Wiring;
-use super::http_intake::{self, Encoding, Refusal};
+use super::http_intake::{self, Encoding, Intake, Refusal};
 use super::net::Emitter;
 use crate::http_server::{Body, Handler};
 use crate::zipkin;
@@ -37,14 +37,14 @@ pub fn start(
     wiring: Wiring,
     api: Option<Handler>,
 ) -> io::Result<JoinHandle<()>> {
-    http_intake::start(name, config, wiring, move |request, emitter, config| {
+    http_intake::start(name, config, wiring, move |request, emitter, intake| {
         let api = api.clone();
         async move {
-            let intake =
+            let spans =
                 (request.method(), request.uri().path()) == (&Method::POST, "/api/v2/spans");
             match api {
-                Some(api) if !intake => Ok(api(request).await),
-                _ => take(request, &emitter, &config).await,
+                Some(api) if !spans => Ok(api(request).await),
+                _ => take(request, &emitter, &intake).await,
             }
         }
     })
@@ -53,8 +53,9 @@ pub fn start(
 async fn take(
     request: Request<Incoming>,
     emitter: &Emitter,
-    config: &ZipkinConfig,
+    intake: &Intake,
 ) -> Result<Response<Body>, Refusal> {
+    let config = &intake.config;
     let metrics = &emitter.metrics;
     if (request.method(), request.uri().path()) != (&Method::POST, "/api/v2/spans") {
         return Err((
@@ -65,22 +66,22 @@ async fn take(
     let tenant = http_intake::check_token(&request, config, metrics)?;
     let encoding = http_intake::encoding(&request)?;
     http_intake::check_room(emitter)?;
-    let (body, size) = http_intake::body(request, &config.limits, metrics).await?;
+    let mut received = http_intake::body(request, &config.limits, &intake.memory, metrics).await?;
     http_intake::check_decode_cost(
         encoding,
-        &body,
-        size,
+        &mut received,
         &zipkin::decode_cost::LIST_OF_SPANS,
         zipkin::decode_cost::JSON_OBJECTS,
         &config.limits,
         metrics,
     )?;
+    let (body, size) = (&received.bytes, received.size);
     let malformed = |what: String| {
         metrics.malformed.add(1, size);
         (StatusCode::BAD_REQUEST, what)
     };
     let spans: Vec<zipkin::Span> = match encoding {
-        Encoding::Json => serde_json::from_slice(&body)
+        Encoding::Json => serde_json::from_slice(body)
             .map_err(|e| malformed(format!("not a list of Zipkin v2 spans: {e}")))?,
         Encoding::Protobuf => zipkin::proto::ListOfSpans::decode(&body[..])
             .map_err(|e| malformed(format!("not a Zipkin ListOfSpans: {e}")))?

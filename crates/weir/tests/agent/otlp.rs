@@ -230,6 +230,90 @@ fn a_full_buffer_answers_503_with_retry_after_and_takes_nothing() {
     agent.kill();
 }
 
+/// An OTLP/JSON logs request of `records` records with `text` as body.
+fn logs_body(records: usize, text: &str) -> String {
+    let records: Vec<String> = (0..records)
+        .map(|i| format!(r#"{{"body":{{"stringValue":"{i:05} {text}"}}}}"#))
+        .collect();
+    format!(
+        r#"{{"resourceLogs":[{{"scopeLogs":[{{"logRecords":[{}]}}]}}]}}"#,
+        records.join(",")
+    )
+}
+
+#[test]
+fn requests_under_way_share_max_memory_and_one_that_does_not_fit_is_deferred() {
+    let dir = Scratch::new("otlp-memory");
+    let (port, api) = (free_port(), free_port());
+    let config = config(
+        &dir.join("data"),
+        Some(api),
+        &format!(
+            "[sources.otel]\ntype = \"otlp\"\naddress = \"127.0.0.1:{port}\"\n\
+             max_message = \"64KiB\"\nmax_memory = \"320KiB\"\n\
+             [sinks.out]\ntype = \"blackhole\"\ninputs = [\"otel\"]\n"
+        ),
+    );
+    let agent = Agent::start(&dir, &config);
+    wait_for(Duration::from_secs(10), "the listener", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let metrics = || get(api, "/metrics").1;
+    let held = || metric(&metrics(), "weir_source_memory_held_bytes{source=\"otel\"}");
+    let read = || metric(&metrics(), "weir_source_records_total{source=\"otel\"}");
+    let headers = [("Content-Type", "application/json")];
+    // A slow client says its body is 64 KiB and sends none of it yet: the
+    // source holds 64 KiB of its 320 for it.
+    let mut slow = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    slow.write_all(
+        b"POST /v1/logs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 65536\r\n\r\n",
+    )
+    .unwrap();
+    wait_for(Duration::from_secs(10), "the slow body held", || {
+        held() == 65536.0
+    });
+    // 225 records of about 100 bytes: 30 KB of body, about 290 KB with
+    // its decoded forms, more than the 256 KiB left beside the slow one, so
+    // it is deferred, not lost, and nothing of it is taken.
+    let body = logs_body(225, &"x".repeat(100));
+    let (status, head, said) = post(port, "/v1/logs", &headers, body.as_bytes());
+    assert_eq!(status, 503, "{head}\n{said}");
+    assert!(head.to_lowercase().contains("retry-after: 1"), "{head}");
+    assert!(said.contains("max_memory"), "{said}");
+    assert_eq!(
+        metric(
+            &metrics(),
+            "weir_source_deferred_requests_total{source=\"otel\"}"
+        ),
+        1.0
+    );
+    assert_eq!(read(), 0.0);
+    // The slow client goes away: what it held is given back, and the same
+    // request is taken whole.
+    drop(slow);
+    wait_for(Duration::from_secs(10), "the slow body given back", || {
+        held() == 0.0
+    });
+    let (status, head, said) = post(port, "/v1/logs", &headers, body.as_bytes());
+    assert_eq!(status, 200, "{head}\n{said}");
+    assert_eq!(read(), 225.0);
+    assert_eq!(held(), 0.0, "a request gives back what it held");
+    // A request that would hold more than max_memory on its own never
+    // fits: 413, counted as oversized, not a 503 to retry for ever.
+    let large = logs_body(400, &"x".repeat(100));
+    assert!(large.len() < 64 << 10);
+    let (status, head, said) = post(port, "/v1/logs", &headers, large.as_bytes());
+    assert_eq!(status, 413, "{head}\n{said}");
+    assert!(said.contains("max_memory"), "{said}");
+    assert_eq!(
+        metric(&metrics(), "weir_source_oversized_total{source=\"otel\"}"),
+        1.0
+    );
+    assert_eq!(read(), 225.0);
+    assert_eq!(held(), 0.0);
+    agent.kill();
+}
+
 #[test]
 fn a_body_trickled_past_read_timeout_is_cut_off_and_counted() {
     let dir = Scratch::new("otlp-slow-body");
