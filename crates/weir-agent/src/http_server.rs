@@ -30,6 +30,16 @@ pub type Handler = Arc<
         + Sync,
 >;
 
+/// The address a request came from, which [`serve_on`] puts in each
+/// request's extensions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer(pub std::net::SocketAddr);
+
+/// The address `request` came from, if it came through [`serve_on`].
+pub fn peer<B>(request: &Request<B>) -> Option<std::net::IpAddr> {
+    request.extensions().get::<Peer>().map(|peer| peer.0.ip())
+}
+
 /// `body` as a [`Body`].
 pub fn whole(body: impl Into<Bytes>) -> Body {
     use http_body_util::BodyExt;
@@ -107,8 +117,8 @@ pub async fn serve_on<H, F, B>(
     let handler = Arc::new(handler);
     let open = Arc::new(AtomicUsize::new(0));
     loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
             Err(_) => {
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
@@ -125,7 +135,8 @@ pub async fn serve_on<H, F, B>(
         let (handler, open, tls) = (Arc::clone(&handler), Arc::clone(&open), tls.clone());
         let metrics = metrics.clone();
         tokio::spawn(async move {
-            let service = service_fn(move |request| {
+            let service = service_fn(move |mut request: Request<Incoming>| {
+                request.extensions_mut().insert(Peer(peer));
                 let response = handler(request);
                 async move { Ok::<_, std::convert::Infallible>(response.await) }
             });

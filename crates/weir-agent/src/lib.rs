@@ -2,6 +2,7 @@
 //! what the host sends goes through sources, transforms and a buffer per
 //! sink to the sinks, delivered in order and acknowledged end to end.
 
+pub mod auth_guard;
 pub mod buffer;
 pub mod config;
 pub mod delivery;

@@ -21,6 +21,7 @@ use super::decode_cost;
 use super::memory::{MemoryLimit, Reservation, Short};
 use super::net::{self, Emitter, Limits};
 use super::tenant::Tenancy;
+use crate::auth_guard::AuthGuard;
 use crate::http_server;
 use crate::metrics::SourceMetrics;
 
@@ -57,11 +58,13 @@ pub struct HttpSourceConfig {
 /// of the small ones SDKs send.
 pub const DEFAULT_MAX_MEMORY: usize = 256 << 20;
 
-/// A listener's configuration and the memory its requests share.
+/// A listener's configuration, the memory its requests share, and the
+/// clients that gave wrong tokens lately.
 #[derive(Debug)]
 pub struct Intake {
     pub config: HttpSourceConfig,
     pub memory: Arc<MemoryLimit>,
+    pub guard: AuthGuard,
 }
 
 /// Binds the listener `config` names and serves it (over TLS if asked)
@@ -86,6 +89,7 @@ where
     net::start(name, wiring, move |emitter| {
         let intake = Arc::new(Intake {
             memory: MemoryLimit::new(config.max_memory, Arc::clone(&emitter.metrics)),
+            guard: AuthGuard::default(),
             config,
         });
         let config = &intake.config;
@@ -119,28 +123,51 @@ fn refusal(status: StatusCode, message: String) -> Response<http_server::Body> {
         .header(CONTENT_TYPE, "text/plain; charset=utf-8")
         .body(http_server::whole(message + "\n"))
         .expect("a valid response");
-    if status == StatusCode::SERVICE_UNAVAILABLE {
-        response
-            .headers_mut()
-            .insert(RETRY_AFTER, hyper::header::HeaderValue::from_static("1"));
+    let retry_after = match status {
+        StatusCode::SERVICE_UNAVAILABLE => Some("1"),
+        // A client shut out for wrong tokens: the most it waits.
+        StatusCode::TOO_MANY_REQUESTS => Some("60"),
+        _ => None,
+    };
+    if let Some(seconds) = retry_after {
+        response.headers_mut().insert(
+            RETRY_AFTER,
+            hyper::header::HeaderValue::from_static(seconds),
+        );
     }
     response
 }
 
-/// Refuses (401, counted) a request without one of the source's tokens;
-/// says whose the request's records are.
+/// Refuses (401, counted) a request without one of the source's tokens,
+/// and (429) one from a client that gave too many wrong ones lately
+/// ([`AuthGuard`]); says whose the request's records are.
 pub fn check_token<'c>(
     request: &Request<Incoming>,
-    config: &'c HttpSourceConfig,
+    intake: &'c Intake,
     metrics: &SourceMetrics,
 ) -> Result<Tenancy<'c>, Refusal> {
+    let config = &intake.config;
     if config.tokens.is_empty() {
         return Ok(Tenancy::new(config.tenant.as_deref(), false));
+    }
+    let given = bearer(request);
+    let peer = http_server::peer(request);
+    if let (Some(_), Some(peer)) = (given, peer)
+        && let Some(wait) = intake.guard.shut_out(peer)
+    {
+        metrics.failed_auth.fetch_add(1, Ordering::Relaxed);
+        return Err((
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "too many wrong tokens from {peer} lately: try again in {} s",
+                wait.as_secs() + 1
+            ),
+        ));
     }
     // Every token is compared, so the time taken says nothing of which
     // one came close.
     let mut found = None;
-    if let Some(given) = bearer(request) {
+    if let Some(given) = given {
         for token in &config.tokens {
             let same = crate::source::forward::auth::constant_time_eq(
                 given.as_bytes(),
@@ -158,6 +185,9 @@ pub fn check_token<'c>(
         )),
         None => {
             metrics.failed_auth.fetch_add(1, Ordering::Relaxed);
+            if let (Some(_), Some(peer)) = (given, peer) {
+                intake.guard.failed(peer);
+            }
             Err((
                 StatusCode::UNAUTHORIZED,
                 "expected Authorization: Bearer TOKEN".into(),

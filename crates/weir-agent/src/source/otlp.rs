@@ -61,7 +61,7 @@ async fn take(
             ));
         }
     };
-    let tenant = http_intake::check_token(&request, config, metrics)?;
+    let tenant = http_intake::check_token(&request, intake, metrics)?;
     let encoding = http_intake::encoding(&request)?;
     http_intake::check_room(emitter)?;
     let mut received = http_intake::body(request, &config.limits, &intake.memory, metrics).await?;

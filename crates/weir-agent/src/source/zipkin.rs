@@ -63,7 +63,7 @@ async fn take(
             format!("no {} here: POST /api/v2/spans", request.uri().path()),
         ));
     }
-    let tenant = http_intake::check_token(&request, config, metrics)?;
+    let tenant = http_intake::check_token(&request, intake, metrics)?;
     let encoding = http_intake::encoding(&request)?;
     http_intake::check_room(emitter)?;
     let mut received = http_intake::body(request, &config.limits, &intake.memory, metrics).await?;

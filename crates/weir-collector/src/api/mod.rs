@@ -21,6 +21,7 @@ use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
+use weir_agent::auth_guard::AuthGuard;
 use weir_agent::config::Token;
 use weir_agent::http_server::{Body, Handler, whole};
 
@@ -35,6 +36,8 @@ pub struct Api {
     pub autocomplete_keys: Vec<String>,
     /// Served over HTTPS (by a zipkin source with TLS on its address).
     pub secure: bool,
+    /// The clients that gave wrong query tokens lately.
+    pub guard: AuthGuard,
 }
 
 /// An answer that is not a success: the status and what to say.
@@ -108,7 +111,7 @@ impl Api {
 
     async fn answer(self: Arc<Api>, request: Request<Incoming>) -> Response<Body> {
         if request.uri().path() == ui::SIGN_IN && request.method() == Method::POST {
-            return ui::sign_in(&self.tokens, self.secure, request).await;
+            return ui::sign_in(&self.tokens, &self.guard, self.secure, request).await;
         }
         if request.method() == Method::OPTIONS && self.cors(request.uri().path()) {
             return preflight();
@@ -129,7 +132,7 @@ impl Api {
         let for_ui = ui::owns(request.uri().path());
         let scope = match self.scope(&request) {
             Ok(scope) => scope,
-            Err(_) if for_ui => {
+            Err(failure) if for_ui && failure.status == StatusCode::UNAUTHORIZED => {
                 let asked_for = request.uri().path_and_query().map_or("/", |p| p.as_str());
                 return ui::sign_in_form(asked_for);
             }
@@ -191,22 +194,25 @@ impl Api {
         let given = weir_agent::source::http_intake::bearer(request)
             .or_else(|| ui::cookie_token(request))
             .unwrap_or("");
-        let token = self.tokens.iter().find(|t| {
-            weir_agent::source::forward::auth::constant_time_eq(
-                t.token.as_bytes(),
-                given.as_bytes(),
-            )
-        });
-        match token {
+        let peer = weir_agent::http_server::peer(request);
+        if !given.is_empty() {
+            shut_out(&self.guard, peer)?;
+        }
+        match known_token(&self.tokens, given) {
             Some(Token {
                 tenant: Some(tenant),
                 ..
             }) => Ok(Scope::Tenant(tenant.clone())),
             Some(_) => Ok(Scope::All),
-            None => Err(Failure {
-                status: StatusCode::UNAUTHORIZED,
-                message: "expected Authorization: Bearer TOKEN (a query token)".into(),
-            }),
+            None => {
+                if let (false, Some(peer)) = (given.is_empty(), peer) {
+                    self.guard.failed(peer);
+                }
+                Err(Failure {
+                    status: StatusCode::UNAUTHORIZED,
+                    message: "expected Authorization: Bearer TOKEN (a query token)".into(),
+                })
+            }
         }
     }
 
@@ -272,14 +278,46 @@ fn preflight() -> Response<Body> {
     response
 }
 
-fn failure(failure: Failure) -> Response<Body> {
+pub fn failure(failure: Failure) -> Response<Body> {
     let mut response = Response::new(whole(failure.message + "\n"));
     *response.status_mut() = failure.status;
     response.headers_mut().insert(
         CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
+    if failure.status == StatusCode::TOO_MANY_REQUESTS {
+        // A client shut out for wrong tokens: the most it waits.
+        response
+            .headers_mut()
+            .insert(hyper::header::RETRY_AFTER, HeaderValue::from_static("60"));
+    }
     response
+}
+
+/// The query token `given` is, if any: every one is compared, so the time
+/// taken says nothing of which came close.
+pub fn known_token<'t>(tokens: &'t [Token], given: &str) -> Option<&'t Token> {
+    tokens.iter().fold(None, |found, token| {
+        let same = weir_agent::source::forward::auth::constant_time_eq(
+            token.token.as_bytes(),
+            given.as_bytes(),
+        );
+        if same { Some(token) } else { found }
+    })
+}
+
+/// Refuses (429) a client that gave too many wrong query tokens lately.
+pub fn shut_out(guard: &AuthGuard, peer: Option<std::net::IpAddr>) -> Result<(), Failure> {
+    match peer.and_then(|peer| Some((peer, guard.shut_out(peer)?))) {
+        Some((peer, wait)) => Err(Failure {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            message: format!(
+                "too many wrong query tokens from {peer} lately: try again in {} s",
+                wait.as_secs() + 1
+            ),
+        }),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::header::{COOKIE, HeaderValue, LOCATION, SET_COOKIE};
 use hyper::{Request, Response, StatusCode};
+use weir_agent::auth_guard::AuthGuard;
 use weir_agent::config::Token;
 use weir_agent::http_server::Body;
 
@@ -60,9 +61,20 @@ pub fn sign_in_form(then: &str) -> Response<Body> {
 const COOKIE_MAX_AGE_S: u32 = 12 * 3600;
 
 /// Takes the form: a known token is set as the cookie and the browser sent
-/// on to the page it asked for; another gets the form again. Over HTTPS
-/// (`secure`) the cookie is only ever sent back over HTTPS.
-pub async fn sign_in(tokens: &[Token], secure: bool, request: Request<Incoming>) -> Response<Body> {
+/// on to the page it asked for; another gets the form again, and counts
+/// against the client in `guard` (which, past its failures, answers 429
+/// instead of comparing). Over HTTPS (`secure`) the cookie is only ever
+/// sent back over HTTPS.
+pub async fn sign_in(
+    tokens: &[Token],
+    guard: &AuthGuard,
+    secure: bool,
+    request: Request<Incoming>,
+) -> Response<Body> {
+    let peer = weir_agent::http_server::peer(&request);
+    if let Err(failure) = crate::api::shut_out(guard, peer) {
+        return crate::api::failure(failure);
+    }
     let form = match Limited::new(request.into_body(), MAX_FORM).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(_) => Bytes::new(),
@@ -70,10 +82,11 @@ pub async fn sign_in(tokens: &[Token], secure: bool, request: Request<Incoming>)
     let params = Params::parse(std::str::from_utf8(&form).ok());
     let token = params.get("token").unwrap_or("");
     let then = params.get("then").filter(|t| is_page(t)).unwrap_or("/");
-    let known = tokens.iter().any(|t| {
-        weir_agent::source::forward::auth::constant_time_eq(t.token.as_bytes(), token.as_bytes())
-    });
+    let known = crate::api::known_token(tokens, token).is_some();
     if !known || token.bytes().any(|b| !b.is_ascii_graphic() || b == b';') {
+        if let (false, Some(peer)) = (token.is_empty(), peer) {
+            guard.failed(peer);
+        }
         return sign_in_form(then);
     }
     let mut response = Response::new(weir_agent::http_server::whole(Bytes::new()));

@@ -521,6 +521,32 @@ fn query_tokens_guard_the_api() {
     let foreign = sign_in("token=0123456789abcdef-reader&then=%2F%5Cevil.example");
     assert!(foreign.contains("location: /\r\n"), "{foreign}");
     assert!(sign_in("token=not-the-token-at-all").starts_with("http/1.1 401"));
+
+    // A client that keeps guessing is shut out, the right token and all,
+    // for the rest of a minute: two wrong tokens so far, and the API and
+    // the form count together.
+    let bearer = |token: &str| {
+        let header = format!("authorization: Bearer {token}\r\n");
+        exchange("GET", "/api/v2/services", &header, "")
+    };
+    for guess in 2..10 {
+        let answer = bearer(&format!("0123456789abcdef-guess{guess}"));
+        assert!(
+            answer.starts_with("http/1.1 401"),
+            "guess {guess}: {answer}"
+        );
+    }
+    let shut_out = bearer("0123456789abcdef-reader");
+    assert!(shut_out.starts_with("http/1.1 429"), "{shut_out}");
+    assert!(shut_out.contains("retry-after: 60"), "{shut_out}");
+    assert!(
+        shut_out.contains("too many wrong query tokens"),
+        "{shut_out}"
+    );
+    let form = sign_in("token=0123456789abcdef-reader");
+    assert!(form.starts_with("http/1.1 429"), "{form}");
+    // Asking without a token is no guess: still the form.
+    assert_eq!(get(port, "/logs").0, 401);
 }
 
 #[test]

@@ -27,6 +27,7 @@ use self::msgpack::ReadError;
 use super::Wiring;
 use super::net::{self, Emitter, Limits};
 use super::tenant::Tenancy;
+use crate::auth_guard::AuthGuard;
 
 /// The port where a configuration names none.
 pub const DEFAULT_PORT: u16 = 24224;
@@ -73,15 +74,16 @@ async fn serve(
     tls: Option<TlsAcceptor>,
 ) {
     let limits = config.limits.clone();
+    let guard = Arc::new(AuthGuard::default());
     net::serve_streams(
         listener,
         emitter,
         limits,
         tls,
         move |stream, peer, emitter| {
-            let config = Arc::clone(&config);
+            let (config, guard) = (Arc::clone(&config), Arc::clone(&guard));
             async move {
-                if let Err(e) = serve_connection(stream, &peer, &emitter, &config).await {
+                if let Err(e) = serve_connection(stream, &peer, &emitter, &config, &guard).await {
                     eprintln!(
                         "weir: source {}: {peer}: {e}; closing the connection",
                         emitter.name
@@ -98,12 +100,14 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
     peer: &str,
     emitter: &Emitter,
     config: &ForwardConfig,
+    guard: &AuthGuard,
 ) -> Result<(), String> {
     Connection {
         stream,
         peer: peer.to_owned(),
         emitter,
         config,
+        guard,
         said_malformed: false,
     }
     .run()
@@ -119,6 +123,8 @@ struct Connection<'a, S> {
     peer: String,
     emitter: &'a Emitter,
     config: &'a ForwardConfig,
+    /// The clients that failed the handshake lately.
+    guard: &'a AuthGuard,
     said_malformed: bool,
 }
 
@@ -133,7 +139,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<'_, S> {
             .shared_key
             .as_deref()
             .map(|key| Handshake::new(key, &self.config.hostname));
+        let ip = self
+            .peer
+            .parse::<std::net::SocketAddr>()
+            .ok()
+            .map(|a| a.ip());
         if let Some(handshake) = &handshake {
+            if let Some(wait) = ip.and_then(|ip| self.guard.shut_out(ip)) {
+                metrics.failed_auth.fetch_add(1, Ordering::Relaxed);
+                return Err(format!(
+                    "too many failed handshakes from it lately: closed without one for {} s more",
+                    wait.as_secs() + 1
+                ));
+            }
             self.write(&handshake.helo()).await?;
         }
         let mut buffer = Vec::new();
@@ -161,6 +179,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<'_, S> {
                     self.write(&pong).await?;
                     if !passed {
                         metrics.failed_auth.fetch_add(1, Ordering::Relaxed);
+                        if let Some(ip) = ip {
+                            self.guard.failed(ip);
+                        }
                         return Err("the handshake failed".into());
                     }
                     continue;
