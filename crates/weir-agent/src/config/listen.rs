@@ -237,25 +237,27 @@ pub(super) fn check_otlp(
 }
 
 /// `max_memory`: what an HTTP source's requests under way may hold at
-/// once; no less than one body of `max_message`.
+/// once; no less than a body of `max_message` may take decoded.
 fn max_memory(
     checker: &Checker<'_>,
     key: &str,
     raw: &RawSource,
     limits: &Limits,
 ) -> Result<usize, ConfigError> {
+    let least = http_intake::min_max_memory(limits.max_message);
     let Some(size) = &raw.max_memory else {
-        return Ok(http_intake::DEFAULT_MAX_MEMORY.max(limits.max_message));
+        return Ok(http_intake::DEFAULT_MAX_MEMORY.max(least));
     };
     let bytes = checker.size(&format!("{key}.max_memory"), size)?;
     let bytes = usize::try_from(bytes).unwrap_or(usize::MAX);
-    if bytes < limits.max_message {
+    if bytes < least {
         return Err(checker.error(
             size.span().start,
             format!(
-                "{key}.max_memory = {:?}: less than max_message ({} bytes), so a request that large could never be taken",
+                "{key}.max_memory = {:?}: less than {least} bytes, what a body of max_message ({} bytes) may take decoded ({} times)",
                 size.get_ref(),
-                limits.max_message
+                limits.max_message,
+                http_intake::MAX_EXPANSION
             ),
         ));
     }

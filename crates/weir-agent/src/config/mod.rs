@@ -1490,7 +1490,7 @@ buffer = { type = "disk", max_size = "10MiB", fsync = "always" }
             ),
             (
                 with("type = \"zipkin\"\nmax_memory = \"1MiB\"", ""),
-                "weir.toml:3:14: sources.in.max_memory = \"1MiB\": less than max_message (8388608 bytes)",
+                "weir.toml:3:14: sources.in.max_memory = \"1MiB\": less than 134217728 bytes, what a body of max_message (8388608 bytes) may take decoded (16 times)",
             ),
             (
                 with(

@@ -54,9 +54,15 @@ pub struct HttpSourceConfig {
 }
 
 /// What the requests of an HTTP source may hold at once where a
-/// configuration names nothing: a few dozen large requests, or thousands
-/// of the small ones SDKs send.
+/// configuration names nothing (unless [`min_max_memory`] is more): a few
+/// large requests, or thousands of the small ones SDKs send.
 pub const DEFAULT_MAX_MEMORY: usize = 256 << 20;
+
+/// The least `max_memory` may be: a body of `max_message` bytes decoded
+/// into [`MAX_EXPANSION`] times its size.
+pub fn min_max_memory(max_message: usize) -> usize {
+    max_message.saturating_mul(MAX_EXPANSION)
+}
 
 /// A listener's configuration, the memory its requests share, and the
 /// clients that gave wrong tokens lately.
@@ -240,6 +246,16 @@ pub fn check_room(emitter: &Emitter) -> Result<(), Refusal> {
     Ok(())
 }
 
+/// The answer to a request whose records were not all taken because weir
+/// is stopping: 503, deferred, for the client to send again.
+pub fn stopping(metrics: &SourceMetrics) -> Refusal {
+    metrics.deferred.fetch_add(1, Ordering::Relaxed);
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        "weir is stopping: try again later".into(),
+    )
+}
+
 /// A request's body, unpacked, with the memory it and what is made of it
 /// hold of the source's [`MemoryLimit`] until it is dropped.
 #[derive(Debug)]
@@ -311,14 +327,25 @@ pub async fn body(
             ));
         }
     };
+    let declared = hyper::body::Body::size_hint(request.body()).exact();
+    if let Some(len) = declared.filter(|&len| len > max as u64) {
+        metrics.oversized.fetch_add(1, Ordering::Relaxed);
+        return Err((
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("a body of {len} bytes, larger than max_message ({max} bytes)"),
+        ));
+    }
+    // A body that does not say its length (chunked) may be up to
+    // max_message: that is held until it is read.
+    let expected = declared.map_or(max, |len| len as usize);
     let mut reservation = memory.reservation();
-    let declared = hyper::body::Body::size_hint(request.body())
-        .exact()
-        .map_or(max, |len| {
-            usize::try_from(len).unwrap_or(usize::MAX).min(max)
-        });
-    hold(&mut reservation, declared, metrics)
-        .map_err(|(status, why)| (status, format!("a body of {declared} bytes {why}")))?;
+    hold(&mut reservation, expected, metrics).map_err(|(status, why)| {
+        let what = match declared {
+            Some(len) => format!("a body of {len} bytes"),
+            None => format!("a body without a length (up to max_message, {max} bytes)"),
+        };
+        (status, format!("{what} {why}"))
+    })?;
     // A client that trickles its body would otherwise hold a connection
     // slot for good.
     let collected = tokio::time::timeout(
@@ -353,6 +380,7 @@ pub async fn body(
         Err(e) => return Err((StatusCode::BAD_REQUEST, format!("reading the body: {e}"))),
     };
     let size = body.len() as u64;
+    reservation.shrink_to(body.len());
     if !gzipped {
         return Ok(Received {
             bytes: body,
@@ -364,7 +392,10 @@ pub async fn body(
     let mut unpacked = Vec::new();
     let mut unpacking = flate2::read::MultiGzDecoder::new(&body[..]).take(most as u64 + 1);
     loop {
-        hold(&mut reservation, UNPACK_STEP, metrics).map_err(|(status, why)| {
+        // Room for a step, as the vector grows it (doubling), held first.
+        unpacked.reserve(UNPACK_STEP);
+        let growth = (body.len() + unpacked.capacity()).saturating_sub(reservation.bytes());
+        hold(&mut reservation, growth, metrics).map_err(|(status, why)| {
             (
                 status,
                 format!(
@@ -384,6 +415,8 @@ pub async fn body(
             break;
         }
     }
+    // The packed body goes; the unpacked one stays.
+    reservation.shrink_to(unpacked.capacity());
     if unpacked.len() > most {
         metrics.oversized.fetch_add(1, Ordering::Relaxed);
         return Err((
@@ -504,4 +537,28 @@ pub fn answer(
         .header(CONTENT_TYPE, content_type)
         .body(http_server::whole(body))
         .expect("a valid response")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_that_does_not_fit_beside_the_others_is_deferred_one_that_never_fits_too_large() {
+        let metrics = Arc::new(SourceMetrics::default());
+        let memory = MemoryLimit::new(1000, Arc::clone(&metrics));
+        let mut other = memory.reservation();
+        hold(&mut other, 600, &metrics).unwrap();
+        let mut mine = memory.reservation();
+        let (status, why) = hold(&mut mine, 500, &metrics).unwrap_err();
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{why}");
+        assert_eq!(metrics.deferred.load(Ordering::Relaxed), 1);
+        let (status, why) = hold(&mut mine, 1001, &metrics).unwrap_err();
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert!(why.contains("max_memory (1000 bytes)"), "{why}");
+        assert_eq!(metrics.oversized.load(Ordering::Relaxed), 1);
+        drop(other);
+        hold(&mut mine, 500, &metrics).unwrap();
+        assert_eq!(metrics.memory_held.load(Ordering::Relaxed), 500);
+    }
 }

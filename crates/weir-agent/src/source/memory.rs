@@ -11,7 +11,9 @@
 //! `Retry-After` (it is deferred, not lost: the client sends it again, as
 //! it does when the pipeline is behind); when a request alone would take
 //! more than the whole limit, 413. Nothing waits for room, so requests
-//! holding part of the limit can never wait on each other.
+//! holding part of the limit can never wait on each other. A request gives
+//! back what it held once its records are handed to the pipeline, whose
+//! own queues bound them from there.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -91,6 +93,19 @@ impl Reservation {
         Ok(())
     }
 
+    /// Gives back what it holds past `bytes`: a step's estimate was more
+    /// than it came to, or what it held for is gone.
+    pub fn shrink_to(&mut self, bytes: usize) {
+        if bytes < self.bytes {
+            let given_back = self.bytes - bytes;
+            self.memory
+                .metrics
+                .memory_held
+                .fetch_sub(given_back as u64, Ordering::AcqRel);
+            self.bytes = bytes;
+        }
+    }
+
     /// What this reservation holds, in bytes.
     pub fn bytes(&self) -> usize {
         self.bytes
@@ -132,6 +147,10 @@ mod tests {
         assert_eq!(memory.held(), 30);
         assert_eq!(second.grow(70), Ok(()));
         assert_eq!(memory.held(), 100);
+        second.shrink_to(40);
+        assert_eq!((second.bytes(), memory.held()), (40, 40));
+        second.shrink_to(50);
+        assert_eq!(second.bytes(), 40, "shrinking never grows");
         drop(second);
         assert_eq!(memory.held(), 0);
     }

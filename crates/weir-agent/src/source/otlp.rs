@@ -94,7 +94,7 @@ async fn take(
                 })
             });
             let needed = check_expansion(shared, body.len(), config.limits.max_message, metrics)?;
-            received.hold(needed, metrics)?;
+            received.hold(needed - body.len(), metrics)?;
             (logs::to_records(request, now_ns()), 0)
         }
         Signal::Traces => {
@@ -108,17 +108,19 @@ async fn take(
                 })
             });
             let needed = check_expansion(shared, body.len(), config.limits.max_message, metrics)?;
-            received.hold(needed, metrics)?;
+            received.hold(needed - body.len(), metrics)?;
             traces::to_records(request, now_ns())
         }
     };
+    // The body is done with, and the pipeline's queues bound the records.
+    drop(received);
     tenant.apply(&mut records);
     metrics.read.add(records.len() as u64, size);
     if rejected > 0 {
         metrics.malformed.add(rejected as u64, 0);
     }
     if !records.is_empty() && !emitter.send_and_wait(records).await {
-        return Err((StatusCode::SERVICE_UNAVAILABLE, "weir is stopping".into()));
+        return Err(http_intake::stopping(metrics));
     }
     let (content_type, body) = answer(signal, encoding, rejected);
     Ok(http_intake::answer(StatusCode::OK, content_type, body))
