@@ -151,7 +151,7 @@ batch = {{ timeout = "20ms" }}
     let log = dir.join("app.log");
     let total = 20_000;
     std::fs::write(&log, (0..total).map(line).collect::<String>()).unwrap();
-    let down = free_port();
+    let down = HeldPort::new();
     let agent = Agent::start(
         &dir,
         &config(
@@ -162,14 +162,15 @@ batch = {{ timeout = "20ms" }}
                     r#"[sinks.out]
 type = "forward"
 inputs = ["app"]
-servers = ["127.0.0.1:{down}", "127.0.0.1:{collector_port}"]
+servers = ["127.0.0.1:{}", "127.0.0.1:{collector_port}"]
 shared_key = "hop-key"
 gzip = true
 tag = "node.app"
 timeout = "2s"
 batch = {{ max_records = 700, timeout = "20ms" }}
 retry = {{ initial = "5ms", max = "50ms" }}
-"#
+"#,
+                    down.port
                 )),
         ),
     );

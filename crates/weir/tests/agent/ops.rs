@@ -33,8 +33,14 @@ fn metrics_count_the_records_and_health_names_a_stalled_sink() {
     let config = config(&dir.join("data"), Some(port), &tables)
         .replace("[api]\n", "[api]\nstall_after = \"1s\"\n");
     let agent = Agent::start(&dir, &config);
+    // The receiver holds a batch before its answer reaches the agent, which
+    // counts it only then: wait for the count.
     wait_for(Duration::from_secs(20), "the first batches", || {
         accepted(&receiver).len() >= 1000
+            && metric(
+                &get(port, "/metrics").1,
+                "weir_sink_records_total{sink=\"out\"}",
+            ) >= 1000.0
     });
     let (status, body) = get(port, "/metrics");
     assert_eq!(status, 200);

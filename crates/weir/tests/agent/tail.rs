@@ -171,7 +171,7 @@ fn check_rotation(
     std::thread::sleep(Duration::from_millis(300));
     let total = 200_000;
     write_rotating(&log, total, 20_000, rotate);
-    wait_for_all(&receiver, total, Duration::from_secs(20), &agent);
+    wait_for_all(&receiver, total, Duration::from_secs(90), &agent);
     let (code, said) = agent.stop();
     assert_eq!(code, Some(0), "{said}");
     let got = accepted(&receiver);

@@ -489,8 +489,11 @@ fn block_at_the_drain_timeout_counts_what_is_left_in_the_pipe() {
 fn drop_marks_the_drops_when_the_writer_goes_quiet() {
     let dir = Scratch::new("gate-drop-quiet");
     let log = dir.join("app.log");
-    let script = "import os, time\nfor i in range(300):\n    os.write(1, b'burst %05d\\n' % i)\n\
-                  time.sleep(0.001)\ntime.sleep(2.5)\nos.write(1, b'late\\n')\n";
+    // The burst in one write, far over the budget however slowly it runs;
+    // then a quiet spell well past the second the marker waits for.
+    let script = "import os, time\n\
+                  os.write(1, b''.join(b'burst %05d\\n' % i for i in range(300)))\n\
+                  time.sleep(4)\nos.write(1, b'late\\n')\n";
     let result = run_weir(
         &[
             "--log-path",

@@ -169,12 +169,9 @@ fn stops_after_the_drain_timeout_and_says_so() {
     let log = dir.join("x.log");
     let started = Instant::now();
     let result = run_weir(
-        &[
-            "--log-path",
-            log.to_str().unwrap(),
-            "--drain-timeout",
-            "300ms",
-        ],
+        &["--log-path", log.to_str().unwrap(), "--drain-timeout", "2s"],
+        // The grandchild has the drain timeout to write its line: long
+        // enough for a loaded machine to start it.
         &["sh", "-c", "(echo grandchild; sleep 60) & echo child"],
     );
     // Bounded well below the grandchild's 60 s: weir did not wait for it.

@@ -9,13 +9,16 @@ use serde_json::Value;
 
 use crate::common::*;
 
-/// Writes 100-byte lines at full speed for `argv[1]` seconds.
+/// Writes 100-byte lines at full speed for `argv[1]` seconds, or until
+/// the file `argv[2]` (if given) appears.
 const TIMED_WRITER: &str = r#"
 import os, sys, time
 end = time.time() + float(sys.argv[1])
+stop = sys.argv[2] if len(sys.argv) > 2 else None
 chunk = (b"y" * 99 + b"\n") * 655
-while time.time() < end:
-    os.write(1, chunk)
+while time.time() < end and not (stop and os.path.exists(stop)):
+    for _ in range(16):
+        os.write(1, chunk)
 "#;
 
 fn gate_file(dir: &Scratch, node_rate: &str) -> std::path::PathBuf {
@@ -33,10 +36,17 @@ fn gate_file(dir: &Scratch, node_rate: &str) -> std::path::PathBuf {
     path
 }
 
-fn start(dir: &Scratch, gate: &std::path::Path, name: &str, seconds: f64) -> Child {
+fn start(
+    dir: &Scratch,
+    gate: &std::path::Path,
+    name: &str,
+    seconds: f64,
+    stop: Option<&std::path::Path>,
+) -> Child {
     let log = dir.join(&format!("{name}.log"));
     let mut command = python(TIMED_WRITER);
     command.push(seconds.to_string());
+    command.extend(stop.map(|path| path.to_str().unwrap().to_owned()));
     weir_command(
         &[
             "--name",
@@ -88,7 +98,7 @@ fn wait_for_status(
     what: &str,
     check: impl Fn(&[Value]) -> bool,
 ) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let containers = status(gate);
         if check(&containers) {
@@ -108,7 +118,7 @@ fn two_monitors_split_the_node_budget_and_account_for_every_byte() {
     let gate = gate_file(&dir, "2MiB/s");
     let runs: Vec<Child> = ["a", "b"]
         .iter()
-        .map(|name| start(&dir, &gate, name, 3.0))
+        .map(|name| start(&dir, &gate, name, 3.0, None))
         .collect();
     let results: Vec<RunResult> = runs
         .into_iter()
@@ -146,9 +156,12 @@ fn four_monitors_share_by_weight_and_survive_one_killed() {
     let dir = Scratch::new("node-four");
     let gate = gate_file(&dir, "4MiB/s");
     let names = ["a", "b", "c", "heavy"];
+    // They write until the test has seen all it waits for (a minute at
+    // most), however slowly a loaded machine starts them.
+    let stop = dir.join("stop");
     let mut runs: Vec<Child> = names
         .iter()
-        .map(|name| start(&dir, &gate, name, 6.0))
+        .map(|name| start(&dir, &gate, name, 60.0, Some(&stop)))
         .collect();
     let node = 4.0 * 1048576.0;
     // Weights 1, 1, 1, 2: everyone wants more, so 1/5, 1/5, 1/5 and 2/5.
@@ -186,10 +199,11 @@ fn four_monitors_share_by_weight_and_survive_one_killed() {
         },
     );
     // The state recovers: a newcomer gets a slot and its share.
-    let newcomer = start(&dir, &gate, "late", 1.5);
+    let newcomer = start(&dir, &gate, "late", 60.0, Some(&stop));
     wait_for_status(&gate, "a newcomer joining", |containers| {
         containers.iter().any(|c| c["name"] == "late")
     });
+    std::fs::write(&stop, "").unwrap();
     for run in runs.into_iter().chain([newcomer]) {
         let result = parse_output(run.wait_with_output().unwrap());
         assert_eq!(result.code, Some(0), "{}", result.stderr);
