@@ -71,6 +71,15 @@ impl Registry {
                 .collect(),
         );
         family(
+            "weir_source_malformed_bytes_total",
+            "counter",
+            "Bytes of what was malformed: lines kept as plain records, and messages, requests or unfinished messages a listener could not take.",
+            self.sources
+                .iter()
+                .map(|(n, m)| (n.clone(), m.malformed.get().1 as f64))
+                .collect(),
+        );
+        family(
             "weir_source_refused_records_total",
             "counter",
             "Records a sink's buffer refused from this source: full under drop_newest (also under weir_dropped_records_total), or an error appending.",

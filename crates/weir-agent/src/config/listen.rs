@@ -89,7 +89,8 @@ pub(super) fn check_syslog(
 }
 
 /// `[sources.NAME] type = "forward"`: `address` (default 127.0.0.1:24224),
-/// `shared_key` for the handshake, `self_hostname` (default the machine's).
+/// `shared_key` for the handshake, `self_hostname` (default the machine's),
+/// `max_memory` for the connections' buffers and messages.
 pub(super) fn check_forward(
     checker: &Checker<'_>,
     key: &str,
@@ -100,7 +101,6 @@ pub(super) fn check_forward(
         ("mode", &raw.mode),
         ("path", &raw.path),
         ("token", &raw.token),
-        ("max_memory", &raw.max_memory),
     ] {
         if let Some(value) = value {
             return Err(not_for(checker, key, name, value.span().start, raw));
@@ -123,13 +123,14 @@ pub(super) fn check_forward(
     Ok(SourceConfig::Forward(ForwardConfig {
         tls: server_tls(checker, key, raw)?,
         address: address(checker, key, raw, forward::DEFAULT_PORT)?,
-        limits,
         shared_key: raw.shared_key.as_ref().map(|k| k.get_ref().clone()),
         hostname: raw
             .self_hostname
             .as_ref()
             .map_or_else(forward::hostname, |h| h.get_ref().clone()),
         tenant: tenant(checker, key, raw)?,
+        max_memory: max_memory(checker, key, raw, &limits)?,
+        limits,
     }))
 }
 
@@ -236,8 +237,9 @@ pub(super) fn check_otlp(
     }))
 }
 
-/// `max_memory`: what an HTTP source's requests under way may hold at
-/// once; no less than a body of `max_message` may take decoded.
+/// `max_memory`: what an HTTP source's requests under way, or a forward
+/// source's connections, may hold at once; no less than a message of
+/// `max_message` may take decoded.
 fn max_memory(
     checker: &Checker<'_>,
     key: &str,

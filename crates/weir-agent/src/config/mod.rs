@@ -1485,8 +1485,8 @@ buffer = { type = "disk", max_size = "10MiB", fsync = "always" }
                 "weir.toml:3:14: sources.in.shared_key: not a key of a syslog source",
             ),
             (
-                with("type = \"forward\"\nmax_memory = \"1GiB\"", ""),
-                "weir.toml:3:14: sources.in.max_memory: not a key of a forward source",
+                with("type = \"syslog\"\nmax_memory = \"1GiB\"", ""),
+                "weir.toml:3:14: sources.in.max_memory: not a key of a syslog source",
             ),
             (
                 with("type = \"zipkin\"\nmax_memory = \"1MiB\"", ""),

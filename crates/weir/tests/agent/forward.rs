@@ -288,3 +288,121 @@ fn a_weir_agent_forwards_to_another_over_tls() {
         .collect();
     assert_eq!(bodies, (0..total).map(line).collect::<Vec<_>>());
 }
+
+/// A Forward-mode message of `entries` records `{"log": "x"}` asking for an
+/// acknowledgement of chunk `chunk`.
+fn forward_message(entries: u32, chunk: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    rmp::encode::write_array_len(&mut out, 3).unwrap();
+    rmp::encode::write_str(&mut out, "app").unwrap();
+    rmp::encode::write_array_len(&mut out, entries).unwrap();
+    for _ in 0..entries {
+        rmp::encode::write_array_len(&mut out, 2).unwrap();
+        rmp::encode::write_uint(&mut out, 1_700_000_000).unwrap();
+        rmp::encode::write_map_len(&mut out, 1).unwrap();
+        rmp::encode::write_str(&mut out, "log").unwrap();
+        rmp::encode::write_str(&mut out, "x").unwrap();
+    }
+    rmp::encode::write_map_len(&mut out, 1).unwrap();
+    rmp::encode::write_str(&mut out, "chunk").unwrap();
+    rmp::encode::write_str(&mut out, chunk).unwrap();
+    out
+}
+
+/// Sends `message` on a connection of its own; whether it was acknowledged
+/// before the source closed the connection.
+fn acknowledged(port: u16, message: &[u8]) -> bool {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    stream.write_all(message).unwrap();
+    let mut answer = [0u8; 64];
+    matches!(stream.read(&mut answer), Ok(n) if n > 0 && answer[..n].windows(3).any(|w| w == b"ack"))
+}
+
+#[test]
+fn connections_share_max_memory_and_a_message_too_large_to_decode_is_refused() {
+    use std::io::Write;
+    let dir = Scratch::new("forward-memory");
+    let (port, api) = (free_port(), free_port());
+    // The least max_memory there may be: 16 messages of max_message.
+    let agent = Agent::start(
+        &dir,
+        &config(
+            &dir.join("data"),
+            Some(api),
+            &format!(
+                "[sources.fluent]\ntype = \"forward\"\naddress = \"127.0.0.1:{port}\"\n\
+                 max_message = \"64KiB\"\nmax_memory = \"1MiB\"\n\
+                 [sinks.out]\ntype = \"blackhole\"\ninputs = [\"fluent\"]\n"
+            ),
+        ),
+    );
+    wait_for(Duration::from_secs(10), "the listener", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+            && std::net::TcpStream::connect(("127.0.0.1", api)).is_ok()
+    });
+    let metrics = || get(api, "/metrics").1;
+    let count = |name: &str| metric(&metrics(), &format!("{name}{{source=\"fluent\"}}"));
+    let held = || count("weir_source_memory_held_bytes");
+    // Reading a message makes a value of each of its items, and decoding
+    // about as much again: 5 values an entry here.
+    let per_entry = 5 * 2 * std::mem::size_of::<weir_agent::source::forward::msgpack::Value>();
+    let entries = (800_000 / per_entry) as u32;
+    let message = forward_message(entries, "first");
+    assert!(message.len() < 64 << 10);
+    assert!(acknowledged(port, &message), "a message that fits is taken");
+    assert_eq!(count("weir_source_records_total"), f64::from(entries));
+    wait_for(Duration::from_secs(10), "the memory given back", || {
+        held() == 0.0
+    });
+
+    // 60,000 nils in 60 KB: read, they would take some 2 MB, more than
+    // max_memory on its own. The connection is closed and its bytes counted.
+    let mut nils = Vec::new();
+    rmp::encode::write_array_len(&mut nils, 2).unwrap();
+    rmp::encode::write_str(&mut nils, "app").unwrap();
+    rmp::encode::write_array_len(&mut nils, 60_000).unwrap();
+    nils.extend(std::iter::repeat_n(0xc0, 60_000));
+    assert!(!acknowledged(port, &nils));
+    wait_for(Duration::from_secs(10), "the refusal counted", || {
+        count("weir_source_oversized_total") == 1.0
+    });
+    let malformed = metric(
+        &metrics(),
+        "weir_source_malformed_bytes_total{source=\"fluent\"}",
+    );
+    assert_eq!(malformed, nils.len() as f64, "its bytes counted as lost");
+
+    // Eight slow clients each send 50 KB of a message and stop: together
+    // they hold 400 KB or more, and the first message no longer fits
+    // beside them. It waits for room, then its connection is closed
+    // unacknowledged (deferred), for the client to send again.
+    let slow: Vec<std::net::TcpStream> = (0..8)
+        .map(|_| {
+            let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+            let mut partial = Vec::new();
+            rmp::encode::write_array_len(&mut partial, 2).unwrap();
+            rmp::encode::write_str(&mut partial, "app").unwrap();
+            rmp::encode::write_bin_len(&mut partial, 60_000).unwrap();
+            partial.extend(std::iter::repeat_n(b'z', 50_000));
+            stream.write_all(&partial).unwrap();
+            stream
+        })
+        .collect();
+    wait_for(Duration::from_secs(20), "the slow clients held", || {
+        held() >= 400_000.0
+    });
+    assert!(!acknowledged(port, &message), "no room: closed");
+    assert_eq!(count("weir_source_deferred_requests_total"), 1.0);
+    assert_eq!(count("weir_source_records_total"), f64::from(entries));
+    drop(slow);
+    wait_for(Duration::from_secs(10), "the slow clients gone", || {
+        held() == 0.0
+    });
+    assert!(acknowledged(port, &message), "sent again, taken");
+    assert_eq!(count("weir_source_records_total"), f64::from(2 * entries));
+    agent.kill();
+}

@@ -9,6 +9,15 @@
 //! message closes it, counted); a message that is MessagePack but not
 //! Forward is counted as malformed, said once per connection, and not
 //! acknowledged, so the client keeps it.
+//!
+//! The connections share `max_memory` ([`MemoryLimit`]): each holds what
+//! its buffer allocates, and a whole message what reading and decoding it
+//! take (counted from its values before it is read) until its records are
+//! handed on. A connection that finds no room stops reading, so TCP holds
+//! the client back, for up to [`ROOM_WAIT`]; then it is closed, counted as
+//! deferred, for the client to send again. A message that would take more
+//! than `max_memory` on its own closes the connection, counted as
+//! oversized.
 
 pub mod auth;
 pub mod message;
@@ -18,6 +27,7 @@ use std::io;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_rustls::TlsAcceptor;
@@ -25,9 +35,11 @@ use tokio_rustls::TlsAcceptor;
 use self::auth::Handshake;
 use self::msgpack::ReadError;
 use super::Wiring;
+use super::memory::{MemoryLimit, Reservation, Short};
 use super::net::{self, Emitter, Limits};
 use super::tenant::Tenancy;
 use crate::auth_guard::AuthGuard;
+use crate::metrics::SourceMetrics;
 
 /// The port where a configuration names none.
 pub const DEFAULT_PORT: u16 = 24224;
@@ -49,7 +61,17 @@ pub struct ForwardConfig {
     /// The tenant of every record this source takes, whatever its sender
     /// says.
     pub tenant: Option<String>,
+    /// The memory the connections may hold at once, buffers and the
+    /// messages being decoded together.
+    pub max_memory: usize,
 }
+
+/// How long a connection waits for room in `max_memory` before it is
+/// closed: the others may all be waiting too, holding half-read messages.
+pub const ROOM_WAIT: Duration = Duration::from_secs(5);
+
+/// A connection's buffer is let go of down to this once it is empty.
+const KEPT_BUFFER: usize = 64 << 10;
 
 /// Binds the listener and starts the source; it runs until `stop` is set.
 pub fn start(name: &str, config: ForwardConfig, wiring: Wiring) -> io::Result<JoinHandle<()>> {
@@ -75,6 +97,7 @@ async fn serve(
 ) {
     let limits = config.limits.clone();
     let guard = Arc::new(AuthGuard::default());
+    let memory = MemoryLimit::new(config.max_memory, Arc::clone(&emitter.metrics));
     net::serve_streams(
         listener,
         emitter,
@@ -82,8 +105,11 @@ async fn serve(
         tls,
         move |stream, peer, emitter| {
             let (config, guard) = (Arc::clone(&config), Arc::clone(&guard));
+            let memory = memory.reservation();
             async move {
-                if let Err(e) = serve_connection(stream, &peer, &emitter, &config, &guard).await {
+                if let Err(e) =
+                    serve_connection(stream, &peer, &emitter, &config, &guard, memory).await
+                {
                     eprintln!(
                         "weir: source {}: {peer}: {e}; closing the connection",
                         emitter.name
@@ -101,6 +127,7 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
     emitter: &Emitter,
     config: &ForwardConfig,
     guard: &AuthGuard,
+    memory: Reservation,
 ) -> Result<(), String> {
     Connection {
         stream,
@@ -110,8 +137,41 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
         guard,
         said_malformed: false,
     }
-    .run()
+    .run(memory)
     .await
+}
+
+/// Grows `memory` by `bytes`, waiting up to [`ROOM_WAIT`] for the other
+/// connections to give back enough; the error says why the connection is
+/// closed, and counts it.
+async fn room(
+    memory: &mut Reservation,
+    bytes: usize,
+    metrics: &SourceMetrics,
+) -> Result<(), String> {
+    let deadline = tokio::time::Instant::now() + ROOM_WAIT;
+    loop {
+        match memory.grow(bytes) {
+            Ok(()) => return Ok(()),
+            Err(Short::TooLarge) => {
+                metrics.oversized.fetch_add(1, Ordering::Relaxed);
+                return Err(format!(
+                    "a message that would take {bytes} bytes more than its {}, past max_memory ({} bytes) on its own",
+                    memory.bytes(),
+                    memory.limit()
+                ));
+            }
+            Err(Short::Busy) if tokio::time::Instant::now() >= deadline => {
+                metrics.deferred.fetch_add(1, Ordering::Relaxed);
+                return Err(format!(
+                    "no room for {bytes} bytes more in max_memory ({} bytes) after {} s: closed, for the client to send again",
+                    memory.limit(),
+                    ROOM_WAIT.as_secs()
+                ));
+            }
+            Err(Short::Busy) => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
+    }
 }
 
 /// The longest message read before the shared-key handshake passed: a
@@ -131,7 +191,7 @@ struct Connection<'a, S> {
 impl<S: AsyncRead + AsyncWrite + Unpin> Connection<'_, S> {
     /// Reads messages until the client closes; an error says why the
     /// connection is given up.
-    async fn run(&mut self) -> Result<(), String> {
+    async fn run(&mut self, mut memory: Reservation) -> Result<(), String> {
         let metrics = &self.emitter.metrics;
         let limits = &self.config.limits;
         let mut handshake = self
@@ -173,6 +233,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<'_, S> {
                 };
                 let bytes = &buffer[start..start + len];
                 start += len;
+                // The values read makes, and about as much again for the
+                // records made of them, held while they live.
+                let buffered = memory.bytes();
+                let decoding = skipper.tree_bytes().saturating_mul(2);
+                if let Err(e) = room(&mut memory, decoding, metrics).await {
+                    metrics
+                        .malformed
+                        .add(1, (buffer.len() - start + len) as u64);
+                    return Err(e);
+                }
                 let (value, _) = msgpack::read(bytes).map_err(|e| format!("{e:?}"))?;
                 if let Some(pending) = handshake.take() {
                     let (pong, passed) = pending.answer(&value);
@@ -184,11 +254,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<'_, S> {
                         }
                         return Err("the handshake failed".into());
                     }
+                    memory.shrink_to(buffered);
                     continue;
                 }
-                self.take(&value, len).await?;
+                let decoded = self.decode(&value, len);
+                drop(value);
+                // The records are the pipeline's to bound from here.
+                memory.shrink_to(buffered);
+                if let Some(decoded) = decoded {
+                    self.take(decoded, len).await?;
+                }
             }
             buffer.drain(..start);
+            if buffer.is_empty() && buffer.capacity() > KEPT_BUFFER {
+                buffer.shrink_to(KEPT_BUFFER);
+                memory.shrink_to(buffer.capacity());
+            }
             // Until the handshake passes, only a PING, which is small.
             let max = if handshake.is_some() {
                 MAX_PING
@@ -227,15 +308,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<'_, S> {
                     return Ok(());
                 }
             };
+            // What the buffer allocates for these bytes, held first.
+            buffer.reserve(n);
+            let growth = buffer.capacity().saturating_sub(memory.bytes());
+            if let Err(e) = room(&mut memory, growth, metrics).await {
+                // What it had of its message is lost with the connection.
+                metrics.malformed.add(1, (buffer.len() + n) as u64);
+                return Err(e);
+            }
             buffer.extend_from_slice(&read[..n]);
         }
     }
 
-    /// Hands one message's records on, and acknowledges it if asked.
-    async fn take(&mut self, value: &msgpack::Value<'_>, len: usize) -> Result<(), String> {
+    /// One message's records, or None if it is not Forward (counted as
+    /// malformed, and said once per connection).
+    fn decode(&mut self, value: &msgpack::Value<'_>, len: usize) -> Option<message::Decoded> {
         let metrics = &self.emitter.metrics;
-        let mut decoded = match message::decode(value, self.config.limits.max_message * 4) {
-            Ok(decoded) => decoded,
+        match message::decode(value, self.config.limits.max_message * 4) {
+            Ok(decoded) => Some(decoded),
             Err(what) => {
                 metrics.malformed.add(1, len as u64);
                 if !self.said_malformed {
@@ -245,9 +335,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<'_, S> {
                         self.emitter.name, self.peer
                     );
                 }
-                return Ok(());
+                None
             }
-        };
+        }
+    }
+
+    /// Hands one message's records on, and acknowledges it if asked.
+    async fn take(&mut self, mut decoded: message::Decoded, len: usize) -> Result<(), String> {
+        let metrics = &self.emitter.metrics;
         Tenancy::new(
             self.config.tenant.as_deref(),
             self.config.shared_key.is_some(),

@@ -83,6 +83,8 @@ pub struct Skipper {
     pending: u64,
     depth_left: Vec<u64>,
     started: bool,
+    /// Values passed in the value being walked, or in the last one whole.
+    values: u64,
 }
 
 impl Skipper {
@@ -96,6 +98,7 @@ impl Skipper {
             self.pending = 1;
             self.depth_left.clear();
             self.started = true;
+            self.values = 0;
         }
         let mut reader = Reader { input, at: self.at };
         while self.pending > 0 {
@@ -113,6 +116,7 @@ impl Skipper {
                 }
             };
             self.pending -= 1;
+            self.values += 1;
             if children > 0 {
                 if self.depth_left.len() >= MAX_DEPTH {
                     self.started = false;
@@ -130,6 +134,22 @@ impl Skipper {
         }
         self.started = false;
         Ok(reader.at)
+    }
+
+    /// How many values (scalars, strings, arrays, maps, and each key and
+    /// value of a map) the last whole value held: [`read`] makes a
+    /// [`Value`] of each, so this says what reading it takes before it is
+    /// read.
+    pub fn values(&self) -> u64 {
+        self.values
+    }
+
+    /// What [`read`] allocates for the last whole value: a [`Value`] for
+    /// each of [`Skipper::values`].
+    pub fn tree_bytes(&self) -> usize {
+        usize::try_from(self.values)
+            .unwrap_or(usize::MAX)
+            .saturating_mul(std::mem::size_of::<Value<'_>>())
     }
 }
 
@@ -317,6 +337,35 @@ mod tests {
             assert_eq!(read(&bytes[..cut]).unwrap_err(), ReadError::Incomplete);
             assert_eq!(skip(&bytes[..cut]).unwrap_err(), ReadError::Incomplete);
         }
+    }
+
+    #[test]
+    fn the_skipper_counts_the_values_read_would_make() {
+        // [tag, [[time, {"log": "x"}], [time, {"log": "y"}]]]: the tag, the
+        // entries, two entries of a time and a map with a key and value.
+        let bytes = encode(|out| {
+            rmp::encode::write_array_len(out, 2).unwrap();
+            rmp::encode::write_str(out, "tag").unwrap();
+            rmp::encode::write_array_len(out, 2).unwrap();
+            for body in ["x", "y"] {
+                rmp::encode::write_array_len(out, 2).unwrap();
+                rmp::encode::write_uint(out, 1).unwrap();
+                rmp::encode::write_map_len(out, 1).unwrap();
+                rmp::encode::write_str(out, "log").unwrap();
+                rmp::encode::write_str(out, body).unwrap();
+            }
+        });
+        let mut skipper = Skipper::default();
+        // Arriving a byte at a time counts each value once.
+        for cut in 1..bytes.len() {
+            assert_eq!(skipper.skip(&bytes[..cut]), Err(ReadError::Incomplete));
+        }
+        assert_eq!(skipper.skip(&bytes), Ok(bytes.len()));
+        assert_eq!(skipper.values(), 1 + 1 + 1 + 2 * (1 + 1 + 1 + 2));
+        assert_eq!(
+            skipper.tree_bytes(),
+            skipper.values() as usize * std::mem::size_of::<Value<'_>>()
+        );
     }
 
     #[test]
