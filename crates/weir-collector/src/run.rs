@@ -5,7 +5,6 @@
 
 use std::sync::Arc;
 
-use weir_agent::auth_guard::AuthGuard;
 use weir_agent::config::{AgentConfig, QueryConfig, StoreConfig, default_query, default_store};
 use weir_agent::pipeline::{self, Extensions, Running};
 use weir_agent::record::LogRecord;
@@ -78,7 +77,6 @@ pub fn start(config: &AgentConfig) -> Result<Collector, String> {
         tokens: query.tokens.clone(),
         autocomplete_keys: query.autocomplete_keys.clone(),
         secure: query_zipkin_source(config, &query).is_some_and(|z| z.tls.is_some()),
-        guard: AuthGuard::default(),
     });
     let handler = api.handler();
     if query_zipkin_source(config, &query).is_none() {

@@ -21,7 +21,7 @@ use super::decode_cost;
 use super::memory::{MemoryLimit, Reservation, Short};
 use super::net::{self, Emitter, Limits};
 use super::tenant::Tenancy;
-use crate::auth_guard::AuthGuard;
+use crate::auth_guard;
 use crate::http_server;
 use crate::metrics::SourceMetrics;
 
@@ -64,13 +64,11 @@ pub fn min_max_memory(max_message: usize) -> usize {
     max_message.saturating_mul(MAX_EXPANSION)
 }
 
-/// A listener's configuration, the memory its requests share, and the
-/// clients that gave wrong tokens lately.
+/// A listener's configuration and the memory its requests share.
 #[derive(Debug)]
 pub struct Intake {
     pub config: HttpSourceConfig,
     pub memory: Arc<MemoryLimit>,
-    pub guard: AuthGuard,
 }
 
 /// Binds the listener `config` names and serves it (over TLS if asked)
@@ -95,7 +93,6 @@ where
     net::start(name, wiring, move |emitter| {
         let intake = Arc::new(Intake {
             memory: MemoryLimit::new(config.max_memory, Arc::clone(&emitter.metrics)),
-            guard: AuthGuard::default(),
             config,
         });
         let config = &intake.config;
@@ -144,9 +141,14 @@ fn refusal(status: StatusCode, message: String) -> Response<http_server::Body> {
     response
 }
 
+/// What a client shut out for wrong tokens is told; `Retry-After` says
+/// the most it waits.
+pub const SHUT_OUT: &str =
+    "too many wrong tokens from this address lately: shut out for up to a minute";
+
 /// Refuses (401, counted) a request without one of the source's tokens,
-/// and (429) one from a client that gave too many wrong ones lately
-/// ([`AuthGuard`]); says whose the request's records are.
+/// and (429, counted) one from a client that gave too many wrong ones
+/// lately ([`auth_guard`]); says whose the request's records are.
 pub fn check_token<'c>(
     request: &Request<Incoming>,
     intake: &'c Intake,
@@ -156,19 +158,11 @@ pub fn check_token<'c>(
     if config.tokens.is_empty() {
         return Ok(Tenancy::new(config.tenant.as_deref(), false));
     }
-    let given = bearer(request);
+    let given = bearer(request).filter(|token| !token.is_empty());
     let peer = http_server::peer(request);
-    if let (Some(_), Some(peer)) = (given, peer)
-        && let Some(wait) = intake.guard.shut_out(peer)
-    {
+    if given.is_some() && auth_guard::shared().shut_out(peer).is_some() {
         metrics.failed_auth.fetch_add(1, Ordering::Relaxed);
-        return Err((
-            StatusCode::TOO_MANY_REQUESTS,
-            format!(
-                "too many wrong tokens from {peer} lately: try again in {} s",
-                wait.as_secs() + 1
-            ),
-        ));
+        return Err((StatusCode::TOO_MANY_REQUESTS, SHUT_OUT.into()));
     }
     // Every token is compared, so the time taken says nothing of which
     // one came close.
@@ -191,8 +185,8 @@ pub fn check_token<'c>(
         )),
         None => {
             metrics.failed_auth.fetch_add(1, Ordering::Relaxed);
-            if let (Some(_), Some(peer)) = (given, peer) {
-                intake.guard.failed(peer);
+            if let Some(given) = given {
+                auth_guard::shared().failed(peer, given.as_bytes());
             }
             Err((
                 StatusCode::UNAUTHORIZED,

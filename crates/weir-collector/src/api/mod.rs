@@ -21,7 +21,7 @@ use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
-use weir_agent::auth_guard::AuthGuard;
+use weir_agent::auth_guard;
 use weir_agent::config::Token;
 use weir_agent::http_server::{Body, Handler, whole};
 
@@ -36,8 +36,6 @@ pub struct Api {
     pub autocomplete_keys: Vec<String>,
     /// Served over HTTPS (by a zipkin source with TLS on its address).
     pub secure: bool,
-    /// The clients that gave wrong query tokens lately.
-    pub guard: AuthGuard,
 }
 
 /// An answer that is not a success: the status and what to say.
@@ -111,7 +109,7 @@ impl Api {
 
     async fn answer(self: Arc<Api>, request: Request<Incoming>) -> Response<Body> {
         if request.uri().path() == ui::SIGN_IN && request.method() == Method::POST {
-            return ui::sign_in(&self.tokens, &self.guard, self.secure, request).await;
+            return ui::sign_in(&self.tokens, self.secure, request).await;
         }
         if request.method() == Method::OPTIONS && self.cors(request.uri().path()) {
             return preflight();
@@ -196,7 +194,7 @@ impl Api {
             .unwrap_or("");
         let peer = weir_agent::http_server::peer(request);
         if !given.is_empty() {
-            shut_out(&self.guard, peer)?;
+            shut_out(peer)?;
         }
         match known_token(&self.tokens, given) {
             Some(Token {
@@ -205,8 +203,8 @@ impl Api {
             }) => Ok(Scope::Tenant(tenant.clone())),
             Some(_) => Ok(Scope::All),
             None => {
-                if let (false, Some(peer)) = (given.is_empty(), peer) {
-                    self.guard.failed(peer);
+                if !given.is_empty() {
+                    auth_guard::shared().failed(peer, given.as_bytes());
                 }
                 Err(Failure {
                     status: StatusCode::UNAUTHORIZED,
@@ -306,15 +304,13 @@ pub fn known_token<'t>(tokens: &'t [Token], given: &str) -> Option<&'t Token> {
     })
 }
 
-/// Refuses (429) a client that gave too many wrong query tokens lately.
-pub fn shut_out(guard: &AuthGuard, peer: Option<std::net::IpAddr>) -> Result<(), Failure> {
-    match peer.and_then(|peer| Some((peer, guard.shut_out(peer)?))) {
-        Some((peer, wait)) => Err(Failure {
+/// Refuses (429) a client that gave too many wrong tokens lately
+/// ([`auth_guard`]).
+pub fn shut_out(peer: Option<std::net::IpAddr>) -> Result<(), Failure> {
+    match auth_guard::shared().shut_out(peer) {
+        Some(_) => Err(Failure {
             status: StatusCode::TOO_MANY_REQUESTS,
-            message: format!(
-                "too many wrong query tokens from {peer} lately: try again in {} s",
-                wait.as_secs() + 1
-            ),
+            message: weir_agent::source::http_intake::SHUT_OUT.into(),
         }),
         None => Ok(()),
     }

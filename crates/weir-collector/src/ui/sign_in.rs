@@ -7,7 +7,7 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::header::{COOKIE, HeaderValue, LOCATION, SET_COOKIE};
 use hyper::{Request, Response, StatusCode};
-use weir_agent::auth_guard::AuthGuard;
+use weir_agent::auth_guard;
 use weir_agent::config::Token;
 use weir_agent::http_server::Body;
 
@@ -62,19 +62,18 @@ const COOKIE_MAX_AGE_S: u32 = 12 * 3600;
 
 /// Takes the form: a known token is set as the cookie and the browser sent
 /// on to the page it asked for; another gets the form again, and counts
-/// against the client in `guard` (which, past its failures, answers 429
-/// instead of comparing). Over HTTPS (`secure`) the cookie is only ever
-/// sent back over HTTPS.
-pub async fn sign_in(
-    tokens: &[Token],
-    guard: &AuthGuard,
-    secure: bool,
-    request: Request<Incoming>,
-) -> Response<Body> {
-    let peer = weir_agent::http_server::peer(&request);
-    if let Err(failure) = crate::api::shut_out(guard, peer) {
-        return crate::api::failure(failure);
+/// against the client ([`auth_guard`], which past its failures answers
+/// 429 instead of comparing). A form another site's page sent is refused
+/// (403) and not counted, so no page can spend an operator's guesses.
+/// Over HTTPS (`secure`) the cookie is only ever sent back over HTTPS.
+pub async fn sign_in(tokens: &[Token], secure: bool, request: Request<Incoming>) -> Response<Body> {
+    if is_cross_site(&request) {
+        return crate::api::failure(crate::api::Failure {
+            status: StatusCode::FORBIDDEN,
+            message: "a sign-in form sent from another site's page".into(),
+        });
     }
+    let peer = weir_agent::http_server::peer(&request);
     let form = match Limited::new(request.into_body(), MAX_FORM).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(_) => Bytes::new(),
@@ -82,10 +81,17 @@ pub async fn sign_in(
     let params = Params::parse(std::str::from_utf8(&form).ok());
     let token = params.get("token").unwrap_or("");
     let then = params.get("then").filter(|t| is_page(t)).unwrap_or("/");
+    // Checked once the form is in, right before comparing: a client may
+    // start many before it sends any.
+    if !token.is_empty()
+        && let Err(failure) = crate::api::shut_out(peer)
+    {
+        return crate::api::failure(failure);
+    }
     let known = crate::api::known_token(tokens, token).is_some();
     if !known || token.bytes().any(|b| !b.is_ascii_graphic() || b == b';') {
-        if let (false, Some(peer)) = (token.is_empty(), peer) {
-            guard.failed(peer);
+        if !token.is_empty() {
+            auth_guard::shared().failed(peer, token.as_bytes());
         }
         return sign_in_form(then);
     }
@@ -99,6 +105,29 @@ pub async fn sign_in(
         headers.insert(SET_COOKIE, cookie);
     }
     response
+}
+
+/// Whether a browser says another site's page sent the request: by
+/// `Sec-Fetch-Site`, or an `Origin` that is not the `Host` asked.
+fn is_cross_site<B>(request: &Request<B>) -> bool {
+    let header = |name: &str| {
+        request
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    };
+    match header("sec-fetch-site") {
+        "cross-site" | "same-site" => return true,
+        "same-origin" | "none" => return false,
+        _ => {}
+    }
+    let origin = header("origin");
+    if origin.is_empty() {
+        return false;
+    }
+    let authority = origin.split_once("://").map_or("", |(_, rest)| rest);
+    !authority.eq_ignore_ascii_case(header("host"))
 }
 
 /// The `Set-Cookie` value that keeps `token`.

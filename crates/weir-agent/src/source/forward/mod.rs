@@ -38,7 +38,7 @@ use super::Wiring;
 use super::memory::{MemoryLimit, Reservation, Short};
 use super::net::{self, Emitter, Limits};
 use super::tenant::Tenancy;
-use crate::auth_guard::AuthGuard;
+use crate::auth_guard;
 use crate::metrics::SourceMetrics;
 
 /// The port where a configuration names none.
@@ -96,7 +96,6 @@ async fn serve(
     tls: Option<TlsAcceptor>,
 ) {
     let limits = config.limits.clone();
-    let guard = Arc::new(AuthGuard::default());
     let memory = MemoryLimit::new(config.max_memory, Arc::clone(&emitter.metrics));
     net::serve_streams(
         listener,
@@ -104,12 +103,10 @@ async fn serve(
         limits,
         tls,
         move |stream, peer, emitter| {
-            let (config, guard) = (Arc::clone(&config), Arc::clone(&guard));
+            let config = Arc::clone(&config);
             let memory = memory.reservation();
             async move {
-                if let Err(e) =
-                    serve_connection(stream, &peer, &emitter, &config, &guard, memory).await
-                {
+                if let Err(e) = serve_connection(stream, &peer, &emitter, &config, memory).await {
                     eprintln!(
                         "weir: source {}: {peer}: {e}; closing the connection",
                         emitter.name
@@ -126,7 +123,6 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
     peer: &str,
     emitter: &Emitter,
     config: &ForwardConfig,
-    guard: &AuthGuard,
     memory: Reservation,
 ) -> Result<(), String> {
     Connection {
@@ -134,7 +130,6 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
         peer: peer.to_owned(),
         emitter,
         config,
-        guard,
         said_malformed: false,
     }
     .run(memory)
@@ -183,8 +178,6 @@ struct Connection<'a, S> {
     peer: String,
     emitter: &'a Emitter,
     config: &'a ForwardConfig,
-    /// The clients that failed the handshake lately.
-    guard: &'a AuthGuard,
     said_malformed: bool,
 }
 
@@ -204,13 +197,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<'_, S> {
             .parse::<std::net::SocketAddr>()
             .ok()
             .map(|a| a.ip());
-        if let Some(handshake) = &handshake {
-            if let Some(wait) = ip.and_then(|ip| self.guard.shut_out(ip)) {
+        // Checked again when the PING comes: a client may open many
+        // connections before it sends any.
+        let shut_out = || {
+            auth_guard::shared().shut_out(ip).map(|_| {
                 metrics.failed_auth.fetch_add(1, Ordering::Relaxed);
-                return Err(format!(
-                    "too many failed handshakes from it lately: closed without one for {} s more",
-                    wait.as_secs() + 1
-                ));
+                "too many failed handshakes from this address lately: closed without one".to_owned()
+            })
+        };
+        if let Some(handshake) = &handshake {
+            if let Some(refusal) = shut_out() {
+                return Err(refusal);
             }
             self.write(&handshake.helo()).await?;
         }
@@ -245,12 +242,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<'_, S> {
                 }
                 let (value, _) = msgpack::read(bytes).map_err(|e| format!("{e:?}"))?;
                 if let Some(pending) = handshake.take() {
+                    if let Some(refusal) = shut_out() {
+                        return Err(refusal);
+                    }
                     let (pong, passed) = pending.answer(&value);
                     self.write(&pong).await?;
                     if !passed {
                         metrics.failed_auth.fetch_add(1, Ordering::Relaxed);
-                        if let Some(ip) = ip {
-                            self.guard.failed(ip);
+                        // A PING with a wrong key is a guess (its digest is
+                        // salted, so each is new); anything else is not.
+                        if let Some(digest) = ping_digest(&value) {
+                            auth_guard::shared().failed(ip, digest);
                         }
                         return Err("the handshake failed".into());
                     }
@@ -372,6 +374,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<'_, S> {
             .write_all(bytes)
             .await
             .map_err(|e| format!("answering: {e}"))
+    }
+}
+
+/// The shared-key digest of a PING, if `value` is one.
+fn ping_digest<'v>(value: &msgpack::Value<'v>) -> Option<&'v [u8]> {
+    match value {
+        msgpack::Value::Array(items) if items.first()?.as_bytes()? == b"PING" => {
+            items.get(3)?.as_bytes()
+        }
+        _ => None,
     }
 }
 
