@@ -84,7 +84,12 @@ pub fn forward(input: &[u8]) {
         };
         assert_eq!(pieced, skip(rest));
         match pieced {
-            Ok(len) if len > 0 => start += len,
+            Ok(len) if len > 0 => {
+                // What the source holds for reading it is what read makes.
+                let (value, _) = read(&rest[..len]).expect("skip found a whole value");
+                assert_eq!(skipper.values(), values_in(&value));
+                start += len;
+            }
             _ => break,
         }
     }
@@ -103,6 +108,20 @@ pub fn forward(input: &[u8]) {
             assert!(body <= (1 << 16) + input.len() * 64);
         }
         rest = &rest[len..];
+    }
+}
+
+/// The values a read value holds, itself included: each key and value of a
+/// map counts.
+fn values_in(value: &weir_agent::source::forward::msgpack::Value<'_>) -> u64 {
+    use weir_agent::source::forward::msgpack::Value;
+    1 + match value {
+        Value::Array(items) => items.iter().map(values_in).sum(),
+        Value::Map(entries) => entries
+            .iter()
+            .map(|(k, v)| values_in(k) + values_in(v))
+            .sum(),
+        _ => 0,
     }
 }
 
