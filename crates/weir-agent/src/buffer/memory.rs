@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use bytes::Bytes;
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::acks::{self, Acks};
@@ -36,6 +36,10 @@ struct State {
     acks: Acks,
     stats: BufferStats,
     closed: bool,
+    /// Its records are being moved to a disk buffer: appends wait.
+    moving: bool,
+    /// The disk buffer its records moved to: appends go there.
+    successor: Option<Arc<super::Buffer>>,
 }
 
 /// A bounded queue of records for one sink; one producer, one consumer.
@@ -63,6 +67,8 @@ impl MemoryBuffer {
                 acks: Acks::new(0),
                 stats: BufferStats::default(),
                 closed: false,
+                moving: false,
+                successor: None,
             }),
             changed: Condvar::new(),
         }
@@ -111,8 +117,30 @@ impl MemoryBuffer {
                 && state.used + payloads.iter().map(|p| cost(p)).sum::<u64>() > config.max_bytes;
         'payloads: for (index, payload) in payloads.iter().enumerate() {
             loop {
+                if let Some(successor) = state.successor.clone() {
+                    drop(state);
+                    let rest = successor.append_unless(&payloads[index..], stopping)?;
+                    outcome.accepted += rest.accepted;
+                    outcome.refused += rest.refused;
+                    outcome.given_up += rest.given_up;
+                    self.changed.notify_all();
+                    return Ok(outcome);
+                }
                 if state.closed {
                     return Err(BufferError::Closed);
+                }
+                if state.moving {
+                    // After what is being moved, not into the room it left.
+                    if stopping.load(Ordering::Relaxed) {
+                        outcome.given_up = (payloads.len() - index) as u64;
+                        break 'payloads;
+                    }
+                    state = self
+                        .changed
+                        .wait_timeout(state, Duration::from_millis(100))
+                        .map(|(guard, _)| guard)
+                        .unwrap_or_else(|e| e.into_inner().0);
+                    continue;
                 }
                 let fits = state.used + cost(payload) <= config.max_bytes;
                 if fits {
@@ -249,6 +277,23 @@ impl MemoryBuffer {
     /// Ends appends; readers get what is left, then empty reads.
     pub fn close(&self) {
         self.lock().closed = true;
+        self.changed.notify_all();
+    }
+
+    /// Holds appends back while its records move elsewhere
+    /// ([`super::Buffer::move_to_disk`]).
+    pub fn seal(&self) {
+        self.lock().moving = true;
+    }
+
+    /// Sends the appends held back, and every one after, to `successor`,
+    /// and ends reads.
+    pub fn hand_on(&self, successor: Arc<super::Buffer>) {
+        let mut state = self.lock();
+        state.successor = Some(successor);
+        state.moving = false;
+        state.closed = true;
+        drop(state);
         self.changed.notify_all();
     }
 
@@ -429,5 +474,56 @@ mod tests {
         assert_eq!((appended.accepted, appended.given_up), (4, 6));
         assert_eq!(buffer.stats().held.records, 4);
         assert!(balanced(&buffer.stats()));
+    }
+}
+
+#[cfg(test)]
+mod moving {
+    use super::*;
+    use crate::buffer::Buffer;
+    use crate::buffer::disk::{DiskBuffer, DiskConfig};
+
+    #[test]
+    fn an_append_blocked_while_the_records_move_to_disk_lands_after_them() {
+        let dir = std::env::temp_dir().join(format!("weir-move-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let memory = Arc::new(Buffer::Memory(MemoryBuffer::new(MemoryConfig {
+            max_bytes: 10 * (RECORD_OVERHEAD + 8),
+            when_full: WhenFull::Block,
+        })));
+        let payload = |n: u64| Bytes::from(format!("rec {n:04}"));
+        let first: Vec<Bytes> = (0..10).map(payload).collect();
+        assert_eq!(memory.append(&first).unwrap().accepted, 10);
+        // A source blocked on the full buffer with ten more.
+        let appender = {
+            let memory = Arc::clone(&memory);
+            std::thread::spawn(move || {
+                let more: Vec<Bytes> = (10..20).map(payload).collect();
+                memory.append(&more).unwrap()
+            })
+        };
+        std::thread::sleep(Duration::from_millis(100));
+        let (disk, _) = DiskBuffer::open(&dir, DiskConfig::default()).unwrap();
+        let disk = Arc::new(Buffer::Disk(disk));
+        assert_eq!(memory.move_to_disk(&disk, Duration::from_secs(5)), 10);
+        let appended = appender.join().unwrap();
+        assert_eq!(appended.accepted, 10, "{appended:?}");
+        assert!(memory.is_closed());
+        // Every record once, in order, on disk; nothing left behind.
+        let mut got: Vec<Bytes> = Vec::new();
+        loop {
+            let batch = disk.read(100, usize::MAX, Duration::ZERO).unwrap();
+            if batch.is_empty() {
+                break;
+            }
+            got.extend(batch.into_iter().map(|e| e.payload));
+        }
+        assert_eq!(got, (0..20).map(payload).collect::<Vec<_>>());
+        assert_eq!(memory.stats().held.records, 0);
+        // And so does every append after.
+        memory.append(&[payload(20)]).unwrap();
+        assert_eq!(disk.next_seq(), 21);
+        drop(disk);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

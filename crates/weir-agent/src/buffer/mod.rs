@@ -205,10 +205,28 @@ impl Buffer {
         }
     }
 
-    /// Moves what `self` holds, oldest first, into `to` (a buffer of the
-    /// other kind, on a reload), for at most `within`; returns the records
-    /// moved. What is moved is acknowledged here, so it is held once.
-    pub fn transfer_to(&self, to: &Buffer, within: std::time::Duration) -> u64 {
+    /// Moves what a memory buffer holds into `disk` (a sink's new buffer,
+    /// on a reload), oldest first, for at most `within`, and sends every
+    /// append after, or waiting meanwhile, there too: a source still
+    /// appending here (one blocked on this full buffer, say) loses nothing
+    /// with it, and what it appends lands after what was moved. The disk
+    /// buffer holds it durably, so a source may count it as held once this
+    /// one is closed. Returns the records moved.
+    pub fn move_to_disk(&self, disk: &std::sync::Arc<Buffer>, within: std::time::Duration) -> u64 {
+        debug_assert!(disk.is_durable(), "moved to a buffer that keeps it");
+        let Buffer::Memory(memory) = self else {
+            return 0;
+        };
+        memory.seal();
+        let moved = self.transfer_to(disk, within);
+        memory.hand_on(std::sync::Arc::clone(disk));
+        moved
+    }
+
+    /// Moves what `self` holds, oldest first, into `to`, for at most
+    /// `within`; returns the records moved. What is moved is acknowledged
+    /// here, so it is held once.
+    fn transfer_to(&self, to: &Buffer, within: std::time::Duration) -> u64 {
         let deadline = std::time::Instant::now() + within;
         self.rewind();
         let mut moved = 0;

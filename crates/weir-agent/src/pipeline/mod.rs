@@ -311,7 +311,7 @@ impl Running {
             } else {
                 let moved = old
                     .buffer
-                    .transfer_to(&new_buffer, drain.max(Duration::from_secs(1)));
+                    .move_to_disk(&new_buffer, drain.max(Duration::from_secs(1)));
                 if moved > 0 {
                     eprintln!("weir: sink {name}: {moved} records moved to its disk buffer");
                 }
