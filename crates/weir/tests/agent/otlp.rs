@@ -164,6 +164,37 @@ fn the_opentelemetry_sdk_exports_logs_that_arrive_as_sent() {
         ),
         1.0
     );
+    // A client that guesses ten tokens is shut out, the right one and all:
+    // 429, for up to a minute, nothing taken.
+    for guess in 0..10 {
+        let wrong = format!("Bearer guess-{guess}");
+        let headers = [
+            ("Content-Type", "application/json"),
+            ("Authorization", &wrong),
+        ];
+        let (status, _, _) = post(port, "/v1/logs", &headers, json.as_bytes());
+        assert_eq!(status, 401, "guess {guess}");
+    }
+    let (status, head, body) = post(
+        port,
+        "/v1/logs",
+        &[("Content-Type", "application/json"), auth],
+        json.as_bytes(),
+    );
+    assert_eq!(status, 429, "{head}{body}");
+    assert!(head.to_lowercase().contains("retry-after: 60"), "{head}");
+    let (_, metrics) = get(api, "/metrics");
+    assert_eq!(
+        metric(&metrics, "weir_source_records_total{source=\"otel\"}"),
+        4.0
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            "weir_source_connections_closed_total{source=\"otel\",reason=\"failed_auth\"}"
+        ),
+        12.0
+    );
     let (code, said) = agent.stop();
     assert_eq!(code, Some(0), "{said}");
 }
