@@ -119,10 +119,19 @@ impl MemoryBuffer {
             loop {
                 if let Some(successor) = state.successor.clone() {
                     drop(state);
-                    let rest = successor.append_unless(&payloads[index..], stopping)?;
-                    outcome.accepted += rest.accepted;
-                    outcome.refused += rest.refused;
-                    outcome.given_up += rest.given_up;
+                    let rest = &payloads[index..];
+                    match successor.append_unless(rest, stopping) {
+                        Ok(appended) => {
+                            outcome.accepted += appended.accepted;
+                            outcome.refused += appended.refused;
+                            outcome.given_up += appended.given_up;
+                        }
+                        // Those before went in: only the rest is refused.
+                        Err(e) => {
+                            eprintln!("weir: appending to a buffer: {e}");
+                            outcome.refused += rest.len() as u64;
+                        }
+                    }
                     self.changed.notify_all();
                     return Ok(outcome);
                 }
@@ -502,7 +511,9 @@ mod moving {
                 memory.append(&more).unwrap()
             })
         };
-        std::thread::sleep(Duration::from_millis(100));
+        // Time for it to block (the result is the same if it has not yet:
+        // it then waits for the move instead).
+        std::thread::sleep(Duration::from_millis(300));
         let (disk, _) = DiskBuffer::open(&dir, DiskConfig::default()).unwrap();
         let disk = Arc::new(Buffer::Disk(disk));
         assert_eq!(memory.move_to_disk(&disk, Duration::from_secs(5)), 10);

@@ -112,8 +112,6 @@ async fn take(
             traces::to_records(request, now_ns())
         }
     };
-    // The body is done with, and the pipeline's queues bound the records.
-    drop(received);
     tenant.apply(&mut records);
     metrics.read.add(records.len() as u64, size);
     if rejected > 0 {

@@ -97,8 +97,6 @@ async fn take(
         .map(|(i, span)| zipkin::to_record(span, observed).map_err(|e| format!("span {i}: {e}")))
         .collect::<Result<Vec<_>, _>>()
         .map_err(malformed)?;
-    // The body is done with, and the pipeline's queues bound the records.
-    drop(received);
     tenant.apply(&mut records);
     metrics.read.add(records.len() as u64, size);
     if !records.is_empty() && !emitter.send_and_wait(records).await {

@@ -40,6 +40,7 @@ use super::net::{self, Emitter, Limits};
 use super::tenant::Tenancy;
 use crate::auth_guard;
 use crate::metrics::SourceMetrics;
+use crate::record::LogRecord;
 
 /// The port where a configuration names none.
 pub const DEFAULT_PORT: u16 = 24224;
@@ -235,6 +236,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<'_, S> {
                 let buffered = memory.bytes();
                 let decoding = skipper.tree_bytes().saturating_mul(2);
                 if let Err(e) = room(&mut memory, decoding, metrics).await {
+                    // What the connection had of its messages is lost with it.
                     metrics
                         .malformed
                         .add(1, (buffer.len() - start + len) as u64);
@@ -261,15 +263,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<'_, S> {
                 }
                 let decoded = self.decode(&value, len);
                 drop(value);
-                // The records are the pipeline's to bound from here.
                 memory.shrink_to(buffered);
                 if let Some(decoded) = decoded {
+                    // The records (a packed message's too, which are few
+                    // values but many records), until they are handed on.
+                    let records = records_cost(&decoded.records);
+                    if let Err(e) = room(&mut memory, records, metrics).await {
+                        metrics
+                            .malformed
+                            .add(1, (buffer.len() - start + len) as u64);
+                        return Err(e);
+                    }
                     self.take(decoded, len).await?;
+                    memory.shrink_to(buffered);
                 }
             }
             buffer.drain(..start);
-            if buffer.is_empty() && buffer.capacity() > KEPT_BUFFER {
-                buffer.shrink_to(KEPT_BUFFER);
+            // Room a large message left is let go of, and given back.
+            let keep = buffer.len().max(KEPT_BUFFER);
+            if buffer.capacity() > keep.saturating_mul(2) {
+                buffer.shrink_to(keep);
                 memory.shrink_to(buffer.capacity());
             }
             // Until the handshake passes, only a PING, which is small.
@@ -310,14 +323,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<'_, S> {
                     return Ok(());
                 }
             };
-            // What the buffer allocates for these bytes, held first.
-            buffer.reserve(n);
-            let growth = buffer.capacity().saturating_sub(memory.bytes());
+            // What the buffer will allocate for these bytes, held first.
+            let wanted = buffer.len() + n;
+            let capacity = if wanted <= buffer.capacity() {
+                buffer.capacity()
+            } else {
+                wanted.max(buffer.capacity().saturating_mul(2))
+            };
+            let growth = capacity.saturating_sub(memory.bytes());
             if let Err(e) = room(&mut memory, growth, metrics).await {
                 // What it had of its message is lost with the connection.
                 metrics.malformed.add(1, (buffer.len() + n) as u64);
                 return Err(e);
             }
+            buffer.reserve_exact(capacity - buffer.len());
             buffer.extend_from_slice(&read[..n]);
         }
     }
@@ -375,6 +394,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<'_, S> {
             .await
             .map_err(|e| format!("answering: {e}"))
     }
+}
+
+/// What a record takes in memory besides its body and fields, about.
+const RECORD_COST: usize = 256;
+
+/// What decoded records take in memory, about: their bodies, their fields
+/// (a few dozen bytes each) and the record itself.
+fn records_cost(records: &[LogRecord]) -> usize {
+    records
+        .iter()
+        .map(|r| r.body.capacity() + (r.attributes.len() + r.resource.len()) * 64 + RECORD_COST)
+        .sum()
 }
 
 /// The shared-key digest of a PING, if `value` is one.

@@ -253,7 +253,9 @@ impl<'a> Reader<'a> {
                 Value::Array(items)
             }
             Head::Map(n) => {
-                let mut entries = Vec::with_capacity(self.room(n) / 2);
+                // Each entry takes at least two bytes.
+                let left = self.input.len() - self.at;
+                let mut entries = Vec::with_capacity((n as usize).min(left / 2));
                 for _ in 0..n {
                     let key = self.value(depth + 1)?;
                     entries.push((key, self.value(depth + 1)?));
