@@ -42,6 +42,9 @@ pub struct SinkMetrics {
     pub refused_by_destination: Tally,
     /// Buffer payloads that were not records (damage the checksum missed).
     pub undecodable: Tally,
+    /// Left in a memory buffer that a reload replaced with a disk buffer,
+    /// when the move did not finish in time (the records are lost).
+    pub left_by_reload: Tally,
     pub in_flight: AtomicU64,
     /// When the destination last acknowledged a batch (monotonic ns), or
     /// when delivery started.

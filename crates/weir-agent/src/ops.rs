@@ -292,7 +292,7 @@ impl Registry {
         let mut dropped = Vec::new();
         for (n, m, buffer) in &self.sinks {
             let stats = buffer.stats();
-            let reasons: [(&str, Counts); 6] = [
+            let reasons: [(&str, Counts); 7] = [
                 ("buffer_full_newest", stats.dropped_newest),
                 ("buffer_full_oldest", stats.dropped_oldest),
                 ("buffer_damaged", sum(stats.cut_read, stats.cut_at_open)),
@@ -317,6 +317,13 @@ impl Registry {
                         bytes: m.refused_by_destination.get().1,
                     },
                 ),
+                (
+                    "left_by_reload",
+                    Counts {
+                        records: m.left_by_reload.get().0,
+                        bytes: m.left_by_reload.get().1,
+                    },
+                ),
             ];
             for (reason, counts) in reasons {
                 dropped.push((
@@ -328,7 +335,7 @@ impl Registry {
         family(
             "weir_dropped_records_total",
             "counter",
-            "Records not delivered, by reason (sink_rejected ones are in the dead-letter file; destination_refused ones the destination took and then refused, OTLP partial_success).",
+            "Records not delivered, by reason (sink_rejected ones are in the dead-letter file; destination_refused ones the destination took and then refused, OTLP partial_success; left_by_reload ones a reload's move to a disk buffer did not finish in time).",
             dropped,
         );
         family(

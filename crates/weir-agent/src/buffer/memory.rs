@@ -537,4 +537,36 @@ mod moving {
         drop(disk);
         let _ = std::fs::remove_dir_all(&dir);
     }
+
+    #[test]
+    fn a_move_into_a_full_blocking_disk_buffer_ends_at_its_deadline() {
+        let dir = std::env::temp_dir().join(format!("weir-move-late-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let memory = Buffer::Memory(MemoryBuffer::new(MemoryConfig {
+            max_bytes: 1 << 20,
+            when_full: WhenFull::Block,
+        }));
+        let records: Vec<Bytes> = (0..200)
+            .map(|n| Bytes::from(format!("record {n:04} {}", "x".repeat(40))))
+            .collect();
+        memory.append(&records).unwrap();
+        // Room for a few records, and nobody reading it.
+        let config = DiskConfig {
+            max_bytes: 1024,
+            segment_bytes: 512,
+            when_full: WhenFull::Block,
+            ..DiskConfig::default()
+        };
+        let (disk, _) = DiskBuffer::open(&dir, config).unwrap();
+        let disk = Arc::new(Buffer::Disk(disk));
+        let started = Instant::now();
+        let moved = memory.move_to_disk(&disk, Duration::from_millis(300));
+        assert!(started.elapsed() < Duration::from_secs(5), "it waited on");
+        assert!(moved > 0 && moved < 200, "{moved}");
+        // What did not go is still held here, for the caller to count.
+        assert_eq!(memory.stats().held.records, 200 - moved);
+        assert_eq!(disk.stats().held.records, moved);
+        drop(disk);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -229,6 +229,19 @@ impl Buffer {
     fn transfer_to(&self, to: &Buffer, within: std::time::Duration) -> u64 {
         let deadline = std::time::Instant::now() + within;
         self.rewind();
+        // A full `to` that blocks waits no longer than the deadline.
+        let late = std::sync::Arc::new(AtomicBool::new(false));
+        let (done, finished) = std::sync::mpsc::channel::<()>();
+        let timer = {
+            let late = std::sync::Arc::clone(&late);
+            std::thread::spawn(move || {
+                if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    finished.recv_timeout(within)
+                {
+                    late.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+            })
+        };
         let mut moved = 0;
         while std::time::Instant::now() < deadline {
             let entries = match self.read(10_000, 8 << 20, std::time::Duration::ZERO) {
@@ -236,14 +249,25 @@ impl Buffer {
                 _ => break,
             };
             let payloads: Vec<bytes::Bytes> = entries.iter().map(|e| e.payload.clone()).collect();
-            if to.append(&payloads).is_err() {
+            let Ok(appended) = to.append_unless(&payloads, &late) else {
+                break;
+            };
+            // What `to` took, or refused and counted, is settled here;
+            // what it gave up at the deadline (the last ones) stays, said
+            // and counted by the caller.
+            let settled = payloads.len() - appended.given_up as usize;
+            let taken = &entries[..settled];
+            if let (Some(first), Some(last)) = (taken.first(), taken.last()) {
+                let bytes = taken.iter().map(|e| e.payload.len() as u64).sum();
+                let _ = self.ack(first.seq..last.seq + 1, bytes);
+                moved += appended.accepted;
+            }
+            if appended.given_up > 0 {
                 break;
             }
-            let bytes = entries.iter().map(|e| e.payload.len() as u64).sum();
-            let range = entries[0].seq..entries[entries.len() - 1].seq + 1;
-            let _ = self.ack(range, bytes);
-            moved += entries.len() as u64;
         }
+        drop(done);
+        let _ = timer.join();
         moved
     }
 

@@ -317,6 +317,8 @@ impl Running {
                 }
                 let _ = old.buffer.close();
                 report_undelivered(name, &old.buffer, "when its buffer was replaced");
+                let left = old.buffer.stats().held;
+                runtime.metrics.left_by_reload.add(left.records, left.bytes);
             }
         }
         self.sinks.insert(name.to_owned(), runtime);
