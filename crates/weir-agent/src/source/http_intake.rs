@@ -386,9 +386,15 @@ pub async fn body(
     let mut unpacked = Vec::new();
     let mut unpacking = flate2::read::MultiGzDecoder::new(&body[..]).take(most as u64 + 1);
     loop {
-        // Room for a step, as the vector grows it (doubling), held first.
-        unpacked.reserve(UNPACK_STEP);
-        let growth = (body.len() + unpacked.capacity()).saturating_sub(reservation.bytes());
+        // Room for a step, as the vector would grow (doubling), held
+        // before it is allocated.
+        let wanted = unpacked.len() + UNPACK_STEP;
+        let capacity = if wanted <= unpacked.capacity() {
+            unpacked.capacity()
+        } else {
+            wanted.max(unpacked.capacity().saturating_mul(2))
+        };
+        let growth = (body.len() + capacity).saturating_sub(reservation.bytes());
         hold(&mut reservation, growth, metrics).map_err(|(status, why)| {
             (
                 status,
@@ -398,6 +404,7 @@ pub async fn body(
                 ),
             )
         })?;
+        unpacked.reserve_exact(capacity - unpacked.len());
         let step = (&mut unpacking)
             .take(UNPACK_STEP as u64)
             .read_to_end(&mut unpacked)
