@@ -30,6 +30,9 @@ pub const MAX_FAILURES: usize = 10;
 /// How long failures are remembered, from the first of them.
 pub const WINDOW: Duration = Duration::from_secs(60);
 
+/// `Retry-After` for a client shut out: the most it waits, [`WINDOW`].
+pub const RETRY_AFTER: &str = "60";
+
 /// Clients remembered at once. Past it, one that is not shut out is
 /// forgotten; if every one is, new clients share one count, so a guesser
 /// with many addresses cannot make the guard forget it.
@@ -156,6 +159,11 @@ impl AuthGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_after_is_the_window() {
+        assert_eq!(RETRY_AFTER.parse::<u64>(), Ok(WINDOW.as_secs()));
+    }
 
     fn ip(text: &str) -> Option<IpAddr> {
         Some(text.parse().unwrap())

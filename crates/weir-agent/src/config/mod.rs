@@ -290,6 +290,20 @@ pub struct Token {
     pub tenant: Option<String>,
 }
 
+impl Token {
+    /// The token of `tokens` that `given` is, if any: every one is
+    /// compared, so the time taken says nothing of which came close.
+    pub fn find<'t>(tokens: &'t [Token], given: &str) -> Option<&'t Token> {
+        tokens.iter().fold(None, |found, token| {
+            let same = crate::source::forward::auth::constant_time_eq(
+                token.token.as_bytes(),
+                given.as_bytes(),
+            );
+            if same { Some(token) } else { found }
+        })
+    }
+}
+
 /// `tls = { cert = "PEM", key = "PEM" }` for a listener, `tls = { ca =
 /// "PEM", server_name = "NAME" }` (both optional) for a sink.
 #[derive(Deserialize)]

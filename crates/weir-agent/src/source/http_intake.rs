@@ -18,7 +18,7 @@ use hyper::{Request, Response, StatusCode};
 
 use super::Wiring;
 use super::decode_cost;
-use super::memory::{MemoryLimit, Reservation, Short};
+use super::memory::{self, MemoryLimit, Reservation, Short};
 use super::net::{self, Emitter, Limits};
 use super::tenant::Tenancy;
 use crate::auth_guard;
@@ -129,7 +129,7 @@ fn refusal(status: StatusCode, message: String) -> Response<http_server::Body> {
     let retry_after = match status {
         StatusCode::SERVICE_UNAVAILABLE => Some("1"),
         // A client shut out for wrong tokens: the most it waits.
-        StatusCode::TOO_MANY_REQUESTS => Some("60"),
+        StatusCode::TOO_MANY_REQUESTS => Some(auth_guard::RETRY_AFTER),
         _ => None,
     };
     if let Some(seconds) = retry_after {
@@ -164,21 +164,7 @@ pub fn check_token<'c>(
         metrics.failed_auth.fetch_add(1, Ordering::Relaxed);
         return Err((StatusCode::TOO_MANY_REQUESTS, SHUT_OUT.into()));
     }
-    // Every token is compared, so the time taken says nothing of which
-    // one came close.
-    let mut found = None;
-    if let Some(given) = given {
-        for token in &config.tokens {
-            let same = crate::source::forward::auth::constant_time_eq(
-                given.as_bytes(),
-                token.token.as_bytes(),
-            );
-            if same {
-                found = Some(token);
-            }
-        }
-    }
-    match found {
+    match given.and_then(|given| crate::config::Token::find(&config.tokens, given)) {
         Some(token) => Ok(Tenancy::new(
             token.tenant.as_deref().or(config.tenant.as_deref()),
             true,
@@ -388,12 +374,7 @@ pub async fn body(
     loop {
         // Room for a step, as the vector would grow (doubling), held
         // before it is allocated.
-        let wanted = unpacked.len() + UNPACK_STEP;
-        let capacity = if wanted <= unpacked.capacity() {
-            unpacked.capacity()
-        } else {
-            wanted.max(unpacked.capacity().saturating_mul(2))
-        };
+        let capacity = memory::grown_capacity(unpacked.len(), unpacked.capacity(), UNPACK_STEP);
         let growth = (body.len() + capacity).saturating_sub(reservation.bytes());
         hold(&mut reservation, growth, metrics).map_err(|(status, why)| {
             (

@@ -20,6 +20,18 @@ use std::sync::atomic::Ordering;
 
 use crate::metrics::SourceMetrics;
 
+/// The capacity a vector of `len` bytes in `capacity` takes to hold
+/// `more`, as `Vec` grows (doubling): what to hold before it grows, then
+/// `reserve_exact` to.
+pub fn grown_capacity(len: usize, capacity: usize, more: usize) -> usize {
+    let wanted = len.saturating_add(more);
+    if wanted <= capacity {
+        capacity
+    } else {
+        wanted.max(capacity.saturating_mul(2))
+    }
+}
+
 /// The memory a source's requests may hold at once; what they hold is
 /// the source's `memory_held`, so /metrics shows it.
 #[derive(Debug)]

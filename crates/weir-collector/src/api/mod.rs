@@ -196,7 +196,7 @@ impl Api {
         if !given.is_empty() {
             shut_out(peer)?;
         }
-        match known_token(&self.tokens, given) {
+        match Token::find(&self.tokens, given) {
             Some(Token {
                 tenant: Some(tenant),
                 ..
@@ -285,23 +285,12 @@ pub fn failure(failure: Failure) -> Response<Body> {
     );
     if failure.status == StatusCode::TOO_MANY_REQUESTS {
         // A client shut out for wrong tokens: the most it waits.
-        response
-            .headers_mut()
-            .insert(hyper::header::RETRY_AFTER, HeaderValue::from_static("60"));
+        response.headers_mut().insert(
+            hyper::header::RETRY_AFTER,
+            HeaderValue::from_static(auth_guard::RETRY_AFTER),
+        );
     }
     response
-}
-
-/// The query token `given` is, if any: every one is compared, so the time
-/// taken says nothing of which came close.
-pub fn known_token<'t>(tokens: &'t [Token], given: &str) -> Option<&'t Token> {
-    tokens.iter().fold(None, |found, token| {
-        let same = weir_agent::source::forward::auth::constant_time_eq(
-            token.token.as_bytes(),
-            given.as_bytes(),
-        );
-        if same { Some(token) } else { found }
-    })
 }
 
 /// Refuses (429) a client that gave too many wrong tokens lately

@@ -88,7 +88,7 @@ pub async fn sign_in(tokens: &[Token], secure: bool, request: Request<Incoming>)
     {
         return crate::api::failure(failure);
     }
-    let known = crate::api::known_token(tokens, token).is_some();
+    let known = Token::find(tokens, token).is_some();
     if !known || token.bytes().any(|b| !b.is_ascii_graphic() || b == b';') {
         if !token.is_empty() {
             auth_guard::shared().failed(peer, token.as_bytes());

@@ -35,7 +35,7 @@ use tokio_rustls::TlsAcceptor;
 use self::auth::Handshake;
 use self::msgpack::ReadError;
 use super::Wiring;
-use super::memory::{MemoryLimit, Reservation, Short};
+use super::memory::{self, MemoryLimit, Reservation, Short};
 use super::net::{self, Emitter, Limits};
 use super::tenant::Tenancy;
 use crate::auth_guard;
@@ -324,12 +324,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<'_, S> {
                 }
             };
             // What the buffer will allocate for these bytes, held first.
-            let wanted = buffer.len() + n;
-            let capacity = if wanted <= buffer.capacity() {
-                buffer.capacity()
-            } else {
-                wanted.max(buffer.capacity().saturating_mul(2))
-            };
+            let capacity = memory::grown_capacity(buffer.len(), buffer.capacity(), n);
             let growth = capacity.saturating_sub(memory.bytes());
             if let Err(e) = room(&mut memory, growth, metrics).await {
                 // What it had of its message is lost with the connection.
